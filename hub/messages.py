@@ -1,0 +1,184 @@
+"""Engine protocol v1 messages as typed values (msgspec Structs), shared by the hub and the client.
+
+This module imports nothing but msgspec so the client library can use it without the server stack.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+import msgspec
+from msgspec import UNSET, Meta, Struct, UnsetType
+
+__all__ = [
+    "ENGINE_NAME_PATTERN",
+    "EVENT_TYPE_PATTERN",
+    "METRIC_NAME_PATTERN",
+    "Ack",
+    "Bye",
+    "EngineMessage",
+    "ErrorCode",
+    "ErrorReply",
+    "Event",
+    "Heartbeat",
+    "Hello",
+    "Log",
+    "Metric",
+    "Status",
+    "Welcome",
+]
+
+ENGINE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+EVENT_TYPE_PATTERN = r"^[A-Za-z0-9_.:-]{1,64}$"
+METRIC_NAME_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
+TAG_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,63}$"
+INT64_MAX = 2**63 - 1
+
+
+class Status(enum.StrEnum):
+    """Engine-reported run status."""
+
+    STARTING = "starting"
+    RUNNING = "running"
+    STOPPED = "stopped"
+    ERROR = "error"
+
+
+class ErrorCode(enum.StrEnum):
+    """Why one message was rejected (sent in `error` replies and counted in stats)."""
+
+    BAD_JSON = "bad_json"
+    BAD_MESSAGE = "bad_message"
+    UNKNOWN_KIND = "unknown_kind"
+    HELLO_REQUIRED = "hello_required"
+    ALREADY_HELLO = "already_hello"
+    TOO_LARGE = "too_large"
+    TOO_DEEP = "too_deep"
+    BAD_NUMBER = "bad_number"
+    FUTURE_TIMESTAMP = "future_timestamp"
+    TOO_MANY_TYPES = "too_many_types"
+    TOO_MANY_SERIES = "too_many_series"
+    TOO_MANY_ENGINES = "too_many_engines"
+    METRIC_CONFLICT = "metric_conflict"
+
+
+Name = Annotated[str, Meta(pattern=ENGINE_NAME_PATTERN)]
+Mode = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{1,16}$")]
+BootId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+Seq = Annotated[int, Meta(ge=1, le=INT64_MAX)]
+Count = Annotated[int, Meta(ge=0, le=INT64_MAX)]
+Pid = Annotated[int, Meta(ge=0, le=2**31)]
+Interval = Annotated[float, Meta(gt=0, le=86_400)]
+Timestamp = Annotated[datetime, Meta(tz=True)] | float
+LoggerName = Annotated[str, Meta(max_length=256)]
+TagValue = Annotated[str, Meta(max_length=256)]
+Tags = dict[Annotated[str, Meta(pattern=TAG_KEY_PATTERN)], TagValue]
+Json = dict[str, Any]
+
+
+class _Message(Struct, tag_field="kind", forbid_unknown_fields=False, omit_defaults=True):
+    """Base of all protocol messages; unknown fields are ignored for forward compatibility."""
+
+
+class Hello(_Message, tag="hello"):
+    """First message of a connection: who the engine is and which boot this is."""
+
+    engine: Name
+    mode: Mode = "paper"
+    pid: Pid | None = None
+    boot_id: BootId | None = None
+    started_at: Timestamp | None = None
+    heartbeat_interval: Interval | None = None
+    meta: Json = {}
+
+
+class Heartbeat(_Message, tag="heartbeat"):
+    """Partial health update: omitted fields keep their last value."""
+
+    seq: Seq
+    ts: Timestamp | None = None
+    status: Status | UnsetType = UNSET
+    loop_tick: Count | UnsetType = UNSET
+    universe_size: Count | UnsetType = UNSET
+    open_positions: Annotated[int, Meta(ge=-INT64_MAX, le=INT64_MAX)] | UnsetType = UNSET
+    last_error: str | None | UnsetType = UNSET
+    interval: Interval | UnsetType = UNSET
+    dropped: dict[Annotated[str, Meta(max_length=64)], Count] | UnsetType = UNSET
+    state: Json | UnsetType = UNSET
+
+
+class Event(_Message, tag="event"):
+    """A trading event (signal, order, cycle, ...) with a free-form JSON payload."""
+
+    seq: Seq
+    type: Annotated[str, Meta(pattern=EVENT_TYPE_PATTERN)]
+    ts: Timestamp | None = None
+    payload: Json = {}
+
+
+class Metric(_Message, tag="metric"):
+    """A counter increment, gauge value or histogram/timer observation."""
+
+    seq: Seq
+    op: Literal["inc", "set", "observe"]
+    name: Annotated[str, Meta(pattern=METRIC_NAME_PATTERN)]
+    value: float = 1.0
+    tags: Tags = {}
+    ts: Timestamp | None = None
+
+
+class Log(_Message, tag="log"):
+    """One log record from the engine."""
+
+    seq: Seq
+    message: str
+    level: Annotated[str, Meta(pattern=r"^[A-Za-z]{1,16}$")] = "INFO"
+    logger: LoggerName = ""
+    ts: Timestamp | None = None
+    exc: str | None = None
+    extra: Json = {}
+
+
+class Bye(_Message, tag="bye"):
+    """Graceful stop: the engine will not send more in this boot."""
+
+    seq: Seq
+    status: Status = Status.STOPPED
+    ts: Timestamp | None = None
+
+
+EngineMessage = Hello | Heartbeat | Event | Metric | Log | Bye
+
+
+class Welcome(_Message, tag="welcome"):
+    """Hub reply to `hello`: replay everything after `last_seq`."""
+
+    hub: str
+    engine: str
+    boot_id: str
+    last_seq: int
+    ack_interval: float
+    max_message_bytes: int
+    max_frame_bytes: int
+
+
+class Ack(_Message, tag="ack"):
+    """Everything up to `seq` is stored; the client may forget it."""
+
+    seq: int
+
+
+class ErrorReply(_Message, tag="error"):
+    """One message was rejected; the connection stays open."""
+
+    code: ErrorCode
+    detail: str
+    seq: int | None = None
+    index: int | None = None
+
+
+HubMessage = Welcome | Ack | ErrorReply
+
+encoder = msgspec.json.Encoder()

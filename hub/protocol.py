@@ -1,0 +1,338 @@
+"""Sans-I/O decoding and validation of engine frames: text in, typed messages and rejections out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from hub.messages import (
+    INT64_MAX,
+    Bye,
+    EngineMessage,
+    ErrorCode,
+    Event,
+    Heartbeat,
+    Hello,
+    Log,
+    Metric,
+)
+from hub.settings import Settings
+
+__all__ = ["FrameDecoder", "ProtocolClose", "Rejected", "Truncation"]
+
+_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
+_NOT_DIGITS = bytes(b for b in range(256) if b not in b"0123456789")
+_LONG_INT = b"0" * 19
+_SEQ = re.compile(rb'"seq"\s*:\s*([0-9]{1,19})\b')
+_BRACKETS = bytes.maketrans(b"[]", b"{}")
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_PAIR = re.compile(rb"\{\}")
+_TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+_MAX_TEXT_CHARS = 4096
+_TRUNCATED = "… [truncated {} bytes]"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One message that failed validation; `seq` is set when the message carried a usable one."""
+
+    code: ErrorCode
+    detail: str
+    seq: int | None = None
+    index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Truncation:
+    """A text field was cut to its limit (the message itself is kept)."""
+
+    field: str
+    removed_bytes: int
+
+
+class ProtocolClose(Exception):
+    """The connection must close with `code` and a readable `reason` (never a traceback)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class _Probe(msgspec.Struct, forbid_unknown_fields=False):
+    """Best-effort look at a rejected message, to report its seq."""
+
+    seq: Any = None
+
+
+def _truncate(text: str, limit: int) -> tuple[str, int]:
+    """Cut `text` to at most `limit` UTF-8 bytes, marking the cut; returns (text, bytes removed)."""
+    if len(text) * 4 <= limit:
+        return text, 0
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text, 0
+    kept = data[:limit].decode("utf-8", "ignore")
+    removed = len(data) - len(kept.encode("utf-8"))
+    return kept + _TRUNCATED.format(removed), removed
+
+
+class FrameDecoder:
+    """Turns one text frame (a message or a batch) into messages and per-message rejections.
+
+    Rejections never poison the rest of a batch. Only problems with the frame itself (binary,
+    too big) are fatal and raise `ProtocolClose`.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._typed = msgspec.json.Decoder(EngineMessage)
+        self._typed_batch = msgspec.json.Decoder(list[EngineMessage])
+        self._batch = msgspec.json.Decoder(list[msgspec.Raw])
+        self._probe = msgspec.json.Decoder(_Probe)
+        self.truncations: list[Truncation] = []
+
+    def decode_bytes(self, data: bytes) -> list[EngineMessage | Rejected]:
+        """Binary frames are not part of the protocol."""
+        raise ProtocolClose(1003, "binary frames are not supported: send UTF-8 JSON text frames")
+
+    def decode(self, text: str, now: float) -> list[EngineMessage | Rejected]:
+        """Decode one text frame received at `now` (Unix seconds)."""
+        settings = self._settings
+        data = text.encode("utf-8", "surrogatepass")
+        if len(data) > settings.max_frame_bytes:
+            raise ProtocolClose(
+                1009, f"frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}"
+            )
+        head = data[:1] if data[:1] in (b"{", b"[") else data.lstrip()[:1]
+        if head == b"{":
+            return [self._one(data, now, None, self._needs_walk(data))]
+        if head != b"[":
+            return [
+                Rejected(
+                    ErrorCode.BAD_JSON,
+                    "a frame must hold one JSON message object or a JSON array of them",
+                )
+            ]
+        walk = self._needs_walk(data)
+        if len(data) <= settings.max_message_bytes:
+            # Fast path: the whole batch is valid, so decode it in one call.
+            try:
+                messages = self._typed_batch.decode(data)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+                pass
+            else:
+                return [self._checked(msg, now, walk, None, index) for index, msg in enumerate(messages)]
+        try:
+            parts = [bytes(raw) for raw in self._batch.decode(data)]
+        except (msgspec.DecodeError, RecursionError) as exc:
+            split = _split_array(data)
+            if split is None:
+                return [_rejected_json(data, exc, None)]
+            parts = split
+        return [self._one(part, now, index, walk) for index, part in enumerate(parts)]
+
+    def _needs_walk(self, data: bytes) -> bool:
+        """Cheap frame-level bound: only frames that might nest too deep or hold huge ints are walked."""
+        digits = data.translate(_DIGITS, b"")
+        return _LONG_INT in digits or not _shallow(data, self._settings.max_json_depth + 2)
+
+    def _one(
+        self, data: bytes, now: float, index: int | None, walk: bool
+    ) -> EngineMessage | Rejected:
+        settings = self._settings
+        if len(data) > settings.max_message_bytes:
+            return self._reject(
+                data,
+                ErrorCode.TOO_LARGE,
+                f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}",
+                index,
+            )
+        try:
+            msg = self._typed.decode(data)
+        except msgspec.ValidationError as exc:
+            return self._reject(data, *_classify_validation(str(exc)), index)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            return _rejected_json(data, exc, index)
+        return self._checked(msg, now, walk, data, index)
+
+    def _checked(
+        self, msg: EngineMessage, now: float, walk: bool, data: bytes | None, index: int | None
+    ) -> EngineMessage | Rejected:
+        problem = self._check(msg, now, walk)
+        if problem is None:
+            return msg
+        seq = getattr(msg, "seq", None)
+        return Rejected(problem[0], problem[1], seq, index)
+
+    def _reject(self, data: bytes, code: ErrorCode, detail: str, index: int | None) -> Rejected:
+        seq: int | None = None
+        try:
+            probed = self._probe.decode(data).seq
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            probed = None
+        if type(probed) is int and 1 <= probed <= INT64_MAX:
+            seq = probed
+        return Rejected(code, detail, seq, index)
+
+
+    def _check(self, msg: EngineMessage, now: float, walk: bool) -> tuple[ErrorCode, str] | None:
+        """Checks msgspec's types cannot express; normalizes timestamps to Unix seconds."""
+        settings = self._settings
+        if walk:
+            problem = _check_json(msg, settings.max_json_depth)
+            if problem is not None:
+                return problem
+        limit = now + settings.max_future_seconds
+        match msg:
+            case Hello():
+                if msg.started_at is not None:
+                    msg.started_at = _epoch(msg.started_at)
+                return None
+            case Heartbeat() | Event() | Bye():
+                pass
+            case Metric():
+                if len(msg.tags) > settings.max_metric_tags:
+                    return (
+                        ErrorCode.BAD_MESSAGE,
+                        f"metric has {len(msg.tags)} tags; the limit is {settings.max_metric_tags}",
+                    )
+                if msg.op == "inc" and msg.value < 0:
+                    return (ErrorCode.BAD_MESSAGE, "a counter increment must not be negative")
+            case Log():
+                msg.message, removed = _truncate(msg.message, settings.max_log_line_bytes)
+                if removed:
+                    self.truncations.append(Truncation("message", removed))
+                if msg.exc is not None:
+                    msg.exc, removed = _truncate(msg.exc, settings.max_log_line_bytes)
+                    if removed:
+                        self.truncations.append(Truncation("exc", removed))
+        if isinstance(msg, Heartbeat) and isinstance(msg.last_error, str):
+            msg.last_error, _ = _truncate(msg.last_error, _MAX_TEXT_CHARS)
+        if msg.ts is not None:
+            ts = _epoch(msg.ts)
+            if ts > limit:
+                return (
+                    ErrorCode.FUTURE_TIMESTAMP,
+                    f"ts is {ts - now:.0f} s in the future; the limit is "
+                    f"{settings.max_future_seconds:.0f} s (check the engine's clock)",
+                )
+            if ts < 0:
+                return (ErrorCode.BAD_MESSAGE, "ts must not be before 1970")
+            msg.ts = ts
+        return None
+
+
+def _shallow(data: bytes, limit: int) -> bool:
+    """True if the brackets in `data` (strings included, so an over-estimate) nest at most `limit`."""
+    brackets = data.translate(_BRACKETS, _NOT_BRACKETS)
+    for _ in range(limit):
+        if not brackets:
+            return True
+        brackets = _PAIR.sub(b"", brackets)
+    return not brackets
+
+
+def _split_array(data: bytes) -> list[bytes] | None:
+    """Split a top-level JSON array into element texts without parsing them (for invalid JSON)."""
+    depth = 0
+    start = 0
+    parts: list[bytes] = []
+    for match in _TOKEN.finditer(data):
+        token = match.group()
+        if token in (b"[", b"{"):
+            depth += 1
+            if depth == 1:
+                start = match.end()
+        elif token in (b"]", b"}"):
+            depth -= 1
+            if depth == 0:
+                tail = data[start : match.start()].strip()
+                if tail:
+                    parts.append(tail)
+                return parts if not data[match.end() :].strip() else None
+        elif token == b"," and depth == 1:
+            parts.append(data[start : match.start()].strip())
+            start = match.end()
+    return None
+
+
+def _epoch(value: datetime | float) -> float:
+    return value.timestamp() if isinstance(value, datetime) else float(value)
+
+
+def _classify_validation(text: str) -> tuple[ErrorCode, str]:
+    if "at `$.kind`" in text and text.startswith("Invalid value"):
+        return ErrorCode.UNKNOWN_KIND, (
+            f"{text}; kind must be one of hello, heartbeat, event, metric, log, bye"
+        )
+    if "out of range" in text:
+        return ErrorCode.BAD_NUMBER, text
+    return ErrorCode.BAD_MESSAGE, text
+
+
+def _rejected_json(data: bytes, exc: Exception, index: int | None) -> Rejected:
+    if isinstance(exc, RecursionError):
+        return Rejected(ErrorCode.TOO_DEEP, "JSON nesting is too deep", None, index)
+    if _SURROGATE_ESCAPE.search(data):
+        return Rejected(
+            ErrorCode.BAD_JSON,
+            f"{exc} (a string holds a lone UTF-16 surrogate escape such as \\ud800)",
+            _seq_of_invalid(data),
+            index,
+        )
+    if b"NaN" in data or b"Infinity" in data:
+        return Rejected(
+            ErrorCode.BAD_NUMBER,
+            f"{exc} (NaN and Infinity are not valid JSON)",
+            _seq_of_invalid(data),
+            index,
+        )
+    return Rejected(ErrorCode.BAD_JSON, str(exc), _seq_of_invalid(data), index)
+
+
+def _free_form(msg: EngineMessage) -> Sequence[tuple[str, object]]:
+    match msg:
+        case Hello():
+            return (("meta", msg.meta),)
+        case Heartbeat():
+            return (("state", msg.state),)
+        case Event():
+            return (("payload", msg.payload),)
+        case Log():
+            return (("extra", msg.extra),)
+        case Metric() | Bye():
+            return ()
+
+
+def _check_json(msg: EngineMessage, max_depth: int) -> tuple[ErrorCode, str] | None:
+    """Reject free-form JSON that nests deeper than `max_depth` or holds integers beyond int64."""
+    for name, root in _free_form(msg):
+        stack: list[tuple[object, int]] = [(root, 1)]
+        while stack:
+            value, depth = stack.pop()
+            if isinstance(value, dict):
+                children: Any = value.values()
+            elif isinstance(value, list):
+                children = value
+            else:
+                if type(value) is int and not -INT64_MAX - 1 <= value <= INT64_MAX:
+                    return ErrorCode.BAD_NUMBER, f"{name} holds an integer outside the int64 range"
+                continue
+            if depth > max_depth:
+                return ErrorCode.TOO_DEEP, f"{name} nests deeper than {max_depth} levels"
+            stack.extend((child, depth + 1) for child in children)
+    return None
+
+
+def _seq_of_invalid(data: bytes) -> int | None:
+    """The seq of a message that is not even valid JSON, read by pattern (best effort)."""
+    match = _SEQ.search(data)
+    seq = int(match.group(1)) if match else 0
+    return seq if 1 <= seq <= INT64_MAX else None

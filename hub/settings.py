@@ -1,0 +1,175 @@
+"""One frozen `Settings` built from defaults, an optional TOML file, the environment and CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "ENGINE_HUB_"
+
+KNOWN_EVENT_TYPES = (
+    "signal_event",
+    "indicator_event",
+    "order_event",
+    "position_event",
+    "engine_health",
+    "decision_trace",
+    "universe_scan",
+    "performance_update",
+    "cycle",
+    "error",
+)
+
+_DEFAULT_CAPACITIES: Mapping[str, int] = MappingProxyType(
+    {"signal_event": 500, "order_event": 1000, "cycle": 100, "error": 200}
+)
+
+
+class SettingsError(ValueError):
+    """A setting has a value the hub cannot use; the message names the setting and the fix."""
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Every tunable of the hub. Nothing below the CLI reads the environment."""
+
+    host: str = "127.0.0.1"
+    port: int = 8765
+    db: str = ":memory:"
+    log_level: str = "info"
+
+    # Engine protocol limits.
+    max_message_bytes: int = 256 * 1024
+    max_frame_bytes: int = 1024 * 1024
+    max_log_line_bytes: int = 16 * 1024
+    max_json_depth: int = 32
+    max_future_seconds: float = 600.0
+    max_metric_tags: int = 15
+    max_series_per_engine: int = 5000
+    max_engines: int = 256
+    max_event_types: int = 64
+    max_pending_replies: int = 256
+
+    # Connection behaviour.
+    hello_timeout: float = 5.0
+    ack_interval: float = 0.1
+    ws_ping_interval: float = 20.0
+    ws_ping_timeout: float = 20.0
+    graceful_timeout: float = 10.0
+
+    # Health rules, as multiples of the engine's heartbeat interval.
+    heartbeat_interval: float = 5.0
+    late_after: float = 2.0
+    stale_after: float = 6.0
+    stalled_after: float = 6.0
+
+    # Buffers.
+    ring_capacities: Mapping[str, int] = field(default_factory=lambda: _DEFAULT_CAPACITIES)
+    ring_default_capacity: int = 1000
+    log_tail_lines: int = 1000
+    history_points: int = 120
+
+    # Readers.
+    api_max_limit: int = 1000
+    view_tick: float = 0.1
+    sse_keepalive: float = 15.0
+    sse_queue_events: int = 10_000
+    max_sse_clients: int = 256
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+                raise SettingsError(f"setting {f.name!r} must not be negative (got {value})")
+        if not 0 <= self.port <= 65535:
+            raise SettingsError(f"setting 'port' must be 0..65535 (got {self.port})")
+        if self.max_message_bytes > self.max_frame_bytes:
+            raise SettingsError("'max_message_bytes' must not exceed 'max_frame_bytes'")
+        if not self.late_after < self.stale_after:
+            raise SettingsError("'late_after' must be smaller than 'stale_after'")
+        object.__setattr__(self, "ring_capacities", MappingProxyType(dict(self.ring_capacities)))
+
+    def ring_capacity(self, event_type: str) -> int:
+        """Capacity of the ring that keeps events of `event_type`."""
+        return self.ring_capacities.get(event_type, self.ring_default_capacity)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied (validated like the original)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _coerce(name: str, raw: Any, default: Any) -> Any:
+    """Turn a TOML or environment value into the type of the setting's default."""
+    try:
+        if isinstance(default, bool):
+            if isinstance(raw, str):
+                return raw.strip().lower() in ("1", "true", "yes", "on")
+            return bool(raw)
+        if isinstance(default, int):
+            return int(raw)
+        if isinstance(default, float):
+            return float(raw)
+        if isinstance(default, Mapping):
+            if isinstance(raw, str):
+                pairs = (item.split("=", 1) for item in raw.split(",") if item.strip())
+                return {key.strip(): int(value) for key, value in pairs}
+            return {str(key): int(value) for key, value in dict(raw).items()}
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise SettingsError(f"setting {name!r} cannot use {raw!r}: {exc}") from None
+
+
+def load_settings(
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: str | Path | None = None,
+) -> Settings:
+    """Build settings: defaults < TOML file < environment (ENGINE_HUB_*) < explicit overrides.
+
+    The TOML file is `config_file`, else `ENGINE_HUB_CONFIG` from `environ`.
+    """
+    environ = environ if environ is not None else {}
+    defaults = Settings()
+    known = {f.name: getattr(defaults, f.name) for f in fields(Settings)}
+    values: dict[str, Any] = {}
+
+    path = config_file or environ.get(f"{ENV_PREFIX}CONFIG")
+    if path:
+        try:
+            with open(path, "rb") as fh:
+                table = tomllib.load(fh)
+        except FileNotFoundError:
+            raise SettingsError(f"config file {str(path)!r} does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise SettingsError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
+        table = table.get("hub", table)
+        for key, raw in table.items():
+            if key not in known:
+                raise SettingsError(f"unknown setting {key!r} in {str(path)!r}")
+            values[key] = _coerce(key, raw, known[key])
+
+    for key, default in known.items():
+        env_name = f"{ENV_PREFIX}{key.upper()}"
+        if env_name in environ:
+            values[key] = _coerce(key, environ[env_name], default)
+
+    for key, raw in (overrides or {}).items():
+        if raw is None:
+            continue
+        if key not in known:
+            raise SettingsError(f"unknown setting {key!r}")
+        values[key] = _coerce(key, raw, known[key])
+    return Settings(**values)
+
+
+def default_environ() -> Mapping[str, str]:
+    """The process environment; only the CLI calls this."""
+    return os.environ
