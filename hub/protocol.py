@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,7 +24,7 @@ from hub.messages import (
 )
 from hub.settings import Settings
 
-__all__ = ["FrameDecoder", "ProtocolClose", "Rejected", "Truncation"]
+__all__ = ["FrameDecoder", "ProtocolClose", "Rejected"]
 
 _DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
 _NOT_DIGITS = bytes(b for b in range(256) if b not in b"0123456789")
@@ -46,14 +47,6 @@ class Rejected:
     detail: str
     seq: int | None = None
     index: int | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Truncation:
-    """A text field was cut to its limit (the message itself is kept)."""
-
-    field: str
-    removed_bytes: int
 
 
 class ProtocolClose(Exception):
@@ -90,13 +83,13 @@ class FrameDecoder:
     too big) are fatal and raise `ProtocolClose`.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, drops: Counter[str] | None = None) -> None:
         self._settings = settings
+        self.drops: Counter[str] = drops if drops is not None else Counter()
         self._typed = msgspec.json.Decoder(EngineMessage)
         self._typed_batch = msgspec.json.Decoder(list[EngineMessage])
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
         self._probe = msgspec.json.Decoder(_Probe)
-        self.truncations: list[Truncation] = []
 
     def decode_bytes(self, data: bytes) -> list[EngineMessage | Rejected]:
         """Binary frames are not part of the protocol."""
@@ -128,7 +121,9 @@ class FrameDecoder:
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
                 pass
             else:
-                return [self._checked(msg, now, walk, None, index) for index, msg in enumerate(messages)]
+                return [
+                    self._checked(msg, now, walk, None, index) for index, msg in enumerate(messages)
+                ]
         try:
             parts = [bytes(raw) for raw in self._batch.decode(data)]
         except (msgspec.DecodeError, RecursionError) as exc:
@@ -181,7 +176,6 @@ class FrameDecoder:
             seq = probed
         return Rejected(code, detail, seq, index)
 
-
     def _check(self, msg: EngineMessage, now: float, walk: bool) -> tuple[ErrorCode, str] | None:
         """Checks msgspec's types cannot express; normalizes timestamps to Unix seconds."""
         settings = self._settings
@@ -208,11 +202,11 @@ class FrameDecoder:
             case Log():
                 msg.message, removed = _truncate(msg.message, settings.max_log_line_bytes)
                 if removed:
-                    self.truncations.append(Truncation("message", removed))
+                    self.drops["log_truncated"] += 1
                 if msg.exc is not None:
                     msg.exc, removed = _truncate(msg.exc, settings.max_log_line_bytes)
                     if removed:
-                        self.truncations.append(Truncation("exc", removed))
+                        self.drops["log_truncated"] += 1
         if isinstance(msg, Heartbeat) and isinstance(msg.last_error, str):
             msg.last_error, _ = _truncate(msg.last_error, _MAX_TEXT_CHARS)
         if msg.ts is not None:

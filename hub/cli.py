@@ -1,0 +1,77 @@
+"""The `engine-hub` command line: serve (and the commands later issues add)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from hub import __version__
+from hub.settings import Settings, SettingsError, default_environ, load_settings
+
+__all__ = ["main"]
+
+
+def _settings(args: argparse.Namespace, **extra: object) -> Settings:
+    overrides = {
+        "host": args.host,
+        "port": args.port,
+        "db": args.db,
+        "log_level": args.log_level,
+        **extra,
+    }
+    return load_settings(overrides, default_environ(), args.config)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from hub.server import serve
+
+    return serve(_settings(args))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="engine-hub",
+        description="Live telemetry hub for trading engines.",
+        epilog="Settings also come from ENGINE_HUB_* environment variables and a TOML file "
+        "(--config or ENGINE_HUB_CONFIG); flags win. See docs/operations.md.",
+    )
+    parser.add_argument("--version", action="version", version=f"engine-hub {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def common(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
+        sub.add_argument("--port", type=int, help="port to listen on (default 8765; 0 picks one)")
+        sub.add_argument("--db", help='history store (default ":memory:")')
+        sub.add_argument("--config", help="TOML settings file")
+        sub.add_argument(
+            "--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity"
+        )
+
+    serve = commands.add_parser("serve", help="run the hub")
+    common(serve)
+    serve.set_defaults(run=_serve)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `engine-hub` and `python -m hub`."""
+    args = _parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except SettingsError as exc:
+        print(f"engine-hub: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    try:
+        code: int = args.run(args)
+    except (SettingsError, ValueError) as exc:
+        print(f"engine-hub: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    return code

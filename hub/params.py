@@ -1,0 +1,62 @@
+"""Query-parameter parsing for the HTTP API: bad input becomes a 400 with a JSON reason."""
+
+from __future__ import annotations
+
+import re
+
+from starlette.requests import Request
+
+from hub.messages import ENGINE_NAME_PATTERN, EVENT_TYPE_PATTERN
+
+__all__ = ["BadRequest", "engine_param", "event_type_param", "int_param", "level_param"]
+
+_ENGINE = re.compile(ENGINE_NAME_PATTERN)
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
+_LEVEL = re.compile(r"^[A-Za-z]{1,16}$")
+
+
+class BadRequest(Exception):
+    """A query parameter is invalid; the message says which and what is allowed."""
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer parameter, clamped to `high` ("limit is capped"); 400 below `low` or not a number."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer, got {raw[:32]!r}") from None
+    if value < low:
+        raise BadRequest(f"{name} must be at least {low}")
+    return min(value, high)
+
+
+def _pattern_param(request: Request, name: str, pattern: re.Pattern[str], what: str) -> str | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    if not pattern.match(raw):
+        raise BadRequest(f"{name} must be {what}")
+    return raw
+
+
+def engine_param(request: Request, required: bool = False) -> str | None:
+    """The `engine` filter: a valid engine name, or None when absent (400 if required)."""
+    value = _pattern_param(request, "engine", _ENGINE, "an engine name ([A-Za-z0-9_.-]{1,64})")
+    if value is None and required:
+        raise BadRequest("engine is required, e.g. ?engine=fno")
+    return value
+
+
+def event_type_param(request: Request) -> str | None:
+    """The `event_type` filter."""
+    return _pattern_param(
+        request, "event_type", _EVENT_TYPE, "an event type ([A-Za-z0-9_.:-]{1,64})"
+    )
+
+
+def level_param(request: Request) -> str | None:
+    """The minimum log `level` (DEBUG, INFO, WARNING, ERROR, CRITICAL)."""
+    return _pattern_param(request, "level", _LEVEL, "a log level such as INFO or WARNING")

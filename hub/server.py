@@ -1,0 +1,91 @@
+"""Running the app under uvicorn: CLI serving and an in-process server for tests and the demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+from types import FrameType
+
+import uvicorn
+from starlette.applications import Starlette
+
+from hub.app import create_app
+from hub.runtime import Hub
+from hub.settings import Settings
+
+__all__ = ["HubServer", "bind", "serve", "uvicorn_config"]
+
+log = logging.getLogger(__name__)
+
+
+def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
+    """uvicorn settings that enforce the hub's WebSocket limits."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        lifespan="on",
+        ws="websockets-sansio",
+        ws_max_size=settings.max_frame_bytes,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_timeout,
+        ws_per_message_deflate=False,
+        timeout_graceful_shutdown=int(settings.graceful_timeout) or None,
+        log_level=settings.log_level,
+        log_config=None,
+        access_log=False,
+    )
+
+
+class HubServer(uvicorn.Server):
+    """uvicorn's server that tells the hub to close engine sockets and streams on exit."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.app = create_app(settings)
+        self.settings = settings
+        super().__init__(uvicorn_config(self.app, settings))
+
+    @property
+    def hub(self) -> Hub | None:
+        """The running hub (None before startup)."""
+        return getattr(self.app.state, "hub", None)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGINT/SIGTERM: start the hub's own shutdown, then uvicorn's."""
+        hub = self.hub
+        if hub is not None:
+            asyncio.get_event_loop().call_soon_threadsafe(hub.begin_shutdown)
+        super().handle_exit(sig, frame)
+
+    async def stop(self) -> None:
+        """Shut down from inside the loop (tests, demo)."""
+        hub = self.hub
+        if hub is not None:
+            hub.begin_shutdown()
+        self.should_exit = True
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket (port 0 picks a free one), ready before the server starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit code."""
+    server = HubServer(settings)
+    try:
+        sock = bind(settings.host, settings.port)
+    except OSError as exc:
+        log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror)
+        return 2
+    host, port = sock.getsockname()[:2]
+    log.info("engine hub on http://%s:%d (engines: ws://%s:%d/ws/engine)", host, port, host, port)
+    asyncio.run(server.serve(sockets=[sock]))
+    return 0

@@ -1,0 +1,83 @@
+"""A small mergeable quantile sketch (log-spaced buckets, about 1% relative error)."""
+
+from __future__ import annotations
+
+import math
+
+__all__ = ["Sketch"]
+
+_GAMMA = 1.02  # bucket growth factor: quantiles are within ~1% of the true value
+_LOG_GAMMA = math.log(_GAMMA)
+_MIN_POSITIVE = 1e-9  # smaller magnitudes share the zero bucket
+
+
+class Sketch:
+    """Count, sum, min, max and approximate quantiles of observed values in bounded memory."""
+
+    __slots__ = ("count", "max", "min", "_neg", "_pos", "sum", "_zero")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.sum = 0.0
+        self.min = math.inf
+        self.max = -math.inf
+        self._pos: dict[int, int] = {}
+        self._neg: dict[int, int] = {}
+        self._zero = 0
+
+    def observe(self, value: float) -> None:
+        """Record one value."""
+        self.count += 1
+        self.sum += value
+        if value < self.min:
+            self.min = value
+        if value > self.max:
+            self.max = value
+        if value > _MIN_POSITIVE:
+            key = math.ceil(math.log(value) / _LOG_GAMMA)
+            self._pos[key] = self._pos.get(key, 0) + 1
+        elif value < -_MIN_POSITIVE:
+            key = math.ceil(math.log(-value) / _LOG_GAMMA)
+            self._neg[key] = self._neg.get(key, 0) + 1
+        else:
+            self._zero += 1
+
+    def quantile(self, q: float) -> float | None:
+        """The approximate `q`-quantile (0..1), clamped to [min, max]; None when empty."""
+        if not self.count:
+            return None
+        rank = q * (self.count - 1)
+        seen = 0
+        for key in sorted(self._neg, reverse=True):
+            seen += self._neg[key]
+            if seen > rank:
+                return self._clamp(-_value(key))
+        seen += self._zero
+        if seen > rank:
+            return self._clamp(0.0)
+        for key in sorted(self._pos):
+            seen += self._pos[key]
+            if seen > rank:
+                return self._clamp(_value(key))
+        return self.max
+
+    def _clamp(self, value: float) -> float:
+        return min(max(value, self.min), self.max)
+
+    def summary(self) -> dict[str, float | int | None]:
+        """count, sum, min, max, p50, p95, p99 as a JSON-ready dict."""
+        empty = not self.count
+        return {
+            "count": self.count,
+            "sum": self.sum,
+            "min": None if empty else self.min,
+            "max": None if empty else self.max,
+            "p50": self.quantile(0.50),
+            "p95": self.quantile(0.95),
+            "p99": self.quantile(0.99),
+        }
+
+
+def _value(key: int) -> float:
+    """Representative value of bucket `key`: the midpoint of (gamma^(k-1), gamma^k]."""
+    return 2 * _GAMMA**key / (1 + _GAMMA)

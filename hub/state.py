@@ -1,0 +1,305 @@
+"""Hub state, sans-I/O: engine registry, rings, log tails, metrics, dedupe, stats and dirty marks."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import assert_never
+
+from msgspec import UNSET
+
+from hub.engines import EngineRecord, Health, derive_health
+from hub.logs import LogTails, normalize_level
+from hub.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, Hello, Log, Metric
+from hub.metrics import MetricRegistry, MetricRejected
+from hub.protocol import Rejected
+from hub.records import EventRecord, LogRecord, utc
+from hub.rings import EventRings, TooManyTypes
+from hub.settings import Settings
+
+__all__ = ["DirtySet", "Gap", "HealthChange", "HubState", "Ingested", "Stats", "TooManyEngines"]
+
+_MAX_STATE_KEYS = 256
+_MAX_OLD_BOOTS = 1024
+_KIND: dict[type, str] = {
+    Hello: "hello",
+    Heartbeat: "heartbeat",
+    Event: "event",
+    Metric: "metric",
+    Log: "log",
+    Bye: "bye",
+}
+
+
+class TooManyEngines(Exception):
+    """Every engine slot is taken by a connected engine."""
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChange:
+    """An engine's derived health changed at `at`."""
+
+    engine: str
+    health: Health
+    previous: Health
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Messages `first`..`last` of a boot never arrived (the client dropped them)."""
+
+    engine: str
+    boot_id: str
+    first: int
+    last: int
+
+
+@dataclass(slots=True)
+class Ingested:
+    """What one frame changed: records to store and publish, rejections to reply with."""
+
+    events: list[EventRecord] = field(default_factory=list)
+    logs: list[LogRecord] = field(default_factory=list)
+    rejected: list[Rejected] = field(default_factory=list)
+    gaps: list[Gap] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Stats:
+    """Hub-wide counters; every drop anywhere is counted with a reason."""
+
+    frames: int = 0
+    messages: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+    drops: Counter[str] = field(default_factory=Counter)
+
+
+class DirtySet:
+    """Keys of the views a change touched, e.g. ("engine", "fno"); live views drain them per tick."""
+
+    __slots__ = ("keys",)
+
+    def __init__(self) -> None:
+        self.keys: set[tuple[str, str]] = set()
+
+    def mark(self, kind: str, name: str = "") -> None:
+        """Note that the view (`kind`, `name`) needs a re-render."""
+        self.keys.add((kind, name))
+
+    def drain(self) -> set[tuple[str, str]]:
+        """Take every key marked since the last drain."""
+        keys, self.keys = self.keys, set()
+        return keys
+
+
+class HubState:
+    """All live state of the hub. Synchronous; every method takes `now` (Unix seconds)."""
+
+    def __init__(self, settings: Settings, first_event_id: int = 1, first_log_id: int = 1) -> None:
+        self.settings = settings
+        self.engines: dict[str, EngineRecord] = {}
+        self.rings = EventRings(settings)
+        self.logs = LogTails(settings.log_tail_lines)
+        self.metrics = MetricRegistry(settings.max_series_per_engine)
+        self.stats = Stats()
+        self.dirty = DirtySet()
+        self._event_ids = itertools.count(first_event_id)
+        self._log_ids = itertools.count(first_log_id)
+        self._old_boots: dict[tuple[str, str], int] = {}
+
+    def hello(self, msg: Hello, conn_id: int, now: float) -> tuple[EngineRecord, int | None]:
+        """Register a connection's hello; returns the record and the connection it replaces."""
+        engine = self.engines.get(msg.engine)
+        if engine is None:
+            self._make_room()
+            engine = self.engines[msg.engine] = EngineRecord(
+                msg.engine, now, rate_history=deque(maxlen=self.settings.history_points)
+            )
+        boot_id = msg.boot_id or f"conn-{conn_id}"
+        if boot_id != engine.boot_id:
+            if engine.boot_id:
+                self._remember_boot(engine)
+            engine.new_boot(boot_id, self._old_boots.pop((engine.name, boot_id), 0))
+            engine.started_at = now
+            self.metrics.new_session(engine.name)
+        replaced = engine.conn_id if engine.connected and engine.conn_id != conn_id else None
+        if replaced is not None:
+            engine.replaced += 1
+            self.stats.drops["replaced_connection"] += 1
+        engine.mode = msg.mode.lower()
+        engine.pid = msg.pid
+        engine.meta = msg.meta
+        if msg.started_at is not None:
+            started = msg.started_at  # the decoder normalized it to Unix seconds
+            engine.started_at = started if isinstance(started, float) else started.timestamp()
+        if msg.heartbeat_interval is not None:
+            engine.heartbeat_interval = msg.heartbeat_interval
+        engine.connected, engine.conn_id, engine.connected_at = True, conn_id, now
+        engine.said_bye = False
+        self.dirty.mark("engine", engine.name)
+        self.dirty.mark("engines")
+        return engine, replaced
+
+    def _make_room(self) -> None:
+        if len(self.engines) < self.settings.max_engines:
+            return
+        gone = [e for e in self.engines.values() if not e.connected]
+        if not gone:
+            raise TooManyEngines(
+                f"the hub already tracks {self.settings.max_engines} connected engines; "
+                "raise max_engines or stop some"
+            )
+        oldest = min(gone, key=lambda e: e.disconnected_at or e.first_seen)
+        del self.engines[oldest.name]
+        self.stats.drops["engine_forgotten"] += 1
+        self.dirty.mark("engines")
+
+    def _remember_boot(self, engine: EngineRecord) -> None:
+        if len(self._old_boots) >= _MAX_OLD_BOOTS:
+            del self._old_boots[next(iter(self._old_boots))]
+        self._old_boots[(engine.name, engine.boot_id)] = engine.hwm
+
+    def disconnected(self, engine: EngineRecord, conn_id: int, now: float) -> None:
+        """The socket `conn_id` of `engine` closed (without bye, the engine turns offline)."""
+        if engine.conn_id == conn_id and engine.connected:
+            engine.connected = False
+            engine.disconnected_at = now
+            self.dirty.mark("engine", engine.name)
+
+    def ingest(
+        self, engine: EngineRecord, items: list[EngineMessage | Rejected], now: float
+    ) -> Ingested:
+        """Apply decoded messages of one frame, in order, deduplicating by seq."""
+        out = Ingested()
+        stats, dirty, name = self.stats, self.dirty, engine.name
+        for item in items:
+            seq = item.seq if not isinstance(item, Hello) else None
+            if seq is not None:
+                if seq <= engine.hwm:
+                    stats.drops["duplicate"] += 1
+                    continue
+                if seq > engine.hwm + 1:
+                    missing = seq - engine.hwm - 1
+                    engine.gaps += missing
+                    stats.drops["gap"] += missing
+                    out.gaps.append(Gap(name, engine.boot_id, engine.hwm + 1, seq - 1))
+                engine.hwm = seq
+            if isinstance(item, Rejected):
+                self._reject(engine, item, out)
+                continue
+            stats.messages[_KIND[type(item)]] += 1
+            match item:
+                case Event():
+                    ts = item.ts if item.ts is not None else now
+                    record = EventRecord(
+                        next(self._event_ids),
+                        item.type,
+                        utc(ts),  # type: ignore[arg-type]
+                        name,
+                        item.seq,
+                        engine.boot_id,
+                        item.payload,
+                    )
+                    try:
+                        self.rings.append(record)
+                    except TooManyTypes as exc:
+                        self._reject(engine, Rejected(ErrorCode.TOO_MANY_TYPES, str(exc), seq), out)
+                        continue
+                    engine.events += 1
+                    if item.type == "error":
+                        engine.errors += 1
+                        message = item.payload.get("message") or item.payload.get("error_type")
+                        engine.last_error = str(message)[:4096] if message else engine.last_error
+                        dirty.mark("engine", name)
+                    dirty.mark("events", item.type)
+                    out.events.append(record)
+                case Heartbeat():
+                    self._heartbeat(engine, item, now)
+                case Metric():
+                    try:
+                        self.metrics.apply(name, item, now)
+                    except MetricRejected as exc:
+                        self._reject(engine, Rejected(exc.code, exc.detail, seq), out)
+                        continue
+                    dirty.mark("metrics", name)
+                case Log():
+                    ts = item.ts if item.ts is not None else now
+                    log = LogRecord(
+                        next(self._log_ids),
+                        name,
+                        item.seq,
+                        utc(ts),  # type: ignore[arg-type]
+                        normalize_level(item.level),
+                        item.logger,
+                        item.message,
+                        item.exc,
+                        item.extra,
+                    )
+                    self.logs.append(log)
+                    engine.logs += 1
+                    dirty.mark("logs", name)
+                    out.logs.append(log)
+                case Bye():
+                    engine.status = item.status
+                    engine.said_bye = True
+                    dirty.mark("engine", name)
+                case Hello():
+                    self._reject(
+                        engine,
+                        Rejected(
+                            ErrorCode.ALREADY_HELLO, "hello is only valid as the first message"
+                        ),
+                        out,
+                    )
+                case _:
+                    assert_never(item)
+        return out
+
+    def _reject(self, engine: EngineRecord, item: Rejected, out: Ingested) -> None:
+        self.stats.rejected[item.code] += 1
+        engine.rejected += 1
+        out.rejected.append(item)
+
+    def _heartbeat(self, engine: EngineRecord, hb: Heartbeat, now: float) -> None:
+        previous = engine.last_heartbeat
+        engine.last_heartbeat = now
+        if hb.status is not UNSET:
+            engine.status = hb.status
+        if hb.loop_tick is not UNSET:
+            tick: int = hb.loop_tick
+            if engine.loop_tick is not None and previous is not None and now > previous:
+                engine.loop_rate = max(tick - engine.loop_tick, 0) / (now - previous)
+                engine.rate_history.append(engine.loop_rate)
+            if tick != engine.loop_tick:
+                engine.tick_changed_at = now
+            engine.loop_tick = tick
+        if hb.universe_size is not UNSET:
+            engine.universe_size = hb.universe_size
+        if hb.open_positions is not UNSET:
+            engine.open_positions = hb.open_positions
+        if hb.last_error is not UNSET:
+            engine.last_error = hb.last_error
+        if hb.interval is not UNSET:
+            engine.heartbeat_interval = hb.interval
+        if hb.dropped is not UNSET:
+            engine.client_dropped = dict(hb.dropped)
+        if hb.state is not UNSET:
+            merged = {**engine.state, **hb.state}
+            engine.state = {k: v for k, v in merged.items() if v is not None}
+            if len(engine.state) > _MAX_STATE_KEYS:
+                engine.state = dict(list(engine.state.items())[:_MAX_STATE_KEYS])
+                self.stats.drops["state_keys"] += 1
+        self.dirty.mark("engine", engine.name)
+
+    def refresh(self, now: float) -> list[HealthChange]:
+        """Re-derive every engine's health at `now`; returns the transitions and marks them dirty."""
+        changes: list[HealthChange] = []
+        for engine in self.engines.values():
+            health = derive_health(engine, now, self.settings)
+            if health is not engine.health:
+                changes.append(HealthChange(engine.name, health, engine.health, now))
+                engine.health, engine.health_since = health, now
+                self.dirty.mark("engine", engine.name)
+        return changes
