@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import socket
 from types import FrameType
 
@@ -85,7 +86,15 @@ def serve(settings: Settings) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror)
         return 2
+    # uvicorn re-raises the signal once it has shut down gracefully; with this handler in place
+    # a SIGTERM then ends the process with status 0 instead of "killed by signal".
+    signal.signal(signal.SIGTERM, _stopped)
     host, port = sock.getsockname()[:2]
     log.info("engine hub on http://%s:%d (engines: ws://%s:%d/ws/engine)", host, port, host, port)
     asyncio.run(server.serve(sockets=[sock]))
+    log.info("engine hub stopped")
     return 0
+
+
+def _stopped(sig: int, frame: FrameType | None) -> None:
+    """SIGTERM after the graceful shutdown: nothing left to do."""

@@ -95,7 +95,11 @@ class Settings:
             raise SettingsError("'max_message_bytes' must not exceed 'max_frame_bytes'")
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")
-        object.__setattr__(self, "ring_capacities", MappingProxyType(dict(self.ring_capacities)))
+        # A partial map (e.g. only "cycle") overrides those types and keeps the other defaults.
+        capacities = {**_DEFAULT_CAPACITIES, **self.ring_capacities}
+        if any(type(v) is not int or v < 1 for v in capacities.values()):
+            raise SettingsError("'ring_capacities' values must be positive integers")
+        object.__setattr__(self, "ring_capacities", MappingProxyType(capacities))
 
     def ring_capacity(self, event_type: str) -> int:
         """Capacity of the ring that keeps events of `event_type`."""

@@ -1,0 +1,216 @@
+"""Shared fixtures: a real uvicorn hub on port 0, engine sockets and SSE readers."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from hub.runtime import Hub
+from hub.server import HubServer, bind
+from hub.settings import Settings
+
+WAIT = 10.0  # upper bound for any wait on an event; tests never sleep to synchronize
+
+
+@dataclass
+class RunningHub:
+    """A hub served by real uvicorn on 127.0.0.1 with a pre-bound port-0 socket."""
+
+    server: HubServer
+    port: int
+    http: httpx.AsyncClient
+
+    @property
+    def hub(self) -> Hub:
+        hub = self.server.hub
+        assert hub is not None, "the hub has not started"
+        return hub
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/engine"
+
+    async def get(self, path: str, **params: Any) -> Any:
+        response = await self.http.get(path, params=params)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+
+@asynccontextmanager
+async def running_hub(**overrides: Any) -> AsyncIterator[RunningHub]:
+    """Start a hub with `overrides` applied to test-friendly settings; stop it afterwards."""
+    settings = Settings(host="127.0.0.1", port=0, graceful_timeout=3, log_level="warning")
+    settings = settings.replace(**overrides)
+    server = HubServer(settings)
+    sock = bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
+        try:
+            # The socket already listens; this request completes once the lifespan has started.
+            assert (await http.get("/healthz")).status_code == 200
+            yield RunningHub(server, port, http)
+        finally:
+            await server.stop()
+            async with asyncio.timeout(WAIT):
+                await task
+            sock.close()
+
+
+@pytest.fixture(scope="session")
+async def hub() -> AsyncIterator[RunningHub]:
+    """One hub shared by tests that only add engines with unique names."""
+    async with running_hub() as running:
+        yield running
+
+
+def unique(prefix: str) -> str:
+    """An engine name no other test uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class Engine:
+    """A hand-driven engine socket speaking protocol v1 (no client library)."""
+
+    ws: ClientConnection
+    name: str
+    boot_id: str
+    welcome: dict[str, Any]
+    seq: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    acked: int = 0
+
+    def stamp(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Give `message` the next seq unless it has one."""
+        if "seq" not in message:
+            self.seq += 1
+            message = {**message, "seq": self.seq}
+        return message
+
+    async def send(self, *messages: dict[str, Any], batch: bool = False) -> int:
+        """Send messages (one per frame, or one batch frame); returns the last seq."""
+        stamped = [self.stamp(m) for m in messages]
+        if batch:
+            await self.ws.send(json.dumps(stamped))
+        else:
+            for message in stamped:
+                await self.ws.send(json.dumps(message))
+        return self.seq
+
+    async def recv(self) -> dict[str, Any]:
+        """The next hub message."""
+        async with asyncio.timeout(WAIT):
+            message: dict[str, Any] = json.loads(await self.ws.recv())
+        if message["kind"] == "error":
+            self.errors.append(message)
+        elif message["kind"] == "ack":
+            self.acked = max(self.acked, message["seq"])
+        return message
+
+    async def wait_acked(self, seq: int | None = None) -> None:
+        """Wait until the hub acknowledged `seq` (default: everything sent)."""
+        target = self.seq if seq is None else seq
+        while self.acked < target:
+            await self.recv()
+
+    async def next_error(self) -> dict[str, Any]:
+        """Wait for the next error reply."""
+        count = len(self.errors)
+        while len(self.errors) == count:
+            await self.recv()
+        return self.errors[count]
+
+    async def close(self) -> None:
+        await self.ws.close()
+
+
+async def connect_engine(
+    running: RunningHub, name: str, boot_id: str | None = None, **hello: Any
+) -> Engine:
+    """Open a socket, say hello and wait for the welcome."""
+    ws = await websockets.connect(running.ws_url, compression=None)
+    boot_id = boot_id or uuid.uuid4().hex
+    message = {"kind": "hello", "engine": name, "mode": "paper", "pid": 4242, "boot_id": boot_id}
+    await ws.send(json.dumps({**message, **hello}))
+    async with asyncio.timeout(WAIT):
+        welcome = json.loads(await ws.recv())
+    assert welcome["kind"] == "welcome", welcome
+    return Engine(ws, name, boot_id, welcome, seq=welcome["last_seq"])
+
+
+@dataclass
+class SSEEvent:
+    """One parsed Server-Sent Event."""
+
+    event: str
+    data: Any
+    id: str | None
+
+
+class SSEReader:
+    """Reads Server-Sent Events from a streaming httpx response."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.comments: list[str] = []
+        self._lines = response.aiter_lines()
+
+    async def next(self, comments: bool = False) -> SSEEvent:
+        """The next event; comments are collected, or returned as event "comment" if asked."""
+        event, data, ident = "message", [], None
+        async with asyncio.timeout(WAIT):
+            async for line in self._lines:
+                if line == "":
+                    if data:
+                        return SSEEvent(event, json.loads("\n".join(data)), ident)
+                    continue
+                if line.startswith(":"):
+                    self.comments.append(line[1:].strip())
+                    if comments:
+                        return SSEEvent("comment", line[1:].strip(), None)
+                    continue
+                key, _, value = line.partition(":")
+                value = value.removeprefix(" ")
+                if key == "event":
+                    event = value
+                elif key == "data":
+                    data.append(value)
+                elif key == "id":
+                    ident = value
+        raise EOFError("the stream ended")
+
+    async def until(self, predicate: Any) -> SSEEvent:
+        """Skip events until one matches `predicate`."""
+        while True:
+            event = await self.next()
+            if predicate(event):
+                return event
+
+
+@asynccontextmanager
+async def sse(
+    running: RunningHub, headers: dict[str, str] | None = None, **params: Any
+) -> AsyncIterator[SSEReader]:
+    """Open `/api/telemetry/stream` with `params` and read it."""
+    async with running.http.stream(
+        "GET", "/api/telemetry/stream", params=params, headers=headers
+    ) as response:
+        assert response.status_code == 200, await response.aread()
+        reader = SSEReader(response)
+        # The first comment proves the subscription exists before the test publishes anything.
+        async with asyncio.timeout(WAIT):
+            async for line in reader._lines:
+                if line.startswith(": connected"):
+                    break
+        yield reader

@@ -1,0 +1,180 @@
+"""The JSON API: documented shapes, filters, caps, and 400s for bad parameters."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import RunningHub, connect_engine, running_hub, unique
+
+
+async def test_engines_shape(hub: RunningHub) -> None:
+    """/engines lists reported fields plus hub-derived health and connection state."""
+    name = unique("shape")
+    engine = await connect_engine(hub, name, mode="live", started_at="2026-01-02T03:04:05+00:00")
+    await engine.send(
+        {
+            "kind": "heartbeat",
+            "status": "running",
+            "loop_tick": 3,
+            "last_error": "boom",
+            "state": {"next_cycle_at": 5},
+        }
+    )
+    await engine.wait_acked()
+    body = await hub.get("/api/telemetry/engines")
+    assert body["asof"].endswith("Z")
+    [card] = [e for e in body["engines"] if e["name"] == name]
+    for key in (
+        "name",
+        "mode",
+        "pid",
+        "status",
+        "started_at",
+        "last_heartbeat",
+        "loop_tick",
+        "universe_size",
+        "open_positions",
+        "last_error",
+        "health",
+        "connected",
+    ):
+        assert key in card
+    assert card["mode"] == "live" and card["started_at"].startswith("2026-01-02T03:04:05")
+    assert card["last_error"] == "boom" and card["state"] == {"next_cycle_at": 5}
+    await engine.close()
+
+
+async def test_events_filters_limit_and_paging(hub: RunningHub) -> None:
+    """event_type, engine and limit filter; `before` pages to older events."""
+    name = unique("page")
+    engine = await connect_engine(hub, name)
+    await engine.send(
+        *(
+            {"kind": "event", "type": "signal_event" if n % 2 else "cycle", "payload": {"n": n}}
+            for n in range(10)
+        ),
+        batch=True,
+    )
+    await engine.wait_acked()
+    signals = (await hub.get("/api/telemetry/events", engine=name, event_type="signal_event"))[
+        "events"
+    ]
+    assert [e["payload"]["n"] for e in signals] == [9, 7, 5, 3, 1]
+    assert set(signals[0]) >= {"type", "timestamp", "engine", "seq", "payload"}
+    first = await hub.get("/api/telemetry/events", engine=name, limit=4)
+    assert [e["payload"]["n"] for e in first["events"]] == [9, 8, 7, 6]
+    second = await hub.get(
+        "/api/telemetry/events", engine=name, limit=4, before=first["next_before"]
+    )
+    assert [e["payload"]["n"] for e in second["events"]] == [5, 4, 3, 2]
+    await engine.close()
+
+
+async def test_limit_is_capped() -> None:
+    """A limit above the cap returns at most the cap instead of failing."""
+    async with running_hub(api_max_limit=3) as running:
+        engine = await connect_engine(running, unique("cap"))
+        await engine.send(*({"kind": "event", "type": "cycle"} for _ in range(5)), batch=True)
+        await engine.wait_acked()
+        body = await running.get("/api/telemetry/events", limit=1000)
+        assert body["count"] == 3
+
+
+@pytest.mark.parametrize(
+    ("path", "params"),
+    [
+        ("/api/telemetry/events", {"limit": "ten"}),
+        ("/api/telemetry/events", {"limit": "0"}),
+        ("/api/telemetry/events", {"limit": "-5"}),
+        ("/api/telemetry/events", {"event_type": "bad type!"}),
+        ("/api/telemetry/events", {"engine": "<script>"}),
+        ("/api/telemetry/events", {"before": "yesterday"}),
+        ("/api/telemetry/engine_logs", {}),
+        ("/api/telemetry/engine_logs", {"engine": "fno", "lines": "many"}),
+        ("/api/telemetry/engine_logs", {"engine": "fno", "level": "LOUD!"}),
+        ("/api/telemetry/metrics", {"engine": "a b"}),
+        ("/api/telemetry/stream", {"event_type": "no spaces"}),
+    ],
+)
+async def test_bad_parameters_get_400_json(
+    hub: RunningHub, path: str, params: dict[str, str]
+) -> None:
+    """Invalid query parameters get a 400 with a JSON reason, never a 500."""
+    response = await hub.http.get(path, params=params)
+    assert response.status_code == 400
+    body = response.json()
+    assert body["error"] == "bad_request" and body["detail"]
+
+
+async def test_unknown_engine_and_path_are_json_404(hub: RunningHub) -> None:
+    """An unknown engine or path is a JSON 404."""
+    response = await hub.http.get("/api/telemetry/engine_logs", params={"engine": "nobody-here"})
+    assert response.status_code == 404 and "nobody-here" in response.json()["detail"]
+    response = await hub.http.get("/no/such/page")
+    assert response.status_code == 404 and response.json()["status"] == 404
+
+
+async def test_engine_logs_tail_and_level(hub: RunningHub) -> None:
+    """engine_logs returns the newest `lines`, oldest first, filtered by minimum level."""
+    name = unique("logs")
+    engine = await connect_engine(hub, name)
+    levels = ["DEBUG", "INFO", "WARN", "ERROR", "INFO"]
+    await engine.send(
+        *(
+            {"kind": "log", "level": lvl, "message": f"m{i}", "logger": "x", "extra": {"i": i}}
+            for i, lvl in enumerate(levels)
+        ),
+        batch=True,
+    )
+    await engine.wait_acked()
+    tail = (await hub.get("/api/telemetry/engine_logs", engine=name, lines=2))["lines"]
+    assert [line["message"] for line in tail] == ["m3", "m4"]
+    warn = (await hub.get("/api/telemetry/engine_logs", engine=name, level="warning"))["lines"]
+    assert [(line["message"], line["level"]) for line in warn] == [
+        ("m2", "WARNING"),
+        ("m3", "ERROR"),
+    ]
+    assert warn[0]["extra"] == {"i": 2}
+    await engine.close()
+
+
+async def test_stats_counts_buffers_and_drops() -> None:
+    """stats reports ring size, capacity, totals, evictions, rejections and connections."""
+    async with running_hub(ring_capacities={"cycle": 3}) as running:
+        engine = await connect_engine(running, unique("stats"))
+        await engine.send(
+            *({"kind": "event", "type": "cycle"} for _ in range(5)), {"kind": "nope"}, batch=True
+        )
+        await engine.wait_acked()
+        stats = await running.get("/api/telemetry/stats")
+        assert stats["buffers"]["cycle"] == {"size": 3, "capacity": 3, "total": 5, "evicted": 2}
+        assert stats["buffers"]["signal_event"]["capacity"] == 500
+        assert stats["rejected"] == {"unknown_kind": 1}
+        assert stats["connections"]["engines"] == 1
+        await engine.close()
+
+
+async def test_metrics_session_and_lifetime(hub: RunningHub) -> None:
+    """A new boot restarts session counters while lifetime values continue."""
+    name = unique("life")
+    engine = await connect_engine(hub, name, boot_id="one")
+    await engine.send(
+        {"kind": "metric", "op": "inc", "name": "orders", "value": 3},
+        {"kind": "metric", "op": "observe", "name": "lat", "value": 0.5},
+    )
+    await engine.wait_acked()
+    await engine.close()
+    engine = await connect_engine(hub, name, boot_id="two")
+    await engine.send(
+        {"kind": "metric", "op": "inc", "name": "orders", "value": 2},
+        {"kind": "metric", "op": "observe", "name": "lat", "value": 1.5},
+    )
+    await engine.wait_acked()
+    metrics = (await hub.get("/api/telemetry/metrics", engine=name))["engines"][name]
+    [counter] = metrics["counters"]
+    assert (counter["session"], counter["lifetime"]) == (2, 5)
+    [hist] = metrics["histograms"]
+    assert (hist["session"]["count"], hist["lifetime"]["count"]) == (1, 2)
+    assert set(hist["lifetime"]) == {"count", "sum", "min", "max", "p50", "p95", "p99"}
+    assert hist["lifetime"]["max"] == 1.5
+    await engine.close()
