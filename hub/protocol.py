@@ -135,8 +135,10 @@ class FrameDecoder:
 
     def _needs_walk(self, data: bytes) -> bool:
         """Cheap frame-level bound: only frames that might nest too deep or hold huge ints are walked."""
-        digits = data.translate(_DIGITS, b"")
-        return _LONG_INT in digits or not _shallow(data, self._settings.max_json_depth + 2)
+        limit = self._settings.max_json_depth + 2
+        if data.count(b"{") + data.count(b"[") > limit and not _shallow(data, limit):
+            return True
+        return _LONG_INT in data.translate(_DIGITS, b"")
 
     def _one(
         self, data: bytes, now: float, index: int | None, walk: bool
@@ -183,35 +185,15 @@ class FrameDecoder:
             problem = _check_json(msg, settings.max_json_depth)
             if problem is not None:
                 return problem
-        limit = now + settings.max_future_seconds
-        match msg:
-            case Hello():
-                if msg.started_at is not None:
-                    msg.started_at = _epoch(msg.started_at)
-                return None
-            case Heartbeat() | Event() | Bye():
-                pass
-            case Metric():
-                if len(msg.tags) > settings.max_metric_tags:
-                    return (
-                        ErrorCode.BAD_MESSAGE,
-                        f"metric has {len(msg.tags)} tags; the limit is {settings.max_metric_tags}",
-                    )
-                if msg.op == "inc" and msg.value < 0:
-                    return (ErrorCode.BAD_MESSAGE, "a counter increment must not be negative")
-            case Log():
-                msg.message, removed = _truncate(msg.message, settings.max_log_line_bytes)
-                if removed:
-                    self.drops["log_truncated"] += 1
-                if msg.exc is not None:
-                    msg.exc, removed = _truncate(msg.exc, settings.max_log_line_bytes)
-                    if removed:
-                        self.drops["log_truncated"] += 1
-        if isinstance(msg, Heartbeat) and isinstance(msg.last_error, str):
-            msg.last_error, _ = _truncate(msg.last_error, _MAX_TEXT_CHARS)
-        if msg.ts is not None:
-            ts = _epoch(msg.ts)
-            if ts > limit:
+        if isinstance(msg, Hello):
+            if msg.started_at is not None:
+                msg.started_at = _epoch(msg.started_at)
+            return None
+        ts = msg.ts
+        if ts is not None:
+            if type(ts) is not float:
+                ts = msg.ts = _epoch(ts)
+            if ts > now + settings.max_future_seconds:
                 return (
                     ErrorCode.FUTURE_TIMESTAMP,
                     f"ts is {ts - now:.0f} s in the future; the limit is "
@@ -219,7 +201,26 @@ class FrameDecoder:
                 )
             if ts < 0:
                 return (ErrorCode.BAD_MESSAGE, "ts must not be before 1970")
-            msg.ts = ts
+        if isinstance(msg, Event):  # the common case needs nothing more
+            return None
+        if isinstance(msg, Metric):
+            if len(msg.tags) > settings.max_metric_tags:
+                return (
+                    ErrorCode.BAD_MESSAGE,
+                    f"metric has {len(msg.tags)} tags; the limit is {settings.max_metric_tags}",
+                )
+            if msg.op == "inc" and msg.value < 0:
+                return (ErrorCode.BAD_MESSAGE, "a counter increment must not be negative")
+        elif isinstance(msg, Log):
+            msg.message, removed = _truncate(msg.message, settings.max_log_line_bytes)
+            if removed:
+                self.drops["log_truncated"] += 1
+            if msg.exc is not None:
+                msg.exc, removed = _truncate(msg.exc, settings.max_log_line_bytes)
+                if removed:
+                    self.drops["log_truncated"] += 1
+        elif isinstance(msg, Heartbeat) and isinstance(msg.last_error, str):
+            msg.last_error, _ = _truncate(msg.last_error, _MAX_TEXT_CHARS)
         return None
 
 

@@ -25,15 +25,17 @@ class Ring:
     capacity: int
     items: deque[EventRecord] = field(init=False)
     total: int = 0
-    evicted: int = 0
 
     def __post_init__(self) -> None:
         self.items = deque(maxlen=self.capacity)
 
+    @property
+    def evicted(self) -> int:
+        """How many events this ring has dropped to make room (everything appended but not held)."""
+        return self.total - len(self.items)
+
     def append(self, record: EventRecord) -> None:
         """Keep `record`, evicting the oldest one if the ring is full."""
-        if len(self.items) == self.capacity:
-            self.evicted += 1
         self.items.append(record)
         self.total += 1
 

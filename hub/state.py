@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import assert_never
 
 from msgspec import UNSET
@@ -56,14 +57,16 @@ class Gap:
     last: int
 
 
-@dataclass(slots=True)
 class Ingested:
     """What one frame changed: records to store and publish, rejections to reply with."""
 
-    events: list[EventRecord] = field(default_factory=list)
-    logs: list[LogRecord] = field(default_factory=list)
-    rejected: list[Rejected] = field(default_factory=list)
-    gaps: list[Gap] = field(default_factory=list)
+    __slots__ = ("events", "gaps", "logs", "rejected")
+
+    def __init__(self) -> None:
+        self.events: list[EventRecord] = []
+        self.logs: list[LogRecord] = []
+        self.rejected: list[Rejected] = []
+        self.gaps: list[Gap] = []
 
 
 @dataclass(slots=True)
@@ -71,7 +74,7 @@ class Stats:
     """Hub-wide counters; every drop anywhere is counted with a reason."""
 
     frames: int = 0
-    messages: Counter[str] = field(default_factory=Counter)
+    messages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_KIND.values(), 0))
     rejected: Counter[str] = field(default_factory=Counter)
     drops: Counter[str] = field(default_factory=Counter)
 
@@ -173,48 +176,60 @@ class HubState:
     ) -> Ingested:
         """Apply decoded messages of one frame, in order, deduplicating by seq."""
         out = Ingested()
-        stats, dirty, name = self.stats, self.dirty, engine.name
+        stats, dirty, name, boot_id = self.stats, self.dirty, engine.name, engine.boot_id
+        kinds, marks, rings, event_ids = (
+            stats.messages,
+            dirty.keys,
+            self.rings.rings,
+            self._event_ids,
+        )
         for item in items:
-            seq = item.seq if not isinstance(item, Hello) else None
+            seq = None if isinstance(item, Hello) else item.seq
             if seq is not None:
-                if seq <= engine.hwm:
+                hwm = engine.hwm
+                if seq <= hwm:
                     stats.drops["duplicate"] += 1
                     continue
-                if seq > engine.hwm + 1:
-                    missing = seq - engine.hwm - 1
-                    engine.gaps += missing
-                    stats.drops["gap"] += missing
-                    out.gaps.append(Gap(name, engine.boot_id, engine.hwm + 1, seq - 1))
+                if seq > hwm + 1:
+                    engine.gaps += seq - hwm - 1
+                    stats.drops["gap"] += seq - hwm - 1
+                    out.gaps.append(Gap(name, boot_id, hwm + 1, seq - 1))
                 engine.hwm = seq
             if isinstance(item, Rejected):
                 self._reject(engine, item, out)
                 continue
-            stats.messages[_KIND[type(item)]] += 1
-            match item:
-                case Event():
-                    ts = item.ts if item.ts is not None else now
-                    record = EventRecord(
-                        next(self._event_ids),
-                        item.type,
-                        utc(ts),  # type: ignore[arg-type]
-                        name,
-                        item.seq,
-                        engine.boot_id,
-                        item.payload,
-                    )
+            kinds[_KIND[type(item)]] += 1
+            if isinstance(item, Event):  # the hot path, kept free of calls that are not needed
+                ts = item.ts if item.ts is not None else now
+                record = EventRecord(
+                    next(event_ids),
+                    item.type,
+                    datetime.fromtimestamp(ts, UTC),  # type: ignore[arg-type]
+                    name,
+                    item.seq,
+                    boot_id,
+                    item.payload,
+                )
+                ring = rings.get(item.type)
+                if ring is not None:
+                    ring.items.append(record)
+                    ring.total += 1
+                else:
                     try:
                         self.rings.append(record)
                     except TooManyTypes as exc:
                         self._reject(engine, Rejected(ErrorCode.TOO_MANY_TYPES, str(exc), seq), out)
                         continue
-                    engine.events += 1
-                    if item.type == "error":
-                        engine.errors += 1
-                        message = item.payload.get("message") or item.payload.get("error_type")
-                        engine.last_error = str(message)[:4096] if message else engine.last_error
-                        dirty.mark("engine", name)
-                    dirty.mark("events", item.type)
-                    out.events.append(record)
+                engine.events += 1
+                if item.type == "error":
+                    engine.errors += 1
+                    message = item.payload.get("message") or item.payload.get("error_type")
+                    engine.last_error = str(message)[:4096] if message else engine.last_error
+                    marks.add(("engine", name))
+                marks.add(("events", item.type))
+                out.events.append(record)
+                continue
+            match item:
                 case Heartbeat():
                     self._heartbeat(engine, item, now)
                 case Metric():
