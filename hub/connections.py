@@ -43,11 +43,13 @@ class EngineConnection:
         """Process one text frame; returns what it changed once the engine said hello."""
         self._state.stats.frames += 1
         items = self._decoder.decode(text, now)
+        total = len(items)
         if self.engine is None:
             items = self._handshake(items, now)
             if self.engine is None:
                 return None
-        ingested = self._state.ingest(self.engine, items, now)
+        first_index = total - len(items) if self._decoder.batch else None
+        ingested = self._state.ingest(self.engine, items, now, first_index)
         for rejected in ingested.rejected:
             self._reply(rejected)
         return ingested

@@ -32,6 +32,7 @@ class EngineRecord:
 
     name: str
     first_seen: float
+    index: int = 0  # hub-assigned; element ids derive from it, never from the engine's name
     mode: str = "paper"
     pid: int | None = None
     boot_id: str = ""

@@ -43,10 +43,10 @@ class LogTails:
     def tail(self, engine: str, lines: int, min_level: str | None = None) -> list[LogRecord]:
         """Up to `lines` most recent records of `engine`, oldest first, at or above `min_level`."""
         records = self.tails.get(engine)
-        if not records:
+        if not records or lines <= 0:
             return []
         if min_level is None:
-            return list(records)[-lines:] if lines else []
+            return list(records)[-lines:]
         floor = level_number(min_level)
         out: list[LogRecord] = []
         for record in reversed(records):

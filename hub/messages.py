@@ -170,8 +170,8 @@ class Ack(_Message, tag="ack"):
     seq: int
 
 
-class ErrorReply(_Message, tag="error"):
-    """One message was rejected; the connection stays open."""
+class ErrorReply(_Message, tag="error", omit_defaults=False):
+    """One message was rejected; the connection stays open (`seq`/`index` are null when unknown)."""
 
     code: ErrorCode
     detail: str

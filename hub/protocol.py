@@ -90,6 +90,7 @@ class FrameDecoder:
         self._typed_batch = msgspec.json.Decoder(list[EngineMessage])
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
         self._probe = msgspec.json.Decoder(_Probe)
+        self.batch = False  # whether the last decoded frame was a batch
 
     def decode_bytes(self, data: bytes) -> list[EngineMessage | Rejected]:
         """Binary frames are not part of the protocol."""
@@ -104,8 +105,9 @@ class FrameDecoder:
                 1009, f"frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}"
             )
         head = data[:1] if data[:1] in (b"{", b"[") else data.lstrip()[:1]
+        self.batch = head == b"["
         if head == b"{":
-            return [self._one(data, now, None, self._needs_walk(data))]
+            return [self._one(data, now, None, self._needs_walk(data, 1))]
         if head != b"[":
             return [
                 Rejected(
@@ -113,12 +115,12 @@ class FrameDecoder:
                     "a frame must hold one JSON message object or a JSON array of them",
                 )
             ]
-        walk = self._needs_walk(data)
+        walk = self._needs_walk(data, 2)  # the array and the message object add two levels
         if len(data) <= settings.max_message_bytes:
             # Fast path: the whole batch is valid, so decode it in one call.
             try:
                 messages = self._typed_batch.decode(data)
-            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError):
                 pass
             else:
                 return [
@@ -126,16 +128,19 @@ class FrameDecoder:
                 ]
         try:
             parts = [bytes(raw) for raw in self._batch.decode(data)]
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
             split = _split_array(data)
             if split is None:
                 return [_rejected_json(data, exc, None)]
             parts = split
         return [self._one(part, now, index, walk) for index, part in enumerate(parts)]
 
-    def _needs_walk(self, data: bytes) -> bool:
-        """Cheap frame-level bound: only frames that might nest too deep or hold huge ints are walked."""
-        limit = self._settings.max_json_depth + 2
+    def _needs_walk(self, data: bytes, enclosing: int) -> bool:
+        """Cheap frame-level bound: only frames that might nest too deep or hold huge ints are walked.
+
+        `enclosing` is how many bracket levels wrap a payload (1 for a lone message, 2 in a batch).
+        """
+        limit = self._settings.max_json_depth + enclosing
         if data.count(b"{") + data.count(b"[") > limit and not _shallow(data, limit):
             return True
         return _LONG_INT in data.translate(_DIGITS, b"")
@@ -155,7 +160,7 @@ class FrameDecoder:
             msg = self._typed.decode(data)
         except msgspec.ValidationError as exc:
             return self._reject(data, *_classify_validation(str(exc)), index)
-        except (msgspec.DecodeError, RecursionError) as exc:
+        except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
             return _rejected_json(data, exc, index)
         return self._checked(msg, now, walk, data, index)
 
@@ -172,7 +177,7 @@ class FrameDecoder:
         seq: int | None = None
         try:
             probed = self._probe.decode(data).seq
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError):
             probed = None
         if type(probed) is int and 1 <= probed <= INT64_MAX:
             seq = probed
@@ -267,14 +272,23 @@ def _classify_validation(text: str) -> tuple[ErrorCode, str]:
         return ErrorCode.UNKNOWN_KIND, (
             f"{text}; kind must be one of hello, heartbeat, event, metric, log, bye"
         )
-    if "out of range" in text:
+    if "out of range" in text or str(INT64_MAX) in text:
         return ErrorCode.BAD_NUMBER, text
     return ErrorCode.BAD_MESSAGE, text
 
 
 def _rejected_json(data: bytes, exc: Exception, index: int | None) -> Rejected:
     if isinstance(exc, RecursionError):
-        return Rejected(ErrorCode.TOO_DEEP, "JSON nesting is too deep", None, index)
+        return Rejected(
+            ErrorCode.TOO_DEEP, "JSON nesting is too deep", _seq_of_invalid(data), index
+        )
+    if isinstance(exc, UnicodeError):
+        return Rejected(
+            ErrorCode.BAD_JSON,
+            "text holds a lone UTF-16 surrogate (not valid UTF-8)",
+            _seq_of_invalid(data),
+            index,
+        )
     if _SURROGATE_ESCAPE.search(data):
         return Rejected(
             ErrorCode.BAD_JSON,

@@ -110,6 +110,7 @@ class HubState:
         self.dirty = DirtySet()
         self._event_ids = itertools.count(first_event_id)
         self._log_ids = itertools.count(first_log_id)
+        self._engine_indexes = itertools.count(1)
         self._old_boots: dict[tuple[str, str], int] = {}
 
     def hello(self, msg: Hello, conn_id: int, now: float) -> tuple[EngineRecord, int | None]:
@@ -118,7 +119,10 @@ class HubState:
         if engine is None:
             self._make_room()
             engine = self.engines[msg.engine] = EngineRecord(
-                msg.engine, now, rate_history=deque(maxlen=self.settings.history_points)
+                msg.engine,
+                now,
+                index=next(self._engine_indexes),
+                rate_history=deque(maxlen=self.settings.history_points),
             )
         boot_id = msg.boot_id or f"conn-{conn_id}"
         if boot_id != engine.boot_id:
@@ -172,9 +176,17 @@ class HubState:
             self.dirty.mark("engine", engine.name)
 
     def ingest(
-        self, engine: EngineRecord, items: list[EngineMessage | Rejected], now: float
+        self,
+        engine: EngineRecord,
+        items: list[EngineMessage | Rejected],
+        now: float,
+        first_index: int | None = None,
     ) -> Ingested:
-        """Apply decoded messages of one frame, in order, deduplicating by seq."""
+        """Apply decoded messages of one frame, in order, deduplicating by seq.
+
+        `first_index` is the batch position of `items[0]` (None for a lone message); rejections
+        made here carry their position so the engine can match them.
+        """
         out = Ingested()
         stats, dirty, name, boot_id = self.stats, self.dirty, engine.name, engine.boot_id
         kinds, marks, rings, event_ids = (
@@ -183,8 +195,9 @@ class HubState:
             self.rings.rings,
             self._event_ids,
         )
-        for item in items:
+        for position, item in enumerate(items):
             seq = None if isinstance(item, Hello) else item.seq
+            index = None if first_index is None else first_index + position
             if seq is not None:
                 hwm = engine.hwm
                 if seq <= hwm:
@@ -218,7 +231,9 @@ class HubState:
                     try:
                         self.rings.append(record)
                     except TooManyTypes as exc:
-                        self._reject(engine, Rejected(ErrorCode.TOO_MANY_TYPES, str(exc), seq), out)
+                        self._reject(
+                            engine, Rejected(ErrorCode.TOO_MANY_TYPES, str(exc), seq, index), out
+                        )
                         continue
                 engine.events += 1
                 if item.type == "error":
@@ -236,7 +251,7 @@ class HubState:
                     try:
                         self.metrics.apply(name, item, now)
                     except MetricRejected as exc:
-                        self._reject(engine, Rejected(exc.code, exc.detail, seq), out)
+                        self._reject(engine, Rejected(exc.code, exc.detail, seq, index), out)
                         continue
                     dirty.mark("metrics", name)
                 case Log():

@@ -1,0 +1,268 @@
+"""EngineConnection, sans-I/O: the hello handshake, welcome, error replies and acks."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from hub import __version__
+from hub.connections import ConnectionPhase, EngineConnection
+from hub.engines import Health
+from hub.protocol import FrameDecoder, ProtocolClose
+from hub.settings import Settings
+from hub.state import HubState
+
+T0 = 1_700_000_000.0
+HELLO = {"kind": "hello", "engine": "fno", "mode": "paper", "pid": 3596, "boot_id": "boot-1"}
+
+
+def frame(*messages: dict[str, Any]) -> str:
+    """One message as an object, several as a batch."""
+    return json.dumps(messages[0] if len(messages) == 1 else list(messages))
+
+
+def event(seq: int, type: str = "signal_event") -> dict[str, Any]:
+    return {"kind": "event", "seq": seq, "type": type, "payload": {"n": seq}}
+
+
+def sent(conn: EngineConnection) -> list[dict[str, Any]]:
+    """Decode everything the connection wants to send now."""
+    return [json.loads(text) for text in conn.data_to_send()]
+
+
+def make(settings: Settings | None = None) -> tuple[EngineConnection, HubState]:
+    """A fresh connection (id 1) on a fresh hub state."""
+    settings = settings or Settings()
+    state = HubState(settings)
+    return EngineConnection(1, state, FrameDecoder(settings, state.stats.drops)), state
+
+
+def opened(settings: Settings | None = None) -> tuple[EngineConnection, HubState]:
+    """A connection that said hello, with the welcome already taken."""
+    conn, state = make(settings)
+    conn.receive_text(frame(HELLO), T0)
+    sent(conn)
+    return conn, state
+
+
+def test_messages_before_hello_get_hello_required() -> None:
+    """Frames before hello are answered with hello_required and change no engine state."""
+    conn, state = make()
+    assert conn.receive_text(frame(event(1)), T0) is None
+    [reply] = sent(conn)
+    assert reply["kind"] == "error"
+    assert (reply["code"], reply["seq"]) == ("hello_required", 1)
+    assert "hello" in reply["detail"]
+    assert conn.phase is ConnectionPhase.AWAITING_HELLO
+    assert conn.engine is None
+    assert state.engines == {}
+    assert state.rings.recent(10) == []
+    assert not any(state.stats.messages.values())
+    assert state.stats.rejected["hello_required"] == 1
+
+
+def test_batch_before_hello_reports_each_index() -> None:
+    """Every message of a pre-hello batch gets its own hello_required with its index."""
+    conn, _ = make()
+    conn.receive_text(frame(event(1), {"kind": "log", "seq": 2, "message": "m"}), T0)
+    replies = sent(conn)
+    assert [(r["code"], r["seq"], r["index"]) for r in replies] == [
+        ("hello_required", 1, 0),
+        ("hello_required", 2, 1),
+    ]
+
+
+def test_invalid_frame_before_hello_reports_its_own_error() -> None:
+    """A malformed pre-hello frame is answered with the decoder's code, not hello_required."""
+    conn, _ = make()
+    conn.receive_text("not json", T0)
+    [reply] = sent(conn)
+    assert reply["code"] == "bad_json"
+    assert conn.engine is None
+
+
+def test_invalid_hello_is_rejected() -> None:
+    """A hello with a bad engine name is rejected and the connection keeps waiting for hello."""
+    conn, _ = make()
+    conn.receive_text(frame({**HELLO, "engine": "bad name!"}), T0)
+    [reply] = sent(conn)
+    assert reply["code"] == "bad_message"
+    assert conn.phase is ConnectionPhase.AWAITING_HELLO
+    conn.receive_text(frame(HELLO), T0)
+    assert conn.phase is ConnectionPhase.OPEN
+
+
+def test_hello_sends_welcome() -> None:
+    """hello opens the connection and queues a welcome with last_seq and the limits."""
+    settings = Settings(max_message_bytes=1000, max_frame_bytes=5000, ack_interval=0.25)
+    conn, state = make(settings)
+    ingested = conn.receive_text(frame(HELLO), T0)
+    assert ingested is not None and ingested.events == []
+    assert conn.phase is ConnectionPhase.OPEN
+    assert sent(conn) == [
+        {
+            "kind": "welcome",
+            "hub": __version__,
+            "engine": "fno",
+            "boot_id": "boot-1",
+            "last_seq": 0,
+            "ack_interval": 0.25,
+            "max_message_bytes": 1000,
+            "max_frame_bytes": 5000,
+        }
+    ]
+    assert state.engines["fno"].connected
+
+
+def test_welcome_last_seq_is_the_stored_hwm() -> None:
+    """A reconnect of the same boot is welcomed with the highest seq already stored."""
+    settings = Settings()
+    state = HubState(settings)
+    first = EngineConnection(1, state, FrameDecoder(settings))
+    first.receive_text(frame(HELLO, event(1), event(2), event(3)), T0)
+    second = EngineConnection(2, state, FrameDecoder(settings))
+    second.receive_text(frame(HELLO), T0 + 1)
+    [welcome] = sent(second)
+    assert welcome["last_seq"] == 3
+    assert second.replaced == 1
+    assert second.committed == 3
+
+
+def test_hello_and_messages_in_one_batch() -> None:
+    """A batch [hello, event, log] opens the connection and ingests the rest in order."""
+    conn, state = make()
+    ingested = conn.receive_text(
+        frame(HELLO, event(1), {"kind": "log", "seq": 2, "message": "m"}), T0
+    )
+    assert ingested is not None
+    assert [record.seq for record in ingested.events] == [1]
+    assert [log.seq for log in ingested.logs] == [2]
+    assert [m["kind"] for m in sent(conn)] == ["welcome"]
+    assert state.engines["fno"].hwm == 2
+
+
+def test_messages_before_hello_in_a_batch_are_not_ingested() -> None:
+    """In [event, hello, event] the first event gets hello_required; the last is ingested."""
+    conn, _ = make()
+    ingested = conn.receive_text(frame(event(1), HELLO, event(2)), T0)
+    assert ingested is not None
+    assert [record.seq for record in ingested.events] == [2]
+    replies = sent(conn)
+    assert [r["kind"] for r in replies] == ["error", "welcome"]
+    assert (replies[0]["code"], replies[0]["index"]) == ("hello_required", 0)
+
+
+def test_error_reply_shape() -> None:
+    """A rejected message is answered with kind, code, detail, seq and index."""
+    conn, _ = opened()
+    nan = '{"kind":"metric","seq":2,"op":"set","name":"g","value":NaN}'
+    conn.receive_text(f"[{frame(event(1))},{nan}]", T0)
+    [reply] = sent(conn)
+    assert set(reply) == {"kind", "code", "detail", "seq", "index"}
+    assert (reply["kind"], reply["code"], reply["seq"], reply["index"]) == (
+        "error",
+        "bad_number",
+        2,
+        1,
+    )
+    assert "NaN" in reply["detail"]
+
+
+def test_state_level_rejection_is_replied() -> None:
+    """Rejections from the hub state (a metric kind conflict) are replied with their seq."""
+    conn, _ = opened()
+    conn.receive_text(
+        frame(
+            {"kind": "metric", "seq": 1, "op": "inc", "name": "x"},
+            {"kind": "metric", "seq": 2, "op": "set", "name": "x", "value": 3},
+        ),
+        T0,
+    )
+    [reply] = sent(conn)
+    assert (reply["code"], reply["seq"]) == ("metric_conflict", 2)
+
+
+def test_second_hello_is_already_hello() -> None:
+    """A hello after the handshake is answered with already_hello."""
+    conn, _ = opened()
+    conn.receive_text(frame(HELLO), T0)
+    [reply] = sent(conn)
+    assert reply["code"] == "already_hello"
+
+
+def test_ack_only_when_committed_advances() -> None:
+    """data_to_send emits an ack once per advance of committed, never a repeat."""
+    conn, _ = opened()
+    conn.receive_text(frame(event(1), event(2)), T0)
+    assert conn.data_to_send() == []
+    conn.committed = 2
+    assert sent(conn) == [{"kind": "ack", "seq": 2}]
+    assert conn.data_to_send() == []
+    conn.committed = 5
+    assert sent(conn) == [{"kind": "ack", "seq": 5}]
+
+
+def test_replies_come_before_the_ack() -> None:
+    """Error replies queued for a frame are sent before the ack that covers it."""
+    conn, _ = opened()
+    conn.receive_text(frame(event(1), {"kind": "bogus", "seq": 2}), T0)
+    conn.committed = 2
+    assert [m["kind"] for m in sent(conn)] == ["error", "ack"]
+
+
+def test_pending_replies_are_bounded() -> None:
+    """Past max_pending_replies unsent error replies, further ones are dropped and counted."""
+    conn, state = opened(Settings(max_pending_replies=3))
+    conn.receive_text(frame(*({"kind": "bogus", "seq": seq} for seq in range(1, 8))), T0)
+    replies = sent(conn)
+    assert [r["seq"] for r in replies] == [1, 2, 3]
+    assert state.stats.drops["error_reply"] == 4
+    assert state.stats.rejected["unknown_kind"] == 7
+    conn.receive_text(frame({"kind": "bogus", "seq": 8}), T0)
+    assert [r["seq"] for r in sent(conn)] == [8]
+
+
+def test_binary_frame_is_fatal() -> None:
+    """receive_bytes always raises ProtocolClose 1003."""
+    conn, _ = make()
+    with pytest.raises(ProtocolClose) as info:
+        conn.receive_bytes(b"\x00\x01")
+    assert info.value.code == 1003
+
+
+def test_too_many_engines_closes_with_1008() -> None:
+    """A hello that finds every engine slot connected closes the socket with 1008."""
+    settings = Settings(max_engines=1)
+    state = HubState(settings)
+    EngineConnection(1, state, FrameDecoder(settings)).receive_text(frame(HELLO), T0)
+    other = EngineConnection(2, state, FrameDecoder(settings))
+    with pytest.raises(ProtocolClose) as info:
+        other.receive_text(frame({**HELLO, "engine": "equity"}), T0)
+    assert info.value.code == 1008
+    assert "max_engines" in info.value.reason
+
+
+def test_close_turns_engine_offline() -> None:
+    """closed() marks the engine offline unless a newer connection replaced it."""
+    settings = Settings()
+    state = HubState(settings)
+    old = EngineConnection(1, state, FrameDecoder(settings))
+    old.receive_text(frame(HELLO), T0)
+    new = EngineConnection(2, state, FrameDecoder(settings))
+    new.receive_text(frame(HELLO), T0)
+    old.closed(T0 + 1)
+    assert old.phase is ConnectionPhase.CLOSED
+    assert state.engines["fno"].connected
+    new.closed(T0 + 2)
+    assert [(c.engine, c.health) for c in state.refresh(T0 + 2)] == [("fno", Health.OFFLINE)]
+
+
+def test_frames_are_counted() -> None:
+    """Every text frame counts in stats.frames, before and after hello."""
+    conn, state = make()
+    conn.receive_text(frame(event(1)), T0)
+    conn.receive_text(frame(HELLO), T0)
+    conn.receive_text(frame(event(1)), T0)
+    assert state.stats.frames == 3
