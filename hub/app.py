@@ -12,7 +12,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from hub import api
+from hub import api, dashboard
+from hub.dashboard_ws import dashboard_endpoint
 from hub.engine_ws import engine_endpoint
 from hub.params import BadRequest
 from hub.prometheus import metrics_endpoint, registry_for
@@ -65,6 +66,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/telemetry/stream", stream),
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/ws/engine", engine_endpoint),
+        WebSocketRoute("/ws/dashboard", dashboard_endpoint),
+        *dashboard.routes,
     ]
     return Starlette(
         routes=routes,

@@ -9,10 +9,13 @@ import time
 from typing import Protocol
 
 from hub.broadcast import Broadcaster
+from hub.fanout import DashboardFanout
 from hub.protocol import FrameDecoder
 from hub.settings import Settings
 from hub.state import HubState
 from hub.stores import HistoryStore
+from hub.templating import create_environment
+from hub.views import Views
 
 __all__ = ["Hub", "Session"]
 
@@ -42,6 +45,11 @@ class Hub:
         self.broadcaster = Broadcaster(
             settings.max_sse_clients, settings.sse_queue_events, self.state.stats.drops
         )
+        self.env = create_environment()
+        self.views = Views(self.env, self.state)
+        self.fanout = DashboardFanout(
+            settings.dashboard_queue_bytes, settings.max_dashboards, self.state.stats.drops
+        )
         self.sessions: dict[int, Session] = {}
         self.by_engine: dict[str, Session] = {}
         self.started_at = time.time()
@@ -64,16 +72,41 @@ class Hub:
             session.committed(boot_id, seq)
 
     async def _tick(self) -> None:
-        """Re-derive health every view tick so silence turns into late/stale without traffic."""
+        """Every view tick: re-derive health, then push each dirtied fragment, rendered once."""
+        next_rate = time.time() + 1.0
         while True:
-            changes = self.state.refresh(time.time())
+            now = time.time()
+            changes = self.state.refresh(now)
             if changes:
                 for change in changes:
                     log.info(
                         "engine %s is %s (was %s)", change.engine, change.health, change.previous
                     )
                 self.broadcaster.publish_health(changes)
+            if now >= next_rate:
+                self.state.measure_rate(now)
+                next_rate = now + 1.0
+            self.push_views(now)
             await asyncio.sleep(self.settings.view_tick)
+
+    def push_views(self, now: float) -> None:
+        """Render what changed since the last tick for every watched view and hand it out."""
+        dirty = self.state.dirty.drain()
+        cache: dict[str, str] = {}  # each fragment is rendered at most once per tick
+        views, fanout = self.views, self.fanout
+        for view, viewers in list(fanout.views.items()):
+            fresh = [v for v in viewers if v.needs_snapshot and not v.closed]
+            if fresh:
+                snapshot = views.frame(views.names(view), now, cache)
+                for viewer in fresh:
+                    viewer.needs_snapshot = False
+                    fanout.offer(viewer, snapshot)
+            names = views.dirtied(view, dirty) if dirty else []
+            if names:
+                delta = views.frame(names, now, cache)
+                for viewer in viewers:
+                    if viewer not in fresh:
+                        fanout.offer(viewer, delta)
 
     def begin_shutdown(self) -> None:
         """Stop taking traffic: close engine sockets with 1012 and end every stream."""
@@ -84,6 +117,7 @@ class Hub:
         for session in list(self.sessions.values()):
             session.close_soon(1012, "hub is restarting; reconnect and replay")
         self.broadcaster.close()
+        self.fanout.close()
 
     async def stop(self) -> None:
         """Cancel and await every task this hub owns, then close the store."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -31,6 +32,9 @@ KNOWN_EVENT_TYPES = (
 _DEFAULT_CAPACITIES: Mapping[str, int] = MappingProxyType(
     {"signal_event": 500, "order_event": 1000, "cycle": 100, "error": 200}
 )
+
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
 
 
 class SettingsError(ValueError):
@@ -84,6 +88,12 @@ class Settings:
     sse_queue_events: int = 10_000
     max_sse_clients: int = 256
 
+    # Dashboard.
+    dashboard_queue_bytes: int = 1024 * 1024
+    max_dashboards: int = 1000
+    max_browser_message_bytes: int = 4096
+    embed_origins: tuple[str, ...] = ()
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -100,6 +110,11 @@ class Settings:
         if any(type(v) is not int or v < 1 for v in capacities.values()):
             raise SettingsError("'ring_capacities' values must be positive integers")
         object.__setattr__(self, "ring_capacities", MappingProxyType(capacities))
+        for origin in self.embed_origins:
+            if not _ORIGIN.match(origin):
+                raise SettingsError(
+                    f"embed origin {origin!r} must look like https://example.com (scheme and host, no path)"
+                )
 
     def ring_capacity(self, event_type: str) -> int:
         """Capacity of the ring that keeps events of `event_type`."""
@@ -121,6 +136,9 @@ def _coerce(name: str, raw: Any, default: Any) -> Any:
             return int(raw)
         if isinstance(default, float):
             return float(raw)
+        if isinstance(default, tuple):
+            items = raw.split(",") if isinstance(raw, str) else list(raw)
+            return tuple(str(item).strip().rstrip("/") for item in items if str(item).strip())
         if isinstance(default, Mapping):
             if isinstance(raw, str):
                 pairs = (item.split("=", 1) for item in raw.split(",") if item.strip())

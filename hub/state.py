@@ -74,6 +74,7 @@ class Stats:
     """Hub-wide counters; every drop anywhere is counted with a reason."""
 
     frames: int = 0
+    events_per_second: float = 0.0
     messages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_KIND.values(), 0))
     rejected: Counter[str] = field(default_factory=Counter)
     drops: Counter[str] = field(default_factory=Counter)
@@ -111,6 +112,7 @@ class HubState:
         self._event_ids = itertools.count(first_event_id)
         self._log_ids = itertools.count(first_log_id)
         self._engine_indexes = itertools.count(1)
+        self._rate_mark = (0, 0.0)
         self._old_boots: dict[tuple[str, str], int] = {}
 
     def hello(self, msg: Hello, conn_id: int, now: float) -> tuple[EngineRecord, int | None]:
@@ -322,6 +324,15 @@ class HubState:
                 engine.state = dict(list(engine.state.items())[:_MAX_STATE_KEYS])
                 self.stats.drops["state_keys"] += 1
         self.dirty.mark("engine", engine.name)
+
+    def measure_rate(self, now: float) -> None:
+        """Update events per second since the last call; marks the hub status dirty."""
+        total = sum(ring.total for ring in self.rings.rings.values())
+        last_total, last_at = self._rate_mark
+        if last_at and now > last_at:
+            self.stats.events_per_second = (total - last_total) / (now - last_at)
+        self._rate_mark = (total, now)
+        self.dirty.mark("hub")
 
     def refresh(self, now: float) -> list[HealthChange]:
         """Re-derive every engine's health at `now`; returns the transitions and marks them dirty."""

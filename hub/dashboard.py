@@ -1,0 +1,155 @@
+"""Dashboard pages, embeddable cards and their security headers (strict CSP, no inline scripts)."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from hub.resources import static_dir
+from hub.runtime import Hub
+from hub.views import OVERVIEW
+
+__all__ = ["csp", "routes"]
+
+_BASE_CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def csp(frame_ancestors: str = "'none'") -> dict[str, str]:
+    """Security headers for an HTML response; `frame_ancestors` decides who may frame it."""
+    return {
+        "Content-Security-Policy": f"{_BASE_CSP}; frame-ancestors {frame_ancestors}",
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+def _hub(request: Request) -> Hub:
+    hub: Hub = request.app.state.hub
+    return hub
+
+
+def _page(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    status: int = 200,
+    frame_ancestors: str = "'none'",
+) -> HTMLResponse:
+    html = _hub(request).env.get_template(template).render(context, now=round(time.time(), 3), oob=False)
+    return HTMLResponse(html, status, headers=csp(frame_ancestors))
+
+
+def _not_found(request: Request, name: str) -> HTMLResponse:
+    message = f"No engine named {name!r} has connected to this hub."
+    return _page(request, "error.html", {"status": "Engine not found", "message": message}, 404)
+
+
+async def overview(request: Request) -> Response:
+    """`/`: every engine's card, recent signals, orders, errors, logs and hub status."""
+    views, now = _hub(request).views, time.time()
+    context: dict[str, Any] = {}
+    for name in views.names(OVERVIEW):
+        context.update(views.context(name, now))
+    context.update(
+        signals=views.context("signals", now)["rows"],
+        orders=views.context("orders", now)["rows"],
+        errors=views.context("errors", now)["rows"],
+        logs=views.context("logs", now)["lines"],
+    )
+    return _page(request, "overview.html", context)
+
+
+async def engine_page(request: Request) -> Response:
+    """`/engines/{name}`: one engine in depth."""
+    hub, now = _hub(request), time.time()
+    name = request.path_params["name"]
+    engine = hub.state.engines.get(name)
+    if engine is None:
+        return _not_found(request, name)
+    views, index = hub.views, engine.index
+    sections = [
+        (s, views.context(f"{s}:{index}", now)["rows"])
+        for s in ("positions", "decisions", "cycles", "eerrors")
+    ]
+    context = {
+        "engine_name": engine.name,
+        "engine": engine,
+        "index": index,
+        "card": views.card_model(engine, now),
+        "state_items": views.context(f"state:{index}", now)["items"],
+        "metrics": views.context(f"metrics:{index}", now)["metrics"],
+        "sections": sections,
+        "logs": views.context(f"elogs:{index}", now)["lines"],
+    }
+    return _page(request, "engine.html", context)
+
+
+async def engine_by_index(request: Request) -> Response:
+    """`/engines/id/{index}`: where card links point (ids are ours; names stay out of markup)."""
+    engine = _hub(request).views.engine_by_index(request.path_params["index"])
+    if engine is None:
+        return _page(
+            request,
+            "error.html",
+            {"status": "Engine not found", "message": "This engine is no longer known to the hub."},
+            404,
+        )
+    return RedirectResponse(request.url_for("engine_page", name=engine.name), 303)
+
+
+def _allowed_origin(request: Request) -> str | None:
+    """The request's Origin if the embedding allowlist has it."""
+    origin = request.headers.get("origin")
+    return origin if origin and origin in _hub(request).settings.embed_origins else None
+
+
+async def embed(request: Request) -> Response:
+    """`/embed/engines/{name}`: a minimal live card for iframes on allowed origins."""
+    hub, now = _hub(request), time.time()
+    engine = hub.state.engines.get(request.path_params["name"])
+    ancestors = " ".join(["'self'", *hub.settings.embed_origins])
+    if engine is None:
+        return _not_found(request, request.path_params["name"])
+    context = {"card": hub.views.card_model(engine, now), "index": engine.index}
+    return _page(request, "embed.html", context, frame_ancestors=ancestors)
+
+
+async def card_fragment(request: Request) -> Response:
+    """`/fragments/engines/{name}/card`: the card partial for `hx-get`, CORS from the allowlist."""
+    hub, now = _hub(request), time.time()
+    origin = request.headers.get("origin")
+    allowed = _allowed_origin(request)
+    same_origin = origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+    if not same_origin and allowed is None:
+        return Response("origin not allowed to embed engine cards", 403, media_type="text/plain")
+    headers = {"Vary": "Origin", **csp()}
+    if allowed:
+        headers.update(
+            {"Access-Control-Allow-Origin": allowed, "Access-Control-Allow-Headers": "*"}
+        )
+    if request.method == "OPTIONS":
+        return Response(status_code=204, headers={**headers, "Access-Control-Allow-Methods": "GET"})
+    engine = hub.state.engines.get(request.path_params["name"])
+    if engine is None:
+        return Response("no such engine", 404, media_type="text/plain", headers=headers)
+    html = hub.views.render(f"card:{engine.index}", now, oob=False)
+    return HTMLResponse(html, headers=headers)
+
+
+routes = [
+    Route("/", overview),
+    Route("/engines/id/{index:int}", engine_by_index),
+    Route("/engines/{name}", engine_page, name="engine_page"),
+    Route("/embed/engines/{name}", embed),
+    Route("/fragments/engines/{name}/card", card_fragment, methods=["GET", "OPTIONS"]),
+    Mount("/static", StaticFiles(directory=static_dir()), name="static"),
+]

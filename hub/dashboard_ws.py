@@ -1,0 +1,87 @@
+"""`/ws/dashboard`: one socket per page; the hub pushes `hx-swap-oob` fragments of its view."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from hub.fanout import Viewer
+from hub.runtime import Hub
+from hub.views import OVERVIEW, ViewKey
+
+__all__ = ["dashboard_endpoint"]
+
+log = logging.getLogger(__name__)
+SEND_TIMEOUT = 10.0  # a browser that cannot take one frame in this long is gone
+
+
+def _view(websocket: WebSocket) -> ViewKey | None:
+    params = websocket.query_params
+    kind = params.get("view", "overview")
+    if kind == "overview":
+        return OVERVIEW
+    raw = params.get("id", "")
+    if kind in ("engine", "embed") and raw.isdigit() and len(raw) < 10:
+        return (kind, int(raw))
+    return None
+
+
+def _origin_ok(websocket: WebSocket, hub: Hub) -> bool:
+    origin = websocket.headers.get("origin")
+    if origin is None:
+        return True  # not a browser
+    host = websocket.headers.get("host", "")
+    return origin in (f"http://{host}", f"https://{host}") or origin in hub.settings.embed_origins
+
+
+async def dashboard_endpoint(websocket: WebSocket) -> None:
+    """Serve one dashboard page's live updates until it goes away."""
+    hub: Hub = websocket.app.state.hub
+    view = _view(websocket)
+    if view is None:
+        await websocket.close(1008, "unknown view: use ?view=overview, or view=engine|embed&id=N")
+        return
+    if not _origin_ok(websocket, hub):
+        await websocket.close(1008, "origin not allowed")
+        return
+    if hub.shutting_down:
+        await websocket.close(1012, "hub is restarting")
+        return
+    viewer = hub.fanout.join(view)
+    if viewer is None:
+        await websocket.close(1013, "too many dashboards are open; try again later")
+        return
+    await websocket.accept()
+    sender = asyncio.create_task(_send(websocket, viewer), name=f"dashboard-{viewer.id}")
+    try:
+        while True:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            size = len(message.get("text") or message.get("bytes") or b"")
+            if size > hub.settings.max_browser_message_bytes:
+                await websocket.close(1009, "message too big")
+                break
+    except WebSocketDisconnect:
+        pass
+    finally:
+        hub.fanout.leave(viewer)
+        sender.cancel()
+        await asyncio.gather(sender, return_exceptions=True)
+
+
+async def _send(websocket: WebSocket, viewer: Viewer) -> None:
+    """Drain the viewer's queue; close it when the fan-out gave up on it or the hub stops."""
+    try:
+        while True:
+            frames = await viewer.next_frames()
+            for frame in frames:
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await websocket.send_text(frame)
+            if viewer.closed:
+                await websocket.close(1013, "too slow to keep up; reconnect for a fresh snapshot")
+                return
+    except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
+        return

@@ -1,0 +1,84 @@
+"""The Jinja2 environment that renders every page and pushed fragment (autoescape always on)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import jinja2
+
+from hub.resources import templates_dir
+
+__all__ = ["create_environment", "sparkline_points"]
+
+_MAX_CELL = 120
+
+
+def _cell(value: Any, limit: int = _MAX_CELL) -> str:
+    """Any JSON value as short display text (escaping is the environment's job)."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        text = f"{value:.6g}"
+    elif isinstance(value, (dict, list)):
+        import json
+
+        text = json.dumps(value, separators=(",", ":"), default=str)
+    else:
+        text = str(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clock(value: datetime | float | None) -> str:
+    """HH:MM:SS (UTC) of a timestamp."""
+    if value is None:
+        return ""
+    if not isinstance(value, datetime):
+        value = datetime.fromtimestamp(value).astimezone()
+    return value.strftime("%H:%M:%S")
+
+
+def _number(value: float | int | None, digits: int = 2) -> str:
+    """A compact number: thousands separators for ints, `digits` decimals for floats."""
+    if value is None:
+        return "—"
+    if isinstance(value, int) or (
+        isinstance(value, float) and value.is_integer() and abs(value) < 1e15
+    ):
+        return f"{int(value):,}"
+    if not math.isfinite(value):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def sparkline_points(values: Iterable[float], width: int = 100, height: int = 20) -> str:
+    """SVG polyline points for `values`, scaled to the box; numbers only, built by our code."""
+    data = [v for v in values if math.isfinite(v)]
+    if len(data) < 2:
+        return ""
+    low, high = min(data), max(data)
+    span = (high - low) or 1.0
+    step = width / (len(data) - 1)
+    return " ".join(
+        f"{i * step:.1f},{height - (v - low) / span * (height - 2) - 1:.1f}"
+        for i, v in enumerate(data)
+    )
+
+
+def create_environment() -> jinja2.Environment:
+    """Environment for pages and fragments: autoescape on, undefined names are errors."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(templates_dir()),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        auto_reload=False,
+    )
+    env.filters["cell"] = _cell
+    env.filters["clock"] = _clock
+    env.filters["number"] = _number
+    env.globals["sparkline_points"] = sparkline_points
+    return env

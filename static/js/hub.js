@@ -1,0 +1,68 @@
+// Engine Hub dashboard behaviour. Loaded as a static file (the CSP forbids inline scripts).
+(() => {
+  "use strict";
+
+  // 1. Defence in depth: swapped-in content may never carry scripts or inline handlers, and htmx may
+  //    never evaluate JavaScript. Engine text is escaped by the server; this guards against our bugs.
+  htmx.registerExtension("engine-hub-guard", {
+    htmx_before_swap: (elt, detail) => {
+      for (const task of detail.tasks || []) {
+        const fragment = task.fragment;
+        if (!fragment || !fragment.querySelectorAll) continue;
+        fragment.querySelectorAll("script").forEach((node) => node.remove());
+        fragment.querySelectorAll("*").forEach((node) => {
+          for (const attr of Array.from(node.attributes)) {
+            const name = attr.name.toLowerCase();
+            if (name.startsWith("on") || name.startsWith("hx-on") || name.startsWith("data-hx-on")) {
+              node.removeAttribute(attr.name);
+            }
+          }
+        });
+      }
+    },
+    htmx_scope: () => {
+      throw new Error("engine-hub: JavaScript evaluation is disabled");
+    },
+  });
+
+  // 2. This browser's connection state, from the hx-ws extension's events.
+  const setConn = (state, text) => {
+    const el = document.getElementById("conn");
+    if (!el) return;
+    el.className = el.className.replace(/\bconn-\w+/g, "").trim() + " conn-" + state;
+    el.textContent = text;
+    document.body.dataset.conn = state;
+  };
+  document.addEventListener("htmx:ws:after:connection", () => setConn("live", "live"));
+  document.addEventListener("htmx:ws:close", () => setConn("reconnecting", "reconnecting…"));
+  document.addEventListener("htmx:ws:error", () => setConn("reconnecting", "reconnecting…"));
+
+  // 3. Ages ("3 s ago", uptime) stay current without any traffic: the server stamps Unix times.
+  const serverNow = parseFloat(document.body.dataset.serverNow || "0");
+  const skew = serverNow ? serverNow - Date.now() / 1000 : 0;
+  const ago = (s) => (s < 1 ? "just now" : s < 90 ? `${Math.floor(s)} s ago` : s < 5400 ? `${Math.floor(s / 60)} min ago` : `${Math.floor(s / 3600)} h ago`);
+  const duration = (s) => {
+    s = Math.max(0, Math.floor(s));
+    const d = Math.floor(s / 86400), h = Math.floor((s % 86400) / 3600), m = Math.floor((s % 3600) / 60);
+    return d ? `${d}d ${h}h` : h ? `${h}h ${String(m).padStart(2, "0")}m` : `${m}m ${String(s % 60).padStart(2, "0")}s`;
+  };
+  const tick = () => {
+    const now = Date.now() / 1000 + skew;
+    document.querySelectorAll("[data-since]").forEach((el) => {
+      const since = parseFloat(el.dataset.since);
+      if (!Number.isFinite(since)) return;
+      el.textContent = el.dataset.style === "duration" ? duration(now - since) : ago(now - since);
+    });
+  };
+  document.addEventListener("htmx:after:swap", tick);
+  document.addEventListener("DOMContentLoaded", tick);
+  setInterval(tick, 1000);
+
+  // 4. Log level filter on engine pages: a class on <body>, so it survives fragment swaps.
+  document.addEventListener("change", (event) => {
+    const select = event.target;
+    if (!(select instanceof HTMLSelectElement) || select.id !== "level-filter") return;
+    document.body.className = document.body.className.replace(/\bmin-\w+/g, "").trim();
+    if (select.value) document.body.classList.add("min-" + select.value.toLowerCase());
+  });
+})();
