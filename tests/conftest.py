@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 import websockets
+from playwright.async_api import Browser, Page, async_playwright
 from websockets.asyncio.client import ClientConnection
 
 from hub.runtime import Hub
@@ -47,12 +48,15 @@ class RunningHub:
 
 
 @asynccontextmanager
-async def running_hub(**overrides: Any) -> AsyncIterator[RunningHub]:
-    """Start a hub with `overrides` applied to test-friendly settings; stop it afterwards."""
+async def running_hub(port: int = 0, **overrides: Any) -> AsyncIterator[RunningHub]:
+    """Start a hub with `overrides` applied to test-friendly settings; stop it afterwards.
+
+    `port` reuses a known port (to restart a hub where browsers expect it); 0 picks a free one.
+    """
     settings = Settings(host="127.0.0.1", port=0, graceful_timeout=3, log_level="warning")
     settings = settings.replace(**overrides)
     server = HubServer(settings)
-    sock = bind("127.0.0.1", 0)
+    sock = bind("127.0.0.1", port)
     port = sock.getsockname()[1]
     task = asyncio.create_task(server.serve(sockets=[sock]))
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
@@ -214,3 +218,54 @@ async def sse(
                 if line.startswith(": connected"):
                     break
         yield reader
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's headless Chromium driven by Playwright's async API (one per test session)."""
+    async with async_playwright() as playwright:
+        chromium = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        await chromium.close()
+
+
+@dataclass
+class WatchedPage:
+    """A page that records console messages, page errors, CSP violations and requests."""
+
+    page: Page
+    console: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+
+    @property
+    def problems(self) -> list[str]:
+        """Console errors/warnings and uncaught page errors (CSP violations show up here)."""
+        return self.errors + [m for m in self.console if m.startswith(("error", "warning"))]
+
+
+@asynccontextmanager
+async def watched_page(browser: Browser) -> AsyncIterator[WatchedPage]:
+    """A fresh browser context and page that records what went wrong."""
+    context = await browser.new_context(viewport={"width": 1280, "height": 900})
+    page = await context.new_page()
+    watched = WatchedPage(page)
+    page.on("console", lambda m: watched.console.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: watched.errors.append(f"pageerror: {e}"))
+    page.on("request", lambda r: watched.requests.append(r.url))
+    try:
+        yield watched
+    finally:
+        await context.close()
