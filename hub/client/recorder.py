@@ -1,0 +1,257 @@
+"""The engine-facing calls shared by both clients: each one is tiny, never blocks and never raises."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import socket
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, TypeVar
+
+from hub import __version__
+from hub.client.core import ClientCore, ClientStats, ConnectionState
+from hub.client.handlers import HubLogHandler
+from hub.client.intake import EVENT, OBSERVE, DropReason, Intake, NullIntake
+from hub.client.options import ClientOptions, engine_url, make_options, validate_identity
+from hub.messages import Status
+
+__all__ = ["Recorder", "Timer"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Recorder:
+    """Health, metrics, events and logs for one engine boot (the part of the client engines call)."""
+
+    def __init__(
+        self, url: str, engine: str, mode: str, token: str | None, options: Mapping[str, Any]
+    ) -> None:
+        self.options: ClientOptions = make_options(options)
+        validate_identity(engine, mode)
+        self.url = engine_url(url)
+        self.engine = engine
+        self.mode = mode
+        self.token = token
+        self.boot_id = uuid.uuid4().hex
+        meta = {
+            "client": f"engine-hub/{__version__}",
+            "host": socket.gethostname(),
+            **self.options.meta,
+        }
+        self._core = ClientCore(
+            self.options,
+            engine=engine,
+            mode=mode,
+            boot_id=self.boot_id,
+            pid=os.getpid(),
+            started_at=time.time(),
+            meta=meta,
+        )
+        self._intake: Intake = self._core.intake if self.options.enabled else NullIntake()
+
+    @property
+    def intake(self) -> Intake:
+        """Where records go (log handlers hold the client and append here)."""
+        return self._intake
+
+    @property
+    def stats(self) -> ClientStats:
+        """Delivery counters: state, seqs, buffered, sent, replayed, rejected and dropped by reason."""
+        return self._core.stats()
+
+    @property
+    def connected(self) -> bool:
+        """True while the hub has welcomed this client."""
+        return self._core.state is ConnectionState.ONLINE
+
+    # Health.
+
+    def heartbeat(self, **fields: Any) -> None:
+        """Update health fields (status, loop_tick, universe_size, open_positions, last_error, state)."""
+        try:
+            self._intake.update_health(fields)
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+
+    def mark_error(self, error: BaseException | str) -> None:
+        """Set status `error` and `last_error`, and publish an `error` event."""
+        try:
+            payload: dict[str, Any]
+            if isinstance(error, BaseException):
+                kind, message = type(error).__name__, str(error)
+                text = "".join(traceback.format_exception(error))
+                payload = {"error_type": kind, "message": message, "traceback": text}
+                last_error = f"{kind}: {message}" if message else kind
+            else:
+                last_error = str(error)
+                payload = {"error_type": "error", "message": last_error}
+            self._intake.update_health({"status": "error", "last_error": last_error})
+            self._intake.append((EVENT, time.time(), "error", payload))
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+
+    def mark_stopped(self) -> None:
+        """Report status `stopped` and send `bye` after everything recorded so far."""
+        self._finish(Status.STOPPED)
+
+    def _finish(self, status: Status) -> None:
+        """Queue the final status and `bye` (only the first call counts)."""
+        if self.options.enabled and not self._core.bye_requested:
+            self._intake.update_health({"status": status})
+            self._core.request_bye(status)
+            self._intake.wake()
+
+    def _exited(self, exc: BaseException | None) -> None:
+        """Leaving a `with` block: an exception marks the engine as failed before `bye`."""
+        if isinstance(exc, Exception):
+            self.mark_error(exc)
+            self._finish(Status.ERROR)
+
+    # Metrics.
+
+    def increment(self, name: str, amount: float = 1, **tags: Any) -> None:
+        """Add `amount` to counter `name`; calls are summed per series until the next flush."""
+        try:
+            self._intake.inc((name, tuple(tags.items())) if tags else name, amount)
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+
+    def set_gauge(self, name: str, value: float, **tags: Any) -> None:
+        """Set gauge `name`; only the latest value per series is sent each flush."""
+        try:
+            self._intake.set_gauge((name, tuple(tags.items())) if tags else name, value)
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+
+    def observe(self, name: str, value: float, **tags: Any) -> None:
+        """Record one observation of histogram `name`."""
+        try:
+            self._intake.append((OBSERVE, (name, tuple(tags.items())) if tags else name, value))
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+
+    def record_timing(self, name: str, seconds: float, **tags: Any) -> None:
+        """Record one duration (seconds) of timer `name`."""
+        try:
+            self._intake.append((OBSERVE, (name, tuple(tags.items())) if tags else name, seconds))
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+
+    def timer(self, name: str, **tags: Any) -> Timer:
+        """Time a `with` block, or every call of the decorated (sync or async) function."""
+        return Timer(self, name, tags)
+
+    # Events.
+
+    def publish(self, type: str, payload: Mapping[str, Any] | None = None) -> None:
+        """Publish an event of `type` (payload is copied shallowly; do not mutate nested values)."""
+        try:
+            self._intake.append((EVENT, time.time(), type, dict(payload) if payload else {}))
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+
+    def record_signal(
+        self,
+        symbol: str,
+        side: str,
+        *,
+        price: float | None = None,
+        strategy: str | None = None,
+        confidence: float | None = None,
+        reason: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """Publish a `signal_event` (what the strategy decided and why)."""
+        payload = {"symbol": symbol, "side": side, "price": price, "strategy": strategy}
+        payload.update(confidence=confidence, reason=reason, **extra)
+        self.publish("signal_event", payload)
+
+    def record_order(
+        self,
+        order_id: str,
+        symbol: str,
+        side: str,
+        quantity: float,
+        *,
+        price: float | None = None,
+        status: str = "create",
+        reason: str | None = None,
+        **extra: Any,
+    ) -> None:
+        """Publish an `order_event`; `status` is create, fill, reject or cancel."""
+        payload = {"order_id": order_id, "symbol": symbol, "side": side, "quantity": quantity}
+        payload.update(price=price, status=status, reason=reason, **extra)
+        self.publish("order_event", payload)
+
+    def record_cycle(self, duration: float, number: int | None = None, **extra: Any) -> None:
+        """Publish a `cycle` event: how long one engine loop iteration took (seconds)."""
+        self.publish("cycle", {"duration": duration, "number": number, **extra})
+
+    def record_error(
+        self, error_type: str, message: str, context: Mapping[str, Any] | None = None
+    ) -> None:
+        """Publish an `error` event without changing the engine's status (see `mark_error`)."""
+        self.publish("error", {"error_type": error_type, "message": message, "context": context})
+
+    # Logs.
+
+    def log_handler(self, level: int | str = logging.INFO) -> logging.Handler:
+        """A `logging.Handler` that ships records to the hub without blocking."""
+        return HubLogHandler(self, level)
+
+
+class Timer:
+    """Times a block or a function into `record_timing(name, seconds, **tags)`."""
+
+    __slots__ = ("_recorder", "_name", "_tags", "_start", "elapsed")
+
+    def __init__(self, recorder: Recorder, name: str, tags: dict[str, Any]) -> None:
+        self._recorder = recorder
+        self._name = name
+        self._tags = tags
+        self._start = 0.0
+        self.elapsed: float | None = None
+
+    def __enter__(self) -> Timer:
+        self._start = time.perf_counter()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.elapsed = time.perf_counter() - self._start
+        self._recorder.record_timing(self._name, self.elapsed, **self._tags)
+
+    def __call__(self, func: F) -> F:
+        """Decorate `func` so each call is timed (coroutine functions are timed until they return)."""
+        recorder, name, tags = self._recorder, self._name, self._tags
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def timed_async(*args: Any, **kwargs: Any) -> Any:
+                start = time.perf_counter()
+                try:
+                    return await func(*args, **kwargs)
+                finally:
+                    recorder.record_timing(name, time.perf_counter() - start, **tags)
+
+            return timed_async  # type: ignore[return-value]
+
+        @functools.wraps(func)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return func(*args, **kwargs)
+            finally:
+                recorder.record_timing(name, time.perf_counter() - start, **tags)
+
+        return timed  # type: ignore[return-value]

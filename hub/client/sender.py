@@ -1,0 +1,249 @@
+"""The background sender: connect, hello/welcome, send batches, read acks, replay, back off.
+
+One `Sender` runs as a task in one event loop (the engine's, or the sync client's private one).
+It is the only reader of the core; engine threads only touch the core's lock-free intake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from hub.client.backoff import Backoff
+from hub.client.core import ClientCore, ConnectionState
+from hub.client.handlers import SHIPPING
+from hub.client.intake import DropReason
+from hub.client.options import ClientOptions
+from hub.messages import ErrorReply
+
+__all__ = ["Sender"]
+
+log = logging.getLogger(__name__)
+
+_AUTH_STATUSES = (401, 403)
+_CLOSE_POLICY, _CLOSE_TOO_BIG = 1008, 1009
+
+
+class Sender:
+    """Owns the hub connection for one client; `run()` until `request_stop()` and the final flush.
+
+    Build it inside the event loop that will run it.
+    """
+
+    def __init__(
+        self,
+        core: ClientCore,
+        url: str,
+        token: str | None,
+        options: ClientOptions,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._core = core
+        self._url = url
+        self._options = options
+        self._clock = clock
+        self._backoff = Backoff(options.backoff_base, options.backoff_max)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._connect_kwargs: dict[str, Any] = {
+            "additional_headers": headers,
+            "compression": None,  # the hub turns permessage-deflate off
+            "open_timeout": 10.0,
+            "close_timeout": 2.0,
+            "max_size": 2**20,
+            **options.connect_options,
+        }
+        self._ws: ClientConnection | None = None
+        self._loop = asyncio.get_running_loop()  # built inside the loop that will run it
+        self._thread = threading.get_ident()
+        self._wakeup = asyncio.Event()  # "drain and send now" (batch full, stop, flush)
+        self._progress = asyncio.Event()  # an ack arrived or a pump round ended
+        self._interrupt = asyncio.Event()  # cut a backoff pause short (stop)
+        self._stopping = False
+        self._deadline = math.inf
+        self._quiet = False  # a failure was logged; stay quiet until the next success
+        self._refusal_logged = False
+        self._warned: set[str] = set()
+
+    def wake(self) -> None:
+        """Ask for a drain and send soon; safe from any thread, never raises."""
+        if threading.get_ident() == self._thread:
+            self._wakeup.set()
+            return
+        try:
+            self._loop.call_soon_threadsafe(self._wakeup.set)
+        except RuntimeError:
+            pass  # the loop is closed: the client is gone
+
+    def request_stop(self, timeout: float) -> None:
+        """Finish within `timeout`: send everything (ending with `bye`), wait for acks, close."""
+        self._stopping = True
+        self._deadline = self._loop.time() + timeout
+        self._interrupt.set()
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        """Pump and keep a connection until stopped; logs, never raises (except cancellation)."""
+        SHIPPING.set(True)  # this task and everything it starts
+        pump = asyncio.create_task(self._pump(), name="engine-hub-pump")
+        try:
+            while not self._done():
+                delay = await self._session()
+                if self._done():
+                    break
+                if self._stopping:
+                    delay = min(delay, max(0.0, self._deadline - self._loop.time()))
+                await self._pause(delay)
+        finally:
+            pump.cancel()
+            await asyncio.gather(pump, return_exceptions=True)
+
+    async def flush(self, timeout: float) -> bool:
+        """Drain now and wait until the hub acknowledged everything recorded so far."""
+        core = self._core
+        self._collect()
+        target = core.last_seq
+        self._wakeup.set()
+        try:
+            async with asyncio.timeout(timeout):
+                while not core.is_acked(target):
+                    self._progress.clear()
+                    await self._progress.wait()
+        except TimeoutError:
+            pass
+        return core.is_acked(target)
+
+    def _done(self) -> bool:
+        return self._stopping and (self._core.finished or self._loop.time() >= self._deadline)
+
+    def _collect(self, limit: int | None = None) -> None:
+        core, now = self._core, self._clock()
+        provider = self._options.heartbeat_provider
+        if provider is not None and core.heartbeat_due(now):
+            try:
+                core.intake.update_health(provider())
+            except Exception:
+                core.intake.count_drop(DropReason.INVALID)
+                self._warn_once("provider", "heartbeat_provider raised", exc_info=True)
+        core.collect(now, limit)
+
+    async def _pump(self) -> None:
+        """Every flush_interval (or when woken): drain, then send while online."""
+        # Drain in chunks, yielding between them, so encoding a burst never holds an engine's
+        # event loop (AsyncEngineClient) for long.
+        chunk = 4 * self._options.max_batch
+        while True:
+            self._wakeup.clear()
+            try:
+                self._collect(chunk)
+                ws = self._ws
+                # `ws is self._ws`: never send a frame of a newer connection on an older socket.
+                while ws is not None and ws is self._ws and (frame := self._core.next_frame()):
+                    await ws.send(frame, text=True)
+                if ws is not None and self._done():
+                    await ws.close()
+                    return
+            except ConnectionClosed:
+                pass  # the session notices and rewinds; unacked frames are replayed
+            except Exception:
+                self._warn_once("pump", "engine-hub client sender failed", exc_info=True)
+            self._progress.set()
+            if self._core.intake.items:
+                await asyncio.sleep(0)
+                continue
+            try:
+                async with asyncio.timeout(self._options.flush_interval):
+                    await self._wakeup.wait()
+            except TimeoutError:
+                pass
+
+    async def _session(self) -> float:
+        """One connection from connect to close; returns the delay before the next attempt."""
+        core = self._core
+        try:
+            async with connect(self._url, **self._connect_kwargs) as ws:
+                await ws.send(core.hello(), text=True)
+                async with asyncio.timeout(self._options.hello_timeout):
+                    while core.state is ConnectionState.HANDSHAKE:
+                        self._received(await ws.recv())
+                self._online(ws)
+                async for data in ws:
+                    self._received(data)
+            return self._closed(ws.close_code, ws.close_reason or "")
+        except InvalidStatus as exc:
+            return self._refused(exc.response.status_code)
+        except ConnectionClosed as exc:
+            rcvd = exc.rcvd
+            return self._closed(rcvd.code if rcvd else None, rcvd.reason if rcvd else "")
+        except (OSError, TimeoutError, WebSocketException) as exc:
+            return self._failed(f"{type(exc).__name__}: {exc}")
+        finally:
+            self._ws = None
+            core.connection_lost()
+
+    def _online(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self._backoff.reset()
+        self._quiet = self._refusal_logged = False
+        stats = self._core.stats()
+        log.info("connected to %s (boot %s; %d buffered)", self._url, stats.boot_id, stats.buffered)
+        self._wakeup.set()
+
+    def _received(self, data: str | bytes) -> None:
+        for reply in self._core.receive(data):
+            if isinstance(reply, ErrorReply):
+                self._warn_once(
+                    reply.code, "hub rejected seq %s: %s (%s)", reply.seq, reply.detail, reply.code
+                )
+        self._progress.set()
+
+    def _closed(self, code: int | None, reason: str) -> float:
+        if self._stopping and code in (1000, 1001):
+            return 0.0
+        if code == _CLOSE_POLICY:
+            return self._refused(None, reason)
+        if code == _CLOSE_TOO_BIG:
+            self._core.shrink_frames()
+        return self._failed(f"hub closed the connection with code {code}: {reason or 'no reason'}")
+
+    def _refused(self, status: int | None, reason: str = "") -> float:
+        if status is not None and status not in _AUTH_STATUSES:
+            return self._failed(f"hub answered the WebSocket handshake with HTTP {status}")
+        delay = self._options.auth_backoff
+        if not self._refusal_logged:  # one clear line per refusal streak, not one per attempt
+            what = f"HTTP {status}: check the token" if status else f"close 1008: {reason}"
+            log.error(
+                "hub at %s refused this engine (%s); retrying in %.0f s", self._url, what, delay
+            )
+            self._refusal_logged = self._quiet = True
+        return delay
+
+    def _failed(self, why: str) -> float:
+        delay = self._backoff.next_delay()
+        level = logging.DEBUG if self._quiet else logging.WARNING
+        log.log(
+            level, "hub at %s unavailable (%s); buffering, retry in %.1f s", self._url, why, delay
+        )
+        self._quiet = True
+        return delay
+
+    async def _pause(self, delay: float) -> None:
+        """Sleep `delay`, unless `request_stop` asks for one last attempt right now."""
+        try:
+            async with asyncio.timeout(delay):
+                await self._interrupt.wait()
+        except TimeoutError:
+            pass
+        self._interrupt.clear()
+
+    def _warn_once(self, key: str, message: str, *args: Any, exc_info: bool = False) -> None:
+        level = logging.DEBUG if key in self._warned else logging.WARNING
+        self._warned.add(key)
+        log.log(level, message, *args, exc_info=exc_info)
