@@ -30,6 +30,32 @@ def _serve(args: argparse.Namespace) -> int:
     return serve(_settings(args))
 
 
+def _demo(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hub.demo import run_demo
+    from hub.server import exit_cleanly_on_sigterm
+
+    def ready(url: str) -> None:
+        print(
+            f"Engine Hub demo: open {url}\n"
+            "  three simulated engines (fno, equity, options) report to it; Ctrl-C stops everything.",
+            flush=True,
+        )
+
+    settings = _settings(args)
+    exit_cleanly_on_sigterm()
+    try:
+        asyncio.run(run_demo(settings, ready, args.incident_every))
+    except OSError as exc:
+        print(
+            f"engine-hub: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engine-hub",
@@ -52,6 +78,17 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the hub")
     common(serve)
     serve.set_defaults(run=_serve)
+
+    demo = commands.add_parser("demo", help="run a hub with three simulated engines")
+    common(demo)
+    demo.add_argument(
+        "--incident-every",
+        type=float,
+        default=40.0,
+        metavar="SECONDS",
+        help="cause a stall, freeze, error, restart or crash this often (0: never; default 40)",
+    )
+    demo.set_defaults(run=_demo)
     return parser
 
 

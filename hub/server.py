@@ -15,7 +15,7 @@ from hub.app import create_app
 from hub.runtime import Hub
 from hub.settings import Settings
 
-__all__ = ["HubServer", "bind", "serve", "uvicorn_config"]
+__all__ = ["HubServer", "bind", "exit_cleanly_on_sigterm", "serve", "uvicorn_config"]
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +86,21 @@ def serve(settings: Settings) -> int:
     except OSError as exc:
         log.error("cannot listen on %s:%d: %s", settings.host, settings.port, exc.strerror)
         return 2
-    # uvicorn re-raises the signal once it has shut down gracefully; with this handler in place
-    # a SIGTERM then ends the process with status 0 instead of "killed by signal".
-    signal.signal(signal.SIGTERM, _stopped)
+    exit_cleanly_on_sigterm()
     host, port = sock.getsockname()[:2]
     log.info("engine hub on http://%s:%d (engines: ws://%s:%d/ws/engine)", host, port, host, port)
     asyncio.run(server.serve(sockets=[sock]))
     log.info("engine hub stopped")
     return 0
+
+
+def exit_cleanly_on_sigterm() -> None:
+    """Make a SIGTERM end the process with status 0 once uvicorn has shut down gracefully.
+
+    uvicorn re-raises the signal after its graceful shutdown; this handler then does nothing
+    instead of the default "killed by signal".
+    """
+    signal.signal(signal.SIGTERM, _stopped)
 
 
 def _stopped(sig: int, frame: FrameType | None) -> None:
