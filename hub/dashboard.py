@@ -44,7 +44,11 @@ def _page(
     status: int = 200,
     frame_ancestors: str = "'none'",
 ) -> HTMLResponse:
-    html = _hub(request).env.get_template(template).render(context, now=round(time.time(), 3), oob=False)
+    html = (
+        _hub(request)
+        .env.get_template(template)
+        .render(context, now=round(time.time(), 3), oob=False)
+    )
     return HTMLResponse(html, status, headers=csp(frame_ancestors))
 
 

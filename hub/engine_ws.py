@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import time
 
@@ -124,11 +125,24 @@ class EngineSession:
             return  # the socket is already gone; the receive loop cleans up
 
 
+def _authorized(websocket: WebSocket, token: str) -> bool:
+    """Whether the handshake carries `Authorization: Bearer <token>` (compared in constant time)."""
+    scheme, _, given = websocket.headers.get("authorization", "").partition(" ")
+    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+
+
 async def engine_endpoint(websocket: WebSocket) -> None:
     """Accept an engine socket and serve it."""
     hub: Hub = websocket.app.state.hub
     if hub.shutting_down:
         await websocket.close(1012, "hub is restarting")
+        return
+    if hub.settings.token and not _authorized(websocket, hub.settings.token):
+        hub.state.stats.drops["unauthorized"] += 1
+        log.warning(
+            "refused an engine connection from %s: missing or wrong token", websocket.client
+        )
+        await websocket.close(1008, "missing or wrong token")  # before accept: HTTP 403
         return
     await websocket.accept()
     await EngineSession(hub, websocket).run()

@@ -95,6 +95,9 @@ class Hello(_Message, tag="hello"):
     started_at: Timestamp | None = None
     heartbeat_interval: Interval | None = None
     meta: Json = {}
+    # Highest seq a hub acknowledged earlier in this boot: a hub that lost its memory (restarted
+    # without a persistent store) takes it as stored instead of reporting a false gap.
+    acked_seq: Count | None = None
 
 
 class Heartbeat(_Message, tag="heartbeat"):

@@ -49,6 +49,7 @@ class Settings:
     port: int = 8765
     db: str = ":memory:"
     log_level: str = "info"
+    token: str = ""  # when set, engines must send "Authorization: Bearer <token>"
 
     # Engine protocol limits.
     max_message_bytes: int = 256 * 1024

@@ -133,6 +133,8 @@ class HubState:
             engine.new_boot(boot_id, self._old_boots.pop((engine.name, boot_id), 0))
             engine.started_at = now
             self.metrics.new_session(engine.name)
+        if msg.acked_seq is not None and msg.acked_seq > engine.hwm:
+            engine.hwm = msg.acked_seq  # acked earlier means stored earlier, even if we forgot it
         replaced = engine.conn_id if engine.connected and engine.conn_id != conn_id else None
         if replaced is not None:
             engine.replaced += 1

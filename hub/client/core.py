@@ -107,6 +107,7 @@ class ClientCore:
     def hello(self) -> bytes:
         """The first frame of every connection; moves the state to HANDSHAKE."""
         self.state = ConnectionState.HANDSHAKE
+        self._hello.acked_seq = self.acked_seq or None
         data = self._builder.encode(self._hello)
         if data is None:  # meta held something even the fallback cannot encode
             self._hello.meta = {}
