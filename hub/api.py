@@ -11,9 +11,18 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub import __version__
-from hub.params import engine_param, event_type_param, int_param, level_param
+from hub.logs import level_number
+from hub.params import (
+    BadRequest,
+    engine_param,
+    event_type_param,
+    int_param,
+    level_param,
+    time_param,
+)
 from hub.records import utc
 from hub.runtime import Hub
+from hub.stores import HistoryQuery
 
 __all__ = ["json_response", "routes"]
 
@@ -41,23 +50,29 @@ async def engines(request: Request) -> Response:
 
 
 async def events(request: Request) -> Response:
-    """Recent events, newest first: `event_type`, `engine`, `limit` (capped), `before` (id cursor)."""
-    hub = _hub(request)
+    """Events newest first: `event_type`, `engine`, `limit` (capped), `since`, `until`, `before` (id cursor).
+
+    The rings answer down to their horizon; older events come from the history store.
+    """
+    hub, now = _hub(request), time.time()
     limit = int_param(request, "limit", 100, 1, hub.settings.api_max_limit)
     event_type, engine = event_type_param(request), engine_param(request)
     before = int_param(request, "before", 0, 1, 2**63 - 1) or None
-    records = hub.state.rings.recent(limit, event_type, engine, before)
+    since, until = time_param(request, "since", now), time_param(request, "until", now)
+    rings = hub.state.rings
+    horizon = rings.horizon(event_type)
+    records = [
+        r for r in rings.recent(limit, event_type, engine, before, since, until) if r.id > horizon
+    ]
     if len(records) < limit:
-        oldest = records[-1].id if records else before
-        records += await hub.store.events(limit - len(records), event_type, engine, oldest)
+        cursor = records[-1].id if records else before
+        if horizon and (cursor is None or cursor > horizon + 1):
+            cursor = horizon + 1
+        query = HistoryQuery(limit - len(records), engine, event_type, since, until, cursor)
+        records += await hub.store.history("events", query)
     next_before = records[-1].id if len(records) == limit else None
     return json_response(
-        {
-            "asof": utc(time.time()),
-            "count": len(records),
-            "next_before": next_before,
-            "events": records,
-        }
+        {"asof": utc(now), "count": len(records), "next_before": next_before, "events": records}
     )
 
 
@@ -101,16 +116,50 @@ async def stats(request: Request) -> Response:
 
 
 async def engine_logs(request: Request) -> Response:
-    """The log tail of one engine: `engine` (required), `lines` (capped), `level` (minimum)."""
-    hub = _hub(request)
+    """One engine's log lines, oldest first: `engine` (required), `lines`, `level` (minimum), `since`, `until`.
+
+    The in-memory tail answers first; older lines come from the history store.
+    """
+    hub, now = _hub(request), time.time()
     engine = engine_param(request, required=True)
     assert engine is not None
-    lines = int_param(request, "lines", 100, 1, hub.settings.log_tail_lines)
+    lines = int_param(request, "lines", 100, 1, hub.settings.api_max_limit)
     level = level_param(request)
+    since, until = time_param(request, "since", now), time_param(request, "until", now)
     if engine not in hub.state.engines:
         return json_response({"error": "not_found", "detail": f"no engine named {engine!r}"}, 404)
-    records = hub.state.logs.tail(engine, lines, level)
-    return json_response({"asof": utc(time.time()), "engine": engine, "lines": records})
+    tail = hub.state.logs.tails.get(engine) or ()
+    floor = level_number(level) if level else None
+    horizon = tail[0].id if tail and len(tail) == hub.settings.log_tail_lines else 0
+    newest = [
+        r
+        for r in reversed(tail)
+        if (floor is None or level_number(r.level) >= floor)
+        and (since is None or r.timestamp.timestamp() >= since)
+        and (until is None or r.timestamp.timestamp() < until)
+    ][:lines]
+    if len(newest) < lines and horizon:
+        cursor = min(newest[-1].id, horizon) if newest else horizon
+        query = HistoryQuery(lines - len(newest), engine, None, since, until, cursor, floor)
+        newest += await hub.store.history("logs", query)
+    newest.reverse()
+    return json_response({"asof": utc(now), "engine": engine, "lines": newest})
+
+
+async def export(request: Request) -> Response:
+    """One engine's incident bundle over a window: `engine`, `since` (default 1h), `until` (default now)."""
+    hub, now = _hub(request), time.time()
+    engine = engine_param(request, required=True)
+    assert engine is not None
+    since = time_param(request, "since", now) or now - 3600
+    until = time_param(request, "until", now) or now
+    if since >= until:
+        raise BadRequest("since must be before until")
+    bundle = await hub.store.export(engine, since, until)
+    bundle["hub"] = __version__
+    bundle["generated_at"] = utc(now)
+    headers = {"Content-Disposition": f'attachment; filename="engine-hub-{engine}.json"'}
+    return Response(_encode(bundle), media_type="application/json", headers=headers)
 
 
 async def metrics(request: Request) -> Response:
@@ -129,12 +178,18 @@ async def metrics(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """Liveness: 200 while the hub serves; 503 once it is shutting down."""
+    """Liveness: 200 while serving ("degraded" when the history store cannot write); 503 when stopping."""
     hub = _hub(request)
     if hub.shutting_down:
         return json_response({"status": "shutting_down"}, 503)
+    problem = hub.store.problem
     return json_response(
-        {"status": "ok", "version": __version__, "engines": len(hub.state.engines)}
+        {
+            "status": "degraded" if problem else "ok",
+            "version": __version__,
+            "engines": len(hub.state.engines),
+            "store": {"ok": problem is None, "problem": problem, "acking": problem is None},
+        }
     )
 
 
@@ -144,5 +199,6 @@ routes = [
     Route("/api/telemetry/stats", stats),
     Route("/api/telemetry/engine_logs", engine_logs),
     Route("/api/telemetry/metrics", metrics),
+    Route("/api/telemetry/export", export),
     Route("/healthz", healthz),
 ]

@@ -20,7 +20,6 @@ from hub.prometheus import metrics_endpoint, registry_for
 from hub.runtime import Hub
 from hub.settings import Settings
 from hub.sse import stream
-from hub.stores import open_store
 
 __all__ = ["create_app"]
 
@@ -51,7 +50,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        hub = Hub(settings, open_store(settings.db))
+        hub = Hub(settings)
         app.state.hub = hub
         app.state.registry = registry_for(hub)
         await hub.start()

@@ -69,7 +69,9 @@ def _parser() -> argparse.ArgumentParser:
     def common(sub: argparse.ArgumentParser) -> None:
         sub.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
         sub.add_argument("--port", type=int, help="port to listen on (default 8765; 0 picks one)")
-        sub.add_argument("--db", help='history store (default ":memory:")')
+        sub.add_argument(
+            "--db", help='history file (default ./engine-hub.db; ":memory:" keeps none)'
+        )
         sub.add_argument("--config", help="TOML settings file")
         sub.add_argument(
             "--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.messages import ErrorCode, Metric
-from hub.sketches import Sketch
+from hub.sketches import Sketch, sketch_from_dict, sketch_to_dict
 
 __all__ = ["EngineMetrics", "MetricKind", "MetricRegistry", "MetricRejected", "Series"]
 
@@ -134,6 +134,45 @@ class MetricRegistry:
         if metrics is not None:
             for series in metrics.series.values():
                 series.reset_session()
+
+    def to_rows(self, engine: str) -> list[dict[str, Any]]:
+        """Every series of `engine` serialized for the history store."""
+        metrics = self.engines.get(engine)
+        if metrics is None:
+            return []
+        return [
+            {
+                "name": s.name,
+                "tags": [list(pair) for pair in s.tags],
+                "kind": s.kind.value,
+                "session": sketch_to_dict(s.session)
+                if isinstance(s.session, Sketch)
+                else s.session,
+                "lifetime": sketch_to_dict(s.lifetime)
+                if isinstance(s.lifetime, Sketch)
+                else s.lifetime,
+                "updated_at": s.updated_at,
+            }
+            for s in metrics.series.values()
+        ]
+
+    def restore_rows(self, engine: str, rows: list[dict[str, Any]], same_boot: bool) -> None:
+        """Bring back stored series: lifetime always, session only if the boot is still current."""
+        metrics = self.engines.setdefault(engine, EngineMetrics())
+        for row in rows[: self._max_series]:
+            kind = MetricKind(row["kind"])
+            tags: TagKey = tuple((str(k), str(v)) for k, v in row["tags"])
+            if kind is MetricKind.HISTOGRAM:
+                lifetime: float | Sketch = sketch_from_dict(row["lifetime"])
+                session: float | Sketch = (
+                    sketch_from_dict(row["session"]) if same_boot else Sketch()
+                )
+            else:
+                lifetime = float(row["lifetime"])
+                session = float(row["session"]) if same_boot or kind is MetricKind.GAUGE else 0.0
+            series = Series(kind, row["name"], tags, session, lifetime, float(row["updated_at"]))
+            metrics.series[(series.name, tags)] = series
+            metrics.kinds[series.name] = kind
 
     def snapshot(self, engine: str) -> dict[str, list[dict[str, Any]]]:
         """counters, gauges and histograms of `engine`, sorted by name then tags."""

@@ -3,16 +3,61 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from starlette.requests import Request
 
 from hub.messages import ENGINE_NAME_PATTERN, EVENT_TYPE_PATTERN
 
-__all__ = ["BadRequest", "engine_param", "event_type_param", "int_param", "level_param"]
+__all__ = [
+    "BadRequest",
+    "engine_param",
+    "event_type_param",
+    "int_param",
+    "level_param",
+    "parse_when",
+    "time_param",
+]
 
 _ENGINE = re.compile(ENGINE_NAME_PATTERN)
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _LEVEL = re.compile(r"^[A-Za-z]{1,16}$")
+
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_when(text: str, now: float) -> float:
+    """Unix seconds from "1h"/"15m"/"2d" (that long before `now`), Unix seconds, or ISO-8601.
+
+    ISO times without a timezone are taken as UTC. Raises ValueError with a readable message.
+    """
+    text = text.strip()
+    if match := _DURATION.match(text):
+        return now - float(match.group(1)) * _UNITS[match.group(2)]
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(
+            f"{text[:40]!r} is not a time: use 15m, 1h, 2d, Unix seconds or ISO-8601"
+        ) from None
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
+
+
+def time_param(request: Request, name: str, now: float) -> float | None:
+    """A time query parameter (see `parse_when`), None when absent."""
+    raw = request.query_params.get(name)
+    if not raw:
+        return None
+    try:
+        return parse_when(raw, now)
+    except ValueError as exc:
+        raise BadRequest(f"{name}: {exc}") from None
 
 
 class BadRequest(Exception):

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["EventRecord", "LogRecord", "utc"]
+__all__ = ["BootChange", "EventRecord", "LogRecord", "MetricsSnapshot", "utc"]
 
 
 def utc(ts: float) -> datetime:
@@ -39,3 +39,24 @@ class LogRecord(msgspec.Struct, frozen=True, gc=False):
     message: str
     exc: str | None = None
     extra: dict[str, Any] = {}
+
+
+class BootChange(msgspec.Struct, frozen=True, gc=False):
+    """An engine boot started, resumed or ended; `how` says how it ended (None while running)."""
+
+    engine: str
+    boot_id: str
+    pid: int | None
+    mode: str
+    started: float | None
+    ended: float | None = None
+    how: str | None = None
+    meta: dict[str, Any] = {}
+
+
+class MetricsSnapshot(msgspec.Struct, frozen=True, gc=False):
+    """Every metric series of one engine, serialized, for the store to keep."""
+
+    engine: str
+    boot_id: str
+    series: list[dict[str, Any]]

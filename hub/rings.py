@@ -74,8 +74,10 @@ class EventRings:
         event_type: str | None = None,
         engine: str | None = None,
         before_id: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
     ) -> list[EventRecord]:
-        """Up to `limit` most recent events, newest first, optionally filtered."""
+        """Up to `limit` most recent events, newest first, optionally filtered (times in Unix s)."""
         newest_first = heapq.merge(
             *(reversed(ring.items) for ring in self._selected(event_type)),
             key=lambda r: r.id,
@@ -87,6 +89,10 @@ class EventRings:
                 continue
             if engine is not None and record.engine != engine:
                 continue
+            if since is not None or until is not None:
+                ts = record.timestamp.timestamp()
+                if (since is not None and ts < since) or (until is not None and ts >= until):
+                    continue
             out.append(record)
             if len(out) >= limit:
                 break
@@ -101,6 +107,11 @@ class EventRings:
                 newer.reverse()
                 tails.append(newer)
         return heapq.merge(*tails, key=lambda r: r.id)
+
+    def horizon(self, event_type: str | None = None) -> int:
+        """Below this id the rings may be missing events (some ring evicted); 0 if none did."""
+        held = [r.items[0].id for r in self._selected(event_type) if r.evicted and r.items]
+        return max(held, default=0)
 
     def oldest_id(self) -> int | None:
         """The smallest id still held in any ring (None when empty)."""

@@ -11,9 +11,11 @@ from typing import Protocol
 from hub.broadcast import Broadcaster
 from hub.fanout import DashboardFanout
 from hub.protocol import FrameDecoder
+from hub.records import MetricsSnapshot
+from hub.restore import restore
 from hub.settings import Settings
 from hub.state import HubState
-from hub.stores import HistoryStore
+from hub.stores import HistoryStore, open_store
 from hub.templating import create_environment
 from hub.views import Views
 
@@ -37,11 +39,11 @@ class Session(Protocol):
 class Hub:
     """Everything the lifespan builds; handlers reach it through `request.app.state.hub`."""
 
-    def __init__(self, settings: Settings, store: HistoryStore) -> None:
+    def __init__(self, settings: Settings, store: HistoryStore | None = None) -> None:
         self.settings = settings
         self.state = HubState(settings)
         self.decoder = FrameDecoder(settings, self.state.stats.drops)
-        self.store = store
+        self.store = store or open_store(settings, self.state.stats.drops)
         self.broadcaster = Broadcaster(
             settings.max_sse_clients, settings.sse_queue_events, self.state.stats.drops
         )
@@ -63,7 +65,8 @@ class Hub:
 
     async def start(self) -> None:
         """Open the store and start the background tasks this hub owns."""
-        await self.store.start(self._on_commit)
+        restored = await self.store.start(self._on_commit)
+        restore(self.state, restored, time.time())
         self._tasks.append(asyncio.create_task(self._tick(), name="hub-ticker"))
 
     def _on_commit(self, engine: str, boot_id: str, seq: int) -> None:
@@ -83,11 +86,31 @@ class Hub:
                         "engine %s is %s (was %s)", change.engine, change.health, change.previous
                     )
                 self.broadcaster.publish_health(changes)
+            if self.views.store_problem != self.store.problem:
+                self.views.store_problem = self.store.problem
+                self.state.dirty.mark("hub")
             if now >= next_rate:
                 self.state.measure_rate(now)
+                self.save_metrics()
                 next_rate = now + 1.0
+            self.save_boots()
             self.push_views(now)
             await asyncio.sleep(self.settings.view_tick)
+
+    def save_boots(self) -> None:
+        """Hand boot starts and ends to the store."""
+        changes, self.state.boot_changes = self.state.boot_changes, []
+        for change in changes:
+            self.store.note(change)
+
+    def save_metrics(self) -> None:
+        """Hand the store a snapshot of every engine whose metrics changed since the last one."""
+        changed, self.state.metrics_changed = self.state.metrics_changed, set()
+        for name in changed:
+            engine = self.state.engines.get(name)
+            if engine is not None:
+                rows = self.state.metrics.to_rows(name)
+                self.store.note(MetricsSnapshot(name, engine.boot_id, rows))
 
     def push_views(self, now: float) -> None:
         """Render what changed since the last tick for every watched view and hand it out."""
@@ -126,4 +149,6 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        self.save_boots()
+        self.save_metrics()
         await self.store.close()

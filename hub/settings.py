@@ -47,9 +47,22 @@ class Settings:
 
     host: str = "127.0.0.1"
     port: int = 8765
-    db: str = ":memory:"
+    db: str = "engine-hub.db"
     log_level: str = "info"
     token: str = ""  # when set, engines must send "Authorization: Bearer <token>"
+
+    # History store.
+    db_synchronous: str = (
+        "normal"  # "full" also survives power loss, at a cost (docs/operations.md)
+    )
+    commit_interval: float = 0.25
+    store_max_pending: int = 200_000
+    retention_events: int = 200_000  # per event type
+    retention_logs: int = 100_000  # per engine
+    retention_days: float = 30.0
+    retention_interval: float = 60.0
+    export_max_records: int = 100_000
+    card_metrics: str = "session"  # which metric values cards show: session or lifetime
 
     # Engine protocol limits.
     max_message_bytes: int = 256 * 1024
@@ -100,6 +113,10 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
                 raise SettingsError(f"setting {f.name!r} must not be negative (got {value})")
+        if self.db_synchronous not in ("normal", "full"):
+            raise SettingsError("'db_synchronous' must be normal or full")
+        if self.card_metrics not in ("session", "lifetime"):
+            raise SettingsError("'card_metrics' must be session or lifetime")
         if not 0 <= self.port <= 65535:
             raise SettingsError(f"setting 'port' must be 0..65535 (got {self.port})")
         if self.max_message_bytes > self.max_frame_bytes:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-__all__ = ["Sketch"]
+__all__ = ["Sketch", "sketch_from_dict", "sketch_to_dict"]
 
 _GAMMA = 1.02  # bucket growth factor: quantiles are within ~1% of the true value
 _LOG_GAMMA = math.log(_GAMMA)
@@ -76,6 +77,32 @@ class Sketch:
             "p95": self.quantile(0.95),
             "p99": self.quantile(0.99),
         }
+
+
+def sketch_to_dict(sketch: Sketch) -> dict[str, Any]:
+    """A JSON-ready copy of `sketch` (for the history store)."""
+    return {
+        "count": sketch.count,
+        "sum": sketch.sum,
+        "min": sketch.min if sketch.count else None,
+        "max": sketch.max if sketch.count else None,
+        "pos": sketch._pos,
+        "neg": sketch._neg,
+        "zero": sketch._zero,
+    }
+
+
+def sketch_from_dict(data: dict[str, Any]) -> Sketch:
+    """The sketch `sketch_to_dict` described."""
+    sketch = Sketch()
+    sketch.count = int(data["count"])
+    sketch.sum = float(data["sum"])
+    if sketch.count:
+        sketch.min, sketch.max = float(data["min"]), float(data["max"])
+    sketch._pos = {int(k): int(v) for k, v in data["pos"].items()}
+    sketch._neg = {int(k): int(v) for k, v in data["neg"].items()}
+    sketch._zero = int(data["zero"])
+    return sketch
 
 
 def _value(key: int) -> float:

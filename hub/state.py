@@ -15,7 +15,7 @@ from hub.logs import LogTails, normalize_level
 from hub.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, Hello, Log, Metric
 from hub.metrics import MetricRegistry, MetricRejected
 from hub.protocol import Rejected
-from hub.records import EventRecord, LogRecord, utc
+from hub.records import BootChange, EventRecord, LogRecord, utc
 from hub.rings import EventRings, TooManyTypes
 from hub.settings import Settings
 
@@ -113,23 +113,19 @@ class HubState:
         self._log_ids = itertools.count(first_log_id)
         self._engine_indexes = itertools.count(1)
         self._rate_mark = (0, 0.0)
+        self.boot_changes: list[BootChange] = []  # drained by the shell into the store
+        self.metrics_changed: set[str] = set()  # engines whose metrics the store should snapshot
         self._old_boots: dict[tuple[str, str], int] = {}
 
     def hello(self, msg: Hello, conn_id: int, now: float) -> tuple[EngineRecord, int | None]:
         """Register a connection's hello; returns the record and the connection it replaces."""
-        engine = self.engines.get(msg.engine)
-        if engine is None:
-            self._make_room()
-            engine = self.engines[msg.engine] = EngineRecord(
-                msg.engine,
-                now,
-                index=next(self._engine_indexes),
-                rate_history=deque(maxlen=self.settings.history_points),
-            )
+        engine = self.engines.get(msg.engine) or self.add_engine(msg.engine, now)
         boot_id = msg.boot_id or f"conn-{conn_id}"
         if boot_id != engine.boot_id:
             if engine.boot_id:
                 self._remember_boot(engine)
+                if not engine.said_bye and engine.connected:
+                    self.boot_changes.append(self._boot(engine, now, "replaced"))
             engine.new_boot(boot_id, self._old_boots.pop((engine.name, boot_id), 0))
             engine.started_at = now
             self.metrics.new_session(engine.name)
@@ -149,9 +145,26 @@ class HubState:
             engine.heartbeat_interval = msg.heartbeat_interval
         engine.connected, engine.conn_id, engine.connected_at = True, conn_id, now
         engine.said_bye = False
+        self.boot_changes.append(self._boot(engine, None, None))
         self.dirty.mark("engine", engine.name)
         self.dirty.mark("engines")
         return engine, replaced
+
+    def add_engine(self, name: str, now: float) -> EngineRecord:
+        """Register a new engine (making room by forgetting the oldest disconnected one)."""
+        self._make_room()
+        engine = self.engines[name] = EngineRecord(
+            name,
+            now,
+            index=next(self._engine_indexes),
+            rate_history=deque(maxlen=self.settings.history_points),
+        )
+        return engine
+
+    def continue_ids(self, next_event_id: int, next_log_id: int) -> None:
+        """Continue event and log ids after those a store already holds (ids stay unique)."""
+        self._event_ids = itertools.count(next_event_id)
+        self._log_ids = itertools.count(next_log_id)
 
     def _make_room(self) -> None:
         if len(self.engines) < self.settings.max_engines:
@@ -178,6 +191,20 @@ class HubState:
             engine.connected = False
             engine.disconnected_at = now
             self.dirty.mark("engine", engine.name)
+            if not engine.said_bye:
+                self.boot_changes.append(self._boot(engine, now, "disconnected"))
+
+    def _boot(self, engine: EngineRecord, ended: float | None, how: str | None) -> BootChange:
+        return BootChange(
+            engine.name,
+            engine.boot_id,
+            engine.pid,
+            engine.mode,
+            engine.started_at,
+            ended,
+            how,
+            engine.meta,
+        )
 
     def ingest(
         self,
@@ -258,6 +285,7 @@ class HubState:
                         self._reject(engine, Rejected(exc.code, exc.detail, seq, index), out)
                         continue
                     dirty.mark("metrics", name)
+                    self.metrics_changed.add(name)
                 case Log():
                     ts = item.ts if item.ts is not None else now
                     log = LogRecord(
@@ -279,6 +307,7 @@ class HubState:
                     engine.status = item.status
                     engine.said_bye = True
                     dirty.mark("engine", name)
+                    self.boot_changes.append(self._boot(engine, now, f"bye:{item.status}"))
                 case Hello():
                     self._reject(
                         engine,

@@ -56,6 +56,7 @@ class Views:
         assert env.autoescape is True, "fragments must render with autoescape on"
         self.env = env
         self.state = state
+        self.store_problem: str | None = None  # set by the runtime when the history store fails
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -206,6 +207,7 @@ class Views:
             "engines": len(self.state.engines),
             "by_health": sorted(counts.items()),
             "events_per_second": self.state.stats.events_per_second,
+            "store_problem": self.store_problem,
         }
 
     def _all_logs(self, limit: int) -> list[Any]:

@@ -53,7 +53,9 @@ async def running_hub(port: int = 0, **overrides: Any) -> AsyncIterator[RunningH
 
     `port` reuses a known port (to restart a hub where browsers expect it); 0 picks a free one.
     """
-    settings = Settings(host="127.0.0.1", port=0, graceful_timeout=3, log_level="warning")
+    settings = Settings(
+        host="127.0.0.1", port=0, graceful_timeout=3, log_level="warning", db=":memory:"
+    )
     settings = settings.replace(**overrides)
     server = HubServer(settings)
     sock = bind("127.0.0.1", port)

@@ -1,33 +1,103 @@
-"""The history store interface: where accepted records go to be kept."""
+"""The history store interface: where accepted records go to be kept, and what comes back."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol
 
 from hub.engines import EngineRecord
-from hub.records import EventRecord
+from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot, utc
 from hub.state import Ingested
 
-__all__ = ["CommitCallback", "HistoryStore"]
+__all__ = [
+    "CommitCallback",
+    "HistoryQuery",
+    "HistoryStore",
+    "Restored",
+    "StoreError",
+    "make_bundle",
+]
 
 CommitCallback = Callable[[str, str, int], None]
-"""Called with (engine, boot_id, seq) once everything up to seq of that boot is durable."""
+"""Called on the event loop with (engine, boot_id, seq) once everything up to seq is durable."""
+
+
+class StoreError(Exception):
+    """The store cannot open (corrupt or foreign file, unwritable directory); the message says why."""
+
+
+@dataclass(frozen=True, slots=True)
+class HistoryQuery:
+    """Filters for history reads; times are Unix seconds, `before` an id cursor (exclusive)."""
+
+    limit: int
+    engine: str | None = None
+    event_type: str | None = None
+    since: float | None = None
+    until: float | None = None
+    before: int | None = None
+    min_level: int | None = None
+
+
+@dataclass(slots=True)
+class Restored:
+    """What a store hands back at start so a restarted hub shows the same history at once."""
+
+    events: list[EventRecord] = field(default_factory=list)  # newest per type, oldest first
+    logs: list[LogRecord] = field(default_factory=list)  # newest per engine, oldest first
+    boots: list[dict[str, Any]] = field(default_factory=list)  # latest boot per engine
+    metrics: list[dict[str, Any]] = field(default_factory=list)  # serialized series
+    next_event_id: int = 1
+    next_log_id: int = 1
 
 
 class HistoryStore(Protocol):
-    """Keeps history beyond the in-memory rings; backends are chosen by `open_store(url)`."""
+    """Keeps history beyond the in-memory rings; `open_store(db)` picks the backend."""
 
-    async def start(self, on_commit: CommitCallback) -> None:
-        """Open the store; `on_commit` reports durable progress (acks are sent only after it)."""
+    problem: str | None  # why writes currently fail (None while healthy)
+
+    async def start(self, on_commit: CommitCallback) -> Restored:
+        """Open the store and return the history to refill the hub's state with."""
 
     def append(self, engine: EngineRecord, ingested: Ingested) -> None:
-        """Queue what one frame of `engine` changed; must not block the event loop."""
+        """Queue what one frame of `engine` changed; never blocks the event loop."""
 
-    async def events(
-        self, limit: int, event_type: str | None, engine: str | None, before_id: int | None
-    ) -> list[EventRecord]:
-        """Events older than `before_id` (newest first), for paging beyond the rings."""
+    def note(self, change: BootChange | MetricsSnapshot) -> None:
+        """Queue a boot change or a metric snapshot; never blocks."""
+
+    async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
+        """Stored events (EventRecord) or log lines (LogRecord) matching `query`, newest first."""
+
+    async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
+        """One engine's events, logs, errors, gaps, metrics and boots over a window (docs/api.md)."""
 
     async def close(self) -> None:
-        """Flush what is queued and release resources."""
+        """Flush what is queued (within the graceful timeout) and release resources."""
+
+
+def make_bundle(
+    engine: str,
+    since: float,
+    until: float,
+    boots: list[dict[str, Any]],
+    events: list[EventRecord],
+    logs: list[LogRecord],
+    gaps: list[dict[str, Any]],
+    metrics: dict[str, Any] | None,
+    truncated: bool,
+) -> dict[str, Any]:
+    """The incident bundle (docs/api.md): events and logs oldest first, errors picked out."""
+    return {
+        "format": "engine-hub-export/1",
+        "engine": engine,
+        "since": utc(since),
+        "until": utc(until),
+        "boots": boots,
+        "events": events,
+        "errors": [e for e in events if e.type == "error"],
+        "logs": logs,
+        "gaps": gaps,
+        "metrics": metrics,
+        "truncated": truncated,
+    }

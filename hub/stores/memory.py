@@ -1,13 +1,15 @@
-"""In-memory history store: bounded, commits at once; the default until SQLite, and the test double."""
+"""In-memory history store: bounded, commits at once; `--db :memory:`, and the test double."""
 
 from __future__ import annotations
 
 from collections import deque
+from typing import Any, Literal
 
 from hub.engines import EngineRecord
-from hub.records import EventRecord
+from hub.logs import level_number
+from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.state import Ingested
-from hub.stores.base import CommitCallback
+from hub.stores.base import CommitCallback, HistoryQuery, Restored, make_bundle
 
 __all__ = ["MemoryStore"]
 
@@ -16,43 +18,90 @@ def _ignore(engine: str, boot_id: str, seq: int) -> None:
     """Commit callback of a store that has not started."""
 
 
+def _matches(record: EventRecord | LogRecord, query: HistoryQuery) -> bool:
+    ts = record.timestamp.timestamp()
+    return (
+        (query.engine is None or record.engine == query.engine)
+        and (
+            query.event_type is None
+            or getattr(record, "type", query.event_type) == query.event_type
+        )
+        and (query.since is None or ts >= query.since)
+        and (query.until is None or ts < query.until)
+        and (query.before is None or record.id < query.before)
+        and (
+            query.min_level is None
+            or level_number(getattr(record, "level", "CRITICAL")) >= query.min_level
+        )
+    )
+
+
 class MemoryStore:
-    """Keeps the last `capacity` events in memory; everything appended is committed immediately."""
+    """Keeps the last `capacity` events and log lines; everything appended is committed at once."""
+
+    problem: str | None = None
 
     def __init__(self, capacity: int = 100_000) -> None:
         self._events: deque[EventRecord] = deque(maxlen=capacity)
+        self._logs: deque[LogRecord] = deque(maxlen=capacity)
+        self._boots: dict[tuple[str, str], dict[str, Any]] = {}
+        self._gaps: list[dict[str, Any]] = []
+        self._metrics: dict[str, MetricsSnapshot] = {}
         self._on_commit: CommitCallback = _ignore
-        self.evicted = 0
 
-    async def start(self, on_commit: CommitCallback) -> None:
-        """Nothing to open; remember who to tell about commits."""
+    async def start(self, on_commit: CommitCallback) -> Restored:
+        """Nothing to open or restore; remember who to tell about commits."""
         self._on_commit = on_commit
+        return Restored()
 
     def append(self, engine: EngineRecord, ingested: Ingested) -> None:
-        """Keep the frame's events and report the engine's seq as committed."""
-        if ingested.events:
-            overflow = len(self._events) + len(ingested.events) - (self._events.maxlen or 0)
-            if overflow > 0:
-                self.evicted += overflow
-            self._events.extend(ingested.events)
+        """Keep the frame's records and report the engine's seq as committed."""
+        self._events.extend(ingested.events)
+        self._logs.extend(ingested.logs)
+        for gap in ingested.gaps[:100]:
+            if len(self._gaps) < 10_000:
+                self._gaps.append(
+                    {
+                        "boot_id": gap.boot_id,
+                        "first_seq": gap.first,
+                        "last_seq": gap.last,
+                        "reason": "client_dropped",
+                        "engine": gap.engine,
+                    }
+                )
         self._on_commit(engine.name, engine.boot_id, engine.hwm)
 
-    async def events(
-        self, limit: int, event_type: str | None, engine: str | None, before_id: int | None
-    ) -> list[EventRecord]:
-        """Newest first, filtered, older than `before_id`."""
-        out: list[EventRecord] = []
-        for record in reversed(self._events):
-            if before_id is not None and record.id >= before_id:
-                continue
-            if event_type is not None and record.type != event_type:
-                continue
-            if engine is not None and record.engine != engine:
-                continue
-            out.append(record)
-            if len(out) >= limit:
-                break
+    def note(self, change: BootChange | MetricsSnapshot) -> None:
+        """Keep boots (bounded) and the latest metric snapshot per engine."""
+        if isinstance(change, MetricsSnapshot):
+            self._metrics[change.engine] = change
+        elif (change.engine, change.boot_id) in self._boots or len(self._boots) < 10_000:
+            row = {
+                k: getattr(change, k) for k in ("boot_id", "pid", "mode", "started", "ended", "how")
+            }
+            self._boots[(change.engine, change.boot_id)] = row
+
+    async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
+        """Newest first, filtered."""
+        records: deque[Any] = self._events if kind == "events" else self._logs
+        out: list[Any] = []
+        for record in reversed(records):
+            if _matches(record, query):
+                out.append(record)
+                if len(out) >= query.limit:
+                    break
         return out
+
+    async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
+        """The incident bundle from what memory still holds."""
+        window = HistoryQuery(100_000, engine=engine, since=since, until=until)
+        events = list(reversed(await self.history("events", window)))
+        logs = list(reversed(await self.history("logs", window)))
+        boots = [row for (name, _), row in self._boots.items() if name == engine]
+        gaps = [g for g in self._gaps if g["engine"] == engine]
+        snapshot = self._metrics.get(engine)
+        metrics = {"series": snapshot.series} if snapshot else None
+        return make_bundle(engine, since, until, boots, events, logs, gaps, metrics, False)
 
     async def close(self) -> None:
         """Nothing to flush."""

@@ -1,0 +1,371 @@
+"""SQLite history store: WAL, one writer thread off the event loop, batched commits, acks after commit.
+
+Writes queue in memory (bounded) and a single writer thread commits them at least every
+`commit_interval`. Only then does the hub ack, so an ack means stored. When writes fail (disk
+full, read-only file) the batch stays queued, `problem` says why, acks stop, live views go on,
+and the writer retries with back-off until the disk recovers. Beyond `store_max_pending` queued
+records, new frames are not stored but recorded as gaps (reason `store_overflow`) and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import msgspec
+
+from hub.engines import EngineRecord
+from hub.logs import level_number
+from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.settings import Settings
+from hub.state import Ingested
+from hub.stores.base import CommitCallback, HistoryQuery, Restored
+from hub.stores.schema import connect, export_bundle, read_events, read_logs
+
+__all__ = ["SQLiteStore"]
+
+log = logging.getLogger(__name__)
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.decode
+
+
+@dataclass
+class _Batch:
+    """Everything queued for the next commit."""
+
+    events: list[EventRecord] = field(default_factory=list)
+    logs: list[tuple[LogRecord, str]] = field(default_factory=list)
+    gaps: list[tuple[str, str, int, int, str, float]] = field(default_factory=list)
+    commits: dict[tuple[str, str], int] = field(default_factory=dict)
+    boots: list[BootChange] = field(default_factory=list)
+    metrics: dict[str, MetricsSnapshot] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.events) + len(self.logs)
+
+    def empty(self) -> bool:
+        return not (
+            self.events or self.logs or self.gaps or self.commits or self.boots or self.metrics
+        )
+
+    def prepend(self, older: _Batch) -> None:
+        """Put a batch that failed to commit back in front of this one."""
+        self.events[:0] = older.events
+        self.logs[:0] = older.logs
+        self.gaps[:0] = older.gaps
+        self.boots[:0] = older.boots
+        for key, seq in older.commits.items():
+            self.commits[key] = max(seq, self.commits.get(key, 0))
+        self.metrics = {**older.metrics, **self.metrics}
+
+
+class SQLiteStore:
+    """History in one SQLite file (see the module docstring for the write path)."""
+
+    def __init__(self, path: str, settings: Settings, drops: Counter[str] | None = None) -> None:
+        self.path = path
+        self.settings = settings
+        self.problem: str | None = None
+        self.drops: Counter[str] = drops if drops is not None else Counter()
+        self.commits = 0
+        self._batch = _Batch()
+        self._lock = threading.Lock()  # guards _batch between the loop and the writer
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._read_lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._on_commit: CommitCallback | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, on_commit: CommitCallback) -> Restored:
+        """Open (or create) the file, read back the history, start the writer."""
+        self._loop = asyncio.get_running_loop()
+        self._on_commit = on_commit
+        restored = await asyncio.to_thread(self._open)
+        self._thread = threading.Thread(target=self._writer, name="engine-hub-store", daemon=True)
+        self._thread.start()
+        return restored
+
+    def _open(self) -> Restored:
+        self._reader = connect(self.path, self.settings.db_synchronous)
+        return self._restore(self._reader)
+
+    async def close(self) -> None:
+        """Commit what is queued (within the graceful timeout), then stop."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            await asyncio.to_thread(self._thread.join, self.settings.graceful_timeout)
+        if self._reader is not None:
+            with self._read_lock:
+                self._reader.close()
+
+    # -- writes (event loop side) -------------------------------------------------------------
+
+    def append(self, engine: EngineRecord, ingested: Ingested) -> None:
+        """Queue one frame's records; the engine's seq is acked once they are committed."""
+        now = time.time()
+        with self._lock:
+            batch = self._batch
+            if batch.size >= self.settings.store_max_pending and (ingested.events or ingested.logs):
+                seqs = [r.seq for r in ingested.events] + [r.seq for r in ingested.logs]
+                self.drops["store_overflow"] += len(seqs)
+                batch.gaps.append(
+                    (engine.name, engine.boot_id, min(seqs), max(seqs), "store_overflow", now)
+                )
+            else:
+                batch.events.extend(ingested.events)
+                batch.logs.extend((record, engine.boot_id) for record in ingested.logs)
+            for gap in ingested.gaps:
+                batch.gaps.append(
+                    (gap.engine, gap.boot_id, gap.first, gap.last, "client_dropped", now)
+                )
+            batch.commits[(engine.name, engine.boot_id)] = engine.hwm
+            full = batch.size >= 5000
+        if full:
+            self._wake.set()
+
+    def note(self, change: BootChange | MetricsSnapshot) -> None:
+        """Queue a boot change or a metric snapshot (the latest snapshot per engine wins)."""
+        with self._lock:
+            if isinstance(change, BootChange):
+                self._batch.boots.append(change)
+            else:
+                self._batch.metrics[change.engine] = change
+
+    # -- the writer thread ---------------------------------------------------------------------
+
+    def _writer(self) -> None:
+        try:
+            conn = connect(self.path, self.settings.db_synchronous)
+        except Exception as exc:  # the reader opened the same file a moment ago
+            self.problem = f"writer cannot open the database: {exc}"
+            log.error("history store: %s", self.problem)
+            return
+        backoff = 0.0
+        next_retention = time.monotonic() + 5.0
+        deadline: float | None = None
+        try:
+            while True:
+                self._wake.wait(backoff or self.settings.commit_interval)
+                self._wake.clear()
+                with self._lock:
+                    batch, self._batch = self._batch, _Batch()
+                if batch.empty():
+                    if self._stopping:
+                        return
+                else:
+                    try:
+                        self._write(conn, batch)
+                    except sqlite3.Error as exc:
+                        self._failed(batch, exc)
+                        backoff = min(max(backoff * 2, 0.25), 5.0)
+                        deadline = deadline or time.monotonic() + self.settings.graceful_timeout
+                        if self._stopping and time.monotonic() > deadline:
+                            log.error(
+                                "giving up on %d queued records at shutdown: %s", batch.size, exc
+                            )
+                            return
+                        continue
+                    backoff, deadline = 0.0, None
+                    if self.problem is not None:
+                        log.warning("history store recovered: writing and acking again")
+                        self.problem = None
+                    self._call(self._committed, batch.commits)
+                if time.monotonic() >= next_retention and not self._stopping:
+                    next_retention = time.monotonic() + self.settings.retention_interval
+                    self._retain(conn)
+        finally:
+            conn.close()
+
+    def _failed(self, batch: _Batch, exc: sqlite3.Error) -> None:
+        with self._lock:
+            self._batch.prepend(batch)
+        message = str(exc)
+        if self.problem != message:
+            log.error("history store cannot write (%s): not acking until it can", message)
+        self.problem = message
+        self.drops["store_write_failed"] += 1
+
+    def _call(self, fn: Any, *args: Any) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(fn, *args)
+
+    def _committed(self, commits: dict[tuple[str, str], int]) -> None:
+        if self._on_commit is not None:
+            for (engine, boot_id), seq in commits.items():
+                self._on_commit(engine, boot_id, seq)
+
+    def _write(self, conn: sqlite3.Connection, batch: _Batch) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.executemany(
+                "INSERT OR IGNORE INTO events (id, engine, boot_id, seq, type, ts, payload) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        e.id,
+                        e.engine,
+                        e.boot_id,
+                        e.seq,
+                        e.type,
+                        e.timestamp.timestamp(),
+                        _encode(e.payload),
+                    )
+                    for e in batch.events
+                ],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        r.id,
+                        r.engine,
+                        boot,
+                        r.seq,
+                        r.timestamp.timestamp(),
+                        r.level,
+                        level_number(r.level),
+                        r.logger,
+                        r.message,
+                        r.exc,
+                        _encode(r.extra),
+                    )
+                    for r, boot in batch.logs
+                ],
+            )
+            conn.executemany("INSERT INTO gaps VALUES (?, ?, ?, ?, ?, ?)", batch.gaps)
+            conn.executemany(
+                "INSERT INTO boots (engine, boot_id, pid, mode, started, ended, how, meta, seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (engine, boot_id) DO UPDATE SET pid = excluded.pid, mode = excluded.mode, "
+                "started = coalesce(excluded.started, started), ended = excluded.ended, how = excluded.how, "
+                "meta = excluded.meta, seen = excluded.seen",
+                [
+                    (
+                        b.engine,
+                        b.boot_id,
+                        b.pid,
+                        b.mode,
+                        b.started,
+                        b.ended,
+                        b.how,
+                        _encode(b.meta),
+                        time.time(),
+                    )
+                    for b in batch.boots
+                ],
+            )
+            conn.executemany(
+                "INSERT INTO boots (engine, boot_id, last_seq) VALUES (?, ?, ?) ON CONFLICT (engine, boot_id) "
+                "DO UPDATE SET last_seq = max(last_seq, excluded.last_seq)",
+                [(engine, boot, seq) for (engine, boot), seq in batch.commits.items()],
+            )
+            conn.executemany(
+                "INSERT OR REPLACE INTO metrics (engine, boot_id, series, updated) VALUES (?, ?, ?, ?)",
+                [
+                    (m.engine, m.boot_id, _encode(m.series), time.time())
+                    for m in batch.metrics.values()
+                ],
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+
+    def _retain(self, conn: sqlite3.Connection) -> None:
+        """Keep the file bounded: per-type and per-engine counts, and an age limit."""
+        settings = self.settings
+        try:
+            cutoff = time.time() - settings.retention_days * 86_400
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,))
+            conn.execute("DELETE FROM logs WHERE ts < ?", (cutoff,))
+            conn.execute("DELETE FROM gaps WHERE at < ?", (cutoff,))
+            for (kind,) in conn.execute("SELECT DISTINCT type FROM events").fetchall():
+                conn.execute(
+                    "DELETE FROM events WHERE type = ? AND id <= (SELECT id FROM events WHERE type = ? "
+                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (kind, kind, settings.retention_events),
+                )
+            for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():
+                conn.execute(
+                    "DELETE FROM logs WHERE engine = ? AND id <= (SELECT id FROM logs WHERE engine = ? "
+                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
+                    (engine, engine, settings.retention_logs),
+                )
+            conn.execute("COMMIT")
+            conn.execute("PRAGMA incremental_vacuum")
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            log.warning("retention pass failed: %s", exc)
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def _restore(self, conn: sqlite3.Connection) -> Restored:
+        restored = Restored()
+        settings = self.settings
+        for (kind,) in conn.execute("SELECT DISTINCT type FROM events").fetchall():
+            query = HistoryQuery(settings.ring_capacity(kind), event_type=kind)
+            restored.events += reversed(read_events(conn, query))
+        restored.events.sort(key=lambda e: e.id)
+        for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():
+            restored.logs += reversed(
+                read_logs(conn, HistoryQuery(settings.log_tail_lines, engine=engine))
+            )
+        restored.logs.sort(key=lambda r: r.id)
+        columns = (
+            "engine",
+            "boot_id",
+            "pid",
+            "mode",
+            "started",
+            "ended",
+            "how",
+            "meta",
+            "last_seq",
+        )
+        for row in conn.execute(
+            "SELECT engine, boot_id, pid, mode, started, ended, how, meta, last_seq FROM boots b "
+            "WHERE rowid = (SELECT rowid FROM boots WHERE engine = b.engine ORDER BY coalesce(seen, 0) DESC LIMIT 1)"
+        ):
+            boot = dict(zip(columns, row, strict=True))
+            boot["meta"] = _decode(boot["meta"]) if boot["meta"] else {}
+            restored.boots.append(boot)
+        for engine, boot_id, series in conn.execute("SELECT engine, boot_id, series FROM metrics"):
+            restored.metrics.append(
+                {"engine": engine, "boot_id": boot_id, "series": _decode(series)}
+            )
+        restored.next_event_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        restored.next_log_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
+        return restored
+
+    def _read(self, fn: Any, *args: Any) -> Any:
+        assert self._reader is not None, "the store has not started"
+        with self._read_lock:
+            return fn(self._reader, *args)
+
+    async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
+        """Stored events or log lines, newest first (read off the event loop)."""
+        return await asyncio.to_thread(
+            self._read, read_events if kind == "events" else read_logs, query
+        )
+
+    async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
+        """The incident bundle for one engine over a window."""
+        return await asyncio.to_thread(
+            self._read, export_bundle, engine, since, until, self.settings.export_max_records
+        )
