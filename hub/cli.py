@@ -56,6 +56,57 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import time
+    import urllib.error
+    import urllib.parse
+    import urllib.request
+
+    import msgspec
+
+    from hub.params import parse_when
+
+    now = time.time()
+    try:
+        since = parse_when(args.since, now)
+        until = parse_when(args.until, now) if args.until else now
+    except ValueError as exc:
+        print(f"engine-hub export: {exc}", file=sys.stderr)
+        return 2
+    if args.db:
+        from hub.stores.base import StoreError
+        from hub.stores.schema import connect, export_bundle
+
+        try:
+            conn = connect(args.db, create=False)
+        except StoreError as exc:
+            print(f"engine-hub export: {exc}", file=sys.stderr)
+            return 2
+        bundle = export_bundle(conn, args.engine, since, until, 1_000_000)
+        bundle["source"] = {"db": args.db}
+        sys.stdout.buffer.write(msgspec.json.encode(bundle) + b"\n")
+        return 0
+    query = urllib.parse.urlencode({"engine": args.engine, "since": since, "until": until})
+    url = f"{args.url.rstrip('/')}/api/telemetry/export?{query}"
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response:
+            sys.stdout.buffer.write(response.read() + b"\n")
+    except urllib.error.HTTPError as exc:
+        print(
+            f"engine-hub export: the hub answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
+            file=sys.stderr,
+        )
+        return 2
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(
+            f"engine-hub export: cannot reach a hub at {args.url} ({reason}); start one, pass --url, or read a file with --db PATH",
+            file=sys.stderr,
+        )
+        return 2
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engine-hub",
@@ -91,6 +142,25 @@ def _parser() -> argparse.ArgumentParser:
         help="cause a stall, freeze, error, restart or crash this often (0: never; default 40)",
     )
     demo.set_defaults(run=_demo)
+
+    export = commands.add_parser(
+        "export",
+        help="write one engine's incident bundle (events, logs, errors, metrics, boots) as JSON",
+        description="Write one engine's history over a window as JSON to stdout, read from a "
+        "running hub (--url) or straight from a database file (--db, no hub needed).",
+    )
+    export.add_argument("--engine", required=True, help="engine name")
+    export.add_argument(
+        "--since", default="1h", help="start: 15m, 1h, 2d, Unix seconds or ISO-8601 (default 1h)"
+    )
+    export.add_argument("--until", help="end, same forms (default now)")
+    source = export.add_mutually_exclusive_group()
+    source.add_argument(
+        "--url", default="http://127.0.0.1:8765", help="hub to ask (default the local one)"
+    )
+    source.add_argument("--db", dest="db", help="read this database file instead of asking a hub")
+    export.add_argument("--config", help=argparse.SUPPRESS)
+    export.set_defaults(run=_export, host=None, port=None, log_level=None)
     return parser
 
 
