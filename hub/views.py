@@ -17,6 +17,7 @@ import jinja2
 
 from hub.engines import EngineRecord, derive_health
 from hub.logs import LEVELS
+from hub.metrics import MetricKind
 from hub.state import HubState
 from hub.templating import sparkline_points
 
@@ -195,7 +196,22 @@ class Views:
             "rejected": engine.rejected,
             "connected": engine.connected,
             "sparkline": sparkline_points(engine.rate_history),
+            "counters": self._card_counters(engine.name),
+            "counters_scope": self.state.settings.card_metrics,
         }
+
+    def _card_counters(self, engine: str, limit: int = 4) -> list[tuple[str, float]]:
+        """The first counters by name (tags summed), session or lifetime per `card_metrics`."""
+        metrics = self.state.metrics.engines.get(engine)
+        if metrics is None:
+            return []
+        lifetime = self.state.settings.card_metrics == "lifetime"
+        totals: dict[str, float] = {}
+        for series in metrics.series.values():
+            value = series.lifetime if lifetime else series.session
+            if series.kind is MetricKind.COUNTER and isinstance(value, float):
+                totals[series.name] = totals.get(series.name, 0.0) + value
+        return sorted(totals.items())[:limit]
 
     def hub_model(self, now: float) -> dict[str, Any]:
         """Hub status line: engines by health, events per second."""
