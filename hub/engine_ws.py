@@ -137,6 +137,10 @@ async def engine_endpoint(websocket: WebSocket) -> None:
     if hub.shutting_down:
         await websocket.close(1012, "hub is restarting")
         return
+    if len(hub.sessions) >= hub.settings.max_engine_connections:
+        hub.state.stats.drops["engine_connection_refused"] += 1
+        await websocket.close(1013, "too many engine connections; try again later")
+        return
     if hub.settings.token and not _authorized(websocket, hub.settings.token):
         hub.state.stats.drops["unauthorized"] += 1
         log.warning(

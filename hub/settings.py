@@ -73,6 +73,7 @@ class Settings:
     max_metric_tags: int = 15
     max_series_per_engine: int = 5000
     max_engines: int = 256
+    max_engine_connections: int = 1024  # open /ws/engine sockets, including ones awaiting hello
     max_event_types: int = 64
     max_pending_replies: int = 256
 

@@ -270,3 +270,15 @@ async def test_stalled_when_loop_tick_stops() -> None:
                 await engine.wait_acked()
             assert waiter.result().data["health"] == "stalled"
             await engine.close()
+
+
+async def test_engine_connections_are_capped() -> None:
+    """Beyond max_engine_connections a new socket is refused and counted; existing ones keep working."""
+    async with running_hub(max_engine_connections=1) as running:
+        first = await connect_engine(running, unique("first"))
+        with pytest.raises(websockets.exceptions.InvalidStatus):
+            await websockets.connect(running.ws_url)
+        await first.send({"kind": "event", "type": "cycle"})
+        await first.wait_acked()
+        stats = await running.get("/api/telemetry/stats")
+        assert stats["drops"]["engine_connection_refused"] == 1
