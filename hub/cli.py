@@ -176,9 +176,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
     )
+    from hub.stores import StoreError
+
     try:
         code: int = args.run(args)
-    except (SettingsError, ValueError) as exc:
+    except (SettingsError, StoreError, ValueError) as exc:
         print(f"engine-hub: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

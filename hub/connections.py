@@ -64,12 +64,12 @@ class EngineConnection:
                 except TooManyEngines as exc:
                     raise ProtocolClose(1008, str(exc)) from None
                 self.phase = ConnectionPhase.OPEN
-                self.committed = self._acked = self.engine.hwm
+                self.committed = self._acked = self.engine.committed
                 welcome = Welcome(
                     hub=__version__,
                     engine=self.engine.name,
                     boot_id=self.engine.boot_id,
-                    last_seq=self.engine.hwm,
+                    last_seq=self.engine.committed,  # durable, not merely received
                     ack_interval=self._state.settings.ack_interval,
                     max_message_bytes=self._state.settings.max_message_bytes,
                     max_frame_bytes=self._state.settings.max_frame_bytes,

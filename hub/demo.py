@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 
 from hub.server import HubServer, bind
 from hub.settings import Settings
+from hub.stores import check_store
 
 __all__ = ["ENGINES", "Supervisor", "run_demo"]
 
@@ -124,6 +125,7 @@ async def run_demo(
     settings: Settings, on_ready: Callable[[str], None], incident_every: float = 40.0
 ) -> None:
     """Serve a hub and run the simulated engines until the server stops (Ctrl-C or SIGTERM)."""
+    check_store(settings)
     server = HubServer(settings)
     sock = bind(settings.host, settings.port)
     host, port = sock.getsockname()[:2]

@@ -54,7 +54,8 @@ class EngineRecord:
     connected_at: float | None = None
     disconnected_at: float | None = None
     said_bye: bool = False
-    hwm: int = 0
+    hwm: int = 0  # highest seq received in this boot (dedupe)
+    committed: int = 0  # highest seq of this boot the store made durable (welcome.last_seq)
     gaps: int = 0
     client_dropped: dict[str, int] = field(default_factory=dict)
     replaced: int = 0
@@ -70,7 +71,7 @@ class EngineRecord:
         """Forget per-boot facts when the engine process restarted."""
         self.boot_id = boot_id
         self.boots += 1
-        self.hwm = last_seq
+        self.hwm = self.committed = last_seq
         self.status = Status.STARTING
         self.loop_tick = self.loop_rate = self.tick_changed_at = None
         self.last_error = None
@@ -78,6 +79,22 @@ class EngineRecord:
         self.gaps = 0
         self.client_dropped = {}
         self.rate_history.clear()
+
+    def card_facts(self) -> dict[str, Any]:
+        """What the engine last reported, kept by the history store so a restarted hub shows it."""
+        return {
+            "status": self.status.value,
+            "last_heartbeat": self.last_heartbeat,
+            "loop_tick": self.loop_tick,
+            "loop_rate": self.loop_rate,
+            "universe_size": self.universe_size,
+            "open_positions": self.open_positions,
+            "last_error": self.last_error,
+            "state": self.state,
+            "heartbeat_interval": self.heartbeat_interval,
+            "gaps": self.gaps,
+            "dropped": self.client_dropped,
+        }
 
     def as_dict(self, now: float, settings: Settings) -> dict[str, Any]:
         """The API shape (`/api/telemetry/engines`), with health derived at `now`."""

@@ -55,8 +55,9 @@ class BootChange(msgspec.Struct, frozen=True, gc=False):
 
 
 class MetricsSnapshot(msgspec.Struct, frozen=True, gc=False):
-    """Every metric series of one engine, serialized, for the store to keep."""
+    """An engine's metric series and last reported card facts, serialized for the store."""
 
     engine: str
     boot_id: str
     series: list[dict[str, Any]]
+    card: dict[str, Any] = {}

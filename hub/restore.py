@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+from hub.engines import EngineRecord
 from hub.messages import Status
 from hub.state import HubState
 from hub.stores.base import Restored
@@ -16,7 +19,7 @@ def restore(state: HubState, restored: Restored, now: float) -> None:
         engine = state.engines.get(boot["engine"]) or state.add_engine(boot["engine"], now)
         engine.boot_id = boot["boot_id"]
         engine.boots = 1
-        engine.hwm = boot["last_seq"] or 0
+        engine.hwm = engine.committed = boot["last_seq"] or 0
         engine.pid = boot["pid"]
         engine.mode = boot["mode"] or engine.mode
         engine.meta = boot["meta"]
@@ -39,8 +42,29 @@ def restore(state: HubState, restored: Restored, now: float) -> None:
             owner.errors += record.type == "error"
     for line in restored.logs:
         state.logs.append(line)
+        owner = state.engines.get(line.engine)
+        if owner is not None:
+            owner.logs += 1
     for row in restored.metrics:
         owner = state.engines.get(row["engine"])
         same_boot = owner is not None and owner.boot_id == row["boot_id"]
         state.metrics.restore_rows(row["engine"], row["series"], same_boot)
+        if owner is not None and same_boot:
+            _card(owner, row.get("card") or {})
     state.dirty.mark("engines")
+
+
+def _card(engine: EngineRecord, card: dict[str, Any]) -> None:
+    """Last reported facts (status stays what the boot's end says, unless it was error)."""
+    engine.last_heartbeat = card.get("last_heartbeat")
+    engine.loop_tick = card.get("loop_tick")
+    engine.loop_rate = card.get("loop_rate")
+    engine.universe_size = card.get("universe_size")
+    engine.open_positions = card.get("open_positions")
+    engine.last_error = card.get("last_error")
+    engine.state = card.get("state") or {}
+    engine.heartbeat_interval = card.get("heartbeat_interval") or engine.heartbeat_interval
+    engine.gaps = card.get("gaps") or 0
+    engine.client_dropped = card.get("dropped") or {}
+    if not engine.said_bye and card.get("status") == "error":
+        engine.status = Status.ERROR

@@ -70,6 +70,9 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._tick(), name="hub-ticker"))
 
     def _on_commit(self, engine: str, boot_id: str, seq: int) -> None:
+        record = self.state.engines.get(engine)
+        if record is not None and record.boot_id == boot_id and seq > record.committed:
+            record.committed = seq
         session = self.by_engine.get(engine)
         if session is not None:
             session.committed(boot_id, seq)
@@ -104,13 +107,13 @@ class Hub:
             self.store.note(change)
 
     def save_metrics(self) -> None:
-        """Hand the store a snapshot of every engine whose metrics changed since the last one."""
-        changed, self.state.metrics_changed = self.state.metrics_changed, set()
+        """Hand the store a snapshot of every engine whose metrics or card changed since the last."""
+        changed, self.state.snapshot_due = self.state.snapshot_due, set()
         for name in changed:
             engine = self.state.engines.get(name)
             if engine is not None:
                 rows = self.state.metrics.to_rows(name)
-                self.store.note(MetricsSnapshot(name, engine.boot_id, rows))
+                self.store.note(MetricsSnapshot(name, engine.boot_id, rows, engine.card_facts()))
 
     def push_views(self, now: float) -> None:
         """Render what changed since the last tick for every watched view and hand it out."""

@@ -14,6 +14,7 @@ from starlette.applications import Starlette
 from hub.app import create_app
 from hub.runtime import Hub
 from hub.settings import Settings
+from hub.stores import check_store
 
 __all__ = ["HubServer", "bind", "exit_cleanly_on_sigterm", "serve", "uvicorn_config"]
 
@@ -79,7 +80,8 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(settings: Settings) -> int:
-    """Serve until SIGINT/SIGTERM; returns the process exit code."""
+    """Serve until SIGINT/SIGTERM; returns the process exit code (StoreError for a bad db file)."""
+    check_store(settings)
     server = HubServer(settings)
     try:
         sock = bind(settings.host, settings.port)

@@ -114,7 +114,7 @@ class HubState:
         self._engine_indexes = itertools.count(1)
         self._rate_mark = (0, 0.0)
         self.boot_changes: list[BootChange] = []  # drained by the shell into the store
-        self.metrics_changed: set[str] = set()  # engines whose metrics the store should snapshot
+        self.snapshot_due: set[str] = set()  # engines whose metrics or card the store should keep
         self._old_boots: dict[tuple[str, str], int] = {}
 
     def hello(self, msg: Hello, conn_id: int, now: float) -> tuple[EngineRecord, int | None]:
@@ -131,6 +131,7 @@ class HubState:
             self.metrics.new_session(engine.name)
         if msg.acked_seq is not None and msg.acked_seq > engine.hwm:
             engine.hwm = msg.acked_seq  # acked earlier means stored earlier, even if we forgot it
+        engine.committed = max(engine.committed, min(engine.hwm, msg.acked_seq or 0))
         replaced = engine.conn_id if engine.connected and engine.conn_id != conn_id else None
         if replaced is not None:
             engine.replaced += 1
@@ -272,6 +273,7 @@ class HubState:
                     message = item.payload.get("message") or item.payload.get("error_type")
                     engine.last_error = str(message)[:4096] if message else engine.last_error
                     marks.add(("engine", name))
+                    self.snapshot_due.add(name)
                 marks.add(("events", item.type))
                 out.events.append(record)
                 continue
@@ -285,7 +287,7 @@ class HubState:
                         self._reject(engine, Rejected(exc.code, exc.detail, seq, index), out)
                         continue
                     dirty.mark("metrics", name)
-                    self.metrics_changed.add(name)
+                    self.snapshot_due.add(name)
                 case Log():
                     ts = item.ts if item.ts is not None else now
                     log = LogRecord(
@@ -308,6 +310,7 @@ class HubState:
                     engine.said_bye = True
                     dirty.mark("engine", name)
                     self.boot_changes.append(self._boot(engine, now, f"bye:{item.status}"))
+                    self.snapshot_due.add(name)
                 case Hello():
                     self._reject(
                         engine,
@@ -326,6 +329,7 @@ class HubState:
         out.rejected.append(item)
 
     def _heartbeat(self, engine: EngineRecord, hb: Heartbeat, now: float) -> None:
+        self.snapshot_due.add(engine.name)
         previous = engine.last_heartbeat
         engine.last_heartbeat = now
         if hb.status is not UNSET:

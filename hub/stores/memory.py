@@ -100,7 +100,7 @@ class MemoryStore:
         boots = [row for (name, _), row in self._boots.items() if name == engine]
         gaps = [g for g in self._gaps if g["engine"] == engine]
         snapshot = self._metrics.get(engine)
-        metrics = {"series": snapshot.series} if snapshot else None
+        metrics = {"series": snapshot.series, "card": snapshot.card} if snapshot else None
         return make_bundle(engine, since, until, boots, events, logs, gaps, metrics, False)
 
     async def close(self) -> None:

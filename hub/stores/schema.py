@@ -41,7 +41,8 @@ CREATE TABLE IF NOT EXISTS gaps (
     last_seq INTEGER NOT NULL, reason TEXT NOT NULL, at REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS gaps_engine ON gaps (engine, at);
 CREATE TABLE IF NOT EXISTS metrics (
-    engine TEXT PRIMARY KEY, boot_id TEXT NOT NULL, series BLOB NOT NULL, updated REAL NOT NULL);
+    engine TEXT PRIMARY KEY, boot_id TEXT NOT NULL, series BLOB NOT NULL, card BLOB,
+    updated REAL NOT NULL);
 """
 
 
@@ -70,7 +71,7 @@ def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqli
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             conn.close()
-            raise StoreError(f"{path} is corrupt ({check}); it was left untouched")
+            raise StoreError(f"{path} is corrupt ({check.splitlines()[0]}); it was left untouched")
         if create and not tables:
             conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before the first table exists
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")

@@ -153,7 +153,7 @@ class SQLiteStore:
             log.error("history store: %s", self.problem)
             return
         backoff = 0.0
-        next_retention = time.monotonic() + 5.0
+        next_retention = time.monotonic() + min(5.0, self.settings.retention_interval)
         deadline: float | None = None
         try:
             while True:
@@ -179,8 +179,8 @@ class SQLiteStore:
                         continue
                     backoff, deadline = 0.0, None
                     if self.problem is not None:
-                        log.warning("history store recovered: writing and acking again")
                         self.problem = None
+                        log.warning("history store recovered: writing and acking again")
                     self._call(self._committed, batch.commits)
                 if time.monotonic() >= next_retention and not self._stopping:
                     next_retention = time.monotonic() + self.settings.retention_interval
@@ -192,10 +192,10 @@ class SQLiteStore:
         with self._lock:
             self._batch.prepend(batch)
         message = str(exc)
-        if self.problem != message:
-            log.error("history store cannot write (%s): not acking until it can", message)
-        self.problem = message
+        previous, self.problem = self.problem, message
         self.drops["store_write_failed"] += 1
+        if previous != message:
+            log.error("history store cannot write (%s): not acking until it can", message)
 
     def _call(self, fn: Any, *args: Any) -> None:
         loop = self._loop
@@ -272,15 +272,17 @@ class SQLiteStore:
                 [(engine, boot, seq) for (engine, boot), seq in batch.commits.items()],
             )
             conn.executemany(
-                "INSERT OR REPLACE INTO metrics (engine, boot_id, series, updated) VALUES (?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO metrics (engine, boot_id, series, card, updated) "
+                "VALUES (?, ?, ?, ?, ?)",
                 [
-                    (m.engine, m.boot_id, _encode(m.series), time.time())
+                    (m.engine, m.boot_id, _encode(m.series), _encode(m.card), time.time())
                     for m in batch.metrics.values()
                 ],
             )
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
+                conn.execute("ROLLBACK")
             raise
         self.commits += 1
 
@@ -345,9 +347,12 @@ class SQLiteStore:
             boot = dict(zip(columns, row, strict=True))
             boot["meta"] = _decode(boot["meta"]) if boot["meta"] else {}
             restored.boots.append(boot)
-        for engine, boot_id, series in conn.execute("SELECT engine, boot_id, series FROM metrics"):
+        for engine, boot_id, series, card in conn.execute(
+            "SELECT engine, boot_id, series, card FROM metrics"
+        ):
+            card = _decode(card) if card else {}
             restored.metrics.append(
-                {"engine": engine, "boot_id": boot_id, "series": _decode(series)}
+                {"engine": engine, "boot_id": boot_id, "series": _decode(series), "card": card}
             )
         restored.next_event_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
         restored.next_log_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1

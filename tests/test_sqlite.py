@@ -1,0 +1,759 @@
+"""The SQLite history store: its write path and reads, and an in-process hub that keeps history in it."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import asynccontextmanager, closing, contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import hub.stores.sqlite as sqlite_store
+from hub.engines import EngineRecord
+from hub.logs import level_number
+from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.settings import Settings
+from hub.state import Gap, Ingested
+from hub.stores import HistoryQuery, MemoryStore
+from hub.stores.schema import APPLICATION_ID, export_bundle
+from hub.stores.sqlite import SQLiteStore
+from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
+
+BOOT = "boot-1"
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def store_settings(tmp_path: Path, **changes: Any) -> Settings:
+    """Settings for a store under test: fast commits, a short graceful timeout."""
+    return Settings(
+        db=str(tmp_path / "hub.db"), commit_interval=0.05, graceful_timeout=2.0
+    ).replace(**changes)
+
+
+@contextmanager
+def read_only(db: str | Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to `db` that never writes to the database file."""
+    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        yield conn
+
+
+def rows(db: str | Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+    """Run one read query against `db`."""
+    with read_only(db) as conn:
+        return conn.execute(sql, args).fetchall()
+
+
+def when(ts: float) -> datetime:
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def event(
+    ident: int,
+    seq: int,
+    ts: float,
+    engine: str = "alpha",
+    kind: str = "cycle",
+    boot_id: str = BOOT,
+    **payload: Any,
+) -> EventRecord:
+    return EventRecord(ident, kind, when(ts), engine, seq, boot_id, payload)
+
+
+def log_line(
+    ident: int, seq: int, ts: float, engine: str = "alpha", level: str = "INFO", message: str = ""
+) -> LogRecord:
+    return LogRecord(
+        ident, engine, seq, when(ts), level, f"engine.{engine}", message or f"line {ident}"
+    )
+
+
+def frame(
+    engine: EngineRecord,
+    events: Sequence[EventRecord] = (),
+    logs: Sequence[LogRecord] = (),
+    gaps: Sequence[Gap] = (),
+) -> Ingested:
+    """What one frame of `engine` changed; moves the engine's hwm to the highest seq in it."""
+    ingested = Ingested()
+    ingested.events, ingested.logs, ingested.gaps = list(events), list(logs), list(gaps)
+    seqs = [r.seq for r in ingested.events] + [r.seq for r in ingested.logs]
+    seqs += [g.last + 1 for g in ingested.gaps]
+    engine.hwm = max([engine.hwm, *seqs])
+    return ingested
+
+
+class Commits:
+    """The on_commit callback: records calls and what a fresh connection could read at that moment."""
+
+    def __init__(self, db: str | None = None) -> None:
+        self.db = db
+        self.calls: list[tuple[str, str, int]] = []
+        self.visible: list[int] = []  # event + log rows another connection saw at each call
+        self._changed = asyncio.Event()
+
+    def __call__(self, engine: str, boot_id: str, seq: int) -> None:
+        self.calls.append((engine, boot_id, seq))
+        if self.db is not None:
+            [(count,)] = rows(
+                self.db, "SELECT (SELECT count(*) FROM events) + (SELECT count(*) FROM logs)"
+            )
+            self.visible.append(count)
+        self._changed.set()
+
+    def seq(self, engine: str = "alpha") -> int:
+        """The highest seq of `engine` reported as committed."""
+        return max((seq for name, _, seq in self.calls if name == engine), default=0)
+
+    async def wait(self, seq: int, engine: str = "alpha") -> None:
+        """Wait until the store reported everything of `engine` up to `seq` as committed."""
+        async with asyncio.timeout(WAIT):
+            while self.seq(engine) < seq:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class LogLines(logging.Handler):
+    """Collects the store's log messages (emitted on its writer thread) so a test can wait for one."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.loop = asyncio.get_running_loop()
+        self.messages: list[str] = []
+        self._changed = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.loop.call_soon_threadsafe(self._add, record.getMessage())
+
+    def _add(self, message: str) -> None:
+        self.messages.append(message)
+        self._changed.set()
+
+    async def wait_for(self, text: str) -> str:
+        """The first message containing `text`, waiting for it if needed."""
+        async with asyncio.timeout(WAIT):
+            while True:
+                for message in self.messages:
+                    if text in message:
+                        return message
+                self._changed.clear()
+                await self._changed.wait()
+
+
+class Drops(Counter[str]):
+    """The store's drop counter, which a test can wait on."""
+
+    # The writer counts a failed write right after setting `problem` (its log line comes before).
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.loop = asyncio.get_running_loop()
+        self._changed = asyncio.Event()
+
+    def __setitem__(self, key: str, value: int) -> None:
+        super().__setitem__(key, value)
+        self.loop.call_soon_threadsafe(self._changed.set)
+
+    async def wait_for(self, reason: str) -> None:
+        """Wait until `reason` was counted at least once."""
+        async with asyncio.timeout(WAIT):
+            while not self[reason]:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@pytest.fixture
+async def store_log() -> AsyncIterator[LogLines]:
+    """What `hub.stores.sqlite` logs during the test."""
+    logger = logging.getLogger("hub.stores.sqlite")
+    handler, level = LogLines(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+
+
+@pytest.fixture
+def quick_busy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Store connections give up on a lock after 20 ms instead of 10 s (so a held lock fails writes fast)."""
+    real = sqlite_store.connect
+
+    def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqlite3.Connection:
+        conn = real(path, synchronous, create)
+        conn.execute("PRAGMA busy_timeout = 20")
+        return conn
+
+    monkeypatch.setattr(sqlite_store, "connect", connect)
+
+
+@asynccontextmanager
+async def started(store: SQLiteStore, commits: Commits) -> AsyncIterator[SQLiteStore]:
+    await store.start(commits)
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
+# -- the store itself ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("existing", ["missing", "empty file"])
+async def test_start_creates_the_schema_with_the_application_id(
+    tmp_path: Path, existing: str
+) -> None:
+    """Starting on a missing or empty file creates an Engine Hub database: application_id, WAL, tables."""
+    settings = store_settings(tmp_path)
+    if existing == "empty file":
+        Path(settings.db).touch()
+    async with started(SQLiteStore(settings.db, settings), Commits()) as store:
+        assert store.problem is None
+    with read_only(settings.db) as conn:
+        assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        tables = {
+            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+    assert {"events", "logs", "boots", "gaps", "metrics"} <= tables
+
+
+async def test_commit_calls_on_commit_with_the_hwm_only_once_rows_are_durable(
+    tmp_path: Path,
+) -> None:
+    """on_commit gets (engine, boot_id, hwm) after the commit: another connection already sees the rows."""
+    settings = store_settings(tmp_path)
+    commits = Commits(settings.db)
+    alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
+    now = time.time()
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        store.append(
+            alpha, frame(alpha, [event(1, 1, now), event(2, 2, now)], [log_line(1, 3, now)])
+        )
+        store.append(alpha, frame(alpha, [event(3, 4, now)]))
+        assert commits.calls == []  # nothing is acked from append itself
+        await commits.wait(4)
+        assert store.problem is None and store.commits >= 1
+    assert commits.calls[-1] == ("alpha", BOOT, 4)
+    # Rows up to seq N are N rows here (seq 3 is the log line): each call saw all it reported.
+    assert commits.visible == [seq for _, _, seq in commits.calls]
+    assert rows(settings.db, "SELECT last_seq FROM boots WHERE engine = 'alpha'") == [(4,)]
+
+
+async def test_failed_write_sets_problem_and_holds_acks_until_it_succeeds(
+    tmp_path: Path, quick_busy: None, store_log: LogLines
+) -> None:
+    """A write that fails (database locked) sets `problem` and calls no on_commit until a retry commits."""
+    settings = store_settings(tmp_path)
+    commits, drops = Commits(), Drops()
+    alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
+    now = time.time()
+    async with started(SQLiteStore(settings.db, settings, drops), commits) as store:
+        store.append(alpha, frame(alpha, [event(1, 1, now)]))
+        await commits.wait(1)
+        with closing(sqlite3.connect(settings.db, isolation_level=None)) as locker:
+            locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
+            try:
+                store.append(alpha, frame(alpha, [event(2, 2, now), event(3, 3, now)]))
+                await drops.wait_for("store_write_failed")
+                assert store.problem == "database is locked"
+                assert "database is locked" in await store_log.wait_for("cannot write")
+                assert commits.seq() == 1  # not acked while it is not stored
+            finally:
+                locker.execute("ROLLBACK")
+        await store_log.wait_for("recovered")
+        await commits.wait(3)
+        assert store.problem is None
+    assert rows(settings.db, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,), (3,)]
+
+
+class PageLimited:
+    """The writer's connection on a "full disk": SQLite's max_page_count pinned until `full` is cleared."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.full = True
+
+    def execute(self, sql: str, *args: Any) -> sqlite3.Cursor:
+        if sql == "BEGIN IMMEDIATE":  # runs on the writer thread, like every use of this connection
+            pages = self._conn.execute("PRAGMA page_count").fetchone()[0]
+            self._conn.execute(f"PRAGMA max_page_count = {pages if self.full else 1_073_741_823}")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+async def test_disk_full_problem_says_the_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the disk is full, `problem` says so (not a follow-up error); acks resume once there is room."""
+    settings = store_settings(tmp_path)
+    real, writers = sqlite_store.connect, []
+
+    def connect(path: str, synchronous: str = "normal", create: bool = True) -> Any:
+        conn = real(path, synchronous, create)
+        if threading.current_thread().name != "engine-hub-store":
+            return conn
+        writers.append(PageLimited(conn))
+        return writers[-1]
+
+    monkeypatch.setattr(sqlite_store, "connect", connect)
+    commits, drops = Commits(), Drops()
+    alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
+    async with started(SQLiteStore(settings.db, settings, drops), commits) as store:
+        try:
+            big = [event(n, n, time.time(), pad="x" * 5000) for n in (1, 2, 3)]
+            store.append(alpha, frame(alpha, big))
+            await drops.wait_for("store_write_failed")
+            assert commits.seq() == 0
+            assert store.problem is not None and "full" in store.problem, store.problem
+            writers[0].full = False
+            await commits.wait(3)
+            assert store.problem is None
+        finally:
+            writers[0].full = False  # let close() flush instead of giving up
+
+
+async def test_overflow_beyond_store_max_pending_records_a_gap(tmp_path: Path) -> None:
+    """Beyond store_max_pending queued records, frames are not stored but kept as store_overflow gaps."""
+    # An hour between commits: nothing is written before close(), so the queue only grows.
+    settings = store_settings(tmp_path, store_max_pending=5, commit_interval=3600)
+    alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
+    now = time.time()
+    store = SQLiteStore(settings.db, settings)
+    async with started(store, Commits()):
+        store.append(alpha, frame(alpha, [event(n, n, now) for n in range(1, 6)]))
+        store.append(alpha, frame(alpha, [event(n, n, now) for n in range(6, 9)]))
+        store.append(alpha, frame(alpha, logs=[log_line(1, 9, now)]))
+        assert store.drops == {"store_overflow": 4}
+        store.settings = settings.replace(commit_interval=0.05)  # close() then returns promptly
+    assert rows(settings.db, "SELECT seq FROM events ORDER BY seq") == [(n,) for n in range(1, 6)]
+    assert rows(settings.db, "SELECT count(*) FROM logs") == [(0,)]
+    assert rows(
+        settings.db,
+        "SELECT engine, boot_id, first_seq, last_seq, reason FROM gaps ORDER BY first_seq",
+    ) == [("alpha", BOOT, 6, 8, "store_overflow"), ("alpha", BOOT, 9, 9, "store_overflow")]
+
+
+def history_fixture(t0: float) -> tuple[list[tuple[EngineRecord, Ingested]], list[HistoryQuery]]:
+    """Two engines' events and log lines over ten seconds, and queries that slice them."""
+    alpha = EngineRecord("alpha", t0, boot_id=BOOT)
+    beta = EngineRecord("beta", t0, boot_id=BOOT)
+    levels = ["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"]
+    frames = []
+    for i in range(10):
+        engine = alpha if i % 3 else beta
+        kind = "signal_event" if i % 2 else "cycle"
+        seq = engine.hwm + 1
+        records = [event(i + 1, seq, t0 + i, engine.name, kind, i=i)]
+        logs = [log_line(i + 1, seq + 1, t0 + i, engine.name, levels[i % 5])]
+        frames.append((engine, frame(engine, records, logs)))
+    queries = [
+        HistoryQuery(100),
+        HistoryQuery(3),
+        HistoryQuery(100, engine="beta"),
+        HistoryQuery(100, event_type="signal_event"),
+        HistoryQuery(100, engine="alpha", event_type="cycle"),
+        HistoryQuery(100, since=t0 + 3, until=t0 + 6),
+        HistoryQuery(2, before=6),
+        HistoryQuery(100, engine="alpha", since=t0 + 2, before=9),
+        HistoryQuery(100, min_level=level_number("WARNING")),
+        HistoryQuery(100, engine="alpha", min_level=level_number("ERROR"), until=t0 + 9),
+        HistoryQuery(100, engine="nobody"),
+    ]
+    return frames, queries
+
+
+async def test_history_filters_match_the_memory_store(tmp_path: Path) -> None:
+    """history() filters by engine, type, since/until, before and min_level, newest first, like MemoryStore."""
+    t0 = float(int(time.time()) - 60)  # whole seconds: no rounding at window edges
+    settings = store_settings(tmp_path)
+    commits, memory = Commits(), MemoryStore()
+    frames, queries = history_fixture(t0)
+    await memory.start(lambda *_: None)
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        for engine, ingested in frames:
+            store.append(engine, ingested)
+            memory.append(engine, ingested)
+        for engine in {e.name: e for e, _ in frames}.values():
+            await commits.wait(engine.hwm, engine.name)
+        for query in queries:
+            for kind in ("events", "logs"):
+                assert await store.history(kind, query) == await memory.history(kind, query), (
+                    kind,
+                    query,
+                )
+        window = await store.history("events", HistoryQuery(100, since=t0 + 3, until=t0 + 6))
+        assert [e.id for e in window] == [6, 5, 4]
+        paged = await store.history("events", HistoryQuery(2, before=6))
+        assert [e.id for e in paged] == [5, 4]
+        loud = await store.history("logs", HistoryQuery(100, min_level=level_number("WARNING")))
+        assert [(r.id, r.level) for r in loud] == [
+            (10, "CRITICAL"),
+            (9, "ERROR"),
+            (8, "WARN"),
+            (5, "CRITICAL"),
+            (4, "ERROR"),
+            (3, "WARN"),
+        ]
+
+
+async def test_export_bundle_keeps_one_engine_within_the_window(tmp_path: Path) -> None:
+    """The export holds one engine's events, errors, logs, gaps, overlapping boots and metrics in [since, until)."""
+    now = float(int(time.time()))  # whole seconds: no rounding at window edges
+    since, until = now - 600, now + 60
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    beta = EngineRecord("beta", now, boot_id=BOOT)
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        store.note(
+            BootChange("alpha", "boot-0", 10, "paper", now - 5000, now - 4000, "bye:stopped")
+        )
+        store.note(BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1}))
+        store.note(BootChange("alpha", "boot-later", 12, "live", until + 10, None, None))
+        events = [
+            event(1, 1, since - 1, kind="cycle", n=1),  # before the window
+            event(2, 2, since, kind="signal_event", n=2),  # since is inclusive
+            event(3, 3, now - 10, kind="error", n=3),
+            event(4, 4, until - 0.001, kind="order_event", n=4),
+            event(5, 5, until, kind="cycle", n=5),  # until is exclusive
+        ]
+        logs = [
+            log_line(1, 6, since - 5),
+            log_line(2, 7, now - 5, level="ERROR"),
+            log_line(3, 8, until + 1),
+        ]
+        store.append(alpha, frame(alpha, events, logs))
+        store.append(alpha, frame(alpha, [event(6, 12, now)], gaps=[Gap("alpha", BOOT, 9, 11)]))
+        store.append(beta, frame(beta, [event(7, 1, now, engine="beta", kind="error")]))
+        store.note(
+            MetricsSnapshot("alpha", BOOT, [{"name": "orders", "kind": "counter", "lifetime": 3.0}])
+        )
+        await commits.wait(12)
+        await commits.wait(1, "beta")
+        bundle = await store.export("alpha", since, until)
+    assert bundle["format"] == "engine-hub-export/1" and bundle["engine"] == "alpha"
+    assert [e.seq for e in bundle["events"]] == [2, 3, 4, 12]  # oldest first
+    assert all(e.engine == "alpha" for e in bundle["events"])
+    assert [e.seq for e in bundle["errors"]] == [3]
+    assert [(r.seq, r.level) for r in bundle["logs"]] == [(7, "ERROR")]
+    assert [(g["boot_id"], g["first_seq"], g["last_seq"], g["reason"]) for g in bundle["gaps"]] == [
+        (BOOT, 9, 11, "client_dropped")
+    ]
+    assert [(b["boot_id"], b["pid"], b["mode"], b["last_seq"]) for b in bundle["boots"]] == [
+        (BOOT, 11, "live", 12)
+    ]
+    assert bundle["metrics"]["series"] == [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
+    assert bundle["truncated"] is False
+    with read_only(settings.db) as conn:
+        capped = export_bundle(conn, "alpha", since, until, 2)
+    assert capped["truncated"] is True and [e.seq for e in capped["events"]] == [4, 12]
+
+
+# -- an in-process hub on SQLite --------------------------------------------------------------------
+
+
+def cycle(n: int, **extra: Any) -> dict[str, Any]:
+    return {"kind": "event", "type": "cycle", "payload": {"n": n}, **extra}
+
+
+async def test_replay_is_stored_once_across_reconnect_and_restart(tmp_path: Path) -> None:
+    """The same (engine, boot_id, seq) sent again after a reconnect or a hub restart is stored once."""
+    db = str(tmp_path / "hub.db")
+    name = unique("replay")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        engine = await connect_engine(first, name, boot_id="b1")
+        await engine.send(*(cycle(n) for n in range(1, 6)), batch=True)
+        await engine.wait_acked(5)
+        await engine.close()
+        again = await connect_engine(first, name, boot_id="b1")
+        assert again.welcome["last_seq"] == 5
+        # An at-least-once client replays 3..5 (with whatever it thinks they held) and goes on.
+        replay = [cycle(-n, seq=n) for n in (3, 4, 5)] + [cycle(n, seq=n) for n in (6, 7, 8)]
+        await again.send(*replay, batch=True)
+        await again.wait_acked(8)
+        assert (await first.get("/api/telemetry/stats"))["drops"]["duplicate"] == 3
+        await again.close()
+    committed = rows(db, "SELECT max(seq) FROM events WHERE engine = ?", name)[0][0]
+    assert committed == 8
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        engine = await connect_engine(second, name, boot_id="b1")
+        assert engine.welcome["last_seq"] == committed
+        await engine.send(*[cycle(-n, seq=n) for n in (6, 7, 8)], cycle(9, seq=9), batch=True)
+        await engine.wait_acked(9)
+        await engine.close()
+    stored = rows(db, "SELECT seq, payload FROM events WHERE engine = ? ORDER BY seq", name)
+    assert [seq for seq, _ in stored] == list(range(1, 10))
+    assert all(b"-" not in payload for _, payload in stored)  # the first copy is the one kept
+
+
+async def test_welcome_counts_only_committed_messages(
+    tmp_path: Path, quick_busy: None, store_log: LogLines
+) -> None:
+    """While the store cannot write, a reconnecting engine is welcomed with the last committed seq."""
+    db = str(tmp_path / "hub.db")
+    name = unique("welcome")
+    async with running_hub(db=db, commit_interval=0.05) as running:
+        engine = await connect_engine(running, name, boot_id="b1")
+        await engine.send(*(cycle(n) for n in range(1, 4)), batch=True)
+        await engine.wait_acked(3)
+        with closing(sqlite3.connect(db, isolation_level=None)) as locker:
+            locker.execute("BEGIN EXCLUSIVE")
+            try:
+                await engine.send(*(cycle(n) for n in range(4, 7)), batch=True)
+                await store_log.wait_for("cannot write")
+                await engine.close()
+                again = await connect_engine(running, name, boot_id="b1")
+                assert again.welcome["last_seq"] == 3
+            finally:
+                locker.execute("ROLLBACK")
+        await again.send(*(cycle(n, seq=n) for n in range(4, 7)), batch=True)
+        await again.wait_acked(6)
+        await again.close()
+    assert rows(db, "SELECT seq FROM events WHERE engine = ? ORDER BY seq", name) == [
+        (n,) for n in range(1, 7)
+    ]
+
+
+async def snapshot(running: RunningHub, names: list[str]) -> dict[str, Any]:
+    """What a user sees of `names`: events, engine cards, log tails and metrics."""
+    events = (await running.get("/api/telemetry/events", limit=1000))["events"]
+    cards = {e["name"]: e for e in (await running.get("/api/telemetry/engines"))["engines"]}
+    return {
+        "events": [e for e in events if e["engine"] in names],
+        "cards": {name: cards[name] for name in names},
+        "logs": {
+            name: (await running.get("/api/telemetry/engine_logs", engine=name, lines=1000))[
+                "lines"
+            ]
+            for name in names
+        },
+        "metrics": {
+            name: (await running.get("/api/telemetry/metrics", engine=name))["engines"][name]
+            for name in names
+        },
+    }
+
+
+CARD_FIELDS = (
+    "mode",
+    "pid",
+    "status",
+    "started_at",
+    "health",
+    "connected",
+    "boot_id",
+    "seq",
+    "meta",
+)
+
+
+async def record_history(running: RunningHub, crashed: str, stopped: str) -> dict[str, Any]:
+    """Two engines report everything; `stopped` says bye, `crashed` just goes away. Returns the snapshot."""
+    engines: list[Engine] = []
+    for name in (crashed, stopped):
+        engine = await connect_engine(running, name, boot_id=f"{name}-b1", meta={"strategy": "mr"})
+        await engine.send(
+            {"kind": "heartbeat", "status": "running", "loop_tick": 7},
+            {"kind": "event", "type": "signal_event", "payload": {"symbol": "NIFTY"}},
+            {"kind": "event", "type": "error", "payload": {"message": "timeout"}},
+            cycle(1),
+            {"kind": "log", "level": "INFO", "logger": "x", "message": "hello"},
+            {"kind": "log", "level": "ERROR", "logger": "x", "message": "boom", "exc": "trace"},
+            {"kind": "metric", "op": "inc", "name": "orders", "value": 2},
+            {"kind": "metric", "op": "set", "name": "equity", "value": 1000.5},
+            {"kind": "metric", "op": "observe", "name": "latency", "value": 0.25},
+            batch=True,
+        )
+        await engine.wait_acked()
+        engines.append(engine)
+    await engines[1].send({"kind": "bye", "status": "stopped"})
+    await engines[1].wait_acked()
+    for engine in engines:
+        await engine.close()
+    async with asyncio.timeout(WAIT):  # the hub notices the closed sockets on its next receive
+        while (before := await snapshot(running, [crashed, stopped]))["cards"][crashed][
+            "connected"
+        ] or before["cards"][stopped]["connected"]:
+            pass
+    return before
+
+
+async def test_restart_shows_the_same_history_before_engines_reconnect(tmp_path: Path) -> None:
+    """After a restart, events, engine cards, log tails and metrics are back before any engine reconnects."""
+    db = str(tmp_path / "hub.db")
+    crashed, stopped = unique("crashed"), unique("stopped")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        before = await record_history(first, crashed, stopped)
+    assert {n: before["cards"][n]["health"] for n in (crashed, stopped)} == {
+        crashed: "offline",
+        stopped: "stopped",
+    }
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        after = await snapshot(second, [crashed, stopped])
+        assert after["events"] == before["events"]
+        assert after["logs"] == before["logs"]
+        assert after["metrics"] == before["metrics"]
+        for name in (crashed, stopped):
+            card_before, card_after = before["cards"][name], after["cards"][name]
+            assert {k: card_after[k] for k in CARD_FIELDS} == {
+                k: card_before[k] for k in CARD_FIELDS
+            }
+            assert (card_after["events"], card_after["errors"]) == (3, 1)
+        # A new boot: session values start over, lifetime values go on.
+        engine = await connect_engine(second, crashed, boot_id=f"{crashed}-b2")
+        await engine.send({"kind": "metric", "op": "inc", "name": "orders", "value": 1})
+        await engine.wait_acked()
+        [orders] = (await second.get("/api/telemetry/metrics", engine=crashed))["engines"][crashed][
+            "counters"
+        ]
+        assert (orders["session"], orders["lifetime"]) == (1, 3)
+        await engine.close()
+
+
+async def test_restart_keeps_what_the_engine_card_showed(tmp_path: Path) -> None:
+    """After a restart an offline engine's card still shows its last heartbeat, loop tick, last error and log count."""
+    db = str(tmp_path / "hub.db")
+    crashed, stopped = unique("crashed"), unique("stopped")
+    fields = ("last_heartbeat", "loop_tick", "last_error", "logs")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        before = await record_history(first, crashed, stopped)
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        after = await snapshot(second, [crashed, stopped])
+    for name in (crashed, stopped):
+        assert {k: after["cards"][name][k] for k in fields} == {
+            k: before["cards"][name][k] for k in fields
+        }
+
+
+WAVES = 4
+
+
+async def test_retention_keeps_the_database_bounded(tmp_path: Path) -> None:
+    """Waves far beyond retention_events/retention_logs leave at most the newest rows; the file stops growing."""
+    db = str(tmp_path / "hub.db")
+    limits = {"retention_events": 40, "retention_logs": 25, "retention_days": 1.0}
+    names = [unique("keep"), unique("keep")]
+
+    def counts() -> tuple[dict[str, int], dict[str, int]]:
+        with read_only(db) as conn:
+            events = dict(
+                conn.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall()
+            )
+            logs = dict(
+                conn.execute("SELECT engine, count(*) FROM logs GROUP BY engine").fetchall()
+            )
+        return events, logs
+
+    def within() -> bool:
+        events, logs = counts()
+        return (
+            "ancient" not in events  # aged out, not only trimmed by count
+            and all(c <= limits["retention_events"] for c in events.values())
+            and all(c <= limits["retention_logs"] for c in logs.values())
+        )
+
+    def logical_size() -> int:
+        """The database's size as SQLite sees it through the WAL: what the file is once checkpointed."""
+        with read_only(db) as conn:
+            pages = conn.execute("PRAGMA page_count").fetchone()[0]
+            return int(pages * conn.execute("PRAGMA page_size").fetchone()[0])
+
+    sizes: list[int] = []
+    async with running_hub(
+        db=db, commit_interval=0.05, retention_interval=0.1, **limits
+    ) as running:
+        engines = [await connect_engine(running, name) for name in names]
+        for wave in range(WAVES):
+            for engine in engines:
+                old = time.time() - 3 * 86_400  # older than retention_days
+                await engine.send(
+                    *(cycle(wave * 1000 + n) for n in range(150)),
+                    *(
+                        {"kind": "event", "type": "signal_event", "payload": {"n": n}}
+                        for n in range(100)
+                    ),
+                    *({"kind": "log", "message": f"{wave}-{n}"} for n in range(100)),
+                    {"kind": "event", "type": "ancient", "ts": old, "payload": {}},
+                    batch=True,
+                )
+                await engine.wait_acked()
+            # Retention runs on the writer after commits; each ack here is one more commit.
+            async with asyncio.timeout(WAIT + 5):
+                while not within():
+                    await engines[0].send({"kind": "heartbeat", "loop_tick": 1})
+                    await engines[0].wait_acked()
+            sizes.append(logical_size())
+        events, logs = counts()
+        assert events == {"cycle": 40, "signal_event": 40}  # "ancient" is gone by age
+        assert logs == dict.fromkeys(names, 25)
+        newest = rows(
+            db, "SELECT payload FROM events WHERE type = 'cycle' ORDER BY id DESC LIMIT 1"
+        )
+        assert newest == [(f'{{"n":{(WAVES - 1) * 1000 + 149}}}'.encode(),)]
+        # The hub still answers for the retained window.
+        page = await running.get("/api/telemetry/events", event_type="cycle", limit=1000)
+        assert page["count"] >= 40
+    assert sizes[-1] <= sizes[0] * 1.5, sizes
+
+
+async def test_events_and_logs_page_beyond_the_rings(tmp_path: Path) -> None:
+    """With small rings and tails, the API pages through stored history exactly once, with filters."""
+    db = str(tmp_path / "hub.db")
+    name = unique("pages")
+    t0 = float(int(time.time()) - 100)  # whole seconds: no rounding at window edges
+    overrides = {"ring_capacities": {"cycle": 5}, "log_tail_lines": 4, "commit_interval": 0.05}
+    async with running_hub(db=db, **overrides) as running:
+        engine = await connect_engine(running, name)
+        await engine.send(
+            *(cycle(n, ts=t0 + n) for n in range(30)),
+            *(
+                {
+                    "kind": "log",
+                    "ts": t0 + n,
+                    "level": "ERROR" if n % 2 else "INFO",
+                    "message": str(n),
+                }
+                for n in range(30)
+            ),
+            batch=True,
+        )
+        await engine.wait_acked()
+        seen: list[int] = []
+        before: int | None = None
+        while True:
+            params: dict[str, Any] = {"engine": name, "event_type": "cycle", "limit": 7}
+            if before is not None:
+                params["before"] = before
+            page = await running.get("/api/telemetry/events", **params)
+            seen += [e["payload"]["n"] for e in page["events"]]
+            before = page["next_before"]
+            if before is None:
+                break
+        assert seen == list(range(29, -1, -1))
+        window = await running.get(
+            "/api/telemetry/events", engine=name, since=t0 + 10, until=t0 + 20, limit=100
+        )
+        assert [e["payload"]["n"] for e in window["events"]] == list(range(19, 9, -1))
+        lines = await running.get(
+            "/api/telemetry/engine_logs", engine=name, lines=100, level="ERROR"
+        )
+        assert [line["message"] for line in lines["lines"]] == [str(n) for n in range(1, 30, 2)]
+        lines = await running.get(
+            "/api/telemetry/engine_logs", engine=name, lines=100, since=t0 + 5, until=t0 + 9
+        )
+        assert [line["message"] for line in lines["lines"]] == ["5", "6", "7", "8"]
+        await engine.close()
