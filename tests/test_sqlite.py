@@ -707,7 +707,8 @@ async def test_retention_keeps_the_database_bounded(tmp_path: Path) -> None:
         # The hub still answers for the retained window.
         page = await running.get("/api/telemetry/events", event_type="cycle", limit=1000)
         assert page["count"] >= 40
-    assert sizes[-1] <= sizes[0] * 1.5, sizes
+    # Once retention has trimmed a full wave the file stops growing (unbounded: +~100 KB a wave).
+    assert sizes[-1] <= max(sizes[1:-1]) * 1.1, sizes
 
 
 async def test_events_and_logs_page_beyond_the_rings(tmp_path: Path) -> None:
