@@ -707,8 +707,9 @@ async def test_retention_keeps_the_database_bounded(tmp_path: Path) -> None:
         # The hub still answers for the retained window.
         page = await running.get("/api/telemetry/events", event_type="cycle", limit=1000)
         assert page["count"] >= 40
-    # Once retention has trimmed a full wave the file stops growing (unbounded: +~100 KB a wave).
-    assert sizes[-1] <= max(sizes[1:-1]) * 1.1, sizes
+    # Bounded, the size moves within a band (free pages come and go, seen within 1.6x); without
+    # retention each wave adds ~100 KB, so four waves would span about 3x.
+    assert max(sizes) < 2 * min(sizes), sizes
 
 
 async def test_events_and_logs_page_beyond_the_rings(tmp_path: Path) -> None:
