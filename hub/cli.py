@@ -43,7 +43,8 @@ def _demo(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    settings = _settings(args)
+    # The demo keeps its history in memory unless asked: simulated engines stay out of engine-hub.db.
+    settings = _settings(args, db=args.db or ":memory:")
     exit_cleanly_on_sigterm()
     try:
         asyncio.run(run_demo(settings, ready, args.incident_every))

@@ -52,9 +52,10 @@ def _page(
     return HTMLResponse(html, status, headers=csp(frame_ancestors))
 
 
-def _not_found(request: Request, name: str) -> HTMLResponse:
+def _not_found(request: Request, name: str, frame_ancestors: str = "'none'") -> HTMLResponse:
     message = f"No engine named {name!r} has connected to this hub."
-    return _page(request, "error.html", {"status": "Engine not found", "message": message}, 404)
+    context = {"status": "Engine not found", "message": message}
+    return _page(request, "error.html", context, 404, frame_ancestors)
 
 
 async def overview(request: Request) -> Response:
@@ -122,7 +123,7 @@ async def embed(request: Request) -> Response:
     engine = hub.state.engines.get(request.path_params["name"])
     ancestors = " ".join(["'self'", *hub.settings.embed_origins])
     if engine is None:
-        return _not_found(request, request.path_params["name"])
+        return _not_found(request, request.path_params["name"], ancestors)
     context = {"card": hub.views.card_model(engine, now), "index": engine.index}
     return _page(request, "embed.html", context, frame_ancestors=ancestors)
 

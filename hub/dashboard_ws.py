@@ -55,33 +55,48 @@ async def dashboard_endpoint(websocket: WebSocket) -> None:
         return
     await websocket.accept()
     sender = asyncio.create_task(_send(websocket, viewer), name=f"dashboard-{viewer.id}")
+    receiver = asyncio.create_task(_receive(websocket, hub), name=f"dashboard-rx-{viewer.id}")
+    try:
+        # Whichever ends first ends the page's socket: the browser left, or we gave up on it.
+        await asyncio.wait((sender, receiver), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        hub.fanout.leave(viewer)
+        for task in (sender, receiver):
+            task.cancel()
+        await asyncio.gather(sender, receiver, return_exceptions=True)
+
+
+async def _receive(websocket: WebSocket, hub: Hub) -> None:
+    """Read (and ignore) what the browser sends; end when it goes away or sends too much."""
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
-                break
+                return
             size = len(message.get("text") or message.get("bytes") or b"")
             if size > hub.settings.max_browser_message_bytes:
                 await websocket.close(1009, "message too big")
-                break
-    except WebSocketDisconnect:
-        pass
-    finally:
-        hub.fanout.leave(viewer)
-        sender.cancel()
-        await asyncio.gather(sender, return_exceptions=True)
+                return
+    except (WebSocketDisconnect, RuntimeError):
+        return
 
 
 async def _send(websocket: WebSocket, viewer: Viewer) -> None:
-    """Drain the viewer's queue; close it when the fan-out gave up on it or the hub stops."""
+    """Drain the viewer's queue; close the socket when the fan-out gave up on it or a send stalls."""
+    code, reason = 1013, "too slow to keep up; reconnect for a fresh snapshot"
     try:
-        while True:
-            frames = await viewer.next_frames()
-            for frame in frames:
+        while not viewer.closed:
+            for frame in await viewer.next_frames():
                 async with asyncio.timeout(SEND_TIMEOUT):
                     await websocket.send_text(frame)
-            if viewer.closed:
-                await websocket.close(1013, "too slow to keep up; reconnect for a fresh snapshot")
-                return
+        if viewer.close_code == 1012:
+            code, reason = 1012, "hub is restarting"
+    except (WebSocketDisconnect, RuntimeError, OSError):
+        return  # already gone
+    except TimeoutError:
+        pass  # the browser stopped reading: close below
+    try:
+        async with asyncio.timeout(SEND_TIMEOUT):
+            await websocket.close(code, reason)
     except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
         return

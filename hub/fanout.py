@@ -20,6 +20,7 @@ class Viewer:
     """One dashboard socket: its view, its outbound queue and whether it needs a snapshot."""
 
     __slots__ = (
+        "close_code",
         "closed",
         "id",
         "needs_snapshot",
@@ -38,6 +39,7 @@ class Viewer:
         self.needs_snapshot = True
         self.snapshots = 0  # consecutive snapshots forced by overflow
         self.closed = False
+        self.close_code = 1013  # why the fan-out gave up: 1013 too slow, 1012 hub restarting
         self._wake = asyncio.Event()
 
     async def next_frames(self) -> list[str]:
@@ -110,10 +112,17 @@ class DashboardFanout:
         """Offer one rendered frame to every viewer of `view`."""
         for viewer in self.views.get(view, ()):
             self.offer(viewer, frame)
+        self.prune(view)
+
+    def prune(self, view: ViewKey) -> None:
+        """Forget viewers of `view` the fan-out gave up on, freeing their slots at once."""
+        for viewer in [v for v in self.views.get(view, ()) if v.closed]:
+            self.leave(viewer)
 
     def close(self) -> None:
         """Disconnect every viewer (hub shutdown)."""
         for viewers in self.views.values():
             for viewer in viewers:
                 viewer.closed = True
+                viewer.close_code = 1012
                 viewer.wake()

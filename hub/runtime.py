@@ -133,6 +133,7 @@ class Hub:
                 for viewer in viewers:
                     if viewer not in fresh:
                         fanout.offer(viewer, delta)
+            fanout.prune(view)
 
     def begin_shutdown(self) -> None:
         """Stop taking traffic: close engine sockets with 1012 and end every stream."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
@@ -20,7 +20,9 @@ def _cell(value: Any, limit: int = _MAX_CELL) -> str:
     """Any JSON value as short display text (escaping is the environment's job)."""
     if value is None:
         return ""
-    if isinstance(value, float):
+    if isinstance(value, bool):
+        text = "true" if value else "false"
+    elif isinstance(value, float):
         text = f"{value:.6g}"
     elif isinstance(value, (dict, list)):
         import json
@@ -32,11 +34,13 @@ def _cell(value: Any, limit: int = _MAX_CELL) -> str:
 
 
 def _clock(value: datetime | float | None) -> str:
-    """HH:MM:SS (UTC) of a timestamp."""
+    """HH:MM:SS (UTC) of a timestamp (datetime or Unix seconds)."""
     if value is None:
         return ""
     if not isinstance(value, datetime):
-        value = datetime.fromtimestamp(value).astimezone()
+        value = datetime.fromtimestamp(value, UTC)
+    elif value.tzinfo is not None:
+        value = value.astimezone(UTC)
     return value.strftime("%H:%M:%S")
 
 

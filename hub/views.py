@@ -103,7 +103,10 @@ class Views:
                     touched.add("logs")
                 elif what == "hub":
                     touched.add("hub")
-            elif engine is not None:
+            elif engine is None:
+                if what == "engines":  # the engine was forgotten: show its "gone" card
+                    touched.add(f"card:{index}")
+            else:
                 if what == "engine" and name == engine.name:
                     touched.add(f"card:{index}")
                     if kind == "engine":
@@ -146,8 +149,15 @@ class Views:
         if kind == "card":
             return {"card": self.card_model(engine, now) if engine else None, "index": index}
         base: dict[str, Any] = {"index": index, "engine": engine}
-        if engine is None:
-            return {**base, "rows": [], "lines": [], "items": [], "metrics": None}
+        if engine is None:  # forgotten engine: empty sections keep their ids
+            empty: dict[str, Any] = {
+                "rows": [],
+                "lines": [],
+                "items": [],
+                "metrics": None,
+                "show_engine": False,
+            }
+            return {**base, **empty, "section": kind, "dom_id": f"elogs-{index}"}
         if kind == "state":
             return {**base, "items": sorted(engine.state.items())}
         if kind == "metrics":

@@ -116,17 +116,22 @@ def test_hello_sends_welcome() -> None:
     assert state.engines["fno"].connected
 
 
-def test_welcome_last_seq_is_the_stored_hwm() -> None:
-    """A reconnect of the same boot is welcomed with the highest seq already stored."""
+def test_welcome_last_seq_is_the_committed_seq() -> None:
+    """A reconnect of the same boot is welcomed with the highest seq the store made durable."""
     settings = Settings()
     state = HubState(settings)
     first = EngineConnection(1, state, FrameDecoder(settings))
     first.receive_text(frame(HELLO, event(1), event(2), event(3)), T0)
-    second = EngineConnection(2, state, FrameDecoder(settings))
-    second.receive_text(frame(HELLO), T0 + 1)
+    early = EngineConnection(2, state, FrameDecoder(settings))
+    early.receive_text(frame(HELLO), T0 + 1)
+    [welcome] = sent(early)
+    assert welcome["last_seq"] == 0  # received, not yet stored: the client must keep them
+    assert early.replaced == 1
+    state.engines["fno"].committed = 3  # what the store's commit callback records
+    second = EngineConnection(3, state, FrameDecoder(settings))
+    second.receive_text(frame(HELLO), T0 + 2)
     [welcome] = sent(second)
     assert welcome["last_seq"] == 3
-    assert second.replaced == 1
     assert second.committed == 3
 
 

@@ -30,6 +30,8 @@ async def serve_process(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Pr
         "serve",
         "--port",
         "0",
+        "--db",
+        ":memory:",
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -100,6 +102,8 @@ async def test_port_in_use_is_a_clear_error() -> None:
             "serve",
             "--port",
             str(port),
+            "--db",
+            ":memory:",
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

@@ -80,9 +80,17 @@ def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqli
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
             conn.executescript(SCHEMA)
+            _migrate(conn)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open {path}: {exc}; the file was left untouched") from None
     return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an earlier build of schema 1 up to date (additive only)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(metrics)")}
+    if "card" not in columns:
+        conn.execute("ALTER TABLE metrics ADD COLUMN card BLOB")
 
 
 def _event(row: tuple[Any, ...]) -> EventRecord:
