@@ -50,8 +50,7 @@ class EngineSession:
             async with asyncio.timeout(hub.settings.hello_timeout):
                 while conn.phase is ConnectionPhase.AWAITING_HELLO:
                     await self._receive_one()
-            while True:
-                await self._receive_one()
+            await self._pump()
         except TimeoutError:
             self.close_soon(1008, f"no hello within {hub.settings.hello_timeout:g} s")
         except ProtocolClose as exc:
@@ -70,7 +69,31 @@ class EngineSession:
                 await asyncio.wait([writer], timeout=1.0)
             writer.cancel()
 
+    async def _pump(self) -> None:
+        """The hot loop after hello: receive -> core -> store and streams, names bound once."""
+        receive, conn, hub = self.websocket.receive, self.conn, self.hub
+        engine = conn.engine
+        assert engine is not None
+        receive_text, clock = conn.receive_text, time.time
+        append, publish, wake = hub.store.append, hub.broadcaster.publish, self._wake.set
+        while True:
+            message = await receive()
+            text = message.get("text")
+            if text is None:
+                if message["type"] == "websocket.disconnect":
+                    raise WebSocketDisconnect(message.get("code", 1000))
+                conn.receive_bytes(message.get("bytes") or b"")
+                continue
+            ingested = receive_text(text, clock())
+            assert ingested is not None  # only None before hello
+            if ingested.events:
+                publish(ingested.events)
+            append(engine, ingested)
+            if ingested.rejected:
+                wake()
+
     async def _receive_one(self) -> None:
+        """One frame before hello (the handshake path)."""
         message = await self.websocket.receive()
         if message["type"] == "websocket.disconnect":
             raise WebSocketDisconnect(message.get("code", 1000))

@@ -26,8 +26,7 @@ from hub.settings import Settings
 
 __all__ = ["FrameDecoder", "ProtocolClose", "Rejected"]
 
-_DIGITS = bytes.maketrans(b"0123456789", b"0000000000")
-_NOT_DIGITS = bytes(b for b in range(256) if b not in b"0123456789")
+_SCAN = bytes.maketrans(b"0123456789[]", b"0000000000{}")
 _LONG_INT = b"0" * 19
 _SEQ = re.compile(rb'"seq"\s*:\s*([0-9]{1,19})\b')
 _BRACKETS = bytes.maketrans(b"[]", b"{}")
@@ -141,9 +140,10 @@ class FrameDecoder:
         `enclosing` is how many bracket levels wrap a payload (1 for a lone message, 2 in a batch).
         """
         limit = self._settings.max_json_depth + enclosing
-        if data.count(b"{") + data.count(b"[") > limit and not _shallow(data, limit):
+        scanned = data.translate(_SCAN)  # one pass: digits -> "0", "[" -> "{", "]" -> "}"
+        if scanned.count(b"{") > limit and not _shallow(data, limit):
             return True
-        return _LONG_INT in data.translate(_DIGITS, b"")
+        return _LONG_INT in scanned
 
     def _one(
         self, data: bytes, now: float, index: int | None, walk: bool
