@@ -72,7 +72,12 @@ async def events(request: Request) -> Response:
         records += await hub.store.history("events", query)
     next_before = records[-1].id if len(records) == limit else None
     return json_response(
-        {"asof": utc(now), "count": len(records), "next_before": next_before, "events": records}
+        {
+            "asof": utc(now),
+            "count": len(records),
+            "next_before": next_before,
+            "events": [r.view() for r in records],
+        }
     )
 
 

@@ -19,7 +19,11 @@ HEALTH_EVENT = "hub.health"
 
 def sse_frame(record: EventRecord) -> bytes:
     """One SSE message for `record`; its id resumes the stream (Last-Event-ID)."""
-    return b"id: %d\nevent: %s\ndata: %s\n\n" % (record.id, record.type.encode(), _encode(record))
+    return b"id: %d\nevent: %s\ndata: %s\n\n" % (
+        record.id,
+        record.type.encode(),
+        _encode(record.view()),
+    )
 
 
 def _health_frame(change: HealthChange) -> bytes:

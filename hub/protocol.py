@@ -12,6 +12,7 @@ from typing import Any
 import msgspec
 
 from hub.messages import (
+    EVENT_TYPE_PATTERN,
     INT64_MAX,
     Bye,
     EngineMessage,
@@ -26,8 +27,10 @@ from hub.settings import Settings
 
 __all__ = ["FrameDecoder", "ProtocolClose", "Rejected"]
 
-_SCAN = bytes.maketrans(b"0123456789[]", b"0000000000{}")
-_LONG_INT = b"0" * 19
+_SCAN = bytes.maketrans(b"0123456789[]E", b"0000000000{}e")
+_LONG_INT = b"0" * 19  # a run of 19+ digits: maybe an integer beyond int64
+# ... and "e000" in the scan: a 3-digit exponent, maybe a float beyond its range.
+_EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _SEQ = re.compile(rb'"seq"\s*:\s*([0-9]{1,19})\b')
 _BRACKETS = bytes.maketrans(b"[]", b"{}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -90,6 +93,7 @@ class FrameDecoder:
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
         self._probe = msgspec.json.Decoder(_Probe)
         self.batch = False  # whether the last decoded frame was a batch
+        self._event_types: set[str] = set()  # names that matched the pattern already
 
     def decode_bytes(self, data: bytes) -> list[EngineMessage | Rejected]:
         """Binary frames are not part of the protocol."""
@@ -98,7 +102,10 @@ class FrameDecoder:
     def decode(self, text: str, now: float) -> list[EngineMessage | Rejected]:
         """Decode one text frame received at `now` (Unix seconds)."""
         settings = self._settings
-        data = text.encode("utf-8", "surrogatepass")
+        try:
+            data, suspect = text.encode(), False
+        except UnicodeEncodeError:  # lone surrogates (a real socket never delivers them)
+            data, suspect = text.encode("utf-8", "surrogatepass"), True
         if len(data) > settings.max_frame_bytes:
             raise ProtocolClose(
                 1009, f"frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}"
@@ -106,7 +113,7 @@ class FrameDecoder:
         head = data[:1] if data[:1] in (b"{", b"[") else data.lstrip()[:1]
         self.batch = head == b"["
         if head == b"{":
-            return [self._one(data, now, None, self._needs_walk(data, 1))]
+            return [self._one(data, now, None, suspect or self._needs_walk(data, 1))]
         if head != b"[":
             return [
                 Rejected(
@@ -114,7 +121,7 @@ class FrameDecoder:
                     "a frame must hold one JSON message object or a JSON array of them",
                 )
             ]
-        walk = self._needs_walk(data, 2)  # the array and the message object add two levels
+        walk = suspect or self._needs_walk(data, 2)  # the array and the message add two levels
         if len(data) <= settings.max_message_bytes:
             # Fast path: the whole batch is valid, so decode it in one call.
             try:
@@ -122,9 +129,7 @@ class FrameDecoder:
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError):
                 pass
             else:
-                return [
-                    self._checked(msg, now, walk, None, index) for index, msg in enumerate(messages)
-                ]
+                return self._checked_batch(messages, now, walk)
         try:
             parts = [bytes(raw) for raw in self._batch.decode(data)]
         except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
@@ -134,16 +139,34 @@ class FrameDecoder:
             parts = split
         return [self._one(part, now, index, walk) for index, part in enumerate(parts)]
 
+    def _checked_batch(
+        self, messages: list[EngineMessage], now: float, walk: bool
+    ) -> list[EngineMessage | Rejected]:
+        """`_checked` for a whole batch, with an inline path for the common event."""
+        out: list[EngineMessage | Rejected] = []
+        known, latest = self._event_types, now + self._settings.max_future_seconds
+        for index, msg in enumerate(messages):
+            if not walk and type(msg) is Event and msg.type in known:
+                ts = msg.ts
+                if (ts is None or (type(ts) is float and 0 <= ts <= latest)) and memoryview(
+                    msg.payload
+                )[0] == 0x7B:
+                    out.append(msg)
+                    continue
+            out.append(self._checked(msg, now, walk, None, index))
+        return out
+
     def _needs_walk(self, data: bytes, enclosing: int) -> bool:
         """Cheap frame-level bound: only frames that might nest too deep or hold huge ints are walked.
 
         `enclosing` is how many bracket levels wrap a payload (1 for a lone message, 2 in a batch).
         """
         limit = self._settings.max_json_depth + enclosing
-        scanned = data.translate(_SCAN)  # one pass: digits -> "0", "[" -> "{", "]" -> "}"
+        # One pass: digits -> "0", "[" -> "{", "E" -> "e", "+" dropped (so e+400 reads e400).
+        scanned = data.translate(_SCAN, b"+")
         if scanned.count(b"{") > limit and not _shallow(data, limit):
             return True
-        return _LONG_INT in scanned
+        return _LONG_INT in scanned or b"e000" in scanned
 
     def _one(
         self, data: bytes, now: float, index: int | None, walk: bool
@@ -206,7 +229,14 @@ class FrameDecoder:
                 )
             if ts < 0:
                 return (ErrorCode.BAD_MESSAGE, "ts must not be before 1970")
-        if isinstance(msg, Event):  # the common case needs nothing more
+        if isinstance(msg, Event):  # the common case: a known type name, an object payload
+            if msg.type not in self._event_types:
+                if not _EVENT_TYPE.match(msg.type):
+                    return (ErrorCode.BAD_MESSAGE, f"event type must match {EVENT_TYPE_PATTERN}")
+                if len(self._event_types) < 4096:
+                    self._event_types.add(msg.type)
+            if memoryview(msg.payload)[0] != 0x7B:  # "{"
+                return (ErrorCode.BAD_MESSAGE, "payload must be a JSON object")
             return None
         if isinstance(msg, Metric):
             if len(msg.tags) > settings.max_metric_tags:
@@ -313,7 +343,7 @@ def _free_form(msg: EngineMessage) -> Sequence[tuple[str, object]]:
         case Heartbeat():
             return (("state", msg.state),)
         case Event():
-            return (("payload", msg.payload),)
+            return (("payload", msg.payload),)  # raw: decoded by _check_json
         case Log():
             return (("extra", msg.extra),)
         case Metric() | Bye():
@@ -323,6 +353,17 @@ def _free_form(msg: EngineMessage) -> Sequence[tuple[str, object]]:
 def _check_json(msg: EngineMessage, max_depth: int) -> tuple[ErrorCode, str] | None:
     """Reject free-form JSON that nests deeper than `max_depth` or holds integers beyond int64."""
     for name, root in _free_form(msg):
+        if isinstance(root, msgspec.Raw):
+            try:
+                root = msgspec.json.decode(root)
+            except (
+                msgspec.DecodeError,
+                msgspec.ValidationError,
+                RecursionError,
+                UnicodeError,
+            ) as exc:
+                code = ErrorCode.BAD_NUMBER if "out of range" in str(exc) else ErrorCode.BAD_JSON
+                return code, f"{name}: {exc}"
         stack: list[tuple[object, int]] = [(root, 1)]
         while stack:
             value, depth = stack.pop()

@@ -7,7 +7,19 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["BootChange", "EventRecord", "LogRecord", "MetricsSnapshot", "utc"]
+__all__ = [
+    "NO_PAYLOAD",
+    "BootChange",
+    "EventRecord",
+    "EventView",
+    "LogRecord",
+    "MetricsSnapshot",
+    "utc",
+]
+
+
+_decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
+NO_PAYLOAD = msgspec.Raw(b"{}")
 
 
 def utc(ts: float) -> datetime:
@@ -15,8 +27,8 @@ def utc(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
 
 
-class EventRecord(msgspec.Struct, frozen=True, gc=False):
-    """One accepted engine event; `id` is hub-wide, increasing, and the SSE event id."""
+class EventView(msgspec.Struct, frozen=True, gc=False):
+    """An event as the API, streams and exports show it (ISO-8601 timestamp, payload verbatim)."""
 
     id: int
     type: str
@@ -24,7 +36,34 @@ class EventRecord(msgspec.Struct, frozen=True, gc=False):
     engine: str
     seq: int
     boot_id: str
-    payload: dict[str, Any]
+    payload: msgspec.Raw
+
+
+class EventRecord(msgspec.Struct, frozen=True, gc=False):
+    """One accepted engine event; `id` is hub-wide, increasing, and the SSE event id.
+
+    The payload stays the engine's raw JSON (validated on the way in): it is stored and served
+    verbatim and decoded only where a page renders it.
+    """
+
+    id: int
+    type: str
+    ts: float
+    engine: str
+    seq: int
+    boot_id: str
+    payload: msgspec.Raw
+
+    def view(self) -> EventView:
+        """The output form."""
+        return EventView(
+            self.id, self.type, utc(self.ts), self.engine, self.seq, self.boot_id, self.payload
+        )
+
+    def data(self) -> dict[str, Any]:
+        """The decoded payload (an object, as the decoder checked)."""
+        value: dict[str, Any] = _decode_payload(self.payload)
+        return value
 
 
 class LogRecord(msgspec.Struct, frozen=True, gc=False):

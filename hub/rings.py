@@ -90,7 +90,7 @@ class EventRings:
             if engine is not None and record.engine != engine:
                 continue
             if since is not None or until is not None:
-                ts = record.timestamp.timestamp()
+                ts = record.ts
                 if (since is not None and ts < since) or (until is not None and ts >= until):
                     continue
             out.append(record)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import assert_never
 
 from msgspec import UNSET
@@ -221,63 +220,61 @@ class HubState:
         """
         out = Ingested()
         stats, dirty, name, boot_id = self.stats, self.dirty, engine.name, engine.boot_id
-        kinds, marks, rings, event_ids = (
-            stats.messages,
-            dirty.keys,
+        marks, rings, event_ids, events = (
+            self.dirty.keys,
             self.rings.rings,
             self._event_ids,
+            out.events,
         )
+        last_type: str | None = None
         for position, item in enumerate(items):
+            if type(item) is Event:  # the hot path: no call that is not needed
+                number = item.seq
+                if number <= engine.hwm:
+                    stats.drops["duplicate"] += 1
+                    continue
+                if number != engine.hwm + 1:
+                    self._gap(engine, number, out)
+                engine.hwm = number
+                ts = item.ts
+                record = EventRecord(
+                    next(event_ids),
+                    item.type,
+                    now if ts is None else ts,  # type: ignore[arg-type]  # normalized by the decoder
+                    name,
+                    number,
+                    boot_id,
+                    item.payload,
+                )
+                ring = rings.get(record.type)
+                if ring is not None:
+                    ring.items.append(record)
+                    ring.total += 1
+                elif not self._first_of_type(engine, record, position, first_index, out):
+                    continue
+                if record.type is not last_type:
+                    last_type = record.type
+                    marks.add(("events", last_type))
+                if last_type == "error":
+                    self._error_event(engine, record)
+                events.append(record)
+                continue
             seq = None if isinstance(item, Hello) else item.seq
             index = None if first_index is None else first_index + position
             if seq is not None:
-                hwm = engine.hwm
-                if seq <= hwm:
+                if seq <= engine.hwm:
                     stats.drops["duplicate"] += 1
                     continue
-                if seq > hwm + 1:
-                    engine.gaps += seq - hwm - 1
-                    stats.drops["gap"] += seq - hwm - 1
-                    out.gaps.append(Gap(name, boot_id, hwm + 1, seq - 1))
+                if seq != engine.hwm + 1:
+                    self._gap(engine, seq, out)
                 engine.hwm = seq
             if isinstance(item, Rejected):
                 self._reject(engine, item, out)
                 continue
-            kinds[_KIND[type(item)]] += 1
-            if isinstance(item, Event):  # the hot path, kept free of calls that are not needed
-                ts = item.ts if item.ts is not None else now
-                record = EventRecord(
-                    next(event_ids),
-                    item.type,
-                    datetime.fromtimestamp(ts, UTC),  # type: ignore[arg-type]
-                    name,
-                    item.seq,
-                    boot_id,
-                    item.payload,
-                )
-                ring = rings.get(item.type)
-                if ring is not None:
-                    ring.items.append(record)
-                    ring.total += 1
-                else:
-                    try:
-                        self.rings.append(record)
-                    except TooManyTypes as exc:
-                        self._reject(
-                            engine, Rejected(ErrorCode.TOO_MANY_TYPES, str(exc), seq, index), out
-                        )
-                        continue
-                engine.events += 1
-                if item.type == "error":
-                    engine.errors += 1
-                    message = item.payload.get("message") or item.payload.get("error_type")
-                    engine.last_error = str(message)[:4096] if message else engine.last_error
-                    marks.add(("engine", name))
-                    self.snapshot_due.add(name)
-                marks.add(("events", item.type))
-                out.events.append(record)
-                continue
+            stats.messages[_KIND[type(item)]] += 1
             match item:
+                case Event():  # pragma: no cover - taken by the hot path above
+                    raise AssertionError("events take the hot path")
                 case Heartbeat():
                     self._heartbeat(engine, item, now)
                 case Metric():
@@ -321,7 +318,44 @@ class HubState:
                     )
                 case _:
                     assert_never(item)
+        engine.events += len(events)
+        stats.messages["event"] += len(events)
         return out
+
+    def _gap(self, engine: EngineRecord, seq: int, out: Ingested) -> None:
+        """Messages between the engine's last seq and `seq` never arrived: record the gap."""
+        missing = seq - engine.hwm - 1
+        engine.gaps += missing
+        self.stats.drops["gap"] += missing
+        out.gaps.append(Gap(engine.name, engine.boot_id, engine.hwm + 1, seq - 1))
+
+    def _first_of_type(
+        self,
+        engine: EngineRecord,
+        record: EventRecord,
+        position: int,
+        first_index: int | None,
+        out: Ingested,
+    ) -> bool:
+        """Keep the first event of a type without a ring yet; False if the type limit refuses it."""
+        try:
+            self.rings.append(record)
+        except TooManyTypes as exc:
+            index = None if first_index is None else first_index + position
+            self._reject(
+                engine, Rejected(ErrorCode.TOO_MANY_TYPES, str(exc), record.seq, index), out
+            )
+            return False
+        return True
+
+    def _error_event(self, engine: EngineRecord, record: EventRecord) -> None:
+        """An `error` event counts on the engine and becomes its last error."""
+        engine.errors += 1
+        payload = record.data()
+        message = payload.get("message") or payload.get("error_type")
+        engine.last_error = str(message)[:4096] if message else engine.last_error
+        self.dirty.mark("engine", engine.name)
+        self.snapshot_due.add(engine.name)
 
     def _reject(self, engine: EngineRecord, item: Rejected, out: Ingested) -> None:
         self.stats.rejected[item.code] += 1

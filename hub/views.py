@@ -18,6 +18,7 @@ import jinja2
 from hub.engines import EngineRecord, derive_health
 from hub.logs import LEVELS
 from hub.metrics import MetricKind
+from hub.records import EventRecord
 from hub.state import HubState
 from hub.templating import sparkline_points
 
@@ -141,7 +142,7 @@ class Views:
         if kind == "cards":
             return {"cards": [self.card_model(e, now) for e in self._engines()]}
         if kind in _TABLES:
-            return {"table": kind, "rows": state.rings.recent(TABLE_ROWS, _TABLES[kind])}
+            return {"table": kind, "rows": _rows(state.rings.recent(TABLE_ROWS, _TABLES[kind]))}
         if kind == "logs":
             return {"dom_id": "logs", "lines": self._all_logs(LOG_ROWS), "show_engine": True}
         index = int(suffix)
@@ -168,7 +169,7 @@ class Views:
         return {
             **base,
             "section": kind,
-            "rows": state.rings.recent(SECTION_ROWS, _SECTIONS[kind], engine.name),
+            "rows": _rows(state.rings.recent(SECTION_ROWS, _SECTIONS[kind], engine.name)),
         }
 
     def frame(self, names: Iterable[str], now: float, cache: dict[str, str]) -> str:
@@ -247,6 +248,13 @@ class Views:
     def levels() -> list[str]:
         """Level filter choices for log tails."""
         return list(LEVELS)
+
+
+def _rows(records: list[EventRecord]) -> list[dict[str, Any]]:
+    """Table rows: the payload is decoded here, only for the rows a page shows."""
+    return [
+        {"timestamp": r.ts, "engine": r.engine, "seq": r.seq, "payload": r.data()} for r in records
+    ]
 
 
 _TEMPLATE = {

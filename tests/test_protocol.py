@@ -6,6 +6,7 @@ import json
 from collections import Counter
 from typing import Any
 
+import msgspec
 import pytest
 
 from hub.messages import Bye, ErrorCode, Event, Heartbeat, Hello, Log, Metric, Status
@@ -218,7 +219,11 @@ def test_malformed_message_does_not_poison_its_batch(
     assert len(items) == 3, items
     first, bad, last = items
     assert isinstance(first, Event)
-    assert (first.seq, first.type, first.payload) == (1, "signal_event", {"side": "long"})
+    assert (first.seq, first.type, msgspec.json.decode(first.payload)) == (
+        1,
+        "signal_event",
+        {"side": "long"},
+    )
     assert_rejected(bad, batch_code, seq, 1)
     assert isinstance(last, Log)
     assert (last.seq, last.message) == (3, "after the bad one")
@@ -403,7 +408,7 @@ def test_int64_bounds_in_payload_are_accepted() -> None:
     """Integers exactly at the int64 bounds are valid payload values."""
     item = one(event_with_payload('{"hi":9223372036854775807,"lo":-9223372036854775808}'))
     assert isinstance(item, Event)
-    assert item.payload == {"hi": 2**63 - 1, "lo": -(2**63)}
+    assert msgspec.json.decode(item.payload) == {"hi": 2**63 - 1, "lo": -(2**63)}
 
 
 def test_seq_beyond_int64_is_rejected_without_seq() -> None:
@@ -596,3 +601,33 @@ def test_hello_started_at_is_normalized() -> None:
     assert hello.started_at == NOW
     naive = one(msg(kind="hello", engine="fno", started_at="2023-11-14T23:13:20"))
     assert_rejected(naive, ErrorCode.BAD_MESSAGE, None, None)
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        ('{"a": 1e999}', ErrorCode.BAD_NUMBER),
+        ('{"a": 1E+400}', ErrorCode.BAD_NUMBER),
+        ("[1, 2]", ErrorCode.BAD_MESSAGE),
+        ('"text"', ErrorCode.BAD_MESSAGE),
+    ],
+    ids=["exponent", "signed_exponent", "array", "string"],
+)
+def test_raw_payload_is_still_validated(payload: str, code: ErrorCode) -> None:
+    """Payloads are kept verbatim, yet out-of-range floats and non-objects are rejected."""
+    decoder = FrameDecoder(Settings())
+    text = f'{{"kind":"event","seq":7,"type":"x","payload":{payload}}}'
+    [rejected] = decoder.decode(text, NOW)
+    assert isinstance(rejected, Rejected) and (rejected.code, rejected.seq) == (code, 7)
+
+
+def test_small_exponent_and_cached_type_are_accepted() -> None:
+    """1e-400 is a valid (tiny) number, and a type name checked once stays valid."""
+    decoder = FrameDecoder(Settings())
+    for seq in (1, 2):
+        [event] = decoder.decode(
+            f'{{"kind":"event","seq":{seq},"type":"t.1","payload":{{"a":1e-400}}}}', NOW
+        )
+        assert isinstance(event, Event) and msgspec.json.decode(event.payload) == {"a": 0.0}
+    [bad] = decoder.decode('{"kind":"event","seq":3,"type":"no spaces","payload":{}}', NOW)
+    assert isinstance(bad, Rejected) and bad.code is ErrorCode.BAD_MESSAGE

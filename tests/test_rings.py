@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from hub.records import EventRecord, utc
+from hub.records import EventRecord
 from hub.rings import EventRings, TooManyTypes
 from hub.settings import KNOWN_EVENT_TYPES, Settings
 
@@ -16,7 +17,8 @@ SMALL = Settings(
 
 
 def record(id: int, type: str = "signal_event", engine: str = "fno") -> EventRecord:
-    return EventRecord(id, type, utc(1_700_000_000 + id), engine, id, "boot-1", {"n": id})
+    payload = msgspec.Raw(msgspec.json.encode({"n": id}))
+    return EventRecord(id, type, 1_700_000_000.0 + id, engine, id, "boot-1", payload)
 
 
 def filled(*records: EventRecord, settings: Settings = SMALL) -> EventRings:

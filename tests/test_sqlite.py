@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 import hub.stores.sqlite as sqlite_store
@@ -66,7 +67,9 @@ def event(
     boot_id: str = BOOT,
     **payload: Any,
 ) -> EventRecord:
-    return EventRecord(ident, kind, when(ts), engine, seq, boot_id, payload)
+    return EventRecord(
+        ident, kind, ts, engine, seq, boot_id, msgspec.Raw(msgspec.json.encode(payload))
+    )
 
 
 def log_line(
@@ -703,7 +706,7 @@ async def test_retention_keeps_the_database_bounded(tmp_path: Path) -> None:
         newest = rows(
             db, "SELECT payload FROM events WHERE type = 'cycle' ORDER BY id DESC LIMIT 1"
         )
-        assert newest == [(f'{{"n":{(WAVES - 1) * 1000 + 149}}}'.encode(),)]
+        assert [msgspec.json.decode(p) for (p,) in newest] == [{"n": (WAVES - 1) * 1000 + 149}]
         # The hub still answers for the retained window.
         page = await running.get("/api/telemetry/events", event_type="cycle", limit=1000)
         assert page["count"] >= 40

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from hub.engines import EngineRecord, Health
@@ -29,7 +30,7 @@ def connect(
 
 
 def event(seq: int, type: str = "signal_event", **payload: Any) -> Event:
-    return Event(seq=seq, type=type, payload=payload)
+    return Event(seq=seq, type=type, payload=msgspec.Raw(msgspec.json.encode(payload)))
 
 
 def events(first: int, last: int) -> list[Any]:
@@ -199,15 +200,15 @@ def test_events_land_in_their_rings_and_mark_dirty(state: HubState) -> None:
     """Each event type goes to its own ring; the ("events", type) view is marked dirty."""
     engine = connect(state)
     state.dirty.drain()
-    stamped = Event(seq=1, type="order_event", ts=T0 - 10, payload={"id": "o1"})
+    stamped = Event(seq=1, type="order_event", ts=T0 - 10, payload=msgspec.Raw(b'{"id":"o1"}'))
     out = state.ingest(engine, [stamped, event(2), event(3, type="my_custom")], T0)
     assert ring_seqs(state, "order_event") == [1]
     assert ring_seqs(state, "signal_event") == [2]
     assert ring_seqs(state, "my_custom") == [3]
     order = out.events[0]
-    assert (order.engine, order.boot_id, order.payload) == ("fno", "boot-1", {"id": "o1"})
-    assert order.timestamp == utc(T0 - 10)
-    assert out.events[1].timestamp == utc(T0)  # no ts: the hub's receive time
+    assert (order.engine, order.boot_id, order.data()) == ("fno", "boot-1", {"id": "o1"})
+    assert order.ts == T0 - 10 and order.view().timestamp == utc(T0 - 10)
+    assert out.events[1].ts == T0  # no ts: the hub's receive time
     assert [record.id for record in out.events] == [1, 2, 3]
     assert state.dirty.drain() == {
         ("events", "order_event"),

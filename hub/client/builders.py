@@ -73,7 +73,16 @@ class MessageBuilder:
             self._event_types.add(kind)
         if not isinstance(payload, Mapping):
             return None
-        return Event(seq, kind, ts, dict(payload))
+        try:  # the wire form keeps payloads as raw JSON objects
+            raw = self._encoder.encode(payload)
+        except Exception:
+            try:
+                raw = self._encoder.encode(
+                    plain(msgspec.to_builtins(dict(payload), enc_hook=json_hook))
+                )
+            except Exception:
+                return None
+        return Event(seq, kind, ts, msgspec.Raw(raw))
 
     def log(
         self,

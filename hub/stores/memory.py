@@ -19,7 +19,7 @@ def _ignore(engine: str, boot_id: str, seq: int) -> None:
 
 
 def _matches(record: EventRecord | LogRecord, query: HistoryQuery) -> bool:
-    ts = record.timestamp.timestamp()
+    ts = record.ts if isinstance(record, EventRecord) else record.timestamp.timestamp()
     return (
         (query.engine is None or record.engine == query.engine)
         and (

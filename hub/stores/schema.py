@@ -95,7 +95,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def _event(row: tuple[Any, ...]) -> EventRecord:
     ident, engine, boot_id, seq, kind, ts, payload = row
-    return EventRecord(ident, kind, utc(ts), engine, seq, boot_id, _decode(payload))
+    return EventRecord(ident, kind, ts, engine, seq, boot_id, msgspec.Raw(payload))
 
 
 def _log(row: tuple[Any, ...]) -> LogRecord:

@@ -219,8 +219,8 @@ class SQLiteStore:
                         e.boot_id,
                         e.seq,
                         e.type,
-                        e.timestamp.timestamp(),
-                        _encode(e.payload),
+                        e.ts,
+                        bytes(e.payload),
                     )
                     for e in batch.events
                 ],
