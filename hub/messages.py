@@ -81,8 +81,12 @@ Tags = dict[Annotated[str, Meta(pattern=TAG_KEY_PATTERN)], TagValue]
 Json = dict[str, Any]
 
 
-class _Message(Struct, tag_field="kind", forbid_unknown_fields=False, omit_defaults=True):
-    """Base of all protocol messages; unknown fields are ignored for forward compatibility."""
+class _Message(Struct, tag_field="kind", forbid_unknown_fields=False, omit_defaults=True, gc=False):
+    """Base of all protocol messages; unknown fields are ignored for forward compatibility.
+
+    gc=False: decoded JSON cannot form reference cycles, so the cyclic collector need not track
+    (and repeatedly scan) one object per message.
+    """
 
 
 class Hello(_Message, tag="hello"):

@@ -34,7 +34,6 @@ _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _SEQ = re.compile(rb'"seq"\s*:\s*([0-9]{1,19})\b')
 _BRACKETS = bytes.maketrans(b"[]", b"{}")
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
-_PAIR = re.compile(rb"\{\}")
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _MAX_TEXT_CHARS = 4096
@@ -265,7 +264,7 @@ def _shallow(data: bytes, limit: int) -> bool:
     for _ in range(limit):
         if not brackets:
             return True
-        brackets = _PAIR.sub(b"", brackets)
+        brackets = brackets.replace(b"{}", b"")  # one nesting level per pass
     return not brackets
 
 

@@ -252,7 +252,7 @@ class HubState:
                     ring.total += 1
                 elif not self._first_of_type(engine, record, position, first_index, out):
                     continue
-                if record.type is not last_type:
+                if record.type != last_type:
                     last_type = record.type
                     marks.add(("events", last_type))
                 if last_type == "error":
