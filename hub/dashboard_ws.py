@@ -86,8 +86,9 @@ async def _send(websocket: WebSocket, viewer: Viewer) -> None:
     code, reason = 1013, "too slow to keep up; reconnect for a fresh snapshot"
     try:
         while not viewer.closed:
-            for frame in await viewer.next_frames():
-                async with asyncio.timeout(SEND_TIMEOUT):
+            frames = await viewer.next_frames()
+            async with asyncio.timeout(SEND_TIMEOUT):  # one deadline per wake-up
+                for frame in frames:
                     await websocket.send_text(frame)
         if viewer.close_code == 1012:
             code, reason = 1012, "hub is restarting"

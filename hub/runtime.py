@@ -80,6 +80,7 @@ class Hub:
     async def _tick(self) -> None:
         """Every view tick: re-derive health, then push each dirtied fragment, rendered once."""
         next_rate = time.time() + 1.0
+        deadline = time.monotonic()
         while True:
             now = time.time()
             changes = self.state.refresh(now)
@@ -97,8 +98,14 @@ class Hub:
                 self.save_metrics()
                 next_rate = now + 1.0
             self.save_boots()
-            self.push_views(now)
-            await asyncio.sleep(self.settings.view_tick)
+            try:
+                self.push_views(now)
+            except Exception:  # one bad fragment must not stop every dashboard
+                log.exception("rendering live views failed; will retry next tick")
+            deadline += self.settings.view_tick  # a steady period, whatever the work took
+            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
+            if deadline < time.monotonic() - 1.0:
+                deadline = time.monotonic()  # far behind (machine paused): do not burst
 
     def save_boots(self) -> None:
         """Hand boot starts and ends to the store."""

@@ -178,7 +178,10 @@ class Views:
         for name in names:
             html = cache.get(name)
             if html is None:
-                html = cache[name] = self.render(name, now, oob=True)
+                # ASCII only (character references): the server encodes each frame once per
+                # browser, and pure-ASCII text encodes ~30x faster than text with a few "·".
+                html = self.render(name, now, oob=True)
+                html = cache[name] = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
             parts.append(html)
         return "".join(parts)
 

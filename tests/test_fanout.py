@@ -1,0 +1,287 @@
+"""Dashboard fan-out: bounded per-viewer queues, snapshot fallback, slow disconnect, render once."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import msgspec
+import pytest
+
+from hub.fanout import DashboardFanout, Viewer
+from hub.messages import Event, Heartbeat, Hello
+from hub.runtime import Hub
+from hub.settings import Settings
+from hub.stores import MemoryStore
+from hub.views import OVERVIEW
+
+T0 = 1_700_000_000.0
+ENGINE_VIEW = ("engine", 1)
+
+
+def event(seq: int, type: str, payload: dict[str, Any]) -> Event:
+    """An event message as the decoder makes it: the payload kept as raw JSON."""
+    return Event(seq=seq, type=type, payload=msgspec.Raw(msgspec.json.encode(payload)))
+
+
+def make_fanout(
+    max_chars: int = 100, max_viewers: int = 10
+) -> tuple[DashboardFanout, Counter[str]]:
+    drops: Counter[str] = Counter()
+    return DashboardFanout(max_chars, max_viewers, drops), drops
+
+
+def ready(fanout: DashboardFanout, view: tuple[str, int] = OVERVIEW) -> Viewer:
+    """A viewer that already had its snapshot, so deltas are queued for it."""
+    viewer = fanout.join(view)
+    assert viewer is not None
+    viewer.needs_snapshot = False
+    return viewer
+
+
+def woken(viewer: Viewer) -> bool:
+    return viewer._wake.is_set()
+
+
+# -- joining and leaving -------------------------------------------------------------------------
+
+
+def test_join_and_leave_keep_counts_by_view() -> None:
+    """Viewers are grouped by view and counted; an emptied view disappears."""
+    fanout, _ = make_fanout()
+    a, b = fanout.join(OVERVIEW), fanout.join(OVERVIEW)
+    c = fanout.join(ENGINE_VIEW)
+    assert a is not None and b is not None and c is not None
+    assert len({a.id, b.id, c.id}) == 3
+    assert fanout.count == 3
+    assert fanout.views == {OVERVIEW: {a, b}, ENGINE_VIEW: {c}}
+    assert a.needs_snapshot and not a.closed
+    fanout.leave(c)
+    fanout.leave(c)  # leaving twice is harmless
+    assert fanout.count == 2
+    assert ENGINE_VIEW not in fanout.views
+
+
+def test_join_beyond_max_viewers_is_refused_and_counted() -> None:
+    """The viewer limit refuses further joins, counts them, and frees up when one leaves."""
+    fanout, drops = make_fanout(max_viewers=2)
+    first = fanout.join(OVERVIEW)
+    assert first is not None and fanout.join(OVERVIEW) is not None
+    assert fanout.join(OVERVIEW) is None
+    assert fanout.join(ENGINE_VIEW) is None
+    assert drops["dashboard_refused"] == 2
+    assert fanout.count == 2
+    fanout.leave(first)
+    assert fanout.join(ENGINE_VIEW) is not None
+
+
+# -- offering ------------------------------------------------------------------------------------
+
+
+def test_offer_within_budget_queues_and_wakes() -> None:
+    """Frames within the queue budget are queued in order and wake the sender."""
+    fanout, drops = make_fanout(max_chars=100)
+    viewer = ready(fanout)
+    assert not woken(viewer)
+    fanout.offer(viewer, "a" * 40)
+    fanout.offer(viewer, "b" * 60)  # exactly the budget
+    assert list(viewer.queue) == ["a" * 40, "b" * 60]
+    assert viewer.queued_chars == 100
+    assert woken(viewer)
+    assert not viewer.needs_snapshot and not drops
+
+
+def test_offer_skips_a_viewer_awaiting_its_snapshot() -> None:
+    """Deltas are not queued for a viewer that will get a full snapshot anyway."""
+    fanout, _ = make_fanout()
+    viewer = fanout.join(OVERVIEW)
+    assert viewer is not None
+    fanout.offer(viewer, "delta")
+    assert not viewer.queue and viewer.needs_snapshot
+
+
+def test_overflow_replaces_backlog_with_snapshot() -> None:
+    """A frame over budget drops the backlog and asks for a snapshot instead, counted."""
+    fanout, drops = make_fanout(max_chars=100)
+    viewer = ready(fanout)
+    fanout.offer(viewer, "a" * 80)
+    viewer._wake.clear()
+    fanout.offer(viewer, "b" * 21)
+    assert not viewer.queue and viewer.queued_chars == 0
+    assert viewer.needs_snapshot and not viewer.closed
+    assert drops == {"dashboard_backlog_replaced": 1}
+    assert woken(viewer)
+
+
+def test_repeated_overflows_disconnect_the_viewer() -> None:
+    """A viewer still behind after `stuck_after` snapshots in a row is closed as slow."""
+    fanout, drops = make_fanout(max_chars=10)
+    viewer = ready(fanout)
+    for _ in range(3):
+        fanout.offer(viewer, "x" * 11, stuck_after=3)
+        assert viewer.needs_snapshot and not viewer.closed
+        viewer.needs_snapshot = False  # the hub pushed a snapshot; it never got through
+    fanout.offer(viewer, "x" * 11, stuck_after=3)
+    assert viewer.closed
+    assert drops == {"dashboard_backlog_replaced": 3, "dashboard_slow_disconnect": 1}
+    fanout.offer(viewer, "y")
+    assert not viewer.queue  # nothing more is queued for a closed viewer
+
+
+def test_a_viewer_disconnected_as_slow_frees_its_slot() -> None:
+    """Once publishing gives up on a viewer, the fan-out forgets it and frees its slot."""
+    fanout, drops = make_fanout(max_chars=10, max_viewers=1)
+    viewer = ready(fanout)
+    for _ in range(4):
+        fanout.publish(OVERVIEW, "x" * 11)
+        viewer.needs_snapshot = False
+    assert viewer.closed and drops["dashboard_slow_disconnect"] == 1
+    assert fanout.count == 0 and OVERVIEW not in fanout.views
+    assert fanout.join(OVERVIEW) is not None
+
+
+async def test_draining_resets_the_overflow_streak() -> None:
+    """A viewer that takes its frames starts a fresh streak, so one overflow later is forgiven."""
+    fanout, drops = make_fanout(max_chars=10)
+    viewer = ready(fanout)
+    for _ in range(3):
+        fanout.offer(viewer, "x" * 11, stuck_after=3)
+        viewer.needs_snapshot = False
+    fanout.offer(viewer, "snap")
+    assert await viewer.next_frames() == ["snap"]
+    assert viewer.queued_chars == 0 and viewer.snapshots == 0
+    fanout.offer(viewer, "x" * 11, stuck_after=3)
+    assert viewer.needs_snapshot and not viewer.closed
+    assert drops["dashboard_slow_disconnect"] == 0
+
+
+async def test_next_frames_takes_everything_queued() -> None:
+    """next_frames returns every queued frame at once and empties the queue."""
+    fanout, _ = make_fanout()
+    viewer = ready(fanout)
+    fanout.offer(viewer, "one")
+    fanout.offer(viewer, "two")
+    assert await viewer.next_frames() == ["one", "two"]
+    assert not viewer.queue and not woken(viewer)
+
+
+def test_publish_sends_the_same_string_to_every_viewer_of_a_view() -> None:
+    """publish queues the identical string object for each viewer of the view, none elsewhere."""
+    fanout, _ = make_fanout(max_chars=10_000)
+    overview = [ready(fanout) for _ in range(5)]
+    other = ready(fanout, ENGINE_VIEW)
+    frame = "".join(["<div>", "x" * 100, "</div>"])
+    fanout.publish(OVERVIEW, frame)
+    assert all(len(v.queue) == 1 and v.queue[0] is frame for v in overview)
+    assert not other.queue
+    fanout.publish(("embed", 9), "nobody watches")  # no viewers: nothing happens
+
+
+def test_close_closes_and_wakes_everyone() -> None:
+    """Hub shutdown closes every viewer and wakes its sender."""
+    fanout, _ = make_fanout()
+    viewers = [ready(fanout), ready(fanout, ENGINE_VIEW)]
+    fanout.close()
+    assert all(v.closed and woken(v) for v in viewers)
+
+
+# -- Hub.push_views ------------------------------------------------------------------------------
+
+
+def make_hub() -> Hub:
+    hub = Hub(Settings(), MemoryStore())
+    record, _ = hub.state.hello(Hello(engine="fno", boot_id="b"), 1, T0)
+    hub.state.ingest(record, [Heartbeat(seq=1, loop_tick=1)], T0)
+    return hub
+
+
+def count_renders(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count how often each fragment is rendered."""
+    renders: Counter[str] = Counter()
+    original = hub.views.render
+
+    def render(name: str, now: float, oob: bool) -> str:
+        renders[name] += 1
+        return original(name, now, oob)
+
+    monkeypatch.setattr(hub.views, "render", render)
+    return renders
+
+
+def test_push_views_renders_once_for_fifty_viewers(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fifty viewers of a view cost one render per fragment and share one frame string."""
+    hub = make_hub()
+    renders = count_renders(hub, monkeypatch)
+    viewers = [hub.fanout.join(OVERVIEW) for _ in range(50)]
+    assert all(v is not None for v in viewers)
+    hub.push_views(T0)
+    names = hub.views.names(OVERVIEW)
+    assert renders == dict.fromkeys(names, 1)
+    snapshots = [v.queue[0] for v in viewers if v is not None]
+    assert all(s is snapshots[0] for s in snapshots)
+    assert all(f'id="{i}"' in snapshots[0] for i in ("hub-status", "cards", "signals", "logs"))
+
+    renders.clear()
+    record = hub.state.engines["fno"]
+    hub.state.ingest(record, [event(2, "signal_event", {"symbol": "X"})], T0)
+    hub.push_views(T0 + 0.1)
+    assert renders == {"signals": 1}
+    deltas = [v.queue[1] for v in viewers if v is not None]
+    assert all(d is deltas[0] for d in deltas)
+    assert deltas[0] == hub.views.render("signals", T0 + 0.1, oob=True)
+
+
+def test_push_views_gives_the_snapshot_to_new_viewers_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A viewer joining mid-stream gets one snapshot; the others get only the delta."""
+    hub = make_hub()
+    old = hub.fanout.join(OVERVIEW)
+    assert old is not None
+    hub.push_views(T0)
+    old.queue.clear()
+    old.queued_chars = 0
+    new = hub.fanout.join(OVERVIEW)
+    assert new is not None
+    record = hub.state.engines["fno"]
+    hub.state.ingest(record, [event(2, "order_event", {"order_id": "o"})], T0)
+    renders = count_renders(hub, monkeypatch)
+    hub.push_views(T0 + 0.1)
+    assert renders == dict.fromkeys(hub.views.names(OVERVIEW), 1)  # "orders" serves both
+    assert list(old.queue) == [hub.views.render("orders", T0 + 0.1, oob=True)]
+    assert len(new.queue) == 1 and not new.needs_snapshot
+    assert new.queue[0] == hub.views.frame(hub.views.names(OVERVIEW), T0 + 0.1, {})
+
+
+def test_push_views_skips_closed_viewers_and_idle_ticks() -> None:
+    """Nothing is queued when nothing is dirty, nor for a viewer the fan-out closed."""
+    hub = make_hub()
+    viewer = hub.fanout.join(OVERVIEW)
+    closed = hub.fanout.join(OVERVIEW)
+    assert viewer is not None and closed is not None
+    closed.closed = True
+    hub.push_views(T0)
+    assert len(viewer.queue) == 1 and not closed.queue
+    hub.push_views(T0 + 0.1)
+    assert len(viewer.queue) == 1
+
+
+def test_push_views_forgets_viewers_the_fanout_gave_up_on() -> None:
+    """A viewer closed as slow is pruned on the next tick, so it no longer holds a slot."""
+    hub = make_hub()
+    slow = hub.fanout.join(OVERVIEW)
+    other = hub.fanout.join(OVERVIEW)
+    assert slow is not None and other is not None
+    slow.closed = True
+    hub.push_views(T0)
+    assert hub.fanout.count == 1
+    assert hub.fanout.views == {OVERVIEW: {other}}
+
+
+def test_a_page_for_an_unknown_engine_does_not_break_other_views() -> None:
+    """A viewer of /ws/dashboard?view=engine&id=<unknown> gets placeholders; others still update."""
+    hub = make_hub()
+    bogus = hub.fanout.join(("engine", 999))
+    overview = hub.fanout.join(OVERVIEW)
+    assert bogus is not None and overview is not None
+    hub.push_views(T0)
+    assert len(overview.queue) == 1
+    assert 'id="card-999"' in bogus.queue[0]

@@ -1,0 +1,170 @@
+"""The Jinja environment: autoescape and strict undefined, display filters, sparkline points."""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+
+import jinja2
+import pytest
+
+from hub.templating import create_environment, sparkline_points
+
+T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
+ENV = create_environment()
+cell, clock, number = ENV.filters["cell"], ENV.filters["clock"], ENV.filters["number"]
+
+
+def test_environment_autoescapes() -> None:
+    """Every template rendered by the environment escapes values."""
+    assert ENV.autoescape is True
+    html = ENV.from_string("<p title='{{ v }}'>{{ v }}</p>").render(v="<b>'\"&")
+    assert html == "<p title='&lt;b&gt;&#39;&#34;&amp;'>&lt;b&gt;&#39;&#34;&amp;</p>"
+
+
+def test_environment_rejects_undefined_names() -> None:
+    """A misspelt template variable is an error, not an empty string."""
+    assert ENV.undefined is jinja2.StrictUndefined
+    with pytest.raises(jinja2.UndefinedError):
+        ENV.from_string("{{ missing }}").render()
+
+
+def test_environment_loads_the_partials() -> None:
+    """The loader finds the shipped partials and the filters are registered."""
+    assert ENV.get_template("partials/_card.html") is not None
+    assert {"cell", "clock", "number"} <= set(ENV.filters)
+    assert ENV.globals["sparkline_points"] is sparkline_points
+
+
+# -- cell ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, ""),
+        ("NIFTY", "NIFTY"),
+        (True, "true"),
+        (False, "false"),
+        (42, "42"),
+        (0.1 + 0.2, "0.3"),
+        (123456789.0, "1.23457e+08"),
+        ({"a": 1, "b": [1, 2]}, '{"a":1,"b":[1,2]}'),
+        ([1, "x"], '[1,"x"]'),
+    ],
+)
+def test_cell_shows_values_as_short_text(value: object, text: str) -> None:
+    """cell renders None as empty, booleans as JSON does, floats with 6 digits, JSON compactly."""
+    assert cell(value) == text
+
+
+def test_cell_truncates_with_a_marker() -> None:
+    """Text longer than the limit is cut to exactly the limit, ending in an ellipsis."""
+    assert cell("x" * 120) == "x" * 120
+    cut = cell("x" * 121)
+    assert len(cut) == 120 and cut.endswith("…") and cut.startswith("x" * 119)
+    assert cell("abcdef", 4) == "abc…"
+
+
+def test_cell_does_not_escape() -> None:
+    """cell returns plain text; escaping is left to the environment (no double escaping)."""
+    assert cell("<b>") == "<b>"
+    assert ENV.from_string("{{ v | cell }}").render(v="<b>&") == "&lt;b&gt;&amp;"
+
+
+# -- clock ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def india_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Run with the process local time zone at UTC+05:30 (a POSIX TZ needs no tz database)."""
+    monkeypatch.setenv("TZ", "IST-5:30")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_clock_shows_datetimes_in_utc(india_time: None) -> None:
+    """An aware datetime is shown as HH:MM:SS in UTC, whatever its zone; None is empty."""
+    assert clock(datetime.fromtimestamp(T0, UTC)) == "22:13:20"
+    assert clock(datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=1)))) == "02:04:05"
+    assert clock(None) == ""
+
+
+def test_clock_shows_unix_seconds_in_utc(india_time: None) -> None:
+    """Unix seconds are shown in UTC, like the event and log timestamps, whatever the server zone."""
+    assert time.strftime("%H:%M", time.localtime(T0)) == "03:43"  # the fixture took effect
+    assert clock(T0) == "22:13:20"
+
+
+# -- number --------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "text"),
+    [
+        (None, "—"),
+        (0, "0"),
+        (1234567, "1,234,567"),
+        (-42, "-42"),
+        (3.0, "3"),
+        (1234.5678, "1,234.57"),
+        (0.125, "0.12"),
+        (float("nan"), "—"),
+        (float("inf"), "—"),
+        (-math.inf, "—"),
+        (1e16, "10,000,000,000,000,000.00"),
+    ],
+)
+def test_number_formats_compactly(value: float | None, text: str) -> None:
+    """Ints get thousands separators, floats two decimals, missing or non-finite values a dash."""
+    assert number(value) == text
+
+
+def test_number_takes_a_digit_count() -> None:
+    """The `digits` argument sets the decimals of non-integral floats."""
+    assert number(2.34567, 1) == "2.3"
+    assert number(2.34567, 4) == "2.3457"
+    assert ENV.from_string("{{ v | number(1) }}").render(v=1500.26) == "1,500.3"
+
+
+# -- sparkline_points ----------------------------------------------------------------------------
+
+POINT = re.compile(r"^-?\d+\.\d,-?\d+\.\d$")
+
+
+def points(text: str) -> list[tuple[float, float]]:
+    pairs = text.split(" ")
+    assert all(POINT.match(pair) for pair in pairs), text
+    return [(float(x), float(y)) for x, y in (pair.split(",") for pair in pairs)]
+
+
+def test_sparkline_needs_two_finite_values() -> None:
+    """Fewer than two finite values draw nothing."""
+    assert sparkline_points([]) == ""
+    assert sparkline_points([5.0]) == ""
+    assert sparkline_points([5.0, math.nan, math.inf]) == ""
+
+
+def test_sparkline_points_format_and_bounds() -> None:
+    """Points are "x,y" pairs with one decimal, spanning the width, inside a 1-unit margin."""
+    values = [3.0, 9.0, -2.0, 4.5, 7.25, 0.0, 12.0]
+    pts = points(sparkline_points(values))
+    assert len(pts) == len(values)
+    xs = [x for x, _ in pts]
+    assert xs[0] == 0.0 and xs[-1] == 100.0 and xs == sorted(xs)
+    assert all(1.0 <= y <= 19.0 for _, y in pts)
+    assert pts[values.index(12.0)][1] == 1.0  # the maximum at the top
+    assert pts[values.index(-2.0)][1] == 19.0  # the minimum at the bottom
+
+
+def test_sparkline_scales_to_the_box_and_skips_non_finite() -> None:
+    """Width and height set the box; NaN and infinities are left out; a flat line sits low."""
+    assert (
+        sparkline_points([1.0, math.nan, 3.0, math.inf], width=50, height=10) == "0.0,9.0 50.0,1.0"
+    )
+    assert sparkline_points([2.0, 2.0, 2.0]) == "0.0,19.0 50.0,19.0 100.0,19.0"
