@@ -15,7 +15,7 @@ from hub.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, Hello,
 from hub.metrics import MetricRegistry, MetricRejected
 from hub.protocol import Rejected
 from hub.records import BootChange, EventRecord, LogRecord, utc
-from hub.rings import EventRings, TooManyTypes
+from hub.rings import EventRings, Ring, TooManyTypes
 from hub.settings import Settings
 
 __all__ = ["DirtySet", "Gap", "HealthChange", "HubState", "Ingested", "Stats", "TooManyEngines"]
@@ -227,35 +227,43 @@ class HubState:
             out.events,
         )
         last_type: str | None = None
+        ring: Ring | None = None  # the ring of `last_type`: runs of one type skip the lookup
         for position, item in enumerate(items):
             if type(item) is Event:  # the hot path: no call that is not needed
                 number = item.seq
-                if number <= engine.hwm:
-                    stats.drops["duplicate"] += 1
-                    continue
                 if number != engine.hwm + 1:
+                    if number <= engine.hwm:
+                        stats.drops["duplicate"] += 1
+                        continue
                     self._gap(engine, number, out)
                 engine.hwm = number
-                ts = item.ts
+                kind, ts = item.type, item.ts
                 record = EventRecord(
                     next(event_ids),
-                    item.type,
+                    kind,
                     now if ts is None else ts,  # type: ignore[arg-type]  # normalized by the decoder
                     name,
                     number,
                     boot_id,
                     item.payload,
                 )
-                ring = rings.get(record.type)
-                if ring is not None:
+                if kind != last_type:
+                    ring = rings.get(kind)
+                    if ring is None:
+                        if not self._first_of_type(engine, record, position, first_index, out):
+                            last_type = None
+                            continue
+                        ring = rings[kind]
+                    else:
+                        ring.items.append(record)
+                        ring.total += 1
+                    last_type = kind
+                    marks.add(("events", kind))
+                else:
+                    assert ring is not None
                     ring.items.append(record)
                     ring.total += 1
-                elif not self._first_of_type(engine, record, position, first_index, out):
-                    continue
-                if record.type != last_type:
-                    last_type = record.type
-                    marks.add(("events", last_type))
-                if last_type == "error":
+                if kind == "error":
                     self._error_event(engine, record)
                 events.append(record)
                 continue
