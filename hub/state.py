@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import itertools
-from collections import Counter, deque
-from dataclasses import dataclass, field
+from collections import deque
+from dataclasses import dataclass
 from typing import assert_never
 
 from msgspec import UNSET
@@ -17,6 +17,7 @@ from hub.protocol import Rejected
 from hub.records import BootChange, EventRecord, LogRecord, utc
 from hub.rings import EventRings, Ring, TooManyTypes
 from hub.settings import Settings
+from hub.stats import DirtySet, Stats
 
 __all__ = ["DirtySet", "Gap", "HealthChange", "HubState", "Ingested", "Stats", "TooManyEngines"]
 
@@ -66,35 +67,6 @@ class Ingested:
         self.logs: list[LogRecord] = []
         self.rejected: list[Rejected] = []
         self.gaps: list[Gap] = []
-
-
-@dataclass(slots=True)
-class Stats:
-    """Hub-wide counters; every drop anywhere is counted with a reason."""
-
-    frames: int = 0
-    events_per_second: float = 0.0
-    messages: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_KIND.values(), 0))
-    rejected: Counter[str] = field(default_factory=Counter)
-    drops: Counter[str] = field(default_factory=Counter)
-
-
-class DirtySet:
-    """Keys of the views a change touched, e.g. ("engine", "fno"); live views drain them per tick."""
-
-    __slots__ = ("keys",)
-
-    def __init__(self) -> None:
-        self.keys: set[tuple[str, str]] = set()
-
-    def mark(self, kind: str, name: str = "") -> None:
-        """Note that the view (`kind`, `name`) needs a re-render."""
-        self.keys.add((kind, name))
-
-    def drain(self) -> set[tuple[str, str]]:
-        """Take every key marked since the last drain."""
-        keys, self.keys = self.keys, set()
-        return keys
 
 
 class HubState:
