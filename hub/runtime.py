@@ -23,6 +23,10 @@ __all__ = ["Hub", "Session"]
 
 log = logging.getLogger(__name__)
 
+# Dirty keys whose fragments (event tables, log tails) may change on every tick under load: they
+# refresh every `table_refresh` instead, so a busy hub pushes fewer bytes to every browser.
+_BUSY = ("events", "logs")
+
 
 class Session(Protocol):
     """A live engine socket as the hub sees it."""
@@ -57,6 +61,7 @@ class Hub:
         self.started_at = time.time()
         self.shutting_down = False
         self._conn_ids = itertools.count(1)
+        self._tables_due = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
     def next_conn_id(self) -> int:
@@ -125,6 +130,12 @@ class Hub:
     def push_views(self, now: float) -> None:
         """Render what changed since the last tick for every watched view and hand it out."""
         dirty = self.state.dirty.drain()
+        busy = {key for key in dirty if key[0] in _BUSY}
+        if busy and now < self._tables_due:
+            dirty -= busy  # tables and log tails wait for their slower cadence
+            self.state.dirty.keys.update(busy)
+        elif busy:
+            self._tables_due = now + self.settings.table_refresh
         cache: dict[str, str] = {}  # each fragment is rendered at most once per tick
         views, fanout = self.views, self.fanout
         for view, viewers in list(fanout.views.items()):

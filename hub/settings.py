@@ -99,6 +99,9 @@ class Settings:
     # Readers.
     api_max_limit: int = 1000
     view_tick: float = 0.1
+    table_refresh: float = (
+        0.25  # tables and log tails re-render at most this often (cards: every tick)
+    )
     sse_keepalive: float = 15.0
     sse_queue_events: int = 10_000
     max_sse_clients: int = 256

@@ -28,9 +28,10 @@ ViewKey = tuple[str, int]
 """("overview", 0), ("engine", engine index) or ("embed", engine index)."""
 
 OVERVIEW: ViewKey = ("overview", 0)
-TABLE_ROWS = 50
+TABLE_ROWS = 25  # a panel shows about 20 rows; more only costs bytes on every push
 SECTION_ROWS = 20
-LOG_ROWS = 100
+LOG_ROWS = 50  # overview log tail
+ENGINE_LOG_ROWS = 100
 
 # Overview tables: fragment name -> event type.
 _TABLES = {"signals": "signal_event", "orders": "order_event", "errors": "error"}
@@ -164,7 +165,7 @@ class Views:
         if kind == "metrics":
             return {**base, "metrics": state.metrics.snapshot(engine.name)}
         if kind == "elogs":
-            lines = state.logs.tail(engine.name, LOG_ROWS)
+            lines = state.logs.tail(engine.name, ENGINE_LOG_ROWS)
             return {**base, "dom_id": f"elogs-{index}", "lines": lines, "show_engine": False}
         return {
             **base,
