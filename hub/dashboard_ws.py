@@ -14,7 +14,7 @@ from hub.views import OVERVIEW, ViewKey
 __all__ = ["dashboard_endpoint"]
 
 log = logging.getLogger(__name__)
-SEND_TIMEOUT = 10.0  # a browser that cannot take one frame in this long is gone
+CLOSE_TIMEOUT = 5.0  # a frozen browser may never take the close frame
 
 
 def _view(websocket: WebSocket) -> ViewKey | None:
@@ -56,14 +56,18 @@ async def dashboard_endpoint(websocket: WebSocket) -> None:
     await websocket.accept()
     sender = asyncio.create_task(_send(websocket, viewer), name=f"dashboard-{viewer.id}")
     receiver = asyncio.create_task(_receive(websocket, hub), name=f"dashboard-rx-{viewer.id}")
+    given_up = asyncio.create_task(viewer.gone.wait(), name=f"dashboard-gone-{viewer.id}")
+    tasks = (sender, receiver, given_up)
     try:
-        # Whichever ends first ends the page's socket: the browser left, or we gave up on it.
-        await asyncio.wait((sender, receiver), return_when=asyncio.FIRST_COMPLETED)
+        # The browser left, the socket failed, or the fan-out gave up on this (slow) browser.
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
         hub.fanout.leave(viewer)
-        for task in (sender, receiver):
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(sender, receiver, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
+    if viewer.closed:
+        await _close(websocket, viewer)
 
 
 async def _receive(websocket: WebSocket, hub: Hub) -> None:
@@ -82,22 +86,23 @@ async def _receive(websocket: WebSocket, hub: Hub) -> None:
 
 
 async def _send(websocket: WebSocket, viewer: Viewer) -> None:
-    """Drain the viewer's queue; close the socket when the fan-out gave up on it or a send stalls."""
-    code, reason = 1013, "too slow to keep up; reconnect for a fresh snapshot"
+    """Drain the viewer's queue into the socket (uvicorn waits while the socket is not writable)."""
     try:
         while not viewer.closed:
-            frames = await viewer.next_frames()
-            async with asyncio.timeout(SEND_TIMEOUT):  # one deadline per wake-up
-                for frame in frames:
-                    await websocket.send_text(frame)
-        if viewer.close_code == 1012:
-            code, reason = 1012, "hub is restarting"
+            for frame in await viewer.next_frames():
+                await websocket.send_text(frame)
     except (WebSocketDisconnect, RuntimeError, OSError):
-        return  # already gone
-    except TimeoutError:
-        pass  # the browser stopped reading: close below
+        return  # the socket is gone
+
+
+async def _close(websocket: WebSocket, viewer: Viewer) -> None:
+    """Close a viewer the fan-out gave up on: 1012 at shutdown, else 1013 (too slow)."""
+    if viewer.close_code == 1012:
+        code, reason = 1012, "hub is restarting"
+    else:
+        code, reason = 1013, "too slow to keep up; reconnect for a fresh snapshot"
     try:
-        async with asyncio.timeout(SEND_TIMEOUT):
+        async with asyncio.timeout(CLOSE_TIMEOUT):  # a frozen browser may never take the frame
             await websocket.close(code, reason)
     except (TimeoutError, WebSocketDisconnect, RuntimeError, OSError):
         return

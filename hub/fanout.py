@@ -29,6 +29,7 @@ class Viewer:
         "snapshots",
         "view",
         "_wake",
+        "gone",
     )
 
     def __init__(self, viewer_id: int, view: ViewKey) -> None:
@@ -41,6 +42,7 @@ class Viewer:
         self.closed = False
         self.close_code = 1013  # why the fan-out gave up: 1013 too slow, 1012 hub restarting
         self._wake = asyncio.Event()
+        self.gone = asyncio.Event()  # set when the fan-out gives up on this viewer
 
     async def next_frames(self) -> list[str]:
         """Wait for frames (or close) and take them all."""
@@ -98,6 +100,7 @@ class DashboardFanout:
             viewer.snapshots += 1
             if viewer.snapshots > stuck_after:
                 viewer.closed = True
+                viewer.gone.set()
                 self._drops["dashboard_slow_disconnect"] += 1
             else:
                 viewer.needs_snapshot = True
@@ -125,4 +128,5 @@ class DashboardFanout:
             for viewer in viewers:
                 viewer.closed = True
                 viewer.close_code = 1012
+                viewer.gone.set()
                 viewer.wake()
