@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
@@ -78,21 +78,16 @@ class HubCollector:
             gaps.add_metric(labels, float(engine.gaps))
         yield from (up, health, tick, age, gaps)
 
-        messages = CounterMetricFamily(
-            "engine_hub_messages", "Engine messages accepted, by kind", labels=["kind"]
+        stats = state.stats
+        messages = _counts(
+            "engine_hub_messages", "Engine messages accepted, by kind", "kind", stats.messages
         )
-        for kind, count in sorted(state.stats.messages.items()):
-            messages.add_metric([kind], float(count))
-        rejected = CounterMetricFamily(
-            "engine_hub_rejected", "Engine messages rejected, by code", labels=["code"]
+        rejected = _counts(
+            "engine_hub_rejected", "Engine messages rejected, by code", "code", stats.rejected
         )
-        for code, count in sorted(state.stats.rejected.items()):
-            rejected.add_metric([str(code)], float(count))
-        drops = CounterMetricFamily(
-            "engine_hub_drops", "Everything dropped anywhere, by reason", labels=["reason"]
+        drops = _counts(
+            "engine_hub_drops", "Everything dropped anywhere, by reason", "reason", stats.drops
         )
-        for reason, count in sorted(state.stats.drops.items()):
-            drops.add_metric([reason], float(count))
         evicted = CounterMetricFamily(
             "engine_hub_ring_evicted", "Events evicted from rings", labels=["type"]
         )
@@ -149,6 +144,14 @@ class HubCollector:
                     )
                     metric.samples.append(Sample(family + "_sum", labels, sketch.sum, None))
         yield from families.values()
+
+
+def _counts(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
+    """A counter family with one sample per key of `counts`."""
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for key, count in sorted(counts.items()):
+        family.add_metric([str(key)], float(count))
+    return family
 
 
 def registry_for(hub: Hub) -> CollectorRegistry:

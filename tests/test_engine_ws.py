@@ -10,20 +10,10 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from hub.settings import KNOWN_EVENT_TYPES
 from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, sse, unique
 
-EVENT_TYPES = [
-    "signal_event",
-    "indicator_event",
-    "order_event",
-    "position_event",
-    "engine_health",
-    "decision_trace",
-    "universe_scan",
-    "performance_update",
-    "cycle",
-    "error",
-]
+EVENT_TYPES = list(KNOWN_EVENT_TYPES)
 
 
 def every_kind() -> list[dict[str, object]]:
