@@ -155,6 +155,25 @@ async def test_log_handler_ships_records_with_fields(hub: RunningHub) -> None:
     await asyncio.to_thread(client.close)
 
 
+async def test_direct_log_call_ships_a_line(hub: RunningHub) -> None:
+    """client.log() ships a line with its level, logger and extra fields, no `logging` involved."""
+    name = unique("direct")
+    client = EngineClient(hub.ws_url, engine=name, **FAST).start()
+    client.log("warning", "slippage above 5 bp", logger="engine.exec", symbol="NIFTY", bp=6.5)
+    client.log("INFO", "plain")
+    await flushed(client)
+    lines = (await hub.get("/api/telemetry/engine_logs", engine=name))["lines"]
+    assert [(line["level"], line["message"]) for line in lines] == [
+        ("WARNING", "slippage above 5 bp"),
+        ("INFO", "plain"),
+    ]
+    assert lines[0]["logger"] == "engine.exec" and lines[0]["extra"] == {
+        "symbol": "NIFTY",
+        "bp": 6.5,
+    }
+    await asyncio.to_thread(client.close)
+
+
 async def test_disabled_client_sends_nothing(hub: RunningHub) -> None:
     """enabled=False makes every call a no-op: the hub never hears of the engine."""
     off, on = unique("off"), unique("on")

@@ -96,6 +96,9 @@ class MessageBuilder:
     ) -> Log:
         """A `log` message; long text is cut with a marker, odd level names are reduced to letters."""
         limit = self._options.max_log_bytes
+        if not isinstance(message, str):
+            message = str(message)
+        level = level if isinstance(level, str) else "INFO"
         if not _LEVEL.fullmatch(level):
             level = _NOT_LETTERS.sub("", level)[:16] or "LOG"
         extra = log_extra(record) if record is not None else {}

@@ -61,8 +61,10 @@ def truncate(text: str, limit: int) -> str:
     return kept + _TRUNCATED.format(len(data) - len(kept.encode("utf-8")))
 
 
-def log_extra(record: logging.LogRecord) -> dict[str, Any]:
-    """The record's non-standard attributes (what the caller passed as `extra=`)."""
+def log_extra(record: logging.LogRecord | dict[str, Any]) -> dict[str, Any]:
+    """The record's non-standard attributes (what the caller passed as `extra=`), or `client.log`'s."""
+    if isinstance(record, dict):
+        return record
     return {
         key: value
         for key, value in record.__dict__.items()

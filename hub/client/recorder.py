@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from hub import __version__
 from hub.client.core import ClientCore, ClientStats, ConnectionState
 from hub.client.handlers import HubLogHandler
-from hub.client.intake import EVENT, OBSERVE, DropReason, Intake, NullIntake
+from hub.client.intake import EVENT, LOG, OBSERVE, DropReason, Intake, NullIntake
 from hub.client.options import ClientOptions, engine_url, make_options, validate_identity
 from hub.messages import Status
 
@@ -200,6 +200,19 @@ class Recorder:
         self.publish("error", {"error_type": error_type, "message": message, "context": context})
 
     # Logs.
+
+    def log(
+        self, level: str, message: str, *, logger: str = "", exc: str | None = None, **extra: Any
+    ) -> None:
+        """Ship one log line directly, without the `logging` machinery (about a microsecond).
+
+        `level` is a name such as "INFO" or "warning"; `extra` fields travel as the line's extra.
+        Use `log_handler()` to ship what the engine already logs through `logging`.
+        """
+        try:
+            self._intake.append((LOG, time.time(), level, logger, message, exc, extra or None))
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
 
     def log_handler(self, level: int | str = logging.INFO) -> logging.Handler:
         """A `logging.Handler` that ships records to the hub without blocking."""
