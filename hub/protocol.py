@@ -32,8 +32,7 @@ _LONG_INT = b"0" * 19  # a run of 19+ digits: maybe an integer beyond int64
 # ... and "e000" in the scan: a 3-digit exponent, maybe a float beyond its range.
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _SEQ = re.compile(rb'"seq"\s*:\s*([0-9]{1,19})\b')
-_BRACKETS = bytes.maketrans(b"[]", b"{}")
-_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+_NOT_CURLY = bytes(b for b in range(256) if b not in b"{}")
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _MAX_TEXT_CHARS = 4096
@@ -142,17 +141,20 @@ class FrameDecoder:
         self, messages: list[EngineMessage], now: float, walk: bool
     ) -> list[EngineMessage | Rejected]:
         """`_checked` for a whole batch, with an inline path for the common event."""
+        if walk:
+            return [self._checked(msg, now, True, None, i) for i, msg in enumerate(messages)]
         out: list[EngineMessage | Rejected] = []
-        known, latest = self._event_types, now + self._settings.max_future_seconds
+        append, known = out.append, self._event_types
+        latest = now + self._settings.max_future_seconds
         for index, msg in enumerate(messages):
-            if not walk and type(msg) is Event and msg.type in known:
+            if type(msg) is Event and msg.type in known:
                 ts = msg.ts
                 if (ts is None or (type(ts) is float and 0 <= ts <= latest)) and memoryview(
                     msg.payload
                 )[0] == 0x7B:
-                    out.append(msg)
+                    append(msg)
                     continue
-            out.append(self._checked(msg, now, walk, None, index))
+            append(self._checked(msg, now, False, None, index))
         return out
 
     def _needs_walk(self, data: bytes, enclosing: int) -> bool:
@@ -163,7 +165,7 @@ class FrameDecoder:
         limit = self._settings.max_json_depth + enclosing
         # One pass: digits -> "0", "[" -> "{", "E" -> "e", "+" dropped (so e+400 reads e400).
         scanned = data.translate(_SCAN, b"+")
-        if scanned.count(b"{") > limit and not _shallow(data, limit):
+        if scanned.count(b"{") > limit and not _shallow(scanned, limit):
             return True
         return _LONG_INT in scanned or b"e000" in scanned
 
@@ -258,9 +260,12 @@ class FrameDecoder:
         return None
 
 
-def _shallow(data: bytes, limit: int) -> bool:
-    """True if the brackets in `data` (strings included, so an over-estimate) nest at most `limit`."""
-    brackets = data.translate(_BRACKETS, _NOT_BRACKETS)
+def _shallow(scanned: bytes, limit: int) -> bool:
+    """True if the brackets (strings included, so an over-estimate) nest at most `limit`.
+
+    `scanned` is the frame after the `_SCAN` translation, where every bracket is "{" or "}".
+    """
+    brackets = scanned.translate(None, _NOT_CURLY)
     for _ in range(limit):
         if not brackets:
             return True
