@@ -49,9 +49,11 @@ class _Batch:
 
     @property
     def size(self) -> int:
+        """Records queued (events and log lines)."""
         return len(self.events) + len(self.logs)
 
     def empty(self) -> bool:
+        """Nothing at all to write."""
         return not (
             self.events or self.logs or self.gaps or self.commits or self.boots or self.metrics
         )
