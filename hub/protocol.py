@@ -142,7 +142,7 @@ class FrameDecoder:
     ) -> list[EngineMessage | Rejected]:
         """`_checked` for a whole batch, with an inline path for the common event."""
         if walk:
-            return [self._checked(msg, now, True, None, i) for i, msg in enumerate(messages)]
+            return [self._checked(msg, now, True, i) for i, msg in enumerate(messages)]
         out: list[EngineMessage | Rejected] = []
         append, known = out.append, self._event_types
         latest = now + self._settings.max_future_seconds
@@ -154,7 +154,7 @@ class FrameDecoder:
                 )[0] == 0x7B:
                     append(msg)
                     continue
-            append(self._checked(msg, now, False, None, index))
+            append(self._checked(msg, now, False, index))
         return out
 
     def _needs_walk(self, data: bytes, enclosing: int) -> bool:
@@ -186,10 +186,10 @@ class FrameDecoder:
             return self._reject(data, *_classify_validation(str(exc)), index)
         except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
             return _rejected_json(data, exc, index)
-        return self._checked(msg, now, walk, data, index)
+        return self._checked(msg, now, walk, index)
 
     def _checked(
-        self, msg: EngineMessage, now: float, walk: bool, data: bytes | None, index: int | None
+        self, msg: EngineMessage, now: float, walk: bool, index: int | None
     ) -> EngineMessage | Rejected:
         problem = self._check(msg, now, walk)
         if problem is None:

@@ -8,7 +8,6 @@ from typing import Any
 import msgspec
 
 __all__ = [
-    "NO_PAYLOAD",
     "BootChange",
     "EventRecord",
     "EventView",
@@ -19,7 +18,6 @@ __all__ = [
 
 
 _decode_payload = msgspec.json.Decoder(dict[str, Any]).decode
-NO_PAYLOAD = msgspec.Raw(b"{}")
 
 
 def utc(ts: float) -> datetime:

@@ -16,7 +16,6 @@ from typing import Any
 import jinja2
 
 from hub.engines import EngineRecord, derive_health
-from hub.logs import LEVELS
 from hub.metrics import MetricKind
 from hub.records import EventRecord
 from hub.state import HubState
@@ -247,11 +246,6 @@ class Views:
         lines = [line for _, line in zip(range(limit), newest, strict=False)]
         lines.reverse()
         return lines
-
-    @staticmethod
-    def levels() -> list[str]:
-        """Level filter choices for log tails."""
-        return list(LEVELS)
 
 
 def _rows(records: list[EventRecord]) -> list[dict[str, Any]]:

@@ -8,7 +8,6 @@ from typing import Any
 
 import msgspec
 
-from hub.logs import level_number
 from hub.records import EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, make_bundle
 
@@ -187,8 +186,3 @@ def export_bundle(
         {"series": _decode(metrics[0]), "updated": utc(metrics[1])} if metrics else None,
         len(events) >= limit,
     )
-
-
-def min_level(level: str | None) -> int | None:
-    """Numeric floor for a level filter."""
-    return None if level is None else level_number(level)
