@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
 
 from hub.client import EngineClient
-from hub.stores.schema import connect
+from hub.records import EventRecord
+from hub.stores.schema import INSERT_CHUNK, chunk_row, connect
 from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, sse, unique
 
 LISTENING = re.compile(r"engine hub on http://127\.0\.0\.1:(\d+)")
@@ -135,13 +137,21 @@ def integrity(conn: sqlite3.Connection) -> str:
     return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
 
-def unique_seq_index(conn: sqlite3.Connection) -> bool:
-    """Whether events carry UNIQUE (engine, boot_id, seq)."""
-    for _, index, is_unique, *_ in conn.execute("PRAGMA index_list(events)"):
-        columns = [row[2] for row in conn.execute(f"PRAGMA index_info({index})")]
-        if is_unique and columns == ["engine", "boot_id", "seq"]:
-            return True
-    return False
+def refuses_a_second_copy(conn: sqlite3.Connection, engine: str) -> bool:
+    """Whether the database itself ignores a stored (engine, boot_id, seq) stored again."""
+    [(ident, boot_id, seq, kind, count)] = conn.execute(
+        "SELECT max(id), boot_id, seq, type, (SELECT count(*) FROM events) FROM events "
+        "WHERE engine = ?",
+        (engine,),
+    )
+    again = EventRecord(ident + 10**9, kind, 0.0, engine, seq, boot_id, msgspec.Raw(b"{}"))
+    conn.execute("BEGIN")
+    try:
+        conn.execute(INSERT_CHUNK, chunk_row([again]))
+        [(after,)] = conn.execute("SELECT count(*) FROM events")
+    finally:
+        conn.execute("ROLLBACK")
+    return bool(after == count)
 
 
 def publish(client: EngineClient, numbers: range) -> None:
@@ -185,7 +195,6 @@ async def test_kill_9_mid_ingest_keeps_every_acked_message_and_stores_each_once(
     assert client.stats.dropped == {}  # everything fit in the client's buffer
     with opened(db) as conn:
         assert integrity(conn) == "ok"
-        assert unique_seq_index(conn)
         stored = conn.execute(
             "SELECT seq, boot_id, payload FROM events WHERE engine = ? ORDER BY seq", (name,)
         ).fetchall()
@@ -193,6 +202,8 @@ async def test_kill_9_mid_ingest_keeps_every_acked_message_and_stores_each_once(
             "SELECT count(*), count(DISTINCT seq) FROM events WHERE engine = ?", (name,)
         )
     assert count == distinct == 6000
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        assert refuses_a_second_copy(conn, name)
     assert {boot for _, boot, _ in stored} == {client.boot_id}
     final = {seq: json.loads(payload)["n"] for seq, _, payload in stored}
     assert sorted(final.values()) == list(range(6000))  # all published, none twice
@@ -315,7 +326,7 @@ async def test_full_disk_keeps_live_data_pauses_acks_and_recovers(tmp_path: Path
     db = str(tmp_path / "hub.db")
     name = unique("full")
     async with (
-        hub_process(db, file_size_limit=256 * 1024, commit_interval=0.05) as proc,
+        hub_process(db, file_size_limit=2 * 1024 * 1024, commit_interval=0.05) as proc,
         httpx.AsyncClient(base_url=proc.url, timeout=WAIT) as http,
     ):
         running = RunningHub(None, proc.port, http)  # type: ignore[arg-type]
@@ -324,7 +335,7 @@ async def test_full_disk_keeps_live_data_pauses_acks_and_recovers(tmp_path: Path
         await engine.send(padded(0))
         await acks.wait(1)  # acking works while there is room
 
-        for _ in range(200):  # at most 4 MB, far beyond the cap
+        for _ in range(400):  # at most 8 MB, far beyond the cap (64 KiB pages: 2 MiB is little)
             sent_before = await engine.send(
                 *(padded(engine.seq + 1) for _ in range(20)), batch=True
             )
@@ -476,13 +487,9 @@ async def test_export_holds_one_engine_in_the_window_via_api_and_cli(tmp_path: P
 def engine_hub_database(path: Path) -> None:
     """A valid Engine Hub database with some history, closed cleanly (no WAL left)."""
     with closing(connect(str(path))) as conn:
-        conn.executemany(
-            "INSERT INTO events (engine, boot_id, seq, type, ts, payload) VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                ("fno", "b1", n, "cycle", 0.0, b'{"pad":"' + b"x" * 300 + b'"}')
-                for n in range(1, 300)
-            ],
-        )
+        pad = msgspec.Raw(b'{"pad":"' + b"x" * 300 + b'"}')
+        events = [EventRecord(n, "cycle", 0.0, "fno", n, "b1", pad) for n in range(1, 300)]
+        conn.execute(INSERT_CHUNK, chunk_row(events))
 
 
 def bad_file(kind: str, path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import sqlite3
 import threading
 import time
@@ -24,7 +25,8 @@ from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.state import Gap, Ingested
 from hub.stores import HistoryQuery, MemoryStore
-from hub.stores.schema import APPLICATION_ID, export_bundle
+from hub.stores.base import StoreError
+from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect, export_bundle
 from hub.stores.sqlite import SQLiteStore
 from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
 
@@ -226,10 +228,12 @@ async def test_start_creates_the_schema_with_the_application_id(
     with read_only(settings.db) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        tables = {
-            name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-    assert {"events", "logs", "boots", "gaps", "metrics"} <= tables
+        tables = dict(conn.execute("SELECT name, type FROM sqlite_master"))
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert {"event_chunks", "logs", "boots", "gaps", "metrics"} <= {
+        name for name, kind in tables.items() if kind == "table"
+    }
+    assert tables["events"] == "view"  # one row per event, unpacked from the chunks
 
 
 async def test_commit_calls_on_commit_with_the_hwm_only_once_rows_are_durable(
@@ -317,7 +321,7 @@ async def test_disk_full_problem_says_the_disk_is_full(
     alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
     async with started(SQLiteStore(settings.db, settings, drops), commits) as store:
         try:
-            big = [event(n, n, time.time(), pad="x" * 5000) for n in (1, 2, 3)]
+            big = [event(n, n, time.time(), pad="x" * 100_000) for n in (1, 2, 3)]  # > a page
             store.append(alpha, frame(alpha, big))
             await drops.wait_for("store_write_failed")
             assert commits.seq() == 0
@@ -413,6 +417,112 @@ async def test_history_filters_match_the_memory_store(tmp_path: Path) -> None:
         ]
 
 
+async def test_history_walks_chunks_like_the_memory_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many small chunks of mixed engines, types and unordered times: every query answers as MemoryStore does."""
+    monkeypatch.setattr(sqlite_store, "CHUNK_EVENTS", 7)
+    rng = random.Random(5)
+    t0 = float(int(time.time()) - 600)
+    settings = store_settings(tmp_path)
+    commits, memory = Commits(), MemoryStore()
+    await memory.start(lambda *_: None)
+    engines = [EngineRecord(name, t0, boot_id=BOOT) for name in ("alpha", "beta", "gamma")]
+    kinds = ["cycle", "signal_event", "order_event", "error"]
+    ids = iter(range(1, 10**6))
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        for _wave in range(4):  # several commits: chunks of one stream across commits
+            for _ in range(40):
+                engine = rng.choice(engines)
+                events = []
+                for _ in range(rng.choice([1, 1, 3, 20])):
+                    seq = engine.hwm + len(events) + 1
+                    ts = t0 + rng.uniform(0, 300)
+                    events.append(event(next(ids), seq, ts, engine.name, rng.choice(kinds), n=seq))
+                ingested = frame(engine, events)
+                store.append(engine, ingested)
+                memory.append(engine, ingested)
+            for engine in engines:
+                await commits.wait(engine.hwm, engine.name)
+        [(chunks,)] = rows(settings.db, "SELECT count(*) FROM event_chunks")
+        total = len(await memory.history("events", HistoryQuery(10**6)))
+        assert total // 7 < chunks < total  # chunked, and not one row per event
+        for _ in range(300):
+            since = t0 + rng.uniform(-10, 300)
+            query = HistoryQuery(
+                rng.choice([1, 2, 10, 100, 10**6]),
+                engine=rng.choice([None, "alpha", "gamma"]),
+                event_type=rng.choice([None, None, *kinds]),
+                since=rng.choice([None, since]),
+                until=rng.choice([None, since + rng.uniform(0, 100)]),
+                before=rng.choice([None, rng.randrange(1, total + 2)]),
+            )
+            assert await store.history("events", query) == await memory.history("events", query), (
+                query
+            )
+
+
+async def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database of the first schema (one row per event) opens with its events intact, now chunked."""
+    db = tmp_path / "hub.db"
+    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute("PRAGMA user_version = 1")
+        conn.executescript(SCHEMA_1)
+        conn.executemany(
+            "INSERT INTO events VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [(n, "alpha", BOOT, n, "cycle", 1000.0 + n, b'{"n": %d}' % n) for n in range(1, 6)],
+        )
+        conn.execute(
+            "INSERT INTO boots (engine, boot_id, last_seq) VALUES ('alpha', ?, 5)", (BOOT,)
+        )
+    settings = store_settings(tmp_path)
+    store = SQLiteStore(settings.db, settings)
+    restored = await store.start(Commits())
+    try:
+        assert [(e.id, e.seq, e.ts, e.data()) for e in restored.events] == [
+            (n, n, 1000.0 + n, {"n": n}) for n in range(1, 6)
+        ]
+        assert restored.next_event_id == 6
+        [boot] = restored.boots
+        assert boot["last_seq"] == 5
+    finally:
+        await store.close()
+    assert rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(db, "SELECT type FROM sqlite_master WHERE name = 'events'") == [("view",)]
+    assert rows(db, "SELECT count(*), sum(n) FROM event_chunks") == [(5, 5)]
+
+
+def test_a_database_of_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
+    """A file written by a newer Engine Hub is not read (or changed) by this one."""
+    db = tmp_path / "hub.db"
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+        conn.execute("CREATE TABLE future (x)")
+        conn.commit()
+    before = db.read_bytes()
+    with pytest.raises(StoreError, match=r"newer Engine Hub .*left untouched"):
+        connect(str(db))
+    assert db.read_bytes() == before
+
+
+# The first schema's events table, as engine-hub 0.1 created it.
+SCHEMA_1 = """
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, engine TEXT NOT NULL, boot_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    type TEXT NOT NULL, ts REAL NOT NULL, payload BLOB NOT NULL, UNIQUE (engine, boot_id, seq));
+CREATE INDEX events_type ON events (type, id);
+CREATE INDEX events_engine ON events (engine, id);
+CREATE TABLE boots (
+    engine TEXT NOT NULL, boot_id TEXT NOT NULL, pid INTEGER, mode TEXT, started REAL,
+    ended REAL, how TEXT, meta BLOB, last_seq INTEGER NOT NULL DEFAULT 0, seen REAL,
+    PRIMARY KEY (engine, boot_id));
+CREATE TABLE metrics (
+    engine TEXT PRIMARY KEY, boot_id TEXT NOT NULL, series BLOB NOT NULL, updated REAL NOT NULL);
+"""
+
+
 async def test_export_bundle_keeps_one_engine_within_the_window(tmp_path: Path) -> None:
     """The export holds one engine's events, errors, logs, gaps, overlapping boots and metrics in [since, until)."""
     now = float(int(time.time()))  # whole seconds: no rounding at window edges
@@ -500,7 +610,7 @@ async def test_replay_is_stored_once_across_reconnect_and_restart(tmp_path: Path
         await engine.close()
     stored = rows(db, "SELECT seq, payload FROM events WHERE engine = ? ORDER BY seq", name)
     assert [seq for seq, _ in stored] == list(range(1, 10))
-    assert all(b"-" not in payload for _, payload in stored)  # the first copy is the one kept
+    assert all("-" not in payload for _, payload in stored)  # the first copy is the one kept
 
 
 async def test_welcome_counts_only_committed_messages(

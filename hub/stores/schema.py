@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import sqlite3
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -11,21 +13,48 @@ import msgspec
 from hub.records import EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, make_bundle
 
-__all__ = ["APPLICATION_ID", "connect", "export_bundle", "read_events", "read_logs"]
+__all__ = [
+    "APPLICATION_ID",
+    "CHUNK_EVENTS",
+    "INSERT_CHUNK",
+    "chunk_row",
+    "connect",
+    "decode_chunk",
+    "export_bundle",
+    "read_events",
+    "read_logs",
+]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: events kept in chunks (1 had one row per event)
+CHUNK_EVENTS = 1000  # most events in one chunk
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
+_encode = msgspec.json.Encoder().encode
+_decode_chunk = msgspec.json.Decoder(list[EventRecord]).decode
+_id = attrgetter("id")
+_ts = attrgetter("ts")
 
-# No index on ts: inserts stay cheap; time filters ride the (type|engine, id) indexes and the
-# once-a-minute retention by age scans.
+# Events are stored in chunks: the events of one (engine, boot, type) in one commit, oldest first,
+# as a JSON array of EventRecord arrays. One row per chunk instead of one per event is what lets
+# the writer keep up with the hub (docs/operations.md); ids and seqs increase within a chunk.
+# The `events` view unpacks chunks into one row per event for ad-hoc SQL (it is not fast).
+# No index on time: time filters prune chunks by ts_min/ts_max while walking an id index.
 SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY, engine TEXT NOT NULL, boot_id TEXT NOT NULL, seq INTEGER NOT NULL,
-    type TEXT NOT NULL, ts REAL NOT NULL, payload BLOB NOT NULL, UNIQUE (engine, boot_id, seq));
-CREATE INDEX IF NOT EXISTS events_type ON events (type, id);
-CREATE INDEX IF NOT EXISTS events_engine ON events (engine, id);
+CREATE TABLE IF NOT EXISTS event_chunks (
+    last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, engine TEXT NOT NULL,
+    boot_id TEXT NOT NULL, type TEXT NOT NULL, first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL, ts_min REAL NOT NULL, ts_max REAL NOT NULL, n INTEGER NOT NULL,
+    body BLOB NOT NULL, UNIQUE (engine, boot_id, type, first_seq));
+-- Nothing stored twice: a chunk whose seqs overlap a stored chunk of its stream is ignored (the
+-- hub already drops seqs at or below what it committed; this holds even if it did not).
+CREATE TRIGGER IF NOT EXISTS event_chunks_once BEFORE INSERT ON event_chunks
+WHEN (SELECT last_seq FROM event_chunks WHERE engine = NEW.engine AND boot_id = NEW.boot_id
+      AND type = NEW.type AND first_seq <= NEW.last_seq ORDER BY first_seq DESC LIMIT 1)
+     >= NEW.first_seq
+BEGIN SELECT RAISE(IGNORE); END;
+CREATE INDEX IF NOT EXISTS event_chunks_type ON event_chunks (type, last_id);
+CREATE INDEX IF NOT EXISTS event_chunks_engine ON event_chunks (engine, last_id);
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY, engine TEXT NOT NULL, boot_id TEXT NOT NULL, seq INTEGER NOT NULL,
     ts REAL NOT NULL, level TEXT NOT NULL, levelno INTEGER NOT NULL, logger TEXT NOT NULL,
@@ -43,6 +72,16 @@ CREATE TABLE IF NOT EXISTS metrics (
     engine TEXT PRIMARY KEY, boot_id TEXT NOT NULL, series BLOB NOT NULL, card BLOB,
     updated REAL NOT NULL);
 """
+EVENTS_VIEW = """
+CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload) AS
+SELECT json_extract(e.value, '$[0]'), c.engine, c.boot_id, json_extract(e.value, '$[4]'), c.type,
+       json_extract(e.value, '$[2]'), json_extract(e.value, '$[6]')
+FROM event_chunks AS c, json_each(CAST(c.body AS TEXT)) AS e
+"""
+INSERT_CHUNK = (
+    "INSERT OR IGNORE INTO event_chunks (last_id, first_id, engine, boot_id, type, first_seq, "
+    "last_seq, ts_min, ts_max, n, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqlite3.Connection:
@@ -67,34 +106,79 @@ def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqli
                 f"{path} is an SQLite database of some other program (it was left untouched); "
                 "pass another --db"
             )
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"{path} was written by a newer Engine Hub (schema {version}, this one reads up "
+                f"to {SCHEMA_VERSION}); it was left untouched"
+            )
         check = conn.execute("PRAGMA quick_check").fetchone()[0]
         if check != "ok":
             conn.close()
             raise StoreError(f"{path} is corrupt ({check.splitlines()[0]}); it was left untouched")
         if create and not tables:
-            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")  # before the first table exists
+            # Before the first table exists. Chunks are large: bigger pages than the 4 KiB
+            # default make their writes cheaper (docs/benchmarks.md); a small commit still writes
+            # whole pages to the WAL, which is why not bigger still.
+            conn.execute("PRAGMA page_size = 16384")
+            conn.execute("PRAGMA auto_vacuum = INCREMENTAL")
             conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         if create:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {'FULL' if synchronous == 'full' else 'NORMAL'}")
-            conn.executescript(SCHEMA)
+        if create or version < SCHEMA_VERSION:
+            conn.executescript(f"BEGIN; {SCHEMA} COMMIT;")  # one transaction, not one per table
             _migrate(conn)
+            conn.executescript(EVENTS_VIEW)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"cannot open {path}: {exc}; the file was left untouched") from None
     return conn
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
-    """Bring a database made by an earlier build of schema 1 up to date (additive only)."""
+    """Bring a database made by an earlier build up to date, in one transaction."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(metrics)")}
+    kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name = 'events'"))
+    if "card" in columns and kinds.get("events") != "table":
+        return
+    conn.execute("BEGIN IMMEDIATE")
     if "card" not in columns:
         conn.execute("ALTER TABLE metrics ADD COLUMN card BLOB")
+    if kinds.get("events") == "table":  # schema 1: each event becomes a chunk of one
+        conn.execute(
+            "INSERT OR IGNORE INTO event_chunks SELECT id, id, engine, boot_id, type, seq, seq, ts, "
+            "ts, 1, CAST(json_array(json_array(id, type, ts, engine, seq, boot_id, "
+            "json(CAST(payload AS TEXT)))) AS BLOB) FROM events ORDER BY id"
+        )
+        conn.execute("DROP TABLE events")
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    conn.execute("COMMIT")
 
 
-def _event(row: tuple[Any, ...]) -> EventRecord:
-    ident, engine, boot_id, seq, kind, ts, payload = row
-    return EventRecord(ident, kind, ts, engine, seq, boot_id, msgspec.Raw(payload))
+def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
+    """The `event_chunks` row of one stream's events (one engine, boot and type; oldest first)."""
+    first, last = events[0], events[-1]
+    times = list(map(_ts, events))
+    return (
+        last.id,
+        first.id,
+        first.engine,
+        first.boot_id,
+        first.type,
+        first.seq,
+        last.seq,
+        min(times),
+        max(times),
+        len(events),
+        _encode(events),
+    )
+
+
+def decode_chunk(body: bytes) -> list[EventRecord]:
+    """A chunk's events, oldest first."""
+    return _decode_chunk(body)
 
 
 def _log(row: tuple[Any, ...]) -> LogRecord:
@@ -102,40 +186,56 @@ def _log(row: tuple[Any, ...]) -> LogRecord:
     return LogRecord(ident, engine, seq, utc(ts), level, logger, message, exc, _decode(extra))
 
 
-def _where(query: HistoryQuery, type_column: bool) -> tuple[str, list[Any]]:
-    clauses: list[str] = ["1"]
-    args: list[Any] = []
-    if query.engine is not None:
-        clauses.append("engine = ?")
-        args.append(query.engine)
-    if type_column and query.event_type is not None:
-        clauses.append("type = ?")
-        args.append(query.event_type)
-    if query.since is not None:
-        clauses.append("ts >= ?")
-        args.append(query.since)
-    if query.until is not None:
-        clauses.append("ts < ?")
-        args.append(query.until)
-    if query.before is not None:
-        clauses.append("id < ?")
-        args.append(query.before)
-    if not type_column and query.min_level is not None:
-        clauses.append("levelno >= ?")
-        args.append(query.min_level)
-    return " AND ".join(clauses), args
+def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
+    """An SQL condition of the clauses whose value is given, and their arguments."""
+    given = [(clause, value) for clause, value in conditions if value is not None]
+    return " AND ".join(["1"] + [clause for clause, _ in given]), [value for _, value in given]
 
 
 def read_events(conn: sqlite3.Connection, query: HistoryQuery) -> list[EventRecord]:
-    """Events matching `query`, newest first."""
-    where, args = _where(query, True)
-    sql = f"SELECT id, engine, boot_id, seq, type, ts, payload FROM events WHERE {where} ORDER BY id DESC LIMIT ?"
-    return [_event(row) for row in conn.execute(sql, (*args, query.limit))]
+    """Events matching `query`, newest first.
+
+    Walks chunks newest first (by their last id), pruned by engine, type and time, and stops once
+    no further chunk can hold an event newer than the `limit`-th found.
+    """
+    where, args = _where(
+        ("engine = ?", query.engine),
+        ("type = ?", query.event_type),
+        ("ts_max >= ?", query.since),
+        ("ts_min < ?", query.until),
+        ("first_id < ?", query.before),
+    )
+    since = query.since if query.since is not None else -math.inf
+    until = query.until if query.until is not None else math.inf
+    before = query.before if query.before is not None else math.inf
+    exact = query.since is None and query.until is None and query.before is None
+    limit = query.limit
+    found: list[EventRecord] = []
+    sql = f"SELECT last_id, body FROM event_chunks WHERE {where} ORDER BY last_id DESC"
+    for last_id, body in conn.execute(sql, args):
+        if len(found) >= limit:
+            found.sort(key=_id, reverse=True)
+            del found[limit:]
+            if last_id < found[-1].id:
+                break
+        events = _decode_chunk(body)
+        if exact:
+            found += events[-limit:]
+        else:
+            found += [e for e in events if since <= e.ts < until and e.id < before]
+    found.sort(key=_id, reverse=True)
+    return found[:limit]
 
 
 def read_logs(conn: sqlite3.Connection, query: HistoryQuery) -> list[LogRecord]:
     """Log lines matching `query`, newest first."""
-    where, args = _where(query, False)
+    where, args = _where(
+        ("engine = ?", query.engine),
+        ("ts >= ?", query.since),
+        ("ts < ?", query.until),
+        ("id < ?", query.before),
+        ("levelno >= ?", query.min_level),
+    )
     sql = (
         "SELECT id, engine, seq, ts, level, logger, message, exc, extra FROM logs "
         f"WHERE {where} ORDER BY id DESC LIMIT ?"

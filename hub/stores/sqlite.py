@@ -16,10 +16,11 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from itertools import chain
+from operator import attrgetter
 from typing import Any, Literal
 
 import msgspec
-from msgspec.structs import astuple
 
 from hub.engines import EngineRecord
 from hub.logs import level_number
@@ -27,20 +28,74 @@ from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.state import Ingested
 from hub.stores.base import CommitCallback, HistoryQuery, Restored
-from hub.stores.schema import connect, export_bundle, read_events, read_logs
+from hub.stores.schema import (
+    CHUNK_EVENTS,
+    INSERT_CHUNK,
+    chunk_row,
+    connect,
+    decode_chunk,
+    export_bundle,
+    read_events,
+    read_logs,
+)
 
 __all__ = ["SQLiteStore"]
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
+_type = attrgetter("type")
+
+
+def _insert_many(conn: sqlite3.Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run `insert` (ending in one VALUES tuple) for all rows in as few statements as SQLite allows.
+
+    Python's sqlite3 lets go of the GIL around every step; while the event loop is busy, taking it
+    back costs up to a switch interval (5 ms). One multi-row statement is one step, not one per row.
+    """
+    if not rows:
+        return
+    head, _, values = insert.rpartition(" VALUES ")
+    width = len(rows[0])
+    per = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
+    for start in range(0, len(rows), per):
+        part = rows[start : start + per]
+        conn.execute(f"{head} VALUES {', '.join([values] * len(part))}", list(chain(*part)))
+
+
+def _chunks(frames: list[list[EventRecord]]) -> list[tuple[Any, ...]]:
+    """Chunk rows of queued frames: per (engine, boot, type), at most CHUNK_EVENTS each.
+
+    Frames of one engine boot are joined first (ids and seqs increase along them); a frame's
+    events usually share one type, so the split by type is a set in C for most of them.
+    """
+    streams: dict[tuple[str, str], list[list[EventRecord]]] = {}
+    for frame in frames:
+        first = frame[0]
+        streams.setdefault((first.engine, first.boot_id), []).append(frame)
+    rows = []
+    for parts in streams.values():
+        events = parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
+        kinds = set(map(_type, events))
+        if len(kinds) == 1:
+            groups = [events]
+        else:
+            by_kind: dict[str, list[EventRecord]] = {kind: [] for kind in kinds}
+            for event in events:
+                by_kind[event.type].append(event)
+            groups = list(by_kind.values())
+        for group in groups:
+            for start in range(0, len(group), CHUNK_EVENTS):
+                rows.append(chunk_row(group[start : start + CHUNK_EVENTS]))
+    return rows
 
 
 @dataclass
 class _Batch:
     """Everything queued for the next commit."""
 
-    events: list[EventRecord] = field(default_factory=list)
+    frames: list[list[EventRecord]] = field(default_factory=list)  # each frame's events
+    events: int = 0  # in all frames
     logs: list[tuple[LogRecord, str]] = field(default_factory=list)
     gaps: list[tuple[str, str, int, int, str, float]] = field(default_factory=list)
     commits: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -50,17 +105,18 @@ class _Batch:
     @property
     def size(self) -> int:
         """Records queued (events and log lines)."""
-        return len(self.events) + len(self.logs)
+        return self.events + len(self.logs)
 
     def empty(self) -> bool:
         """Nothing at all to write."""
         return not (
-            self.events or self.logs or self.gaps or self.commits or self.boots or self.metrics
+            self.frames or self.logs or self.gaps or self.commits or self.boots or self.metrics
         )
 
     def prepend(self, older: _Batch) -> None:
         """Put a batch that failed to commit back in front of this one."""
-        self.events[:0] = older.events
+        self.frames[:0] = older.frames
+        self.events += older.events
         self.logs[:0] = older.logs
         self.gaps[:0] = older.gaps
         self.boots[:0] = older.boots
@@ -127,14 +183,18 @@ class SQLiteStore:
                     (engine.name, engine.boot_id, min(seqs), max(seqs), "store_overflow", now)
                 )
             else:
-                batch.events.extend(ingested.events)
+                if ingested.events:
+                    batch.frames.append(ingested.events)
+                    batch.events += len(ingested.events)
                 batch.logs.extend((record, engine.boot_id) for record in ingested.logs)
             for gap in ingested.gaps:
                 batch.gaps.append(
                     (gap.engine, gap.boot_id, gap.first, gap.last, "client_dropped", now)
                 )
             batch.commits[(engine.name, engine.boot_id)] = engine.hwm
-            full = batch.size >= 5000
+            # An early commit once this many records wait: each commit costs the event loop a few
+            # GIL hand-offs, so not too often, and not so big that one commit is a long pause.
+            full = batch.size >= 20_000
         if full:
             self._wake.set()
 
@@ -213,14 +273,9 @@ class SQLiteStore:
     def _write(self, conn: sqlite3.Connection, batch: _Batch) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            conn.executemany(
-                # Columns in EventRecord's field order: astuple builds each row in C, and the raw
-                # payload binds as a BLOB through the buffer protocol (less work under the GIL).
-                "INSERT OR IGNORE INTO events (id, type, ts, engine, seq, boot_id, payload) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                map(astuple, batch.events),
-            )
-            conn.executemany(
+            _insert_many(conn, INSERT_CHUNK, _chunks(batch.frames))
+            _insert_many(
+                conn,
                 "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
@@ -287,15 +342,15 @@ class SQLiteStore:
         try:
             cutoff = time.time() - settings.retention_days * 86_400
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM events WHERE ts < ?", (cutoff,))
+            conn.execute("DELETE FROM event_chunks WHERE ts_max < ?", (cutoff,))
+            for last_id, body in conn.execute(
+                "SELECT last_id, body FROM event_chunks WHERE ts_min < ?", (cutoff,)
+            ).fetchall():
+                self._rewrite(conn, last_id, [e for e in decode_chunk(body) if e.ts >= cutoff])
             conn.execute("DELETE FROM logs WHERE ts < ?", (cutoff,))
             conn.execute("DELETE FROM gaps WHERE at < ?", (cutoff,))
-            for (kind,) in conn.execute("SELECT DISTINCT type FROM events").fetchall():
-                conn.execute(
-                    "DELETE FROM events WHERE type = ? AND id <= (SELECT id FROM events WHERE type = ? "
-                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (kind, kind, settings.retention_events),
-                )
+            for (kind,) in conn.execute("SELECT DISTINCT type FROM event_chunks").fetchall():
+                self._retain_type(conn, kind, settings.retention_events)
             for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():
                 conn.execute(
                     "DELETE FROM logs WHERE engine = ? AND id <= (SELECT id FROM logs WHERE engine = ? "
@@ -310,12 +365,35 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             log.warning("retention pass failed: %s", exc)
 
+    def _retain_type(self, conn: sqlite3.Connection, kind: str, keep: int) -> None:
+        """Keep the newest `keep` events of a type: whole chunks go, the oldest kept one is cut."""
+        conn.execute(
+            "DELETE FROM event_chunks WHERE last_id IN (SELECT last_id FROM (SELECT last_id, "
+            "sum(n) OVER (ORDER BY last_id DESC) - n AS newer FROM event_chunks WHERE type = ?) "
+            "WHERE newer >= ?)",
+            (kind, keep),
+        )
+        [(total,)] = conn.execute("SELECT sum(n) FROM event_chunks WHERE type = ?", (kind,))
+        if total and total > keep:
+            [(last_id, body)] = conn.execute(
+                "SELECT last_id, body FROM event_chunks WHERE type = ? ORDER BY last_id LIMIT 1",
+                (kind,),
+            )
+            self._rewrite(conn, last_id, decode_chunk(body)[total - keep :])
+
+    @staticmethod
+    def _rewrite(conn: sqlite3.Connection, last_id: int, kept: list[EventRecord]) -> None:
+        """Replace a chunk by the part of it that is kept (nothing: drop it)."""
+        conn.execute("DELETE FROM event_chunks WHERE last_id = ?", (last_id,))
+        if kept:
+            conn.execute(INSERT_CHUNK, chunk_row(kept))
+
     # -- reads -------------------------------------------------------------------------------
 
     def _restore(self, conn: sqlite3.Connection) -> Restored:
         restored = Restored()
         settings = self.settings
-        for (kind,) in conn.execute("SELECT DISTINCT type FROM events").fetchall():
+        for (kind,) in conn.execute("SELECT DISTINCT type FROM event_chunks").fetchall():
             query = HistoryQuery(settings.ring_capacity(kind), event_type=kind)
             restored.events += reversed(read_events(conn, query))
         restored.events.sort(key=lambda e: e.id)
@@ -349,7 +427,9 @@ class SQLiteStore:
             restored.metrics.append(
                 {"engine": engine, "boot_id": boot_id, "series": _decode(series), "card": card}
             )
-        restored.next_event_id = (conn.execute("SELECT max(id) FROM events").fetchone()[0] or 0) + 1
+        restored.next_event_id = (
+            conn.execute("SELECT max(last_id) FROM event_chunks").fetchone()[0] or 0
+        ) + 1
         restored.next_log_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
         return restored
 
