@@ -1,17 +1,23 @@
-"""`/ws/dashboard`: one socket per page; the hub pushes `hx-swap-oob` fragments of its view."""
+"""`/ws/dashboard`: one socket per page; the hub pushes `hx-swap-oob` fragments of its view.
+
+An ASGI app rather than a function endpoint: it needs the server's own `receive` callable to find
+uvicorn's socket (see `frame_writer`) and sends queued frames with the raw ASGI `send`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
+from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hub.fanout import Viewer
+from hub.fanout import NO_WRITER, FrameWriter, Viewer
 from hub.runtime import Hub
 from hub.views import OVERVIEW, ViewKey
 
-__all__ = ["dashboard_endpoint"]
+__all__ = ["dashboard_endpoint", "frame_writer"]
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 5.0  # a frozen browser may never take the close frame
@@ -36,38 +42,102 @@ def _origin_ok(websocket: WebSocket, hub: Hub) -> bool:
     return origin in (f"http://{host}", f"https://{host}") or origin in hub.settings.embed_origins
 
 
-async def dashboard_endpoint(websocket: WebSocket) -> None:
-    """Serve one dashboard page's live updates until it goes away."""
-    hub: Hub = websocket.app.state.hub
-    view = _view(websocket)
-    if view is None:
-        await websocket.close(1008, "unknown view: use ?view=overview, or view=engine|embed&id=N")
-        return
-    if not _origin_ok(websocket, hub):
-        await websocket.close(1008, "origin not allowed")
-        return
-    if hub.shutting_down:
-        await websocket.close(1012, "hub is restarting")
-        return
-    viewer = hub.fanout.join(view)
-    if viewer is None:
-        await websocket.close(1013, "too many dashboards are open; try again later")
-        return
-    await websocket.accept()
-    sender = asyncio.create_task(_send(websocket, viewer), name=f"dashboard-{viewer.id}")
-    receiver = asyncio.create_task(_receive(websocket, hub), name=f"dashboard-rx-{viewer.id}")
-    given_up = asyncio.create_task(viewer.gone.wait(), name=f"dashboard-gone-{viewer.id}")
-    tasks = (sender, receiver, given_up)
+class _UvicornWriter:
+    """Writes framed messages straight to a uvicorn websockets-sansio socket (below ASGI).
+
+    Per frame and browser this skips uvicorn's `send` (encode, websockets framing, copies) and
+    a task wake-up: about half the hub's cost per browser (docs/benchmarks.md, Fan-out). It
+    writes only while uvicorn itself would: handshake done, connection open, no close sent, and
+    the transport not paused; otherwise the frame takes the ASGI path.
+    """
+
+    __slots__ = ("_open", "_protocol")
+
+    def __init__(self, protocol: Any, open_state: Any) -> None:
+        self._protocol = protocol
+        self._open = open_state
+
+    def write(self, wire: bytes) -> bool:
+        protocol = self._protocol
+        if (
+            protocol.close_sent
+            or not protocol.handshake_complete
+            or protocol.conn.state is not self._open
+            or not protocol.writable.is_set()
+            or protocol.transport.is_closing()
+        ):
+            return False
+        protocol.transport.write(wire)
+        return True
+
+
+def frame_writer(receive: Receive) -> FrameWriter:
+    """A direct writer if `receive` belongs to uvicorn's websockets-sansio socket, else NO_WRITER."""
     try:
-        # The browser left, the socket failed, or the fan-out gave up on this (slow) browser.
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        hub.fanout.leave(viewer)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-    if viewer.closed:
-        await _close(websocket, viewer)
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+        from websockets.protocol import State
+    except ImportError:  # pragma: no cover - uvicorn and websockets are dependencies
+        return NO_WRITER
+    protocol = getattr(receive, "__self__", None)
+    if not isinstance(protocol, WebSocketsSansIOProtocol):
+        return NO_WRITER
+    try:  # the shape this writer relies on; anything else (another uvicorn) falls back
+        conn, writable, transport = protocol.conn, protocol.writable, protocol.transport
+        usable = (
+            isinstance(protocol.close_sent, bool)
+            and isinstance(protocol.handshake_complete, bool)
+            and isinstance(writable, asyncio.Event)
+            and isinstance(transport, asyncio.WriteTransport)
+            and isinstance(conn.state, State)
+            and not conn.extensions  # e.g. permessage-deflate: leave framing to uvicorn
+        )
+    except AttributeError:
+        return NO_WRITER
+    return _UvicornWriter(protocol, State.OPEN) if usable else NO_WRITER
+
+
+class _DashboardEndpoint:
+    """Serve one dashboard page's live updates until it goes away."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        websocket = WebSocket(scope, receive, send)
+        hub: Hub = websocket.app.state.hub
+        view = _view(websocket)
+        if view is None:
+            await websocket.close(
+                1008, "unknown view: use ?view=overview, or view=engine|embed&id=N"
+            )
+            return
+        if not _origin_ok(websocket, hub):
+            await websocket.close(1008, "origin not allowed")
+            return
+        if hub.shutting_down:
+            await websocket.close(1012, "hub is restarting")
+            return
+        viewer = hub.fanout.join(view)
+        if viewer is None:
+            await websocket.close(1013, "too many dashboards are open; try again later")
+            return
+        await websocket.accept()
+        viewer.writer = frame_writer(receive)
+        sender = asyncio.create_task(_send(send, viewer), name=f"dashboard-{viewer.id}")
+        receiver = asyncio.create_task(_receive(websocket, hub), name=f"dashboard-rx-{viewer.id}")
+        given_up = asyncio.create_task(viewer.gone.wait(), name=f"dashboard-gone-{viewer.id}")
+        tasks = (sender, receiver, given_up)
+        try:
+            # The browser left, the socket failed, or the fan-out gave up on this (slow) browser.
+            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            viewer.writer = NO_WRITER
+            hub.fanout.leave(viewer)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if viewer.closed:
+            await _close(websocket, viewer)
+
+
+dashboard_endpoint = _DashboardEndpoint()
 
 
 async def _receive(websocket: WebSocket, hub: Hub) -> None:
@@ -85,14 +155,14 @@ async def _receive(websocket: WebSocket, hub: Hub) -> None:
         return
 
 
-async def _send(websocket: WebSocket, viewer: Viewer) -> None:
-    """Drain the viewer's queue into the socket (uvicorn waits while the socket is not writable)."""
+async def _send(send: Send, viewer: Viewer) -> None:
+    """Send what the viewer's queue holds (uvicorn waits while the socket is not writable)."""
     try:
         while not viewer.closed:
             for frame in await viewer.next_frames():
-                await websocket.send_text(frame)
+                await send({"type": "websocket.send", "text": frame})
     except (WebSocketDisconnect, RuntimeError, OSError):
-        return  # the socket is gone
+        return  # the socket is gone (uvicorn raises ClientDisconnected, an OSError)
 
 
 async def _close(websocket: WebSocket, viewer: Viewer) -> None:

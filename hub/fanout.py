@@ -1,5 +1,9 @@
 """Fan-out of rendered view frames to dashboard sockets, one bounded queue per browser.
 
+A frame is framed as a WebSocket message once and written straight to every socket that takes it
+now (its `FrameWriter`: only while the socket is writable and nothing older is queued); the others
+get it through their queue and the ASGI sender task, under the policy below.
+
 Policy for a browser that falls behind: when its queue would exceed its budget (characters) the backlog is
 dropped and it is marked for a fresh snapshot instead; if it is still behind after
 `stuck_after` snapshots in a row it is disconnected. Nothing here ever waits for a browser.
@@ -10,10 +14,40 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections import Counter, deque
+from collections.abc import Iterable
+from typing import Protocol
 
 from hub.views import ViewKey
 
-__all__ = ["DashboardFanout", "Viewer"]
+__all__ = ["NO_WRITER", "DashboardFanout", "FrameWriter", "Viewer", "text_frame"]
+
+
+def text_frame(text: str) -> bytes:
+    """`text` as one final, unmasked WebSocket text frame (RFC 6455 5.2), as a server sends it."""
+    data = text.encode()
+    size = len(data)
+    if size < 126:
+        return bytes((0x81, size)) + data
+    if size < 65536:
+        return bytes((0x81, 126)) + size.to_bytes(2, "big") + data
+    return bytes((0x81, 127)) + size.to_bytes(8, "big") + data
+
+
+class FrameWriter(Protocol):
+    """Writes a framed message to a browser's socket without waiting, if the socket takes it now."""
+
+    def write(self, wire: bytes) -> bool:
+        """Write `wire` whole and return True, or write nothing and return False."""
+
+
+class _NoWriter:
+    """The null writer: every frame goes through the queue and the ASGI sender."""
+
+    def write(self, wire: bytes) -> bool:
+        return False
+
+
+NO_WRITER: FrameWriter = _NoWriter()
 
 
 class Viewer:
@@ -26,8 +60,10 @@ class Viewer:
         "needs_snapshot",
         "queue",
         "queued_chars",
+        "sending",
         "snapshots",
         "view",
+        "writer",
         "_wake",
         "gone",
     )
@@ -41,11 +77,14 @@ class Viewer:
         self.snapshots = 0  # consecutive snapshots forced by overflow
         self.closed = False
         self.close_code = 1013  # why the fan-out gave up: 1013 too slow, 1012 hub restarting
+        self.writer = NO_WRITER  # set once the socket is accepted
+        self.sending = False  # the sender task holds frames it has not finished sending
         self._wake = asyncio.Event()
         self.gone = asyncio.Event()  # set when the fan-out gives up on this viewer
 
     async def next_frames(self) -> list[str]:
-        """Wait for frames (or close) and take them all."""
+        """Wait for frames (or close) and take them all; the caller sends them before calling again."""
+        self.sending = False
         await self._wake.wait()
         self._wake.clear()
         frames = list(self.queue)
@@ -53,6 +92,7 @@ class Viewer:
         self.queued_chars = 0
         if frames:
             self.snapshots = 0
+            self.sending = True
         return frames
 
     def wake(self) -> None:
@@ -90,10 +130,17 @@ class DashboardFanout:
             if not viewers:
                 del self.views[viewer.view]
 
-    def offer(self, viewer: Viewer, frame: str, stuck_after: int = 3) -> None:
-        """Queue `frame` for `viewer`, or fall back to a snapshot / disconnect when it is behind."""
+    def offer(
+        self, viewer: Viewer, frame: str, wire: bytes | None = None, stuck_after: int = 3
+    ) -> None:
+        """Write `frame` (framed: `wire`) to the socket now, else queue it; snapshot or cut off if behind."""
         if viewer.closed or viewer.needs_snapshot:
             return
+        # Straight to the socket only when nothing older is still on its way, so order holds.
+        if not viewer.queue and not viewer.sending:
+            if viewer.writer.write(text_frame(frame) if wire is None else wire):
+                viewer.snapshots = 0
+                return
         if viewer.queued_chars + len(frame) > self._max_chars:
             viewer.queue.clear()
             viewer.queued_chars = 0
@@ -111,10 +158,15 @@ class DashboardFanout:
         viewer.queued_chars += len(frame)
         viewer.wake()
 
+    def offer_all(self, viewers: Iterable[Viewer], frame: str) -> None:
+        """Offer one rendered frame to each of `viewers`, framed for the wire once."""
+        wire = text_frame(frame)
+        for viewer in viewers:
+            self.offer(viewer, frame, wire)
+
     def publish(self, view: ViewKey, frame: str) -> None:
         """Offer one rendered frame to every viewer of `view`."""
-        for viewer in self.views.get(view, ()):
-            self.offer(viewer, frame)
+        self.offer_all(self.views.get(view, ()), frame)
         self.prune(view)
 
     def prune(self, view: ViewKey) -> None:

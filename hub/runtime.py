@@ -140,17 +140,13 @@ class Hub:
         views, fanout = self.views, self.fanout
         for view, viewers in list(fanout.views.items()):
             fresh = [v for v in viewers if v.needs_snapshot and not v.closed]
+            names = views.dirtied(view, dirty) if dirty else []
+            if names:  # offer() skips the fresh viewers: they still await their snapshot
+                fanout.offer_all(viewers, views.frame(names, now, cache))
             if fresh:
-                snapshot = views.frame(views.names(view), now, cache)
                 for viewer in fresh:
                     viewer.needs_snapshot = False
-                    fanout.offer(viewer, snapshot)
-            names = views.dirtied(view, dirty) if dirty else []
-            if names:
-                delta = views.frame(names, now, cache)
-                for viewer in viewers:
-                    if viewer not in fresh:
-                        fanout.offer(viewer, delta)
+                fanout.offer_all(fresh, views.frame(views.names(view), now, cache))
             fanout.prune(view)
 
     def begin_shutdown(self) -> None:

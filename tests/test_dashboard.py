@@ -10,8 +10,12 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 from urllib.parse import urlsplit
 
+import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
+from hub import dashboard_ws
+from hub.fanout import NO_WRITER
+from hub.views import TABLE_ROWS
 from tests.conftest import (
     WAIT,
     RunningHub,
@@ -237,6 +241,51 @@ async def test_signals_orders_errors_and_logs_are_pushed(hub: RunningHub, browse
         await expect(field(card(page, name), "status")).to_have_text("starting")
         await expect(card(page, name).locator("p.last-error")).to_have_text("broker slow")
         await assert_clean(watched, f"http://127.0.0.1:{hub.port}")
+    await engine.close()
+
+
+PUSH_PATHS = ["direct", "asgi"]  # uvicorn's socket written directly, or only ASGI send
+
+
+def use_path(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dashboard sockets opened from now on are pushed to over `path`."""
+    if path == "asgi":
+        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
+
+
+SIGNAL_CELLS = """
+() => Array.from(document.querySelectorAll("#signals tbody tr"),
+  (tr) => [tr.cells[2].textContent, tr.cells[7].textContent])
+"""
+
+
+@pytest.mark.parametrize("path", PUSH_PATHS)
+async def test_signal_table_shows_the_newest_rows_on_both_push_paths(
+    path: str, hub: RunningHub, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After three tables' worth of signals the open page shows exactly the newest TABLE_ROWS,
+    newest first, with hostile text inert; a page opened afterwards shows the same rows."""
+    use_path(path, monkeypatch)
+    engine = await connect_engine(hub, unique("rows"))
+    tag = unique("R")
+    reason = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
+    origin = f"http://127.0.0.1:{hub.port}"
+    total = 3 * TABLE_ROWS
+    expected = [[f"{tag}-{n}", reason] for n in range(total - 1, total - 1 - TABLE_ROWS, -1)]
+    async with live_page(browser, origin + "/") as watched:
+        for n in range(total):  # one batch per signal: pushes interleave with the sends
+            payload = {"symbol": f"{tag}-{n}", "side": "long", "reason": reason}
+            await engine.send({"kind": "event", "type": "signal_event", "payload": payload})
+        newest = watched.page.locator("#signals tbody tr").first
+        await expect(newest).to_contain_text(f"{tag}-{total - 1}", timeout=MS)
+        assert await watched.page.evaluate(SIGNAL_CELLS) == expected
+        async with live_page(browser, origin + "/") as fresh:
+            assert await fresh.page.evaluate(SIGNAL_CELLS) == expected
+            for page in (watched, fresh):
+                assert await page.page.evaluate("typeof window.__pwned") == "undefined"
+                assert await page.page.locator("#signals img, #signals script").count() == 0
+                assert not [u for u in page.requests if urlsplit(u).path == "/x"]
+                await assert_clean(page, origin)
     await engine.close()
 
 
@@ -557,8 +606,13 @@ async def assert_inert(kind: str, watched: WatchedPage) -> list[str]:
     return list(ids)
 
 
-async def test_engine_text_is_inert_on_every_page(hub: RunningHub, browser: Browser) -> None:
-    """Markup, scripts, handlers and htmx attributes in engine fields render as inert, visible text."""
+@pytest.mark.parametrize("path", PUSH_PATHS)
+async def test_engine_text_is_inert_on_every_page(
+    path: str, hub: RunningHub, browser: Browser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Markup, scripts, handlers and htmx attributes in engine fields render as inert, visible
+    text, whichever path pushes them."""
+    use_path(path, monkeypatch)
     name = unique("hostile")
     engine = await connect_engine(hub, name)
     await engine.send(*hostile_messages(HOSTILE), batch=True)

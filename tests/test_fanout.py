@@ -7,8 +7,10 @@ from typing import Any
 
 import msgspec
 import pytest
+from websockets.frames import Frame, Opcode
+from websockets.protocol import Protocol, Side
 
-from hub.fanout import DashboardFanout, Viewer
+from hub.fanout import DashboardFanout, Viewer, text_frame
 from hub.messages import Event, Heartbeat, Hello
 from hub.runtime import Hub
 from hub.settings import Settings
@@ -41,6 +43,33 @@ def ready(fanout: DashboardFanout, view: tuple[str, int] = OVERVIEW) -> Viewer:
 
 def woken(viewer: Viewer) -> bool:
     return viewer._wake.is_set()
+
+
+class Socket:
+    """A FrameWriter double: takes every frame while `open`, refuses them otherwise."""
+
+    def __init__(self, open: bool = True) -> None:
+        self.open = open
+        self.written: list[bytes] = []
+
+    def write(self, wire: bytes) -> bool:
+        if self.open:
+            self.written.append(wire)
+        return self.open
+
+
+def direct(fanout: DashboardFanout, socket: Socket | None = None) -> tuple[Viewer, Socket]:
+    """A ready viewer whose socket can be written directly."""
+    viewer = ready(fanout)
+    viewer.writer = socket = socket or Socket()
+    return viewer, socket
+
+
+def read_frames(wire: bytes) -> list[Frame]:
+    """What a WebSocket client makes of `wire`."""
+    client = Protocol(Side.CLIENT)  # an open connection, as after the handshake
+    client.receive_data(wire)
+    return [e for e in client.events_received() if isinstance(e, Frame)]
 
 
 # -- joining and leaving -------------------------------------------------------------------------
@@ -183,6 +212,83 @@ def test_close_closes_and_wakes_everyone() -> None:
     viewers = [ready(fanout), ready(fanout, ENGINE_VIEW)]
     fanout.close()
     assert all(v.closed and woken(v) for v in viewers)
+
+
+# -- writing straight to the socket ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 70_000])
+def test_text_frame_is_one_text_message_to_a_websocket_client(size: int) -> None:
+    """text_frame's bytes parse as exactly one final text frame with the text, at every length
+    encoding boundary (7-bit, 16-bit and 64-bit sizes)."""
+    text = "".join(["<p>", "x" * size])
+    frames = read_frames(text_frame(text) + text_frame("next"))
+    assert [(f.opcode, f.fin, f.data.decode()) for f in frames] == [
+        (Opcode.TEXT, True, text),
+        (Opcode.TEXT, True, "next"),
+    ]
+
+
+def test_text_frame_sizes_non_ascii_text_in_bytes() -> None:
+    """The length in the header counts encoded bytes, not characters."""
+    [frame] = read_frames(text_frame("caf\u00e9 \u00b7" * 30))
+    assert frame.data.decode() == "caf\u00e9 \u00b7" * 30
+
+
+def test_a_writable_socket_gets_the_frame_written_not_queued() -> None:
+    """While nothing is queued or in flight, a frame goes straight to the socket, framed."""
+    fanout, drops = make_fanout()
+    viewer, socket = direct(fanout)
+    fanout.offer(viewer, "<p>one</p>")
+    assert socket.written == [text_frame("<p>one</p>")]
+    assert not viewer.queue and not woken(viewer) and not drops
+
+
+def test_a_socket_that_refuses_gets_the_frame_queued_and_later_ones_keep_order() -> None:
+    """A refused frame takes the queue; frames after it queue behind it even once the socket
+    takes writes again, so the sender delivers them in order."""
+    fanout, _ = make_fanout()
+    viewer, socket = direct(fanout, Socket(open=False))
+    fanout.offer(viewer, "one")
+    socket.open = True
+    fanout.offer(viewer, "two")
+    assert list(viewer.queue) == ["one", "two"] and woken(viewer)
+    assert socket.written == []
+
+
+async def test_frames_wait_behind_a_batch_the_sender_is_still_sending() -> None:
+    """Frames offered while the sender holds a batch are queued, not written past it."""
+    fanout, _ = make_fanout()
+    viewer, socket = direct(fanout, Socket(open=False))
+    fanout.offer(viewer, "one")
+    assert await viewer.next_frames() == ["one"]  # in flight: the ASGI send may be waiting
+    socket.open = True
+    fanout.offer(viewer, "two")
+    assert socket.written == [] and list(viewer.queue) == ["two"]
+    assert await viewer.next_frames() == ["two"]
+
+
+def test_offer_all_frames_once_for_every_socket() -> None:
+    """Every viewer's socket is handed the same framed bytes object: framing is once per frame."""
+    fanout, _ = make_fanout()
+    viewers = [direct(fanout) for _ in range(5)]
+    fanout.publish(OVERVIEW, "<p>tick</p>")
+    written = [socket.written for _, socket in viewers]
+    assert all(len(w) == 1 and w[0] is written[0][0] for w in written)
+    assert written[0][0] == text_frame("<p>tick</p>")
+
+
+def test_a_direct_write_resets_the_overflow_streak() -> None:
+    """A frame the socket took counts as keeping up, like a drained queue."""
+    fanout, _ = make_fanout(max_chars=10)
+    viewer, socket = direct(fanout, Socket(open=False))
+    for _ in range(2):
+        fanout.offer(viewer, "x" * 11)
+        viewer.needs_snapshot = False
+    assert viewer.snapshots == 2
+    socket.open = True
+    fanout.offer(viewer, "snap")
+    assert viewer.snapshots == 0 and socket.written == [text_frame("snap")]
 
 
 # -- Hub.push_views ------------------------------------------------------------------------------

@@ -1,0 +1,188 @@
+"""/ws/dashboard over real uvicorn: frames written straight to the socket, the ASGI fallback and
+slow browsers, on both paths."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+import re
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+import websockets
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.asyncio.client import ClientConnection
+from websockets.server import ServerProtocol
+
+from hub import dashboard_ws
+from hub.fanout import NO_WRITER, Viewer, text_frame
+from hub.views import OVERVIEW, TABLE_ROWS
+from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, unique
+
+PATHS = ["direct", "asgi"]
+
+
+def use_path(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sockets opened from now on use `path`: uvicorn's socket directly, or only ASGI `send`."""
+    if path == "asgi":
+        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
+
+
+@asynccontextmanager
+async def dashboard(running: RunningHub) -> AsyncIterator[ClientConnection]:
+    """An overview dashboard socket that already received its snapshot."""
+    url = f"ws://127.0.0.1:{running.port}/ws/dashboard?view=overview"
+    async with websockets.connect(url, max_size=None) as ws:
+        async with asyncio.timeout(WAIT):
+            await ws.recv()
+        yield ws
+
+
+def overview_viewers(running: RunningHub) -> set[Viewer]:
+    return running.hub.fanout.views.get(OVERVIEW, set())
+
+
+async def test_under_uvicorn_frames_go_straight_to_the_socket(hub: RunningHub) -> None:
+    """A dashboard served by uvicorn's websockets-sansio gets a direct writer, which stops
+    writing once the browser has closed the connection."""
+    before = set(overview_viewers(hub))
+    async with dashboard(hub) as ws:
+        [viewer] = overview_viewers(hub) - before
+        writer = viewer.writer
+        assert writer is not NO_WRITER
+        assert writer.write(text_frame("<p>direct</p>"))
+        async with asyncio.timeout(WAIT):
+            while await ws.recv() != "<p>direct</p>":
+                pass
+    assert not writer.write(text_frame("<p>too late</p>"))  # the close handshake is done
+
+
+async def test_frame_writer_falls_back_for_any_other_server() -> None:
+    """Only uvicorn's websockets-sansio socket is written directly; any other ASGI server's
+    `receive` gets the null writer, so every frame goes through ASGI `send`."""
+
+    async def receive() -> dict[str, str]:
+        return {"type": "websocket.connect"}
+
+    class Other:
+        async def receive(self) -> dict[str, str]:
+            return {"type": "websocket.connect"}
+
+    assert dashboard_ws.frame_writer(receive) is NO_WRITER
+    assert dashboard_ws.frame_writer(Other().receive) is NO_WRITER
+
+
+def test_frame_writer_falls_back_when_uvicorns_socket_looks_different() -> None:
+    """A uvicorn whose websockets-sansio connection lacks what the writer relies on, or holds
+    something else under those names, gets the null writer rather than a broken fast path."""
+    protocol = WebSocketsSansIOProtocol.__new__(WebSocketsSansIOProtocol)  # no attributes at all
+    assert dashboard_ws.frame_writer(protocol.receive) is NO_WRITER
+    protocol.conn = ServerProtocol()
+    protocol.transport = asyncio.Transport()
+    protocol.close_sent, protocol.handshake_complete = False, True
+    protocol.writable = object()  # not an asyncio.Event
+    assert dashboard_ws.frame_writer(protocol.receive) is NO_WRITER
+    protocol.writable = asyncio.Event()
+    assert dashboard_ws.frame_writer(protocol.receive) is not NO_WRITER  # the expected shape
+
+
+def shown_signals(frame: str) -> list[int] | None:
+    """The signal numbers of the #signals table in `frame`, top to bottom (None: not in it)."""
+    start = frame.find('<section id="signals"')
+    if start < 0:
+        return None
+    table = frame[start : frame.find("</section>", start)]
+    return [int(n) for n in re.findall(r"<td>SIG(\d+)</td>", table)]
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_frames_arrive_whole_and_in_order(
+    path: str, hub: RunningHub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Signals sent in order show up in order: each table frame is whole, newest first, and
+    never older than the one before; the last shows exactly the newest TABLE_ROWS."""
+    use_path(path, monkeypatch)
+    engine = await connect_engine(hub, unique("order"))
+    total = 3 * TABLE_ROWS
+    async with dashboard(hub) as ws:
+        for n in range(total):
+            payload = {"symbol": f"SIG{n}", "side": "long"}
+            await engine.send({"kind": "event", "type": "signal_event", "payload": payload})
+        newest = -1
+        async with asyncio.timeout(WAIT):
+            while newest < total - 1:
+                shown = shown_signals(str(await ws.recv()))
+                if shown is None:
+                    continue
+                assert shown == sorted(shown, reverse=True)
+                assert shown[0] >= newest
+                newest = shown[0]
+        assert shown == list(range(total - 1, total - 1 - TABLE_ROWS, -1))
+    await engine.close()
+
+
+async def open_frozen(port: int) -> socket.socket:
+    """A dashboard socket that completes the handshake and then never reads again."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        "GET /ws/dashboard?view=overview HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await loop.sock_recv(sock, 1)  # byte by byte: nothing past the response head
+    assert b" 101 " in head.split(b"\r\n", 1)[0], head
+    return sock
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_a_frozen_dashboard_is_cut_off_while_others_keep_receiving(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser that stops reading first gets snapshots instead of a backlog, then is
+    disconnected as slow; nothing is piled up for it, and the other browser never stalls."""
+    use_path(path, monkeypatch)
+    settings = {"dashboard_queue_bytes": 200_000, "view_tick": 0.02, "table_refresh": 0.02}
+    async with running_hub(**settings) as running:
+        drops = running.hub.state.stats.drops
+        engine = await connect_engine(running, unique("flood"))
+        frozen = await open_frozen(running.port)
+        try:
+            async with dashboard(running) as ws, asyncio.timeout(3 * WAIT):
+                # About 100 KB per frame (the 50-line log tail); the frozen socket's buffers
+                # and then its queue budget fill up within a few MB.
+                line = "x" * 1990
+                for n in range(1000):
+                    if drops["dashboard_slow_disconnect"]:
+                        break
+                    logs = [
+                        {
+                            "kind": "log",
+                            "level": "INFO",
+                            "logger": "flood",
+                            "message": f"{n} {line}",
+                        }
+                        for _ in range(10)
+                    ]
+                    await engine.send(*logs, batch=True)
+                    await engine.wait_acked()
+                    await ws.recv()  # the healthy dashboard keeps getting frames meanwhile
+                assert drops["dashboard_slow_disconnect"] == 1, dict(drops)
+                assert drops["dashboard_backlog_replaced"] == 3
+                assert running.hub.fanout.count == 1  # the frozen one's slot is free
+                await engine.send({"kind": "heartbeat", "loop_tick": 424242})
+                while "424,242" not in str(await ws.recv()):
+                    pass
+        finally:
+            frozen.close()
+            await engine.close()
