@@ -37,12 +37,11 @@ class EventView(msgspec.Struct, frozen=True, gc=False):
     payload: msgspec.Raw
 
 
-class EventRecord(msgspec.Struct, frozen=True, gc=False, array_like=True):
+class EventRecord(msgspec.Struct, frozen=True, gc=False):
     """One accepted engine event; `id` is hub-wide, increasing, and the SSE event id.
 
     The payload stays the engine's raw JSON (validated on the way in): it is stored and served
-    verbatim and decoded only where a page renders it. Encoded as an array (the store's chunks);
-    the API shows `view()`.
+    verbatim and decoded only where a page renders it.
     """
 
     id: int

@@ -31,13 +31,16 @@ CHUNK_EVENTS = 1000  # most events in one chunk
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
 _encode = msgspec.json.Encoder().encode
-_decode_chunk = msgspec.json.Decoder(list[EventRecord]).decode
+_decode_chunk = msgspec.json.Decoder(list[tuple[int, float, int, msgspec.Raw]]).decode
 _id = attrgetter("id")
 _ts = attrgetter("ts")
+_seq = attrgetter("seq")
+_payload = attrgetter("payload")
 
 # Events are stored in chunks: the events of one (engine, boot, type) in one commit, oldest first,
 # as a JSON array of EventRecord arrays. One row per chunk instead of one per event is what lets
-# the writer keep up with the hub (docs/operations.md); ids and seqs increase within a chunk.
+# the writer keep up with the hub (docs/operations.md); ids and seqs increase within a chunk. A
+# chunk's body is a JSON array of [id, ts, seq, payload]; engine, boot and type are its columns.
 # The `events` view unpacks chunks into one row per event for ad-hoc SQL (it is not fast).
 # No index on time: time filters prune chunks by ts_min/ts_max while walking an id index.
 SCHEMA = """
@@ -74,8 +77,8 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload) AS
-SELECT json_extract(e.value, '$[0]'), c.engine, c.boot_id, json_extract(e.value, '$[4]'), c.type,
-       json_extract(e.value, '$[2]'), json_extract(e.value, '$[6]')
+SELECT json_extract(e.value, '$[0]'), c.engine, c.boot_id, json_extract(e.value, '$[2]'), c.type,
+       json_extract(e.value, '$[1]'), json_extract(e.value, '$[3]')
 FROM event_chunks AS c, json_each(CAST(c.body AS TEXT)) AS e
 """
 INSERT_CHUNK = (
@@ -149,7 +152,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     if kinds.get("events") == "table":  # schema 1: each event becomes a chunk of one
         conn.execute(
             "INSERT OR IGNORE INTO event_chunks SELECT id, id, engine, boot_id, type, seq, seq, ts, "
-            "ts, 1, CAST(json_array(json_array(id, type, ts, engine, seq, boot_id, "
+            "ts, 1, CAST(json_array(json_array(id, ts, seq, "
             "json(CAST(payload AS TEXT)))) AS BLOB) FROM events ORDER BY id"
         )
         conn.execute("DROP TABLE events")
@@ -161,6 +164,7 @@ def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
     """The `event_chunks` row of one stream's events (one engine, boot and type; oldest first)."""
     first, last = events[0], events[-1]
     times = list(map(_ts, events))
+    body = list(zip(map(_id, events), times, map(_seq, events), map(_payload, events), strict=True))
     return (
         last.id,
         first.id,
@@ -172,13 +176,16 @@ def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
         min(times),
         max(times),
         len(events),
-        _encode(events),
+        _encode(body),
     )
 
 
-def decode_chunk(body: bytes) -> list[EventRecord]:
+def decode_chunk(engine: str, boot_id: str, kind: str, body: bytes) -> list[EventRecord]:
     """A chunk's events, oldest first."""
-    return _decode_chunk(body)
+    return [
+        EventRecord(ident, kind, ts, engine, seq, boot_id, payload)
+        for ident, ts, seq, payload in _decode_chunk(body)
+    ]
 
 
 def _log(row: tuple[Any, ...]) -> LogRecord:
@@ -211,14 +218,17 @@ def read_events(conn: sqlite3.Connection, query: HistoryQuery) -> list[EventReco
     exact = query.since is None and query.until is None and query.before is None
     limit = query.limit
     found: list[EventRecord] = []
-    sql = f"SELECT last_id, body FROM event_chunks WHERE {where} ORDER BY last_id DESC"
-    for last_id, body in conn.execute(sql, args):
+    sql = (
+        f"SELECT last_id, engine, boot_id, type, body FROM event_chunks WHERE {where} "
+        "ORDER BY last_id DESC"
+    )
+    for last_id, *chunk in conn.execute(sql, args):
         if len(found) >= limit:
             found.sort(key=_id, reverse=True)
             del found[limit:]
             if last_id < found[-1].id:
                 break
-        events = _decode_chunk(body)
+        events = decode_chunk(*chunk)
         if exact:
             found += events[-limit:]
         else:

@@ -343,10 +343,11 @@ class SQLiteStore:
             cutoff = time.time() - settings.retention_days * 86_400
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM event_chunks WHERE ts_max < ?", (cutoff,))
-            for last_id, body in conn.execute(
-                "SELECT last_id, body FROM event_chunks WHERE ts_min < ?", (cutoff,)
+            for last_id, *chunk in conn.execute(
+                "SELECT last_id, engine, boot_id, type, body FROM event_chunks WHERE ts_min < ?",
+                (cutoff,),
             ).fetchall():
-                self._rewrite(conn, last_id, [e for e in decode_chunk(body) if e.ts >= cutoff])
+                self._rewrite(conn, last_id, [e for e in decode_chunk(*chunk) if e.ts >= cutoff])
             conn.execute("DELETE FROM logs WHERE ts < ?", (cutoff,))
             conn.execute("DELETE FROM gaps WHERE at < ?", (cutoff,))
             for (kind,) in conn.execute("SELECT DISTINCT type FROM event_chunks").fetchall():
@@ -375,11 +376,12 @@ class SQLiteStore:
         )
         [(total,)] = conn.execute("SELECT sum(n) FROM event_chunks WHERE type = ?", (kind,))
         if total and total > keep:
-            [(last_id, body)] = conn.execute(
-                "SELECT last_id, body FROM event_chunks WHERE type = ? ORDER BY last_id LIMIT 1",
+            [(last_id, *chunk)] = conn.execute(
+                "SELECT last_id, engine, boot_id, type, body FROM event_chunks WHERE type = ? "
+                "ORDER BY last_id LIMIT 1",
                 (kind,),
             )
-            self._rewrite(conn, last_id, decode_chunk(body)[total - keep :])
+            self._rewrite(conn, last_id, decode_chunk(*chunk)[total - keep :])
 
     @staticmethod
     def _rewrite(conn: sqlite3.Connection, last_id: int, kept: list[EventRecord]) -> None:
