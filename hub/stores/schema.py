@@ -38,9 +38,9 @@ _seq = attrgetter("seq")
 _payload = attrgetter("payload")
 
 # Events are stored in chunks: the events of one (engine, boot, type) in one commit, oldest first,
-# as a JSON array of EventRecord arrays. One row per chunk instead of one per event is what lets
-# the writer keep up with the hub (docs/operations.md); ids and seqs increase within a chunk. A
-# chunk's body is a JSON array of [id, ts, seq, payload]; engine, boot and type are its columns.
+# as a JSON array of [id, ts, seq, payload] (engine, boot and type are the chunk's columns). One
+# row per chunk instead of one per event is what lets the writer keep up with the hub
+# (docs/operations.md); ids and seqs increase within a chunk.
 # The `events` view unpacks chunks into one row per event for ad-hoc SQL (it is not fast).
 # No index on time: time filters prune chunks by ts_min/ts_max while walking an id index.
 SCHEMA = """
