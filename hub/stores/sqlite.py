@@ -244,7 +244,10 @@ class SQLiteStore:
                     if self.problem is not None:
                         self.problem = None
                         log.warning("history store recovered: writing and acking again")
-                    self._call(self._committed, batch.commits)
+                    # The batch goes back to the loop with the acks: its records are freed there,
+                    # among the loop's own allocations, not in bulk on this thread's core.
+                    self._call(self._committed, batch)
+                del batch
                 if time.monotonic() >= next_retention and not self._stopping:
                     next_retention = time.monotonic() + self.settings.retention_interval
                     self._retain(conn)
@@ -265,9 +268,9 @@ class SQLiteStore:
         if loop is not None and not loop.is_closed():
             loop.call_soon_threadsafe(fn, *args)
 
-    def _committed(self, commits: dict[tuple[str, str], int]) -> None:
+    def _committed(self, batch: _Batch) -> None:
         if self._on_commit is not None:
-            for (engine, boot_id), seq in commits.items():
+            for (engine, boot_id), seq in batch.commits.items():
                 self._on_commit(engine, boot_id, seq)
 
     def _write(self, conn: sqlite3.Connection, batch: _Batch) -> None:
