@@ -26,7 +26,8 @@ from websockets.asyncio.client import ClientConnection
 
 from hub.client import EngineClient
 from hub.records import EventRecord
-from hub.stores.schema import INSERT_CHUNK, chunk_row, connect
+from hub.stores.chunks import INSERT_CHUNK, chunk_row
+from hub.stores.schema import connect
 from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, sse, unique
 
 LISTENING = re.compile(r"engine hub on http://127\.0\.0\.1:(\d+)")

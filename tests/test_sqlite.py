@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 import pytest
 
+import hub.stores.chunks as chunk_store
 import hub.stores.sqlite as sqlite_store
 from hub.engines import EngineRecord
 from hub.logs import level_number
@@ -421,7 +422,7 @@ async def test_history_walks_chunks_like_the_memory_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Many small chunks of mixed engines, types and unordered times: every query answers as MemoryStore does."""
-    monkeypatch.setattr(sqlite_store, "CHUNK_EVENTS", 7)
+    monkeypatch.setattr(chunk_store, "CHUNK_EVENTS", 7)
     rng = random.Random(5)
     t0 = float(int(time.time()) - 600)
     settings = store_settings(tmp_path)

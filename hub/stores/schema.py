@@ -12,14 +12,11 @@ import msgspec
 
 from hub.records import EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, make_bundle
+from hub.stores.chunks import decode_chunk
 
 __all__ = [
     "APPLICATION_ID",
-    "CHUNK_EVENTS",
-    "INSERT_CHUNK",
-    "chunk_row",
     "connect",
-    "decode_chunk",
     "export_bundle",
     "read_events",
     "read_logs",
@@ -27,20 +24,11 @@ __all__ = [
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
 SCHEMA_VERSION = 2  # 2: events kept in chunks (1 had one row per event)
-CHUNK_EVENTS = 1000  # most events in one chunk
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
-_encode = msgspec.json.Encoder().encode
-_decode_chunk = msgspec.json.Decoder(list[tuple[int, float, int, msgspec.Raw]]).decode
 _id = attrgetter("id")
-_ts = attrgetter("ts")
-_seq = attrgetter("seq")
-_payload = attrgetter("payload")
 
-# Events are stored in chunks: the events of one (engine, boot, type) in one commit, oldest first,
-# as a JSON array of [id, ts, seq, payload] (engine, boot and type are the chunk's columns). One
-# row per chunk instead of one per event is what lets the writer keep up with the hub
-# (docs/operations.md); ids and seqs increase within a chunk.
+# Events are stored in chunks (hub/stores/chunks.py).
 # The `events` view unpacks chunks into one row per event for ad-hoc SQL (it is not fast).
 # No index on time: time filters prune chunks by ts_min/ts_max while walking an id index.
 SCHEMA = """
@@ -81,10 +69,6 @@ SELECT json_extract(e.value, '$[0]'), c.engine, c.boot_id, json_extract(e.value,
        json_extract(e.value, '$[1]'), json_extract(e.value, '$[3]')
 FROM event_chunks AS c, json_each(CAST(c.body AS TEXT)) AS e
 """
-INSERT_CHUNK = (
-    "INSERT OR IGNORE INTO event_chunks (last_id, first_id, engine, boot_id, type, first_seq, "
-    "last_seq, ts_min, ts_max, n, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqlite3.Connection:
@@ -158,34 +142,6 @@ def _migrate(conn: sqlite3.Connection) -> None:
         conn.execute("DROP TABLE events")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.execute("COMMIT")
-
-
-def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
-    """The `event_chunks` row of one stream's events (one engine, boot and type; oldest first)."""
-    first, last = events[0], events[-1]
-    times = list(map(_ts, events))
-    body = list(zip(map(_id, events), times, map(_seq, events), map(_payload, events), strict=True))
-    return (
-        last.id,
-        first.id,
-        first.engine,
-        first.boot_id,
-        first.type,
-        first.seq,
-        last.seq,
-        min(times),
-        max(times),
-        len(events),
-        _encode(body),
-    )
-
-
-def decode_chunk(engine: str, boot_id: str, kind: str, body: bytes) -> list[EventRecord]:
-    """A chunk's events, oldest first."""
-    return [
-        EventRecord(ident, kind, ts, engine, seq, boot_id, payload)
-        for ident, ts, seq, payload in _decode_chunk(body)
-    ]
 
 
 def _log(row: tuple[Any, ...]) -> LogRecord:

@@ -16,8 +16,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import attrgetter
 from typing import Any, Literal
 
 import msgspec
@@ -28,66 +26,14 @@ from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.state import Ingested
 from hub.stores.base import CommitCallback, HistoryQuery, Restored
-from hub.stores.schema import (
-    CHUNK_EVENTS,
-    INSERT_CHUNK,
-    chunk_row,
-    connect,
-    decode_chunk,
-    export_bundle,
-    read_events,
-    read_logs,
-)
+from hub.stores.chunks import INSERT_CHUNK, chunk_row, chunks, decode_chunk, insert_many
+from hub.stores.schema import connect, export_bundle, read_events, read_logs
 
 __all__ = ["SQLiteStore"]
 
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
-_type = attrgetter("type")
-
-
-def _insert_many(conn: sqlite3.Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
-    """Run `insert` (ending in one VALUES tuple) for all rows in as few statements as SQLite allows.
-
-    Python's sqlite3 lets go of the GIL around every step; while the event loop is busy, taking it
-    back costs up to a switch interval (5 ms). One multi-row statement is one step, not one per row.
-    """
-    if not rows:
-        return
-    head, _, values = insert.rpartition(" VALUES ")
-    width = len(rows[0])
-    per = max(1, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width)
-    for start in range(0, len(rows), per):
-        part = rows[start : start + per]
-        conn.execute(f"{head} VALUES {', '.join([values] * len(part))}", list(chain(*part)))
-
-
-def _chunks(frames: list[list[EventRecord]]) -> list[tuple[Any, ...]]:
-    """Chunk rows of queued frames: per (engine, boot, type), at most CHUNK_EVENTS each.
-
-    Frames of one engine boot are joined first (ids and seqs increase along them); a frame's
-    events usually share one type, so the split by type is a set in C for most of them.
-    """
-    streams: dict[tuple[str, str], list[list[EventRecord]]] = {}
-    for frame in frames:
-        first = frame[0]
-        streams.setdefault((first.engine, first.boot_id), []).append(frame)
-    rows = []
-    for parts in streams.values():
-        events = parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
-        kinds = set(map(_type, events))
-        if len(kinds) == 1:
-            groups = [events]
-        else:
-            by_kind: dict[str, list[EventRecord]] = {kind: [] for kind in kinds}
-            for event in events:
-                by_kind[event.type].append(event)
-            groups = list(by_kind.values())
-        for group in groups:
-            for start in range(0, len(group), CHUNK_EVENTS):
-                rows.append(chunk_row(group[start : start + CHUNK_EVENTS]))
-    return rows
 
 
 @dataclass
@@ -276,8 +222,8 @@ class SQLiteStore:
     def _write(self, conn: sqlite3.Connection, batch: _Batch) -> None:
         conn.execute("BEGIN IMMEDIATE")
         try:
-            _insert_many(conn, INSERT_CHUNK, _chunks(batch.frames))
-            _insert_many(
+            insert_many(conn, INSERT_CHUNK, chunks(batch.frames))
+            insert_many(
                 conn,
                 "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
