@@ -72,6 +72,8 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
+from _procs import proc_cpu, serve_on_port_0, spawn_server, stop_process
+
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 30.0
 MARKER = b"<dt>loop</dt><dd>"
@@ -89,13 +91,6 @@ def _raise_nofile(needed: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
         if target < needed:
             raise SystemExit(f"need {needed} open files but the hard limit is {hard}: raise it")
-
-
-def _proc_cpu(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (Linux /proc)."""
-    with open(f"/proc/{pid}/stat") as fh:
-        fields = fh.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _machine_busy() -> tuple[float, float]:
@@ -141,7 +136,7 @@ def _hub_child(
     port_out: Connection, profile_path: str | None, max_dashboards: int, db: str
 ) -> None:
     """Entry point of the hub process: bind port 0, report the port, serve until SIGTERM."""
-    from hub.server import HubServer, bind
+    from hub.server import HubServer
     from hub.settings import Settings
 
     _raise_nofile(max_dashboards + 256)
@@ -153,15 +148,8 @@ def _hub_child(
         graceful_timeout=2,
         max_dashboards=max_dashboards,
     )
-    server = HubServer(settings)
-    sock = bind(HOST, 0)
-    port_out.send(sock.getsockname()[1])
-    port_out.close()
-    if profile_path:
-        _Profiling(profile_path).install()
-    # uvicorn re-raises SIGTERM for the previous handler once it has shut down: make it a no-op.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    asyncio.run(server.serve(sockets=[sock]))
+    before = _Profiling(profile_path).install if profile_path else None
+    serve_on_port_0(HubServer(settings), port_out, before)
 
 
 @dataclass
@@ -176,7 +164,7 @@ class HubProcess:
         return int(self.process.pid)
 
     def cpu(self) -> float:
-        return _proc_cpu(self.pid)
+        return proc_cpu(self.pid)
 
     def rss(self) -> int:
         return _proc_rss(self.pid)
@@ -188,26 +176,12 @@ class HubProcess:
         return stats
 
     def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        stop_process(self.process)
 
 
 def start_hub(profile_path: str | None, max_dashboards: int, db: str = ":memory:") -> HubProcess:
-    ctx = mp.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    process = ctx.Process(
-        target=_hub_child, args=(sender, profile_path, max_dashboards, db), name="bench-hub"
-    )
-    process.start()
-    sender.close()
-    if not receiver.poll(30):
-        process.kill()
-        raise RuntimeError("the hub process did not start within 30 s")
-    return HubProcess(process, receiver.recv())
+    process, port = spawn_server(_hub_child, (profile_path, max_dashboards, db), "bench-hub")
+    return HubProcess(process, port)
 
 
 # --------------------------------------------------------------------------- engines (child)
@@ -545,7 +519,7 @@ class Dashboards:
         return sockets, closed
 
     def cpu(self) -> float:
-        return sum(_proc_cpu(p.pid) for p in self.processes)
+        return sum(proc_cpu(p.pid) for p in self.processes)
 
     def stop(self) -> None:
         for pipe in self.pipes:
@@ -664,14 +638,14 @@ def run_scenario(
             os.kill(hub.pid, signal.SIGUSR1)
         rss = [hub.rss()]
         t0 = time.time()
-        cpu0, ccpu0, ecpu0 = hub.cpu(), dashboards.cpu(), _proc_cpu(engines_pid)
+        cpu0, ccpu0, ecpu0 = hub.cpu(), dashboards.cpu(), proc_cpu(engines_pid)
         busy0, _ = _machine_busy()
         deadline = t0 + seconds
         while (left := deadline - time.time()) > 0:
             time.sleep(min(1.0, left))
             rss.append(hub.rss())
         t1 = time.time()
-        cpu1, ccpu1, ecpu1 = hub.cpu(), dashboards.cpu(), _proc_cpu(engines_pid)
+        cpu1, ccpu1, ecpu1 = hub.cpu(), dashboards.cpu(), proc_cpu(engines_pid)
         busy1, _ = _machine_busy()
         if profile:
             os.kill(hub.pid, signal.SIGUSR2)

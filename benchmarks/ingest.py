@@ -39,7 +39,6 @@ import argparse
 import asyncio
 import cProfile
 import json
-import multiprocessing as mp
 import os
 import pstats
 import random
@@ -58,6 +57,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
+from _procs import proc_cpu, serve_on_port_0, spawn_server, stop_process
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -128,7 +128,7 @@ async def _bare_endpoint(websocket: WebSocket) -> None:
     await _BareSession(websocket, websocket.app.state.ack_interval).run()
 
 
-def _child(kind: str, port_out: Connection, profile_path: str | None, store: str) -> None:
+def _child(port_out: Connection, kind: str, profile_path: str | None, store: str) -> None:
     """Entry point of a server process: bind port 0, report the port, serve until SIGTERM.
 
     `store` is "" for the usual comparison (bare endpoint vs hub in memory), or for --persist
@@ -138,7 +138,7 @@ def _child(kind: str, port_out: Connection, profile_path: str | None, store: str
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
 
-    from hub.server import HubServer, bind, uvicorn_config
+    from hub.server import HubServer, uvicorn_config
     from hub.settings import Settings
 
     # Ingest alone: history in memory, unless --persist compares the SQLite store against it.
@@ -153,15 +153,7 @@ def _child(kind: str, port_out: Connection, profile_path: str | None, store: str
         app = Starlette(routes=[WebSocketRoute(PATH, _bare_endpoint)])
         app.state.ack_interval = settings.ack_interval
         server = uvicorn.Server(uvicorn_config(app, settings))
-    sock = bind(HOST, 0)
-    port_out.send(sock.getsockname()[1])
-    port_out.close()
-    if profile_path:
-        _Profiling(profile_path).install()
-    # uvicorn handles SIGTERM, shuts down, then re-raises it for the previous handler: make that
-    # one a no-op so the process ends normally.
-    signal.signal(signal.SIGTERM, lambda *_: None)
-    asyncio.run(server.serve(sockets=[sock]))
+    serve_on_port_0(server, port_out, _Profiling(profile_path).install if profile_path else None)
 
 
 class _Profiling:
@@ -201,40 +193,18 @@ class ServerProcess:
 
     def cpu_seconds(self) -> float:
         """User + system CPU time of the child so far (from /proc; Linux only)."""
-        with open(f"/proc/{self.process.pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return proc_cpu(self.process.pid)
 
     def signal(self, signum: int) -> None:
         os.kill(self.process.pid, signum)
 
     def stop(self) -> None:
-        if self.process.is_alive():
-            self.process.terminate()  # SIGTERM: uvicorn's graceful shutdown
-        self.process.join(10)
-        if self.process.is_alive():
-            self.process.kill()
-            self.process.join()
+        stop_process(self.process)
 
 
 def start_server(kind: str, profile_path: str | None = None, store: str = "") -> ServerProcess:
     """Spawn a server process and wait until its socket listens."""
-    ctx = mp.get_context("spawn")
-    receiver, sender = ctx.Pipe(duplex=False)
-    args = (kind, sender, profile_path, store)
-    process = ctx.Process(target=_child, args=args, name=f"bench-{kind}")
-    process.start()
-    sender.close()
-    try:
-        if not receiver.poll(30):
-            raise EOFError
-        port = receiver.recv()
-    except EOFError:
-        process.kill()
-        process.join()
-        raise RuntimeError(
-            f"the {kind} server process exited or did not listen within 30 s; see its error above"
-        ) from None
+    process, port = spawn_server(_child, (kind, profile_path, store), f"bench-{kind}")
     return ServerProcess(kind, process, port)
 
 

@@ -1,0 +1,73 @@
+"""Server child processes shared by the benchmarks: spawn, serve on port 0, measure, stop."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from typing import Any, Protocol
+
+__all__ = ["proc_cpu", "serve_on_port_0", "spawn_server", "stop_process"]
+
+HOST = "127.0.0.1"
+
+
+class _Server(Protocol):
+    async def serve(self, sockets: list[Any]) -> None: ...
+
+
+def serve_on_port_0(
+    server: _Server, port_out: Connection, before: Callable[[], None] | None = None
+) -> None:
+    """In the child: bind 127.0.0.1:0, report the port, run `before`, serve until SIGTERM."""
+    from hub.server import bind
+
+    sock = bind(HOST, 0)
+    port_out.send(sock.getsockname()[1])
+    port_out.close()
+    if before is not None:
+        before()
+    # uvicorn handles SIGTERM, shuts down, then re-raises it for the previous handler: make that
+    # one a no-op so the process ends normally.
+    signal.signal(signal.SIGTERM, lambda *_: None)
+    asyncio.run(server.serve(sockets=[sock]))
+
+
+def spawn_server(target: Callable[..., None], args: tuple[Any, ...], name: str) -> tuple[Any, int]:
+    """Spawn `target(port_out, *args)` and wait until it reports its port: (process, port)."""
+    ctx = mp.get_context("spawn")
+    receiver, sender = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=target, args=(sender, *args), name=name)
+    process.start()
+    sender.close()
+    try:
+        if not receiver.poll(30):
+            raise EOFError
+        port = int(receiver.recv())
+    except EOFError:
+        process.kill()
+        process.join()
+        raise RuntimeError(
+            f"the {name} process exited or did not listen within 30 s; see its error above"
+        ) from None
+    return process, port
+
+
+def stop_process(process: Any) -> None:
+    """SIGTERM (uvicorn's graceful shutdown), then SIGKILL after 10 s."""
+    if process.is_alive():
+        process.terminate()
+    process.join(10)
+    if process.is_alive():
+        process.kill()
+        process.join()
+
+
+def proc_cpu(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far (Linux /proc)."""
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
