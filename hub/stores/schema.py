@@ -12,7 +12,7 @@ import msgspec
 
 from hub.records import EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, make_bundle
-from hub.stores.chunks import decode_chunk
+from hub.stores.chunks import CHUNK_EVENTS, INSERT_CHUNK, chunk_row, decode_chunk, insert_many
 
 __all__ = [
     "APPLICATION_ID",
@@ -133,12 +133,26 @@ def _migrate(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     if "card" not in columns:
         conn.execute("ALTER TABLE metrics ADD COLUMN card BLOB")
-    if kinds.get("events") == "table":  # schema 1: each event becomes a chunk of one
-        conn.execute(
-            "INSERT OR IGNORE INTO event_chunks SELECT id, id, engine, boot_id, type, seq, seq, ts, "
-            "ts, 1, CAST(json_array(json_array(id, ts, seq, "
-            "json(CAST(payload AS TEXT)))) AS BLOB) FROM events ORDER BY id"
+    if kinds.get("events") == "table":  # schema 1: a row per event
+        # Chunked here, not in SQL: json_array() would round ts to 15 digits (10 µs).
+        rows = conn.execute(
+            "SELECT id, type, ts, engine, seq, boot_id, payload FROM events ORDER BY id"
         )
+        while part := rows.fetchmany(100_000):
+            streams: dict[tuple[str, str, str], list[EventRecord]] = {}
+            for ident, kind, ts, engine, seq, boot_id, payload in part:
+                streams.setdefault((engine, boot_id, kind), []).append(
+                    EventRecord(ident, kind, ts, engine, seq, boot_id, msgspec.Raw(payload))
+                )
+            insert_many(
+                conn,
+                INSERT_CHUNK,
+                [
+                    chunk_row(events[start : start + CHUNK_EVENTS])
+                    for events in streams.values()
+                    for start in range(0, len(events), CHUNK_EVENTS)
+                ],
+            )
         conn.execute("DROP TABLE events")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.execute("COMMIT")
