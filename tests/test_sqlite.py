@@ -138,7 +138,7 @@ class LogLines(logging.Handler):
         self._changed = asyncio.Event()
 
     def emit(self, record: logging.LogRecord) -> None:
-        self.loop.call_soon_threadsafe(self._add, record.getMessage())
+        self.loop.call_soon_threadsafe(self._add, self.format(record))
 
     def _add(self, message: str) -> None:
         self.messages.append(message)
@@ -284,6 +284,45 @@ async def test_failed_write_sets_problem_and_holds_acks_until_it_succeeds(
         await commits.wait(3)
         assert store.problem is None
     assert rows(settings.db, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,), (3,)]
+
+
+async def test_an_unexpected_error_in_the_writer_is_shown_and_retried_not_fatal(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_log: LogLines
+) -> None:
+    """A bug of ours while writing (not an SQLite error) does not end the writer thread: the
+    problem is shown, acks wait, and the batch is written once the write works again; the same
+    for a retention pass, which writes go on past."""
+    settings = store_settings(tmp_path, retention_interval=0.05)
+    commits, drops = Commits(), Drops()
+    alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
+    now = time.time()
+    broken = threading.Event()
+    broken.set()
+    real_chunks = sqlite_store.chunks
+
+    def chunks(frames: Any) -> Any:
+        if broken.is_set():
+            raise KeyError("a bug")
+        return real_chunks(frames)
+
+    def retain_type(self: SQLiteStore, *args: Any) -> None:
+        raise ValueError("another bug")
+
+    monkeypatch.setattr(sqlite_store, "chunks", chunks)
+    monkeypatch.setattr(SQLiteStore, "_retain_type", retain_type)
+    async with started(SQLiteStore(settings.db, settings, drops), commits) as store:
+        store.append(alpha, frame(alpha, [event(1, 1, now)]))
+        await drops.wait_for("store_write_failed")
+        assert store.problem == "internal error: KeyError('a bug')"
+        assert "Traceback" in await store_log.wait_for("cannot write")
+        assert commits.seq() == 0
+        broken.clear()
+        await commits.wait(1)
+        assert "another bug" in await store_log.wait_for("retention pass failed")
+        store.append(alpha, frame(alpha, [event(2, 2, now)]))
+        await commits.wait(2)
+        assert store.problem is None
+    assert rows(settings.db, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,)]
 
 
 class PageLimited:

@@ -176,7 +176,7 @@ class SQLiteStore:
                 else:
                     try:
                         self._write(conn, batch)
-                    except sqlite3.Error as exc:
+                    except Exception as exc:  # a bug of ours, too, must not end the writer
                         self._failed(batch, exc)
                         backoff = min(max(backoff * 2, 0.25), 5.0)
                         deadline = deadline or time.monotonic() + self.settings.graceful_timeout
@@ -200,14 +200,18 @@ class SQLiteStore:
         finally:
             conn.close()
 
-    def _failed(self, batch: _Batch, exc: sqlite3.Error) -> None:
+    def _failed(self, batch: _Batch, exc: Exception) -> None:
         with self._lock:
             self._batch.prepend(batch)
-        message = str(exc)
+        message = str(exc) if isinstance(exc, sqlite3.Error) else f"internal error: {exc!r}"
         previous, self.problem = self.problem, message
         self.drops["store_write_failed"] += 1
         if previous != message:
-            log.error("history store cannot write (%s): not acking until it can", message)
+            log.error(
+                "history store cannot write (%s): not acking until it can",
+                message,
+                exc_info=not isinstance(exc, sqlite3.Error),
+            )
 
     def _call(self, fn: Any, *args: Any) -> None:
         loop = self._loop
@@ -310,10 +314,12 @@ class SQLiteStore:
             conn.execute("COMMIT")
             conn.execute("PRAGMA incremental_vacuum")
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        except sqlite3.Error as exc:
+        except Exception as exc:  # the next pass tries again; writes go on meanwhile
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
-            log.warning("retention pass failed: %s", exc)
+            log.warning(
+                "retention pass failed: %s", exc, exc_info=not isinstance(exc, sqlite3.Error)
+            )
 
     def _retain_type(self, conn: sqlite3.Connection, kind: str, keep: int) -> None:
         """Keep the newest `keep` events of a type: whole chunks go, the oldest kept one is cut."""
