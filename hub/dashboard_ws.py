@@ -120,6 +120,13 @@ class _DashboardEndpoint:
             return
         await websocket.accept()
         viewer.writer = frame_writer(receive)
+        if viewer.writer is NO_WRITER and not hub.fanout.noted_asgi_path:
+            hub.fanout.noted_asgi_path = True
+            log.info(
+                "a dashboard socket uses the ASGI send path, not uvicorn's socket directly (another "
+                "server or WebSocket implementation, or compression): each dashboard costs more "
+                "CPU per update (docs/dashboard.md); said once"
+            )
         sender = asyncio.create_task(_send(send, viewer), name=f"dashboard-{viewer.id}")
         receiver = asyncio.create_task(_receive(websocket, hub), name=f"dashboard-rx-{viewer.id}")
         given_up = asyncio.create_task(viewer.gone.wait(), name=f"dashboard-gone-{viewer.id}")

@@ -110,6 +110,7 @@ class DashboardFanout:
         self._max_viewers = max_viewers
         self._drops = drops
         self.count = 0
+        self.noted_asgi_path = False  # whether a socket without a direct writer was logged
 
     def join(self, view: ViewKey) -> Viewer | None:
         """A new viewer of `view` (None when the viewer limit is reached)."""

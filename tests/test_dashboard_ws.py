@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import re
 import socket
@@ -58,6 +59,21 @@ async def test_under_uvicorn_frames_go_straight_to_the_socket(hub: RunningHub) -
             while await ws.recv() != "<p>direct</p>":
                 pass
     assert not writer.write(text_frame("<p>too late</p>"))  # the close handshake is done
+
+
+@pytest.mark.parametrize("path", PATHS)
+async def test_the_slower_asgi_path_is_logged_once(
+    path: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Dashboards that cannot be written to directly are named in the log, once per hub."""
+    use_path(path, monkeypatch)
+    caplog.set_level(logging.INFO, logger="hub.dashboard_ws")
+    async with running_hub() as running:
+        for _ in range(2):
+            async with dashboard(running):
+                pass
+    said = [r for r in caplog.records if "ASGI send path" in r.getMessage()]
+    assert len(said) == (1 if path == "asgi" else 0)
 
 
 async def test_frame_writer_falls_back_for_any_other_server() -> None:
