@@ -12,7 +12,7 @@ import msgspec
 
 from hub.records import EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, make_bundle
-from hub.stores.chunks import CHUNK_EVENTS, INSERT_CHUNK, chunk_row, decode_chunk, insert_many
+from hub.stores.chunks import INSERT_CHUNK, chunks, decode_chunk, insert_many
 
 __all__ = [
     "APPLICATION_ID",
@@ -139,20 +139,11 @@ def _migrate(conn: sqlite3.Connection) -> None:
             "SELECT id, type, ts, engine, seq, boot_id, payload FROM events ORDER BY id"
         )
         while part := rows.fetchmany(100_000):
-            streams: dict[tuple[str, str, str], list[EventRecord]] = {}
-            for ident, kind, ts, engine, seq, boot_id, payload in part:
-                streams.setdefault((engine, boot_id, kind), []).append(
-                    EventRecord(ident, kind, ts, engine, seq, boot_id, msgspec.Raw(payload))
-                )
-            insert_many(
-                conn,
-                INSERT_CHUNK,
-                [
-                    chunk_row(events[start : start + CHUNK_EVENTS])
-                    for events in streams.values()
-                    for start in range(0, len(events), CHUNK_EVENTS)
-                ],
-            )
+            frames = [
+                [EventRecord(ident, kind, ts, engine, seq, boot_id, msgspec.Raw(payload))]
+                for ident, kind, ts, engine, seq, boot_id, payload in part
+            ]
+            insert_many(conn, INSERT_CHUNK, chunks(frames))
         conn.execute("DROP TABLE events")
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     conn.execute("COMMIT")
