@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import struct
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -35,6 +36,9 @@ _SEQ = re.compile(rb'"seq"\s*:\s*([0-9]{1,19})\b')
 _NOT_CURLY = bytes(b for b in range(256) if b not in b"{}")
 _TOKEN = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{},]', re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+# The first byte of a buffer, as a 1-tuple: no memoryview per message (~60 ns, not ~150).
+_first_byte = struct.Struct("B").unpack_from
+_OPEN_BRACE = (0x7B,)  # "{": a payload must be an object
 _MAX_TEXT_CHARS = 4096
 _TRUNCATED = "… [truncated {} bytes]"
 
@@ -149,9 +153,9 @@ class FrameDecoder:
         for index, msg in enumerate(messages):
             if type(msg) is Event and msg.type in known:
                 ts = msg.ts
-                if (ts is None or (type(ts) is float and 0 <= ts <= latest)) and memoryview(
+                if (ts is None or (type(ts) is float and 0 <= ts <= latest)) and _first_byte(
                     msg.payload
-                )[0] == 0x7B:
+                ) == _OPEN_BRACE:
                     append(msg)
                     continue
             append(self._checked(msg, now, False, index))
@@ -239,7 +243,7 @@ class FrameDecoder:
                     return (ErrorCode.BAD_MESSAGE, f"event type must match {EVENT_TYPE_PATTERN}")
                 if len(self._event_types) < 4096:
                     self._event_types.add(msg.type)
-            if memoryview(msg.payload)[0] != 0x7B:  # "{"
+            if _first_byte(msg.payload) != _OPEN_BRACE:
                 return (ErrorCode.BAD_MESSAGE, "payload must be a JSON object")
             return None
         if isinstance(msg, Metric):

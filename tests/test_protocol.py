@@ -621,6 +621,24 @@ def test_raw_payload_is_still_validated(payload: str, code: ErrorCode) -> None:
     assert isinstance(rejected, Rejected) and (rejected.code, rejected.seq) == (code, 7)
 
 
+def test_a_batch_rejects_only_its_non_object_payloads() -> None:
+    """On the batch fast path (a known type), a payload that is not an object is rejected by
+    position; its neighbours, objects with or without spaces, are accepted."""
+    decoder = FrameDecoder(Settings())
+    payloads = ['{"a":1}', "[1,2]", '{ "b": 2 }', '"text"', "{}"]
+    batch = ",".join(
+        f'{{"kind":"event","seq":{n},"type":"cycle","payload":{p}}}'
+        for n, p in enumerate(payloads, 1)
+    )
+    decoder.decode(f"[{batch}]", NOW)  # the first time makes "cycle" a known type
+    out = decoder.decode(f"[{batch}]", NOW)
+    assert [type(m).__name__ for m in out] == ["Event", "Rejected", "Event", "Rejected", "Event"]
+    assert [(r.code, r.seq, r.index) for r in out if isinstance(r, Rejected)] == [
+        (ErrorCode.BAD_MESSAGE, 2, 1),
+        (ErrorCode.BAD_MESSAGE, 4, 3),
+    ]
+
+
 def test_small_exponent_and_cached_type_are_accepted() -> None:
     """1e-400 is a valid (tiny) number, and a type name checked once stays valid."""
     decoder = FrameDecoder(Settings())
