@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import assert_never
 
@@ -191,24 +192,30 @@ class HubState:
         made here carry their position so the engine can match them.
         """
         out = Ingested()
-        stats, dirty, name, boot_id = self.stats, self.dirty, engine.name, engine.boot_id
+        stats, name, boot_id = self.stats, engine.name, engine.boot_id
         marks, rings, event_ids, events = (
             self.dirty.keys,
             self.rings.rings,
             self._event_ids,
             out.events,
         )
+        # Runs of one type go to their ring through a bound `append`, and the ring's total is
+        # added once per run; the engine's hwm is a local, written back before any slow path.
         last_type: str | None = None
-        ring: Ring | None = None  # the ring of `last_type`: runs of one type skip the lookup
+        ring: Ring | None = None  # the ring of `last_type`
+        ring_append: Callable[[EventRecord], None] = events.append  # rebound at a run's start
+        run_start = 0  # index in `events` where the current run's ring appends began
+        hwm = engine.hwm
         for position, item in enumerate(items):
-            if type(item) is Event:  # the hot path: no call that is not needed
+            if type(item) is Event:  # the hot path: no call or attribute write that is not needed
                 number = item.seq
-                if number != engine.hwm + 1:
-                    if number <= engine.hwm:
+                if number != hwm + 1:
+                    if number <= hwm:
                         stats.drops["duplicate"] += 1
                         continue
+                    engine.hwm = hwm
                     self._gap(engine, number, out)
-                engine.hwm = number
+                hwm = number
                 kind, ts = item.type, item.ts
                 record = EventRecord(
                     next(event_ids),
@@ -220,87 +227,109 @@ class HubState:
                     item.payload,
                 )
                 if kind != last_type:
+                    if ring is not None:
+                        ring.total += len(events) - run_start
                     ring = rings.get(kind)
                     if ring is None:
+                        engine.hwm = hwm
                         if not self._first_of_type(engine, record, position, first_index, out):
                             last_type = None
                             continue
-                        ring = rings[kind]
+                        ring = rings[kind]  # it holds `record` already
+                        run_start = len(events) + 1
                     else:
                         ring.items.append(record)
-                        ring.total += 1
+                        run_start = len(events)
+                    ring_append = ring.items.append
                     last_type = kind
                     marks.add(("events", kind))
                 else:
-                    assert ring is not None
-                    ring.items.append(record)
-                    ring.total += 1
+                    ring_append(record)
                 if kind == "error":
                     self._error_event(engine, record)
                 events.append(record)
                 continue
-            seq = None if isinstance(item, Hello) else item.seq
-            index = None if first_index is None else first_index + position
-            if seq is not None:
-                if seq <= engine.hwm:
-                    stats.drops["duplicate"] += 1
-                    continue
-                if seq != engine.hwm + 1:
-                    self._gap(engine, seq, out)
-                engine.hwm = seq
-            if isinstance(item, Rejected):
-                self._reject(engine, item, out)
-                continue
-            stats.messages[_KIND[type(item)]] += 1
-            match item:
-                case Event():  # pragma: no cover - taken by the hot path above
-                    raise AssertionError("events take the hot path")
-                case Heartbeat():
-                    self._heartbeat(engine, item, now)
-                case Metric():
-                    try:
-                        self.metrics.apply(name, item, now)
-                    except MetricRejected as exc:
-                        self._reject(engine, Rejected(exc.code, exc.detail, seq, index), out)
-                        continue
-                    dirty.mark("metrics", name)
-                    self.snapshot_due.add(name)
-                case Log():
-                    ts = item.ts if item.ts is not None else now
-                    log = LogRecord(
-                        next(self._log_ids),
-                        name,
-                        item.seq,
-                        utc(ts),  # type: ignore[arg-type]
-                        normalize_level(item.level),
-                        item.logger,
-                        item.message,
-                        item.exc,
-                        item.extra,
-                    )
-                    self.logs.append(log)
-                    engine.logs += 1
-                    dirty.mark("logs", name)
-                    out.logs.append(log)
-                case Bye():
-                    engine.status = item.status
-                    engine.said_bye = True
-                    dirty.mark("engine", name)
-                    self.boot_changes.append(self._boot(engine, now, f"bye:{item.status}"))
-                    self.snapshot_due.add(name)
-                case Hello():
-                    self._reject(
-                        engine,
-                        Rejected(
-                            ErrorCode.ALREADY_HELLO, "hello is only valid as the first message"
-                        ),
-                        out,
-                    )
-                case _:
-                    assert_never(item)
+            if ring is not None:  # end the run: the slow path below may start another
+                ring.total += len(events) - run_start
+                ring, last_type = None, None
+            engine.hwm = hwm
+            self._apply(
+                engine, item, now, None if first_index is None else first_index + position, out
+            )
+            hwm = engine.hwm
+        if ring is not None:
+            ring.total += len(events) - run_start
+        engine.hwm = hwm
         engine.events += len(events)
         stats.messages["event"] += len(events)
         return out
+
+    def _apply(
+        self,
+        engine: EngineRecord,
+        item: EngineMessage | Rejected,
+        now: float,
+        index: int | None,
+        out: Ingested,
+    ) -> None:
+        """One message that is not an event (or a rejection): the slow path of `ingest`."""
+        stats, dirty, name = self.stats, self.dirty, engine.name
+        seq = None if isinstance(item, Hello) else item.seq
+        if seq is not None:
+            if seq <= engine.hwm:
+                stats.drops["duplicate"] += 1
+                return
+            if seq != engine.hwm + 1:
+                self._gap(engine, seq, out)
+            engine.hwm = seq
+        if isinstance(item, Rejected):
+            self._reject(engine, item, out)
+            return
+        stats.messages[_KIND[type(item)]] += 1
+        match item:
+            case Event():  # pragma: no cover - taken by the hot path above
+                raise AssertionError("events take the hot path")
+            case Heartbeat():
+                self._heartbeat(engine, item, now)
+            case Metric():
+                try:
+                    self.metrics.apply(name, item, now)
+                except MetricRejected as exc:
+                    self._reject(engine, Rejected(exc.code, exc.detail, seq, index), out)
+                    return
+                dirty.mark("metrics", name)
+                self.snapshot_due.add(name)
+            case Log():
+                ts = item.ts if item.ts is not None else now
+                log = LogRecord(
+                    next(self._log_ids),
+                    name,
+                    item.seq,
+                    utc(ts),  # type: ignore[arg-type]
+                    normalize_level(item.level),
+                    item.logger,
+                    item.message,
+                    item.exc,
+                    item.extra,
+                )
+                self.logs.append(log)
+                engine.logs += 1
+                dirty.mark("logs", name)
+                out.logs.append(log)
+            case Bye():
+                engine.status = item.status
+                engine.said_bye = True
+                dirty.mark("engine", name)
+                self.boot_changes.append(self._boot(engine, now, f"bye:{item.status}"))
+                self.snapshot_due.add(name)
+            case Hello():
+                self._reject(
+                    engine,
+                    Rejected(ErrorCode.ALREADY_HELLO, "hello is only valid as the first message"),
+                    out,
+                )
+            case _:
+                assert_never(item)
 
     def _gap(self, engine: EngineRecord, seq: int, out: Ingested) -> None:
         """Messages between the engine's last seq and `seq` never arrived: record the gap."""

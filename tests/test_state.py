@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from typing import Any
 
 import msgspec
@@ -82,6 +83,43 @@ def test_ingest_applies_messages_in_order(state: HubState) -> None:
     assert (out.rejected, out.gaps) == ([], [])
     counted = {kind: n for kind, n in state.stats.messages.items() if n}
     assert counted == {"heartbeat": 1, "event": 1, "log": 1}
+
+
+def test_random_frames_keep_rings_totals_and_hwm_exact() -> None:
+    """Frames mixing runs of types, new types past the type limit, duplicates, gaps and other
+    messages leave each ring holding exactly the newest accepted events of its type, with
+    `total` (and so `evicted`) counting every one, and the hwm at the highest seq seen."""
+    rng = random.Random(11)
+    settings = Settings(
+        ring_capacities={"signal_event": 7, "cycle": 3}, ring_default_capacity=5, max_event_types=2
+    )
+    state = HubState(settings)
+    engine = connect(state)
+    kinds = ["signal_event", "cycle", "custom.a", "custom.b", "custom.c"]
+    accepted: dict[str, list[int]] = {}
+    highest = 0
+    for _ in range(300):
+        items: list[Any] = []
+        for _ in range(rng.choice([1, 2, 5, 20])):
+            seq = max(1, highest + rng.choice([-2, 1, 1, 1, 1, 2]))  # duplicates and gaps
+            highest = max(highest, seq)
+            if rng.random() < 0.15:
+                items.append(rng.choice([Heartbeat(seq=seq), Log(seq=seq, message="m")]))
+            else:
+                items.append(event(seq, rng.choice(kinds), n=seq))
+        out = state.ingest(engine, items, T0)
+        for record in out.events:
+            accepted.setdefault(record.type, []).append(record.seq)
+    assert engine.hwm == highest
+    custom = set(accepted) - {"signal_event", "cycle"}
+    assert len(custom) == 2 and set(state.rings.rings) >= custom  # the third is over the limit
+    assert (set(kinds) - set(accepted)).isdisjoint(state.rings.rings)
+    assert engine.events == sum(len(seqs) for seqs in accepted.values())
+    for kind, seqs in accepted.items():
+        ring = state.rings.rings[kind]
+        assert ring.total == len(seqs), kind
+        assert [r.seq for r in ring.items] == seqs[-settings.ring_capacity(kind) :], kind
+        assert ring.evicted == len(seqs) - len(ring.items)
 
 
 def test_duplicates_are_dropped_and_counted(state: HubState) -> None:
