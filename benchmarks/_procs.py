@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import cProfile
 import multiprocessing as mp
 import os
 import signal
@@ -10,9 +11,33 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, Protocol
 
-__all__ = ["proc_cpu", "serve_on_port_0", "spawn_server", "stop_process"]
+__all__ = ["Profiling", "proc_cpu", "serve_on_port_0", "spawn_server", "stop_process"]
 
 HOST = "127.0.0.1"
+
+
+class Profiling:
+    """cProfile in a server process, driven by the parent: SIGUSR1 on, SIGUSR2 off, SIGHUP dump.
+
+    The parent switches it on for the timed part only and asks for a dump when it wants one; the
+    dump is written to a temporary name and renamed, so it appears complete, and a new profile
+    starts for the next dump.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.profiler = cProfile.Profile()
+
+    def install(self) -> None:
+        signal.signal(signal.SIGUSR1, lambda *_: self.profiler.enable())
+        signal.signal(signal.SIGUSR2, lambda *_: self.profiler.disable())
+        signal.signal(signal.SIGHUP, lambda *_: self.dump())
+
+    def dump(self) -> None:
+        self.profiler.disable()
+        self.profiler.dump_stats(self.path + ".tmp")
+        os.replace(self.path + ".tmp", self.path)
+        self.profiler = cProfile.Profile()
 
 
 class _Server(Protocol):

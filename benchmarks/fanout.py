@@ -52,7 +52,6 @@ import array
 import asyncio
 import base64
 import bisect
-import cProfile
 import fcntl
 import json
 import multiprocessing as mp
@@ -72,7 +71,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
-from _procs import proc_cpu, serve_on_port_0, spawn_server, stop_process
+from _procs import Profiling, proc_cpu, serve_on_port_0, spawn_server, stop_process
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 30.0
@@ -115,23 +114,6 @@ def _proc_rss(pid: int) -> int:
 # --------------------------------------------------------------------------- the hub (child)
 
 
-class _Profiling:
-    """cProfile in the hub process: SIGUSR1 starts it, SIGUSR2 stops it and writes the file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.profiler = cProfile.Profile()
-
-    def install(self) -> None:
-        signal.signal(signal.SIGUSR1, lambda *_: self.profiler.enable())
-        signal.signal(signal.SIGUSR2, lambda *_: self.dump())
-
-    def dump(self) -> None:
-        self.profiler.disable()
-        self.profiler.dump_stats(self.path + ".tmp")
-        os.replace(self.path + ".tmp", self.path)
-
-
 def _hub_child(
     port_out: Connection, profile_path: str | None, max_dashboards: int, db: str
 ) -> None:
@@ -148,7 +130,7 @@ def _hub_child(
         graceful_timeout=2,
         max_dashboards=max_dashboards,
     )
-    before = _Profiling(profile_path).install if profile_path else None
+    before = Profiling(profile_path).install if profile_path else None
     serve_on_port_0(HubServer(settings), port_out, before)
 
 
@@ -648,7 +630,7 @@ def run_scenario(
         cpu1, ccpu1, ecpu1 = hub.cpu(), dashboards.cpu(), proc_cpu(engines_pid)
         busy1, _ = _machine_busy()
         if profile:
-            os.kill(hub.pid, signal.SIGUSR2)
+            os.kill(hub.pid, signal.SIGHUP)  # stop and write the profile
         wall = t1 - t0
         time.sleep(0.5)  # let batches sent just before t1 arrive
         sockets, closed = dashboards.report(t0, t1)

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import cProfile
 import json
 import os
 import pstats
@@ -57,7 +56,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
-from _procs import proc_cpu, serve_on_port_0, spawn_server, stop_process
+from _procs import Profiling, proc_cpu, serve_on_port_0, spawn_server, stop_process
 from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 
@@ -153,30 +152,7 @@ def _child(port_out: Connection, kind: str, profile_path: str | None, store: str
         app = Starlette(routes=[WebSocketRoute(PATH, _bare_endpoint)])
         app.state.ack_interval = settings.ack_interval
         server = uvicorn.Server(uvicorn_config(app, settings))
-    serve_on_port_0(server, port_out, _Profiling(profile_path).install if profile_path else None)
-
-
-class _Profiling:
-    """cProfile in a server process, driven by the parent: SIGUSR1 on, SIGUSR2 off, SIGHUP dump.
-
-    The parent switches it on for the hub's timed runs only, and asks for one dump per frame
-    shape; the dump is written to a temporary name and renamed, so it appears complete.
-    """
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self.profiler = cProfile.Profile()
-
-    def install(self) -> None:
-        signal.signal(signal.SIGUSR1, lambda *_: self.profiler.enable())
-        signal.signal(signal.SIGUSR2, lambda *_: self.profiler.disable())
-        signal.signal(signal.SIGHUP, lambda *_: self.dump())
-
-    def dump(self) -> None:
-        self.profiler.disable()
-        self.profiler.dump_stats(self.path + ".tmp")
-        os.replace(self.path + ".tmp", self.path)
-        self.profiler = cProfile.Profile()
+    serve_on_port_0(server, port_out, Profiling(profile_path).install if profile_path else None)
 
 
 @dataclass
