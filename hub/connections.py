@@ -50,6 +50,8 @@ class EngineConnection:
                 return None
         first_index = total - len(items) if self._decoder.batch else None
         ingested = self._state.ingest(self.engine, items, now, first_index)
+        if len(ingested.events) == total and ingested.runs == 1:
+            ingested.frame, ingested.received = self._decoder.whole, now
         for rejected in ingested.rejected:
             self._reply(rejected)
         return ingested

@@ -95,6 +95,10 @@ class FrameDecoder:
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
         self._probe = msgspec.json.Decoder(_Probe)
         self.batch = False  # whether the last decoded frame was a batch
+        # The last frame's text, when every message of it was decoded from that text as it is
+        # (not from parts of it) and none was changed (a time given as ISO-8601 is): what the
+        # store may keep verbatim (hub/stores/chunks.py).
+        self.whole: bytes | None = None
         self._event_types: set[str] = set()  # names that matched the pattern already
 
     def decode_bytes(self, data: bytes) -> list[EngineMessage | Rejected]:
@@ -114,6 +118,7 @@ class FrameDecoder:
             )
         head = data[:1] if data[:1] in (b"{", b"[") else data.lstrip()[:1]
         self.batch = head == b"["
+        self.whole = None if suspect else data
         if head == b"{":
             return [self._one(data, now, None, suspect or self._needs_walk(data, 1))]
         if head != b"[":
@@ -132,6 +137,7 @@ class FrameDecoder:
                 pass
             else:
                 return self._checked_batch(messages, now, walk)
+        self.whole = None
         try:
             parts = [bytes(raw) for raw in self._batch.decode(data)]
         except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
@@ -229,6 +235,7 @@ class FrameDecoder:
         if ts is not None:
             if type(ts) is not float:
                 ts = msg.ts = _epoch(ts)
+                self.whole = None  # the text no longer says what was accepted
             if ts > now + settings.max_future_seconds:
                 return (
                     ErrorCode.FUTURE_TIMESTAMP,

@@ -61,10 +61,15 @@ class Gap:
 class Ingested:
     """What one frame changed: records to store and publish, rejections to reply with."""
 
-    __slots__ = ("events", "gaps", "logs", "rejected")
+    __slots__ = ("events", "frame", "gaps", "logs", "received", "rejected", "runs")
 
     def __init__(self) -> None:
         self.events: list[EventRecord] = []
+        self.runs = 0  # runs of one event type in `events`
+        # The frame's text, when `events` are all of it, of one type (one run), in its order:
+        # the store may keep it verbatim instead of encoding the records again.
+        self.frame: bytes | None = None
+        self.received = 0.0  # when `frame` came: the ts of its events that carry none
         self.logs: list[LogRecord] = []
         self.rejected: list[Rejected] = []
         self.gaps: list[Gap] = []
@@ -227,6 +232,7 @@ class HubState:
                     item.payload,
                 )
                 if kind != last_type:
+                    out.runs += 1
                     if ring is not None:
                         ring.total += len(events) - run_start
                     ring = rings.get(kind)

@@ -27,7 +27,9 @@ from hub.settings import Settings
 from hub.state import Gap, Ingested
 from hub.stores import HistoryQuery, MemoryStore
 from hub.stores.base import StoreError
+from hub.stores.chunks import INSERT_CHUNK, chunk_row
 from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect, export_bundle
+from hub.stores.sqlite import VERBATIM_MIN_EVENTS as VERBATIM
 from hub.stores.sqlite import SQLiteStore
 from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
 
@@ -96,6 +98,17 @@ def frame(
     seqs += [g.last + 1 for g in ingested.gaps]
     engine.hwm = max([engine.hwm, *seqs])
     return ingested
+
+
+def sent(events: Sequence[EventRecord], received: float) -> bytes:
+    """The batch frame an engine sent for `events`: no ts where it is the time it was received."""
+    return msgspec.json.encode(
+        [
+            {"kind": "event", "seq": e.seq, "type": e.type, "payload": e.payload}
+            | ({} if e.ts == received else {"ts": e.ts})
+            for e in events
+        ]
+    )
 
 
 class Commits:
@@ -460,8 +473,10 @@ async def test_history_filters_match_the_memory_store(tmp_path: Path) -> None:
 async def test_history_walks_chunks_like_the_memory_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Many small chunks of mixed engines, types and unordered times: every query answers as MemoryStore does."""
+    """Many small chunks of mixed engines, types and unordered times, of records and of frames
+    kept as sent: every query answers as MemoryStore does."""
     monkeypatch.setattr(chunk_store, "CHUNK_EVENTS", 7)
+    monkeypatch.setattr(chunk_store, "CHUNK_BYTES", 6000)  # rows of one frame and of several
     rng = random.Random(5)
     t0 = float(int(time.time()) - 600)
     settings = store_settings(tmp_path)
@@ -475,11 +490,17 @@ async def test_history_walks_chunks_like_the_memory_store(
             for _ in range(40):
                 engine = rng.choice(engines)
                 events = []
-                for _ in range(rng.choice([1, 1, 3, 20])):
+                size = rng.choice([1, 1, 3, 20, VERBATIM])
+                verbatim = size >= VERBATIM and rng.random() < 0.6
+                kind, received = rng.choice(kinds), t0 + rng.uniform(0, 300)
+                for _ in range(size):
                     seq = engine.hwm + len(events) + 1
-                    ts = t0 + rng.uniform(0, 300)
-                    events.append(event(next(ids), seq, ts, engine.name, rng.choice(kinds), n=seq))
+                    ts = received if verbatim and rng.random() < 0.3 else t0 + rng.uniform(0, 300)
+                    kind = kind if verbatim else rng.choice(kinds)
+                    events.append(event(next(ids), seq, ts, engine.name, kind, n=seq))
                 ingested = frame(engine, events)
+                if verbatim:  # as the decoder leaves it: the text, when the hub got it
+                    ingested.frame, ingested.received = sent(events, received), received
                 store.append(engine, ingested)
                 memory.append(engine, ingested)
             for engine in engines:
@@ -487,6 +508,8 @@ async def test_history_walks_chunks_like_the_memory_store(
         [(chunks,)] = rows(settings.db, "SELECT count(*) FROM event_chunks")
         total = len(await memory.history("events", HistoryQuery(10**6)))
         assert total // 7 < chunks < total  # chunked, and not one row per event
+        kept = rows(settings.db, "SELECT json_array_length(frames) FROM event_chunks")
+        assert {1, 2} <= {n for (n,) in kept if n} and None in {n for (n,) in kept}
         for _ in range(300):
             since = t0 + rng.uniform(-10, 300)
             query = HistoryQuery(
@@ -536,6 +559,34 @@ async def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     assert rows(db, "SELECT id, engine, boot_id, seq, type, ts, payload FROM events") == [
         (*row, f'{{"n":{row[0]}}}')
         for row in stored  # json_extract minifies the payload
+    ]
+
+
+async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A database of the second schema (chunks of records only) opens with its events intact and
+    takes chunks of frames from then on; the `events` view reads both."""
+    db = tmp_path / "hub.db"
+    stored = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(1, 4)]
+    with closing(connect(str(db))) as conn:  # today's schema, taken back to the second one
+        conn.execute(INSERT_CHUNK, chunk_row(stored))
+        conn.execute("DROP VIEW events")
+        conn.execute("ALTER TABLE event_chunks DROP COLUMN frames")
+        conn.execute("PRAGMA user_version = 2")
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    engine = EngineRecord("alpha", 0.0, boot_id=BOOT)
+    engine.hwm = 3
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        more = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(4, 4 + VERBATIM)]
+        ingested = frame(engine, more)
+        ingested.frame, ingested.received = sent(more, 0.0), 0.0
+        store.append(engine, ingested)
+        await commits.wait(engine.hwm)
+        assert await store.history("events", HistoryQuery(100)) == [*reversed(stored + more)]
+    assert rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(db, "SELECT frames IS NULL FROM event_chunks ORDER BY last_id") == [(1,), (0,)]
+    assert rows(db, "SELECT id, seq, ts, payload FROM events ORDER BY id") == [
+        (e.id, e.seq, e.ts, f'{{"n":{e.seq}}}') for e in stored + more
     ]
 
 
@@ -657,6 +708,51 @@ async def test_replay_is_stored_once_across_reconnect_and_restart(tmp_path: Path
     stored = rows(db, "SELECT seq, payload FROM events WHERE engine = ? ORDER BY seq", name)
     assert [seq for seq, _ in stored] == list(range(1, 10))
     assert all("-" not in payload for _, payload in stored)  # the first copy is the one kept
+
+
+async def test_batches_are_stored_as_sent_and_read_back_the_same(tmp_path: Path) -> None:
+    """Batches of one type are kept as the frame's text; batches that are not (a rejected message,
+    mixed types, ISO-8601 times) as records. Both read back as they were live, after a restart and
+    in the `events` view, and chunks of either kind in one commit never hide one another."""
+    db = str(tmp_path / "hub.db")
+    name = unique("verbatim")
+    t0 = time.time() - 60
+
+    def stamped(n: int, kind: str = "cycle", iso: bool = False) -> dict[str, Any]:
+        """ts in seconds, as ISO-8601 with an offset, or none (the hub's receive time)."""
+        message: dict[str, Any] = {"kind": "event", "type": kind, "payload": {"n": n, "é": "✓"}}
+        if iso:
+            message["ts"] = datetime.fromtimestamp(t0 + n, UTC).astimezone().isoformat()
+        elif n % 2:
+            message["ts"] = t0 + n / 7
+        return message
+
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        engine = await connect_engine(first, name, boot_id="b1")
+        await engine.send(*(stamped(n) for n in range(1, 21)), batch=True)
+        rejected = [stamped(n) for n in range(21, 41)]
+        rejected[5]["payload"] = [1]  # refused: the rest of its batch is stored as records
+        await engine.send(*rejected, batch=True)
+        await engine.send(*(stamped(n, "signal_event") for n in range(41, 61)), batch=True)
+        mixed = (stamped(n, ("cycle", "order_event")[n % 2]) for n in range(61, 81))
+        await engine.send(*mixed, batch=True)
+        await engine.send(*(stamped(n, iso=True) for n in range(81, 101)), batch=True)
+        await engine.send(stamped(101))  # a lone message
+        await engine.wait_acked(101)
+        assert [e["seq"] for e in engine.errors] == [26]
+        await engine.close()
+        live = (await first.get("/api/telemetry/events", limit=1000))["events"]
+    live = [e for e in live if e["engine"] == name]
+    assert sorted(e["seq"] for e in live) == [n for n in range(1, 102) if n != 26]
+    assert rows(db, "SELECT count(*) FROM event_chunks WHERE frames IS NOT NULL") == [(2,)]
+    view = rows(db, "SELECT id, seq, type, ts, payload FROM events ORDER BY id DESC")
+    assert [(e["id"], e["seq"], e["type"], e["payload"]) for e in live] == [
+        (ident, seq, kind, msgspec.json.decode(payload)) for ident, seq, kind, _, payload in view
+    ]
+    assert [datetime.fromisoformat(e["timestamp"]) for e in live] == [when(v[3]) for v in view]
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        restored = (await second.get("/api/telemetry/events", limit=1000))["events"]
+        assert [e for e in restored if e["engine"] == name] == live
 
 
 async def test_welcome_counts_only_committed_messages(

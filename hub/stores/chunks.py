@@ -1,31 +1,67 @@
 """The stored form of events: chunks of one (engine, boot, type), and how the writer makes them.
 
-Events are stored in chunks: the events of one (engine, boot, type) in one commit, oldest first,
-as a JSON array of [id, ts, seq, payload] (engine, boot and type are the chunk's columns). One
-row per chunk instead of one per event is what lets the writer keep up with the hub
-(docs/operations.md); ids and seqs increase within a chunk.
+Events are stored in chunks, one row per chunk instead of one per event, which is what lets the
+writer keep up with the hub (docs/operations.md). Engine, boot and type are the chunk's columns;
+ids and seqs increase within a chunk. A chunk's body is one of:
+
+- frames as sent (`frames` holds [first id, received] per frame): the text of batches whose
+  messages were all accepted events of one type, byte for byte, one frame or a JSON array of
+  them. The hub never touches their events to store them; ids are consecutive within a frame.
+- records (`frames` is NULL): a JSON array of [id, ts, seq, payload], for everything else.
 """
 
 from __future__ import annotations
 
 import sqlite3
-from itertools import chain
+from collections.abc import Sequence
+from itertools import chain, groupby
 from operator import attrgetter
 from typing import Any
 
 import msgspec
 
+from hub.messages import Event
 from hub.records import EventRecord
 
-__all__ = ["CHUNK_EVENTS", "INSERT_CHUNK", "chunk_row", "chunks", "decode_chunk", "insert_many"]
+__all__ = [
+    "CHUNK_EVENTS",
+    "INSERT_CHUNK",
+    "Frame",
+    "chunk_row",
+    "chunks",
+    "decode_chunk",
+    "insert_many",
+]
 
-CHUNK_EVENTS = 1000  # most events in one chunk
+CHUNK_EVENTS = 1000  # most events in one chunk of records
+CHUNK_BYTES = 32_768  # frames kept verbatim are joined up to this size
 INSERT_CHUNK = (
     "INSERT OR IGNORE INTO event_chunks (last_id, first_id, engine, boot_id, type, first_seq, "
-    "last_seq, ts_min, ts_max, n, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "last_seq, ts_min, ts_max, n, body, frames) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _encode = msgspec.json.Encoder().encode
 _decode_chunk = msgspec.json.Decoder(list[tuple[int, float, int, msgspec.Raw]]).decode
+_decode_frame = msgspec.json.Decoder(Event | list[Event]).decode
+_decode_frames = msgspec.json.Decoder(list[Event | list[Event]]).decode
+_decode_index = msgspec.json.Decoder(list[tuple[int, float]]).decode
+
+
+class Frame(msgspec.Struct, gc=False):
+    """A frame kept verbatim: its events are all of its messages, of one type, ids consecutive."""
+
+    engine: str
+    boot_id: str
+    type: str
+    first_id: int
+    last_id: int
+    first_seq: int
+    last_seq: int
+    ts_min: float
+    ts_max: float
+    now: float  # when the hub received it: the ts of events that carry none
+    text: bytes  # a JSON array of event messages, or one event message
+
+
 _id = attrgetter("id")
 _ts = attrgetter("ts")
 _seq = attrgetter("seq")
@@ -50,15 +86,55 @@ def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
         max(times),
         len(events),
         _encode(body),
+        None,
     )
 
 
-def decode_chunk(engine: str, boot_id: str, kind: str, body: bytes) -> list[EventRecord]:
+def frames_row(frames: list[Frame]) -> tuple[Any, ...]:
+    """The `event_chunks` row of verbatim frames of one stream (oldest first)."""
+    first, last = frames[0], frames[-1]
+    if len(frames) == 1:
+        body = first.text  # bound as it is: no copy here
+    else:
+        texts = [b"["]
+        for frame in frames:
+            texts += (frame.text, b",")
+        texts[-1] = b"]"
+        body = b"".join(texts)
+    return (
+        last.last_id,
+        first.first_id,
+        first.engine,
+        first.boot_id,
+        first.type,
+        first.first_seq,
+        last.last_seq,
+        min(f.ts_min for f in frames),
+        max(f.ts_max for f in frames),
+        sum(f.last_id - f.first_id + 1 for f in frames),
+        body,
+        _encode([(f.first_id, f.now) for f in frames]),
+    )
+
+
+def decode_chunk(
+    engine: str, boot_id: str, kind: str, body: bytes, frames: bytes | None
+) -> list[EventRecord]:
     """A chunk's events, oldest first."""
-    return [
-        EventRecord(ident, kind, ts, engine, seq, boot_id, payload)
-        for ident, ts, seq, payload in _decode_chunk(body)
-    ]
+    if frames is None:
+        return [
+            EventRecord(ident, kind, ts, engine, seq, boot_id, payload)
+            for ident, ts, seq, payload in _decode_chunk(body)
+        ]
+    out = []
+    index = _decode_index(frames)
+    texts = [_decode_frame(body)] if len(index) == 1 else _decode_frames(body)
+    for (first_id, now), text in zip(index, texts, strict=True):
+        messages = [text] if isinstance(text, Event) else text
+        for ident, msg in enumerate(messages, first_id):
+            ts = now if msg.ts is None else msg.ts  # seconds: ISO-8601 times are not kept verbatim
+            out.append(EventRecord(ident, kind, ts, engine, msg.seq, boot_id, msg.payload))
+    return out
 
 
 def insert_many(conn: sqlite3.Connection, insert: str, rows: list[tuple[Any, ...]]) -> None:
@@ -77,18 +153,47 @@ def insert_many(conn: sqlite3.Connection, insert: str, rows: list[tuple[Any, ...
         conn.execute(f"{head} VALUES {', '.join([values] * len(part))}", list(chain(*part)))
 
 
-def chunks(frames: list[list[EventRecord]]) -> list[tuple[Any, ...]]:
+def _run_key(frame: list[EventRecord] | Frame) -> str | None:
+    return frame.type if isinstance(frame, Frame) else None
+
+
+def chunks(frames: Sequence[list[EventRecord] | Frame]) -> list[tuple[Any, ...]]:
     """Chunk rows of queued frames: per (engine, boot, type), at most CHUNK_EVENTS each.
 
-    Frames of one engine boot are joined first (ids and seqs increase along them); a frame's
-    events usually share one type, so the split by type is a set in C for most of them.
+    Frames of one engine boot are taken in order, in runs: verbatim frames of one type, or
+    records. A run of records is joined (ids and seqs increase along it) and split by type, which
+    is a set in C for most of them. Seq ranges of one type's chunks never overlap.
     """
-    streams: dict[tuple[str, str], list[list[EventRecord]]] = {}
+    streams: dict[tuple[str, str], list[list[EventRecord] | Frame]] = {}
     for frame in frames:
-        first = frame[0]
+        first = frame if isinstance(frame, Frame) else frame[0]
         streams.setdefault((first.engine, first.boot_id), []).append(frame)
     rows = []
     for parts in streams.values():
+        for kind, run in groupby(parts, _run_key):
+            if kind is None:
+                rows += _record_rows(list(run))  # type: ignore[arg-type]
+            else:
+                rows += _frame_rows(list(run))  # type: ignore[arg-type]
+    return rows
+
+
+def _frame_rows(frames: list[Frame]) -> list[tuple[Any, ...]]:
+    """Rows of CHUNK_BYTES or so: a frame that big is a row on its own, smaller ones are joined."""
+    rows, start, size = [], 0, 0
+    for end, frame in enumerate(frames):
+        grown = size + len(frame.text)
+        if grown > CHUNK_BYTES and end > start:
+            rows.append(frames_row(frames[start:end]))
+            start, grown = end, len(frame.text)
+        size = grown
+    rows.append(frames_row(frames[start:]))
+    return rows
+
+
+def _record_rows(parts: list[list[EventRecord]]) -> list[tuple[Any, ...]]:
+    rows = []
+    if parts:
         events = parts[0] if len(parts) == 1 else list(chain.from_iterable(parts))
         kinds = set(map(_type, events))
         if len(kinds) == 1:

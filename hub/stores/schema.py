@@ -23,7 +23,7 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-SCHEMA_VERSION = 2  # 2: events kept in chunks (1 had one row per event)
+SCHEMA_VERSION = 3  # 3: chunks of verbatim frames; 2: events kept in chunks; 1: a row per event
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
 _id = attrgetter("id")
@@ -36,7 +36,7 @@ CREATE TABLE IF NOT EXISTS event_chunks (
     last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, engine TEXT NOT NULL,
     boot_id TEXT NOT NULL, type TEXT NOT NULL, first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL, ts_min REAL NOT NULL, ts_max REAL NOT NULL, n INTEGER NOT NULL,
-    body BLOB NOT NULL, UNIQUE (engine, boot_id, type, first_seq));
+    body BLOB NOT NULL, frames BLOB, UNIQUE (engine, boot_id, type, first_seq));
 -- Nothing stored twice: a chunk whose seqs overlap a stored chunk of its stream is ignored (the
 -- hub already drops seqs at or below what it committed; this holds even if it did not).
 CREATE TRIGGER IF NOT EXISTS event_chunks_once BEFORE INSERT ON event_chunks
@@ -67,7 +67,18 @@ EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload) AS
 SELECT json_extract(e.value, '$[0]'), c.engine, c.boot_id, json_extract(e.value, '$[2]'), c.type,
        json_extract(e.value, '$[1]'), json_extract(e.value, '$[3]')
-FROM event_chunks AS c, json_each(CAST(c.body AS TEXT)) AS e
+FROM event_chunks AS c, json_each(CAST(c.body AS TEXT)) AS e WHERE c.frames IS NULL
+UNION ALL
+SELECT json_extract(c.frames, '$[' || f.key || '][0]') + e.key, c.engine, c.boot_id,
+       json_extract(e.value, '$.seq'), c.type,
+       coalesce(json_extract(e.value, '$.ts'), json_extract(c.frames, '$[' || f.key || '][1]')),
+       json_extract(e.value, '$.payload')
+FROM event_chunks AS c,
+     json_each(CASE json_array_length(c.frames) WHEN 1 THEN json_array(json(CAST(c.body AS TEXT)))
+               ELSE CAST(c.body AS TEXT) END) AS f,
+     json_each(CASE json_type(f.value) WHEN 'object' THEN json_array(json(f.value))
+               ELSE f.value END) AS e
+WHERE c.frames IS NOT NULL
 """
 
 
@@ -127,12 +138,16 @@ def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqli
 def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a database made by an earlier build up to date, in one transaction."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(metrics)")}
+    chunk_columns = {row[1] for row in conn.execute("PRAGMA table_info(event_chunks)")}
     kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name = 'events'"))
-    if "card" in columns and kinds.get("events") != "table":
+    if "card" in columns and "frames" in chunk_columns and kinds.get("events") != "table":
         return
     conn.execute("BEGIN IMMEDIATE")
     if "card" not in columns:
         conn.execute("ALTER TABLE metrics ADD COLUMN card BLOB")
+    if "frames" not in chunk_columns:  # schema 2: the view is made again for the new column
+        conn.execute("ALTER TABLE event_chunks ADD COLUMN frames BLOB")
+        conn.execute("DROP VIEW IF EXISTS events")
     if kinds.get("events") == "table":  # schema 1: a row per event
         # Chunked here, not in SQL: json_array() would round ts to 15 digits (10 µs).
         rows = conn.execute(
@@ -180,7 +195,7 @@ def read_events(conn: sqlite3.Connection, query: HistoryQuery) -> list[EventReco
     limit = query.limit
     found: list[EventRecord] = []
     sql = (
-        f"SELECT last_id, engine, boot_id, type, body FROM event_chunks WHERE {where} "
+        f"SELECT last_id, engine, boot_id, type, body, frames FROM event_chunks WHERE {where} "
         "ORDER BY last_id DESC"
     )
     for last_id, *chunk in conn.execute(sql, args):

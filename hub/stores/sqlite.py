@@ -16,6 +16,7 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Any, Literal
 
 import msgspec
@@ -26,7 +27,14 @@ from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.state import Ingested
 from hub.stores.base import CommitCallback, HistoryQuery, Restored
-from hub.stores.chunks import INSERT_CHUNK, chunk_row, chunks, decode_chunk, insert_many
+from hub.stores.chunks import (
+    INSERT_CHUNK,
+    Frame,
+    chunk_row,
+    chunks,
+    decode_chunk,
+    insert_many,
+)
 from hub.stores.schema import connect, export_bundle, read_events, read_logs
 
 __all__ = ["SQLiteStore"]
@@ -34,13 +42,15 @@ __all__ = ["SQLiteStore"]
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
+_ts = attrgetter("ts")
 
 
 @dataclass
 class _Batch:
     """Everything queued for the next commit."""
 
-    frames: list[list[EventRecord]] = field(default_factory=list)  # each frame's events
+    # each frame's events: verbatim, or as records when the frame is not all one type's events
+    frames: list[list[EventRecord] | Frame] = field(default_factory=list)
     events: int = 0  # in all frames
     logs: list[tuple[LogRecord, str]] = field(default_factory=list)
     gaps: list[tuple[str, str, int, int, str, float]] = field(default_factory=list)
@@ -69,6 +79,30 @@ class _Batch:
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
         self.metrics = {**older.metrics, **self.metrics}
+
+
+# Batches of at least this many events are kept as their frame's text (hub/stores/chunks.py):
+# no per-event work on the writer. Smaller frames are stored from their records, which costs the
+# event loop less than making a `Frame` of them.
+VERBATIM_MIN_EVENTS = 16
+
+
+def _verbatim(events: list[EventRecord], text: bytes, received: float) -> Frame:
+    first, last = events[0], events[-1]
+    times = list(map(_ts, events))
+    return Frame(
+        first.engine,
+        first.boot_id,
+        first.type,
+        first.id,
+        last.id,
+        first.seq,
+        last.seq,
+        min(times),
+        max(times),
+        received,
+        text,
+    )
 
 
 class SQLiteStore:
@@ -129,9 +163,12 @@ class SQLiteStore:
                     (engine.name, engine.boot_id, min(seqs), max(seqs), "store_overflow", now)
                 )
             else:
-                if ingested.events:
-                    batch.frames.append(ingested.events)
-                    batch.events += len(ingested.events)
+                events = ingested.events
+                if ingested.frame is not None and len(events) >= VERBATIM_MIN_EVENTS:
+                    batch.frames.append(_verbatim(events, ingested.frame, ingested.received))
+                elif events:
+                    batch.frames.append(events)
+                batch.events += len(events)
                 batch.logs.extend((record, engine.boot_id) for record in ingested.logs)
             for gap in ingested.gaps:
                 batch.gaps.append(
@@ -297,7 +334,7 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM event_chunks WHERE ts_max < ?", (cutoff,))
             for last_id, *chunk in conn.execute(
-                "SELECT last_id, engine, boot_id, type, body FROM event_chunks WHERE ts_min < ?",
+                "SELECT last_id, engine, boot_id, type, body, frames FROM event_chunks WHERE ts_min < ?",
                 (cutoff,),
             ).fetchall():
                 self._rewrite(conn, last_id, [e for e in decode_chunk(*chunk) if e.ts >= cutoff])
@@ -332,7 +369,8 @@ class SQLiteStore:
         [(total,)] = conn.execute("SELECT sum(n) FROM event_chunks WHERE type = ?", (kind,))
         if total and total > keep:
             [(last_id, *chunk)] = conn.execute(
-                "SELECT last_id, engine, boot_id, type, body FROM event_chunks WHERE type = ? "
+                "SELECT last_id, engine, boot_id, type, body, frames FROM event_chunks "
+                "WHERE type = ? "
                 "ORDER BY last_id LIMIT 1",
                 (kind,),
             )
