@@ -65,12 +65,6 @@ SHAPES = {"single": 1, "batch100": 100}  # events per frame
 # few ack intervals at the *baseline's* rate or it, not the server, sets the pace: about 4k single
 # frames or 28k batched events per connection per 100 ms here. Larger only lengthens the drain.
 WINDOWS = {"single": 20_000, "batch100": 60_000}
-# --persist: the SQLite hub acks only what it committed, so its acks lag by up to a commit interval
-# and a commit on top of the ack interval (hub/settings.py). The window grows by that latency over
-# the ack interval (0.35 s / 0.1 s), or the window, not the store, sets the SQLite hub's pace. The
-# client library never waits for acks (its buffer only bounds what it can replay), so a real engine
-# is not paced by them either.
-PERSIST_WINDOW_SCALE = (0.25 + 0.1) / 0.1
 TARGET = 0.5
 PERSIST_TARGET = 0.7  # --persist: hub with SQLite over hub in memory
 CONNECT_TIMEOUT = 10.0
@@ -489,9 +483,7 @@ class Plan:
 
     def window_for(self, shape: str) -> int:
         """Most unacked messages per connection (see WINDOWS)."""
-        if self.window:
-            return self.window
-        return int(WINDOWS[shape] * (PERSIST_WINDOW_SCALE if self.persist else 1))
+        return self.window or WINDOWS[shape]
 
     def store(self, kind: str) -> str:
         """What a server process keeps history in (see `_child`)."""
