@@ -590,6 +590,22 @@ async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
     ]
 
 
+async def test_a_frame_whose_ids_are_not_consecutive_is_stored_as_records(tmp_path: Path) -> None:
+    """Frames as sent store only their first id; a frame that breaks that (it cannot come from the
+    hub's own ingest) is stored from its records instead, ids intact."""
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    engine = EngineRecord("alpha", 0.0, boot_id=BOOT)
+    events = [event(2 * n, n, 1_763_736_090.5 + n, n=n) for n in range(1, VERBATIM + 1)]
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        ingested = frame(engine, events)
+        ingested.frame, ingested.received = sent(events, 0.0), 0.0
+        store.append(engine, ingested)
+        await commits.wait(engine.hwm)
+        assert await store.history("events", HistoryQuery(100)) == events[::-1]
+    assert rows(settings.db, "SELECT count(*) FROM event_chunks WHERE frames IS NULL") == [(1,)]
+
+
 def test_a_database_of_a_newer_schema_is_refused_untouched(tmp_path: Path) -> None:
     """A file written by a newer Engine Hub is not read (or changed) by this one."""
     db = tmp_path / "hub.db"

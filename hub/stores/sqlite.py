@@ -164,7 +164,11 @@ class SQLiteStore:
                 )
             else:
                 events = ingested.events
-                if ingested.frame is not None and len(events) >= VERBATIM_MIN_EVENTS:
+                if (
+                    ingested.frame is not None
+                    and len(events) >= VERBATIM_MIN_EVENTS
+                    and events[-1].id - events[0].id == len(events) - 1  # the format needs it
+                ):
                     batch.frames.append(_verbatim(events, ingested.frame, ingested.received))
                 elif events:
                     batch.frames.append(events)
@@ -370,8 +374,7 @@ class SQLiteStore:
         if total and total > keep:
             [(last_id, *chunk)] = conn.execute(
                 "SELECT last_id, engine, boot_id, type, body, frames FROM event_chunks "
-                "WHERE type = ? "
-                "ORDER BY last_id LIMIT 1",
+                "WHERE type = ? ORDER BY last_id LIMIT 1",
                 (kind,),
             )
             self._rewrite(conn, last_id, decode_chunk(*chunk)[total - keep :])
