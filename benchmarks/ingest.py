@@ -502,6 +502,7 @@ class ShapeResult:
     target: float = TARGET
     baseline: list[RunResult] = field(default_factory=list)
     hub: list[RunResult] = field(default_factory=list)
+    kept_all: bool = True  # the hub accepted (and kept) every event of this shape's runs
 
     @property
     def baseline_rate(self) -> float:
@@ -529,6 +530,8 @@ class ShapeResult:
 
     @property
     def verdict(self) -> str:
+        if not self.kept_all:  # a hub that dropped events was not doing the same work
+            return "VOID"
         return "PASS" if self.ratio >= self.target else "FAIL"
 
 
@@ -612,7 +615,11 @@ async def bench(plan: Plan, say: Callable[[str], None]) -> list[ShapeResult]:
         )
         results, sent_to_hub = [], 0
         for shape in plan.shapes:
+            before = _losses(_fetch_stats(servers["hub"].port))
             result, sent = await measure_shape(plan, servers, shape, say)
+            after = _losses(_fetch_stats(servers["hub"].port))
+            accepted = after[0] - before[0]
+            result.kept_all = accepted == sent and after[1:] == before[1:]
             results.append(result)
             sent_to_hub += sent
         say(_stats_line(_fetch_stats(servers["hub"].port), sent_to_hub))
@@ -620,6 +627,18 @@ async def bench(plan: Plan, say: Callable[[str], None]) -> list[ShapeResult]:
         for server in servers.values():
             server.stop()
     return results
+
+
+def _losses(stats: dict[str, Any]) -> tuple[int, ...]:
+    """Events accepted, then every count of an event not accepted or not kept (they only grow)."""
+    drops = stats["drops"]
+    return (
+        stats["messages"].get("event", 0),
+        sum((stats["rejected"] or {}).values()),
+        drops.get("duplicate", 0),
+        drops.get("gap", 0),
+        drops.get("store_overflow", 0),
+    )
 
 
 def _stats_line(stats: dict[str, Any], expected: int) -> str:
