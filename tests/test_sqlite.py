@@ -736,7 +736,8 @@ async def test_batches_are_stored_as_sent_and_read_back_the_same(tmp_path: Path)
 
     def stamped(n: int, kind: str = "cycle", iso: bool = False) -> dict[str, Any]:
         """ts in seconds, as ISO-8601 with an offset, or none (the hub's receive time)."""
-        message: dict[str, Any] = {"kind": "event", "type": kind, "payload": {"n": n, "é": "✓"}}
+        payload = {"n": n, "é": "✓", "esc": '\\"\u2028', "big": 2**62, "deep": [[{"x": 1e-300}]]}
+        message: dict[str, Any] = {"kind": "event", "type": kind, "payload": payload}
         if iso:
             message["ts"] = datetime.fromtimestamp(t0 + n, UTC).astimezone().isoformat()
         elif n % 2:
