@@ -28,8 +28,8 @@ from hub.state import Gap, Ingested
 from hub.stores import HistoryQuery, MemoryStore
 from hub.stores.base import StoreError
 from hub.stores.chunks import INSERT_CHUNK, chunk_row
+from hub.stores.chunks import VERBATIM_MIN_EVENTS as VERBATIM
 from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect, export_bundle
-from hub.stores.sqlite import VERBATIM_MIN_EVENTS as VERBATIM
 from hub.stores.sqlite import SQLiteStore
 from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
 

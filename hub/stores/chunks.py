@@ -24,17 +24,25 @@ from hub.messages import Event
 from hub.records import EventRecord
 
 __all__ = [
+    "CHUNK_COLUMNS",
     "CHUNK_EVENTS",
     "INSERT_CHUNK",
     "Frame",
+    "VERBATIM_MIN_EVENTS",
     "chunk_row",
     "chunks",
     "decode_chunk",
     "insert_many",
+    "verbatim",
 ]
 
 CHUNK_EVENTS = 1000  # most events in one chunk of records
 CHUNK_BYTES = 32_768  # frames kept verbatim are joined up to this size
+# Batches of at least this many events are kept as their frame's text: no per-event work on the
+# writer. Smaller frames are stored from their records, which costs the event loop less than
+# making a `Frame` of them.
+VERBATIM_MIN_EVENTS = 16
+CHUNK_COLUMNS = "last_id, engine, boot_id, type, body, frames"  # a chunk's id, then decode_chunk's
 INSERT_CHUNK = (
     "INSERT OR IGNORE INTO event_chunks (last_id, first_id, engine, boot_id, type, first_seq, "
     "last_seq, ts_min, ts_max, n, body, frames) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -58,7 +66,7 @@ class Frame(msgspec.Struct, gc=False):
     last_seq: int
     ts_min: float
     ts_max: float
-    now: float  # when the hub received it: the ts of events that carry none
+    received: float  # when the hub received it: the ts of events that carry none
     text: bytes  # a JSON array of event messages, or one event message
 
 
@@ -90,6 +98,27 @@ def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
     )
 
 
+def verbatim(events: list[EventRecord], text: bytes, received: float) -> Frame | None:
+    """`events` (all of the frame `text`, of one type) as a Frame, if they may be stored so."""
+    first, last = events[0], events[-1]
+    if len(events) < VERBATIM_MIN_EVENTS or last.id - first.id != len(events) - 1:
+        return None  # small, or ids that are not consecutive, which only the first id would say
+    times = list(map(_ts, events))
+    return Frame(
+        first.engine,
+        first.boot_id,
+        first.type,
+        first.id,
+        last.id,
+        first.seq,
+        last.seq,
+        min(times),
+        max(times),
+        received,
+        text,
+    )
+
+
 def frames_row(frames: list[Frame]) -> tuple[Any, ...]:
     """The `event_chunks` row of verbatim frames of one stream (oldest first)."""
     first, last = frames[0], frames[-1]
@@ -113,7 +142,7 @@ def frames_row(frames: list[Frame]) -> tuple[Any, ...]:
         max(f.ts_max for f in frames),
         sum(f.last_id - f.first_id + 1 for f in frames),
         body,
-        _encode([(f.first_id, f.now) for f in frames]),
+        _encode([(f.first_id, f.received) for f in frames]),
     )
 
 
@@ -129,10 +158,10 @@ def decode_chunk(
     out = []
     index = _decode_index(frames)
     texts = [_decode_frame(body)] if len(index) == 1 else _decode_frames(body)
-    for (first_id, now), text in zip(index, texts, strict=True):
+    for (first_id, received), text in zip(index, texts, strict=True):
         messages = [text] if isinstance(text, Event) else text
         for ident, msg in enumerate(messages, first_id):
-            ts = now if msg.ts is None else msg.ts  # seconds: ISO-8601 times are not kept verbatim
+            ts = received if msg.ts is None else msg.ts  # seconds: ISO-8601 is not kept verbatim
             out.append(EventRecord(ident, kind, ts, engine, msg.seq, boot_id, msg.payload))
     return out
 

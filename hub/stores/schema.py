@@ -12,7 +12,7 @@ import msgspec
 
 from hub.records import EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, make_bundle
-from hub.stores.chunks import INSERT_CHUNK, chunks, decode_chunk, insert_many
+from hub.stores.chunks import CHUNK_COLUMNS, INSERT_CHUNK, chunks, decode_chunk, insert_many
 
 __all__ = [
     "APPLICATION_ID",
@@ -194,10 +194,7 @@ def read_events(conn: sqlite3.Connection, query: HistoryQuery) -> list[EventReco
     exact = query.since is None and query.until is None and query.before is None
     limit = query.limit
     found: list[EventRecord] = []
-    sql = (
-        f"SELECT last_id, engine, boot_id, type, body, frames FROM event_chunks WHERE {where} "
-        "ORDER BY last_id DESC"
-    )
+    sql = f"SELECT {CHUNK_COLUMNS} FROM event_chunks WHERE {where} ORDER BY last_id DESC"
     for last_id, *chunk in conn.execute(sql, args):
         if len(found) >= limit:
             found.sort(key=_id, reverse=True)

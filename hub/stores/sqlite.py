@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from operator import attrgetter
 from typing import Any, Literal
 
 import msgspec
@@ -28,12 +27,14 @@ from hub.settings import Settings
 from hub.state import Ingested
 from hub.stores.base import CommitCallback, HistoryQuery, Restored
 from hub.stores.chunks import (
+    CHUNK_COLUMNS,
     INSERT_CHUNK,
     Frame,
     chunk_row,
     chunks,
     decode_chunk,
     insert_many,
+    verbatim,
 )
 from hub.stores.schema import connect, export_bundle, read_events, read_logs
 
@@ -42,7 +43,6 @@ __all__ = ["SQLiteStore"]
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
-_ts = attrgetter("ts")
 
 
 @dataclass
@@ -79,30 +79,6 @@ class _Batch:
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
         self.metrics = {**older.metrics, **self.metrics}
-
-
-# Batches of at least this many events are kept as their frame's text (hub/stores/chunks.py):
-# no per-event work on the writer. Smaller frames are stored from their records, which costs the
-# event loop less than making a `Frame` of them.
-VERBATIM_MIN_EVENTS = 16
-
-
-def _verbatim(events: list[EventRecord], text: bytes, received: float) -> Frame:
-    first, last = events[0], events[-1]
-    times = list(map(_ts, events))
-    return Frame(
-        first.engine,
-        first.boot_id,
-        first.type,
-        first.id,
-        last.id,
-        first.seq,
-        last.seq,
-        min(times),
-        max(times),
-        received,
-        text,
-    )
 
 
 class SQLiteStore:
@@ -164,15 +140,11 @@ class SQLiteStore:
                 )
             else:
                 events = ingested.events
-                if (
-                    ingested.frame is not None
-                    and len(events) >= VERBATIM_MIN_EVENTS
-                    and events[-1].id - events[0].id == len(events) - 1  # the format needs it
-                ):
-                    batch.frames.append(_verbatim(events, ingested.frame, ingested.received))
-                elif events:
-                    batch.frames.append(events)
-                batch.events += len(events)
+                if events:
+                    text = ingested.frame
+                    kept = None if text is None else verbatim(events, text, ingested.received)
+                    batch.frames.append(events if kept is None else kept)
+                    batch.events += len(events)
                 batch.logs.extend((record, engine.boot_id) for record in ingested.logs)
             for gap in ingested.gaps:
                 batch.gaps.append(
@@ -338,7 +310,7 @@ class SQLiteStore:
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("DELETE FROM event_chunks WHERE ts_max < ?", (cutoff,))
             for last_id, *chunk in conn.execute(
-                "SELECT last_id, engine, boot_id, type, body, frames FROM event_chunks WHERE ts_min < ?",
+                f"SELECT {CHUNK_COLUMNS} FROM event_chunks WHERE ts_min < ?",
                 (cutoff,),
             ).fetchall():
                 self._rewrite(conn, last_id, [e for e in decode_chunk(*chunk) if e.ts >= cutoff])
@@ -373,8 +345,7 @@ class SQLiteStore:
         [(total,)] = conn.execute("SELECT sum(n) FROM event_chunks WHERE type = ?", (kind,))
         if total and total > keep:
             [(last_id, *chunk)] = conn.execute(
-                "SELECT last_id, engine, boot_id, type, body, frames FROM event_chunks "
-                "WHERE type = ? ORDER BY last_id LIMIT 1",
+                f"SELECT {CHUNK_COLUMNS} FROM event_chunks WHERE type = ? ORDER BY last_id LIMIT 1",
                 (kind,),
             )
             self._rewrite(conn, last_id, decode_chunk(*chunk)[total - keep :])
