@@ -19,6 +19,7 @@ import msgspec
 import pytest
 
 import hub.stores.chunks as chunk_store
+import hub.stores.retention as retention
 import hub.stores.sqlite as sqlite_store
 from hub.engines import EngineRecord
 from hub.logs import level_number
@@ -318,11 +319,11 @@ async def test_an_unexpected_error_in_the_writer_is_shown_and_retried_not_fatal(
             raise KeyError("a bug")
         return real_chunks(frames)
 
-    def retain_type(self: SQLiteStore, *args: Any) -> None:
+    def retain_type(*args: Any) -> None:
         raise ValueError("another bug")
 
     monkeypatch.setattr(sqlite_store, "chunks", chunks)
-    monkeypatch.setattr(SQLiteStore, "_retain_type", retain_type)
+    monkeypatch.setattr(retention, "retain_type", retain_type)
     async with started(SQLiteStore(settings.db, settings, drops), commits) as store:
         store.append(alpha, frame(alpha, [event(1, 1, now)]))
         await drops.wait_for("store_write_failed")

@@ -26,16 +26,8 @@ from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.state import Ingested
 from hub.stores.base import CommitCallback, HistoryQuery, Restored
-from hub.stores.chunks import (
-    CHUNK_COLUMNS,
-    INSERT_CHUNK,
-    Frame,
-    chunk_row,
-    chunks,
-    decode_chunk,
-    insert_many,
-    verbatim,
-)
+from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
+from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_events, read_logs
 
 __all__ = ["SQLiteStore"]
@@ -303,59 +295,15 @@ class SQLiteStore:
         self.commits += 1
 
     def _retain(self, conn: sqlite3.Connection) -> None:
-        """Keep the file bounded: per-type and per-engine counts, and an age limit."""
-        settings = self.settings
+        """One retention pass (hub/stores/retention.py); a failed one is logged and tried again."""
         try:
-            cutoff = time.time() - settings.retention_days * 86_400
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM event_chunks WHERE ts_max < ?", (cutoff,))
-            for last_id, *chunk in conn.execute(
-                f"SELECT {CHUNK_COLUMNS} FROM event_chunks WHERE ts_min < ?",
-                (cutoff,),
-            ).fetchall():
-                self._rewrite(conn, last_id, [e for e in decode_chunk(*chunk) if e.ts >= cutoff])
-            conn.execute("DELETE FROM logs WHERE ts < ?", (cutoff,))
-            conn.execute("DELETE FROM gaps WHERE at < ?", (cutoff,))
-            for (kind,) in conn.execute("SELECT DISTINCT type FROM event_chunks").fetchall():
-                self._retain_type(conn, kind, settings.retention_events)
-            for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():
-                conn.execute(
-                    "DELETE FROM logs WHERE engine = ? AND id <= (SELECT id FROM logs WHERE engine = ? "
-                    "ORDER BY id DESC LIMIT 1 OFFSET ?)",
-                    (engine, engine, settings.retention_logs),
-                )
-            conn.execute("COMMIT")
-            conn.execute("PRAGMA incremental_vacuum")
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            retain(conn, self.settings, time.time())
         except Exception as exc:  # the next pass tries again; writes go on meanwhile
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             log.warning(
                 "retention pass failed: %s", exc, exc_info=not isinstance(exc, sqlite3.Error)
             )
-
-    def _retain_type(self, conn: sqlite3.Connection, kind: str, keep: int) -> None:
-        """Keep the newest `keep` events of a type: whole chunks go, the oldest kept one is cut."""
-        conn.execute(
-            "DELETE FROM event_chunks WHERE last_id IN (SELECT last_id FROM (SELECT last_id, "
-            "sum(n) OVER (ORDER BY last_id DESC) - n AS newer FROM event_chunks WHERE type = ?) "
-            "WHERE newer >= ?)",
-            (kind, keep),
-        )
-        [(total,)] = conn.execute("SELECT sum(n) FROM event_chunks WHERE type = ?", (kind,))
-        if total and total > keep:
-            [(last_id, *chunk)] = conn.execute(
-                f"SELECT {CHUNK_COLUMNS} FROM event_chunks WHERE type = ? ORDER BY last_id LIMIT 1",
-                (kind,),
-            )
-            self._rewrite(conn, last_id, decode_chunk(*chunk)[total - keep :])
-
-    @staticmethod
-    def _rewrite(conn: sqlite3.Connection, last_id: int, kept: list[EventRecord]) -> None:
-        """Replace a chunk by the part of it that is kept (nothing: drop it)."""
-        conn.execute("DELETE FROM event_chunks WHERE last_id = ?", (last_id,))
-        if kept:
-            conn.execute(INSERT_CHUNK, chunk_row(kept))
 
     # -- reads -------------------------------------------------------------------------------
 
