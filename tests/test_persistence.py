@@ -12,8 +12,8 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, closing, contextmanager
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from hub.client import EngineClient
 from hub.records import EventRecord
 from hub.stores.chunks import INSERT_CHUNK, chunk_row
 from hub.stores.schema import connect
-from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, sse, unique
+from tests.conftest import WAIT, RunningHub, connect_engine, database, running_hub, sse, unique
 
 LISTENING = re.compile(r"engine hub on http://127\.0\.0\.1:(\d+)")
 FAST = {
@@ -127,13 +127,6 @@ async def hub_process(
             await asyncio.gather(running.reader, return_exceptions=True)
 
 
-@contextmanager
-def opened(db: str | Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection: it reads the WAL a killed hub left but never checkpoints it."""
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        yield conn
-
-
 def integrity(conn: sqlite3.Connection) -> str:
     return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
 
@@ -177,7 +170,7 @@ async def test_kill_9_mid_ingest_keeps_every_acked_message_and_stores_each_once(
             assert await first.wait() == -signal.SIGKILL
             acked_at_kill = client.stats.acked_seq
             publish(client, range(5000, 6000))  # the engine goes on while the hub is down
-            with opened(db) as conn:
+            with database(db) as conn:
                 assert integrity(conn) == "ok"
                 at_kill = {
                     seq: json.loads(payload)["n"]
@@ -194,7 +187,7 @@ async def test_kill_9_mid_ingest_keeps_every_acked_message_and_stores_each_once(
         finally:
             await asyncio.to_thread(client.close, 0.5)
     assert client.stats.dropped == {}  # everything fit in the client's buffer
-    with opened(db) as conn:
+    with database(db) as conn:
         assert integrity(conn) == "ok"
         stored = conn.execute(
             "SELECT seq, boot_id, payload FROM events WHERE engine = ? ORDER BY seq", (name,)
@@ -203,7 +196,7 @@ async def test_kill_9_mid_ingest_keeps_every_acked_message_and_stores_each_once(
             "SELECT count(*), count(DISTINCT seq) FROM events WHERE engine = ?", (name,)
         )
     assert count == distinct == 6000
-    with closing(sqlite3.connect(db, isolation_level=None)) as conn:
+    with database(db, read_only=False) as conn:
         assert refuses_a_second_copy(conn, name)
     assert {boot for _, boot, _ in stored} == {client.boot_id}
     final = {seq: json.loads(payload)["n"] for seq, _, payload in stored}
@@ -228,7 +221,7 @@ async def test_replay_after_a_crash_is_deduplicated_by_seq(tmp_path: Path) -> No
         await engine.send(*(cycle(n) for n in range(6, 11)), batch=True)
         first.kill()  # 6..10 may or may not have been committed
         await first.wait()
-    with opened(db) as conn:
+    with database(db) as conn:
         [(committed,)] = conn.execute("SELECT max(seq) FROM events WHERE engine = ?", (name,))
     assert committed >= 5
     async with (
@@ -245,7 +238,7 @@ async def test_replay_after_a_crash_is_deduplicated_by_seq(tmp_path: Path) -> No
         stats = (await http.get("/api/telemetry/stats")).json()
         assert stats["drops"]["duplicate"] == committed
         await second.stop()
-    with opened(db) as conn:
+    with database(db) as conn:
         stored = conn.execute(
             "SELECT seq, payload FROM events WHERE engine = ? ORDER BY seq", (name,)
         ).fetchall()
@@ -373,7 +366,7 @@ async def test_full_disk_keeps_live_data_pauses_acks_and_recovers(tmp_path: Path
             await page.until(saving_again)
         await acks.close()
         await proc.stop()
-    with opened(db) as conn:
+    with database(db) as conn:
         assert integrity(conn) == "ok"
         seqs = [
             s

@@ -9,8 +9,8 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import asynccontextmanager, closing, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,11 +28,19 @@ from hub.settings import Settings
 from hub.state import Gap, Ingested
 from hub.stores import HistoryQuery, MemoryStore
 from hub.stores.base import StoreError
-from hub.stores.chunks import INSERT_CHUNK, chunk_row
 from hub.stores.chunks import VERBATIM_MIN_EVENTS as VERBATIM
+from hub.stores.chunks import chunk_row, frames_row, unpack, verbatim
 from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect, export_bundle
 from hub.stores.sqlite import SQLiteStore
-from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
+from tests.conftest import (
+    WAIT,
+    Engine,
+    RunningHub,
+    connect_engine,
+    database,
+    running_hub,
+    unique,
+)
 
 BOOT = "boot-1"
 
@@ -47,16 +55,9 @@ def store_settings(tmp_path: Path, **changes: Any) -> Settings:
     ).replace(**changes)
 
 
-@contextmanager
-def read_only(db: str | Path) -> Iterator[sqlite3.Connection]:
-    """A read-only connection to `db` that never writes to the database file."""
-    with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
-        yield conn
-
-
 def rows(db: str | Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
     """Run one read query against `db`."""
-    with read_only(db) as conn:
+    with database(db) as conn:
         return conn.execute(sql, args).fetchall()
 
 
@@ -240,7 +241,7 @@ async def test_start_creates_the_schema_with_the_application_id(
         Path(settings.db).touch()
     async with started(SQLiteStore(settings.db, settings), Commits()) as store:
         assert store.problem is None
-    with read_only(settings.db) as conn:
+    with database(settings.db) as conn:
         assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         tables = dict(conn.execute("SELECT name, type FROM sqlite_master"))
@@ -375,7 +376,8 @@ async def test_disk_full_problem_says_the_disk_is_full(
     alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
     async with started(SQLiteStore(settings.db, settings, drops), commits) as store:
         try:
-            big = [event(n, n, time.time(), pad="x" * 100_000) for n in (1, 2, 3)]  # > a page
+            noise = random.Random(3)  # hex of random bytes: deflated, still several pages
+            big = [event(n, n, time.time(), pad=noise.randbytes(50_000).hex()) for n in (1, 2, 3)]
             store.append(alpha, frame(alpha, big))
             await drops.wait_for("store_write_failed")
             assert commits.seq() == 0
@@ -563,31 +565,73 @@ async def test_a_schema_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     ]
 
 
-async def test_a_schema_2_database_is_upgraded_in_place(tmp_path: Path) -> None:
-    """A database of the second schema (chunks of records only) opens with its events intact and
-    takes chunks of frames from then on; the `events` view reads both."""
+@pytest.mark.parametrize("version", [2, 3])
+async def test_an_older_chunked_database_is_upgraded_in_place(tmp_path: Path, version: int) -> None:
+    """A database of schema 2 (chunks of records) or 3 (also chunks of frames as sent), none of
+    its bodies deflated, opens with its events intact and deflates what it stores from then on;
+    the `events` view reads both."""
     db = tmp_path / "hub.db"
     stored = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(1, 4)]
-    with closing(connect(str(db))) as conn:  # today's schema, taken back to the second one
-        conn.execute(INSERT_CHUNK, chunk_row(stored))
+    old_rows = [chunk_row(stored)]
+    if version == 3:
+        framed = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(4, 4 + VERBATIM)]
+        kept = verbatim(framed, sent(framed, 0.0), 0.0)
+        assert kept is not None
+        old_rows.append(frames_row([kept]))
+        stored += framed
+    with closing(connect(str(db))) as conn:  # today's schema, taken back to an older one
         conn.execute("DROP VIEW events")
-        conn.execute("ALTER TABLE event_chunks DROP COLUMN frames")
-        conn.execute("PRAGMA user_version = 2")
+        conn.execute("ALTER TABLE event_chunks DROP COLUMN size")
+        if version == 2:
+            conn.execute("ALTER TABLE event_chunks DROP COLUMN frames")
+        for *head, body, frames, size in old_rows:
+            values = [*head, unpack(body, size), *([frames] if version == 3 else [])]
+            conn.execute(
+                f"INSERT INTO event_chunks VALUES ({', '.join('?' * len(values))})", values
+            )
+        conn.execute(f"PRAGMA user_version = {version}")
     settings = store_settings(tmp_path)
     commits = Commits()
     engine = EngineRecord("alpha", 0.0, boot_id=BOOT)
-    engine.hwm = 3
+    engine.hwm = stored[-1].seq
     async with started(SQLiteStore(settings.db, settings), commits) as store:
-        more = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(4, 4 + VERBATIM)]
+        first = engine.hwm + 1
+        more = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(first, first + VERBATIM)]
         ingested = frame(engine, more)
         ingested.frame, ingested.received = sent(more, 0.0), 0.0
         store.append(engine, ingested)
         await commits.wait(engine.hwm)
         assert await store.history("events", HistoryQuery(100)) == [*reversed(stored + more)]
     assert rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
-    assert rows(db, "SELECT frames IS NULL FROM event_chunks ORDER BY last_id") == [(1,), (0,)]
+    assert rows(
+        db, "SELECT frames IS NULL, size IS NULL, length(body) < size FROM event_chunks"
+    ) == [(1, 1, None), *([(0, 1, None)] if version == 3 else []), (0, 0, 1)]
     assert rows(db, "SELECT id, seq, ts, payload FROM events ORDER BY id") == [
         (e.id, e.seq, e.ts, f'{{"n":{e.seq}}}') for e in stored + more
+    ]
+
+
+async def test_bodies_are_deflated_unless_that_does_not_shrink_them(tmp_path: Path) -> None:
+    """Chunk bodies are stored deflated, as sqlar stores files, or as they are when deflating
+    would not make them smaller (zlib's header and checksum outweigh what it saves on a tiny
+    one); the store and the `events` view read both."""
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    engine = EngineRecord("alpha", 0.0, boot_id=BOOT)
+    tiny = [event(1, 1, 1_763_736_091.5, n=1)]
+    wordy = [event(n, n, 1_763_736_090.5 + n, text="same words " * 40) for n in range(2, 12)]
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        for part in (tiny, wordy):
+            store.append(engine, frame(engine, part))
+            await commits.wait(engine.hwm)
+        assert await store.history("events", HistoryQuery(20)) == (tiny + wordy)[::-1]
+    [(raw, raw_size), (deflated, size)] = rows(
+        settings.db, "SELECT length(body), size FROM event_chunks ORDER BY last_id"
+    )
+    assert raw == raw_size
+    assert deflated * 10 < size
+    assert rows(settings.db, "SELECT seq, payload FROM events ORDER BY id") == [
+        (e.seq, bytes(e.payload).decode()) for e in tiny + wordy
     ]
 
 
@@ -685,7 +729,7 @@ async def test_export_bundle_keeps_one_engine_within_the_window(tmp_path: Path) 
     ]
     assert bundle["metrics"]["series"] == [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
     assert bundle["truncated"] is False
-    with read_only(settings.db) as conn:
+    with database(settings.db) as conn:
         capped = export_bundle(conn, "alpha", since, until, 2)
     assert capped["truncated"] is True and [e.seq for e in capped["events"]] == [4, 12]
 
@@ -922,7 +966,7 @@ async def test_retention_keeps_the_database_bounded(tmp_path: Path) -> None:
     names = [unique("keep"), unique("keep")]
 
     def counts() -> tuple[dict[str, int], dict[str, int]]:
-        with read_only(db) as conn:
+        with database(db) as conn:
             events = dict(
                 conn.execute("SELECT type, count(*) FROM events GROUP BY type").fetchall()
             )
@@ -941,7 +985,7 @@ async def test_retention_keeps_the_database_bounded(tmp_path: Path) -> None:
 
     def logical_size() -> int:
         """The database's size as SQLite sees it through the WAL: what the file is once checkpointed."""
-        with read_only(db) as conn:
+        with database(db) as conn:
             pages = conn.execute("PRAGMA page_count").fetchone()[0]
             return int(pages * conn.execute("PRAGMA page_size").fetchone()[0])
 

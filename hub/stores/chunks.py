@@ -8,11 +8,17 @@ ids and seqs increase within a chunk. A chunk's body is one of:
   messages were all accepted events of one type, byte for byte, one frame or a JSON array of
   them. The hub never touches their events to store them; ids are consecutive within a frame.
 - records (`frames` is NULL): a JSON array of [id, ts, seq, payload], for everything else.
+
+Bodies are deflated (zlib) on the writer thread, as SQLite's archive format (sqlar) does it:
+`size` is the body's length before; a body whose deflated form is no smaller is stored as is,
+with `size` equal to its length (NULL in rows of schema 3 and before, which are never deflated).
+Deflating costs the writer a fraction of what writing the bytes it saves would (docs/benchmarks.md).
 """
 
 from __future__ import annotations
 
 import sqlite3
+import zlib
 from collections.abc import Sequence
 from itertools import chain, groupby
 from operator import attrgetter
@@ -33,19 +39,25 @@ __all__ = [
     "chunks",
     "decode_chunk",
     "insert_many",
+    "pack",
+    "unpack",
     "verbatim",
 ]
 
 CHUNK_EVENTS = 1000  # most events in one chunk of records
-CHUNK_BYTES = 32_768  # frames kept verbatim are joined up to this size
+# Frames kept verbatim are joined up to this size. Each row is deflated in one call, after which
+# the writer must take the GIL back (hub/stores/sqlite.py): rows of 32 KiB made it fall behind.
+CHUNK_BYTES = 262_144
 # Batches of at least this many events are kept as their frame's text: no per-event work on the
 # writer. Smaller frames are stored from their records, which costs the event loop less than
 # making a `Frame` of them.
 VERBATIM_MIN_EVENTS = 16
-CHUNK_COLUMNS = "last_id, engine, boot_id, type, body, frames"  # a chunk's id, then decode_chunk's
+COMPRESS_LEVEL = 1  # zlib's fastest: event JSON deflates about 7x at ~500 MB/s per core here
+# a chunk's id, then decode_chunk's arguments
+CHUNK_COLUMNS = "last_id, engine, boot_id, type, body, frames, size"
 INSERT_CHUNK = (
     "INSERT OR IGNORE INTO event_chunks (last_id, first_id, engine, boot_id, type, first_seq, "
-    "last_seq, ts_min, ts_max, n, body, frames) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    "last_seq, ts_min, ts_max, n, body, frames, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _encode = msgspec.json.Encoder().encode
 _decode_chunk = msgspec.json.Decoder(list[tuple[int, float, int, msgspec.Raw]]).decode
@@ -70,6 +82,17 @@ class Frame(msgspec.Struct, gc=False):
     text: bytes  # a JSON array of event messages, or one event message
 
 
+def pack(body: bytes) -> tuple[bytes, int]:
+    """A body as stored, and its `size`: deflated, or as is if deflating does not shrink it."""
+    packed = zlib.compress(body, COMPRESS_LEVEL)
+    return (packed if len(packed) < len(body) else body), len(body)
+
+
+def unpack(stored: bytes, size: int | None) -> bytes:
+    """A stored body as it was packed; SQLite's `sqlar_uncompress(body, size)` does the same."""
+    return stored if not size or size == len(stored) else zlib.decompress(stored, bufsize=size)
+
+
 _id = attrgetter("id")
 _ts = attrgetter("ts")
 _seq = attrgetter("seq")
@@ -82,6 +105,7 @@ def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
     first, last = events[0], events[-1]
     times = list(map(_ts, events))
     body = list(zip(map(_id, events), times, map(_seq, events), map(_payload, events), strict=True))
+    stored, size = pack(_encode(body))
     return (
         last.id,
         first.id,
@@ -93,8 +117,9 @@ def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
         min(times),
         max(times),
         len(events),
-        _encode(body),
+        stored,
         None,
+        size,
     )
 
 
@@ -123,13 +148,14 @@ def frames_row(frames: list[Frame]) -> tuple[Any, ...]:
     """The `event_chunks` row of verbatim frames of one stream (oldest first)."""
     first, last = frames[0], frames[-1]
     if len(frames) == 1:
-        body = first.text  # bound as it is: no copy here
+        body = first.text
     else:
         texts = [b"["]
         for frame in frames:
             texts += (frame.text, b",")
         texts[-1] = b"]"
         body = b"".join(texts)
+    stored, size = pack(body)
     return (
         last.last_id,
         first.first_id,
@@ -141,15 +167,17 @@ def frames_row(frames: list[Frame]) -> tuple[Any, ...]:
         min(f.ts_min for f in frames),
         max(f.ts_max for f in frames),
         sum(f.last_id - f.first_id + 1 for f in frames),
-        body,
+        stored,
         _encode([(f.first_id, f.received) for f in frames]),
+        size,
     )
 
 
 def decode_chunk(
-    engine: str, boot_id: str, kind: str, body: bytes, frames: bytes | None
+    engine: str, boot_id: str, kind: str, stored: bytes, frames: bytes | None, size: int | None
 ) -> list[EventRecord]:
     """A chunk's events, oldest first."""
+    body = unpack(stored, size)
     if frames is None:
         return [
             EventRecord(ident, kind, ts, engine, seq, boot_id, payload)

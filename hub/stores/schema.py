@@ -12,7 +12,14 @@ import msgspec
 
 from hub.records import EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, make_bundle
-from hub.stores.chunks import CHUNK_COLUMNS, INSERT_CHUNK, chunks, decode_chunk, insert_many
+from hub.stores.chunks import (
+    CHUNK_COLUMNS,
+    INSERT_CHUNK,
+    chunks,
+    decode_chunk,
+    insert_many,
+    unpack,
+)
 
 __all__ = [
     "APPLICATION_ID",
@@ -23,20 +30,22 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-SCHEMA_VERSION = 3  # 3: chunks of verbatim frames; 2: events kept in chunks; 1: a row per event
+SCHEMA_VERSION = 4  # 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks; 1: row per event
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
 _id = attrgetter("id")
 
 # Events are stored in chunks (hub/stores/chunks.py).
-# The `events` view unpacks chunks into one row per event for ad-hoc SQL (it is not fast).
+# The `events` view unpacks chunks into one row per event for ad-hoc SQL (it is not fast). It
+# inflates bodies with sqlar_uncompress(), which the sqlite3 shell has and `connect` defines;
+# other programs define it first (docs/operations.md).
 # No index on time: time filters prune chunks by ts_min/ts_max while walking an id index.
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_chunks (
     last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, engine TEXT NOT NULL,
     boot_id TEXT NOT NULL, type TEXT NOT NULL, first_seq INTEGER NOT NULL,
     last_seq INTEGER NOT NULL, ts_min REAL NOT NULL, ts_max REAL NOT NULL, n INTEGER NOT NULL,
-    body BLOB NOT NULL, frames BLOB, UNIQUE (engine, boot_id, type, first_seq));
+    body BLOB NOT NULL, frames BLOB, size INTEGER, UNIQUE (engine, boot_id, type, first_seq));
 -- Nothing stored twice: a chunk whose seqs overlap a stored chunk of its stream is ignored (the
 -- hub already drops seqs at or below what it committed; this holds even if it did not).
 CREATE TRIGGER IF NOT EXISTS event_chunks_once BEFORE INSERT ON event_chunks
@@ -65,17 +74,19 @@ CREATE TABLE IF NOT EXISTS metrics (
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload) AS
+WITH c AS (SELECT engine, boot_id, type, frames,
+                  CAST(sqlar_uncompress(body, size) AS TEXT) AS body FROM event_chunks)
 SELECT json_extract(e.value, '$[0]'), c.engine, c.boot_id, json_extract(e.value, '$[2]'), c.type,
        json_extract(e.value, '$[1]'), json_extract(e.value, '$[3]')
-FROM event_chunks AS c, json_each(CAST(c.body AS TEXT)) AS e WHERE c.frames IS NULL
+FROM c, json_each(c.body) AS e WHERE c.frames IS NULL
 UNION ALL
 SELECT json_extract(c.frames, '$[' || f.key || '][0]') + e.key, c.engine, c.boot_id,
        json_extract(e.value, '$.seq'), c.type,
        coalesce(json_extract(e.value, '$.ts'), json_extract(c.frames, '$[' || f.key || '][1]')),
        json_extract(e.value, '$.payload')
-FROM event_chunks AS c,
-     json_each(CASE json_array_length(c.frames) WHEN 1 THEN json_array(json(CAST(c.body AS TEXT)))
-               ELSE CAST(c.body AS TEXT) END) AS f,
+FROM c,
+     json_each(CASE json_array_length(c.frames) WHEN 1 THEN json_array(json(c.body))
+               ELSE c.body END) AS f,
      json_each(CASE json_type(f.value) WHEN 'object' THEN json_array(json(f.value))
                ELSE f.value END) AS e
 WHERE c.frames IS NOT NULL
@@ -96,6 +107,7 @@ def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqli
         raise StoreError(f"{path} does not exist")
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
+        conn.create_function("sqlar_uncompress", 2, unpack, deterministic=True)
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables and app_id != APPLICATION_ID:
@@ -140,13 +152,15 @@ def _migrate(conn: sqlite3.Connection) -> None:
     columns = {row[1] for row in conn.execute("PRAGMA table_info(metrics)")}
     chunk_columns = {row[1] for row in conn.execute("PRAGMA table_info(event_chunks)")}
     kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name = 'events'"))
-    if "card" in columns and "frames" in chunk_columns and kinds.get("events") != "table":
+    if "card" in columns and "size" in chunk_columns and kinds.get("events") != "table":
         return
     conn.execute("BEGIN IMMEDIATE")
     if "card" not in columns:
         conn.execute("ALTER TABLE metrics ADD COLUMN card BLOB")
-    if "frames" not in chunk_columns:  # schema 2: the view is made again for the new column
+    if "frames" not in chunk_columns:  # schema 2
         conn.execute("ALTER TABLE event_chunks ADD COLUMN frames BLOB")
+    if "size" not in chunk_columns:  # schema 2 or 3: the view is made again for the new columns
+        conn.execute("ALTER TABLE event_chunks ADD COLUMN size INTEGER")
         conn.execute("DROP VIEW IF EXISTS events")
     if kinds.get("events") == "table":  # schema 1: a row per event
         # Chunked here, not in SQL: json_array() would round ts to 15 digits (10 µs).

@@ -5,6 +5,11 @@ Writes queue in memory (bounded) and a single writer thread commits them at leas
 full, read-only file) the batch stays queued, `problem` says why, acks stop, live views go on,
 and the writer retries with back-off until the disk recovers. Beyond `store_max_pending` queued
 records, new frames are not stored but recorded as gaps (reason `store_overflow`) and counted.
+
+The writer shares the GIL with the event loop and takes it back after every C call that lets go
+of it (deflating a body, an SQLite step). While the loop is busy that waits up to the switch
+interval, 5 ms by default; at a few hundred calls a second the writer would spend most of its
+time waiting and fall behind, so a running store shortens the interval to WRITER_SWITCH_INTERVAL.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import sys
 import threading
 import time
 from collections import Counter
@@ -35,6 +41,7 @@ __all__ = ["SQLiteStore"]
 log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
+WRITER_SWITCH_INTERVAL = 0.001  # seconds (docs/benchmarks.md, session 5)
 
 
 @dataclass
@@ -91,6 +98,7 @@ class SQLiteStore:
         self._read_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_commit: CommitCallback | None = None
+        self._switch_interval: float | None = None  # the process's, while the writer runs
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -99,6 +107,8 @@ class SQLiteStore:
         self._loop = asyncio.get_running_loop()
         self._on_commit = on_commit
         restored = await asyncio.to_thread(self._open)
+        self._switch_interval = sys.getswitchinterval()
+        sys.setswitchinterval(min(self._switch_interval, WRITER_SWITCH_INTERVAL))
         self._thread = threading.Thread(target=self._writer, name="engine-hub-store", daemon=True)
         self._thread.start()
         return restored
@@ -113,6 +123,8 @@ class SQLiteStore:
         self._wake.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, self.settings.graceful_timeout)
+        if self._switch_interval is not None:
+            sys.setswitchinterval(self._switch_interval)
         if self._reader is not None:
             with self._read_lock:
                 self._reader.close()
