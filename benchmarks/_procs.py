@@ -7,11 +7,18 @@ import cProfile
 import multiprocessing as mp
 import os
 import signal
+import sys
 from collections.abc import Callable
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = ["Profiling", "proc_cpu", "serve_on_port_0", "spawn_server", "stop_process"]
+
+# The hub of the checkout these scripts are in, for them and the servers they spawn (which inherit
+# sys.path), not the one the virtualenv's editable install points at: an A/B run of two worktrees
+# sharing one virtualenv must measure two versions of the code, not one twice.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 HOST = "127.0.0.1"
 
