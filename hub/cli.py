@@ -118,23 +118,21 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"engine-hub {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def common(sub: argparse.ArgumentParser) -> None:
+    def common(sub: argparse.ArgumentParser, db: str) -> None:
         sub.add_argument("--host", help="interface to listen on (default 127.0.0.1)")
         sub.add_argument("--port", type=int, help="port to listen on (default 8765; 0 picks one)")
-        sub.add_argument(
-            "--db", help='history file (default ./engine-hub.db; ":memory:" keeps none)'
-        )
+        sub.add_argument("--db", help=db)
         sub.add_argument("--config", help="TOML settings file")
         sub.add_argument(
             "--log-level", choices=["debug", "info", "warning", "error"], help="log verbosity"
         )
 
     serve = commands.add_parser("serve", help="run the hub")
-    common(serve)
+    common(serve, 'history file (default ./engine-hub.db; ":memory:" keeps none)')
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="run a hub with three simulated engines")
-    common(demo)
+    common(demo, "history file (default: none, the demo's history is kept in memory)")
     demo.add_argument(
         "--incident-every",
         type=float,
