@@ -6,9 +6,10 @@ import enum
 
 from hub import __version__
 from hub.engines import EngineRecord
+from hub.ingested import Ingested
 from hub.messages import Ack, EngineMessage, ErrorCode, ErrorReply, Hello, Welcome, encoder
 from hub.protocol import FrameDecoder, ProtocolClose, Rejected
-from hub.state import HubState, Ingested, TooManyEngines
+from hub.state import HubState, TooManyEngines
 
 __all__ = ["ConnectionPhase", "EngineConnection"]
 

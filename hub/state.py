@@ -11,6 +11,7 @@ from typing import assert_never
 from msgspec import UNSET
 
 from hub.engines import EngineRecord, Health, derive_health
+from hub.ingested import Gap, Ingested
 from hub.logs import LogTails, normalize_level
 from hub.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, Hello, Log, Metric
 from hub.metrics import MetricRegistry, MetricRejected
@@ -20,7 +21,7 @@ from hub.rings import EventRings, Ring, TooManyTypes
 from hub.settings import Settings
 from hub.stats import DirtySet, Stats
 
-__all__ = ["DirtySet", "Gap", "HealthChange", "HubState", "Ingested", "Stats", "TooManyEngines"]
+__all__ = ["DirtySet", "HealthChange", "HubState", "Stats", "TooManyEngines"]
 
 _MAX_STATE_KEYS = 256
 _MAX_OLD_BOOTS = 1024
@@ -46,33 +47,6 @@ class HealthChange:
     health: Health
     previous: Health
     at: float
-
-
-@dataclass(frozen=True, slots=True)
-class Gap:
-    """Messages `first`..`last` of a boot never arrived (the client dropped them)."""
-
-    engine: str
-    boot_id: str
-    first: int
-    last: int
-
-
-class Ingested:
-    """What one frame changed: records to store and publish, rejections to reply with."""
-
-    __slots__ = ("events", "frame", "gaps", "logs", "received", "rejected", "runs")
-
-    def __init__(self) -> None:
-        self.events: list[EventRecord] = []
-        self.runs = 0  # runs of one event type in `events`
-        # The frame's text, when `events` are all of it, of one type (one run), in its order:
-        # the store may keep it verbatim instead of encoding the records again.
-        self.frame: bytes | None = None
-        self.received = 0.0  # when `frame` came: the ts of its events that carry none
-        self.logs: list[LogRecord] = []
-        self.rejected: list[Rejected] = []
-        self.gaps: list[Gap] = []
 
 
 class HubState:

@@ -23,10 +23,10 @@ import hub.stores.chunks as chunk_store
 import hub.stores.retention as retention
 import hub.stores.sqlite as sqlite_store
 from hub.engines import EngineRecord
+from hub.ingested import Gap, Ingested
 from hub.logs import level_number
 from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
-from hub.state import Gap, Ingested
 from hub.stores import HistoryQuery, MemoryStore
 from hub.stores.base import StoreError
 from hub.stores.chunks import VERBATIM_MIN_EVENTS as VERBATIM

@@ -9,11 +9,12 @@ import msgspec
 import pytest
 
 from hub.engines import EngineRecord, Health
+from hub.ingested import Gap
 from hub.messages import Bye, ErrorCode, Event, Heartbeat, Hello, Log, Metric, Status
 from hub.protocol import Rejected
 from hub.records import utc
 from hub.settings import Settings
-from hub.state import DirtySet, Gap, HealthChange, HubState, TooManyEngines
+from hub.state import DirtySet, HealthChange, HubState, TooManyEngines
 
 T0 = 1_700_000_000.0
 

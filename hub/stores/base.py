@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from hub.engines import EngineRecord
+from hub.ingested import Ingested
 from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot, utc
-from hub.state import Ingested
 
 __all__ = [
     "CommitCallback",

@@ -6,9 +6,9 @@ from collections import deque
 from typing import Any, Literal
 
 from hub.engines import EngineRecord
+from hub.ingested import Ingested
 from hub.logs import level_number
 from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
-from hub.state import Ingested
 from hub.stores.base import CommitCallback, HistoryQuery, Restored, make_bundle
 
 __all__ = ["MemoryStore"]
