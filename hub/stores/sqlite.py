@@ -241,9 +241,10 @@ class SQLiteStore:
                 self._on_commit(engine, boot_id, seq)
 
     def _write(self, conn: sqlite3.Connection, batch: _Batch) -> None:
+        rows = chunks(batch.frames)  # built and deflated before the write lock is taken
         conn.execute("BEGIN IMMEDIATE")
         try:
-            insert_many(conn, INSERT_CHUNK, chunks(batch.frames))
+            insert_many(conn, INSERT_CHUNK, rows)
             insert_many(
                 conn,
                 "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra) "
