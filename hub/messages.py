@@ -31,6 +31,7 @@ __all__ = [
     "Metric",
     "Status",
     "Welcome",
+    "epoch",
 ]
 
 ENGINE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
@@ -79,6 +80,11 @@ LoggerName = Annotated[str, Meta(max_length=256)]
 TagValue = Annotated[str, Meta(max_length=256)]
 Tags = dict[Annotated[str, Meta(pattern=TAG_KEY_PATTERN)], TagValue]
 Json = dict[str, Any]
+
+
+def epoch(value: datetime | float) -> float:
+    """A protocol timestamp as Unix seconds (ISO-8601 with a timezone or seconds already)."""
+    return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
 class _Message(Struct, tag_field="kind", forbid_unknown_fields=False, omit_defaults=True, gc=False):

@@ -7,7 +7,6 @@ import struct
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import msgspec
@@ -23,6 +22,7 @@ from hub.messages import (
     Hello,
     Log,
     Metric,
+    epoch,
 )
 from hub.settings import Settings
 
@@ -229,12 +229,12 @@ class FrameDecoder:
                 return problem
         if isinstance(msg, Hello):
             if msg.started_at is not None:
-                msg.started_at = _epoch(msg.started_at)
+                msg.started_at = epoch(msg.started_at)
             return None
         ts = msg.ts
         if ts is not None:
             if type(ts) is not float:
-                ts = msg.ts = _epoch(ts)
+                ts = msg.ts = epoch(ts)
                 self.whole = None  # the text no longer says what was accepted
             if ts > now + settings.max_future_seconds:
                 return (
@@ -308,10 +308,6 @@ def _split_array(data: bytes) -> list[bytes] | None:
             parts.append(data[start : match.start()].strip())
             start = match.end()
     return None
-
-
-def _epoch(value: datetime | float) -> float:
-    return value.timestamp() if isinstance(value, datetime) else float(value)
 
 
 def _classify_validation(text: str) -> tuple[ErrorCode, str]:

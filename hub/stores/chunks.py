@@ -26,7 +26,7 @@ from typing import Any
 
 import msgspec
 
-from hub.messages import Event
+from hub.messages import Event, epoch
 from hub.records import EventRecord
 
 __all__ = [
@@ -189,7 +189,7 @@ def decode_chunk(
     for (first_id, received), text in zip(index, texts, strict=True):
         messages = [text] if isinstance(text, Event) else text
         for ident, msg in enumerate(messages, first_id):
-            ts = received if msg.ts is None else msg.ts  # seconds: ISO-8601 is not kept verbatim
+            ts = received if msg.ts is None else epoch(msg.ts)  # ISO-8601 is never kept verbatim
             out.append(EventRecord(ident, kind, ts, engine, msg.seq, boot_id, msg.payload))
     return out
 
