@@ -55,7 +55,7 @@ def serve_on_port_0(
     server: _Server, port_out: Connection, before: Callable[[], None] | None = None
 ) -> None:
     """In the child: bind 127.0.0.1:0, report the port, run `before`, serve until SIGTERM."""
-    from hub.server import bind
+    from hub.web.server import bind
 
     sock = bind(HOST, 0)
     port_out.send(sock.getsockname()[1])

@@ -35,7 +35,7 @@ P99_TARGET = 5.0
 def _hub_process(conn: Connection) -> None:
     """Child process: serve the real hub if it exists, else a minimal stand-in; report the port."""
     try:
-        from hub.app import create_app
+        from hub.web.app import create_app
     except ImportError:
         asyncio.run(_stand_in(conn))
         return

@@ -118,8 +118,8 @@ def _hub_child(
     port_out: Connection, profile_path: str | None, max_dashboards: int, db: str
 ) -> None:
     """Entry point of the hub process: bind port 0, report the port, serve until SIGTERM."""
-    from hub.server import HubServer
     from hub.settings import Settings
+    from hub.web.server import HubServer
 
     _raise_nofile(max_dashboards + 256)
     settings = Settings(

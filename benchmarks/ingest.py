@@ -137,8 +137,8 @@ def _child(port_out: Connection, kind: str, profile_path: str | None, store: str
     from starlette.applications import Starlette
     from starlette.routing import WebSocketRoute
 
-    from hub.server import HubServer, uvicorn_config
     from hub.settings import Settings
+    from hub.web.server import HubServer, uvicorn_config
 
     # Ingest alone: history in memory, unless --persist compares the SQLite store against it.
     settings = Settings(host=HOST, port=0, db=":memory:", log_level="warning", graceful_timeout=2)

@@ -25,7 +25,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from hub.server import serve
+    from hub.web.server import serve
 
     return serve(_settings(args))
 
@@ -33,8 +33,8 @@ def _serve(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
-    from hub.demo import run_demo
-    from hub.server import exit_cleanly_on_sigterm
+    from hub.demo.supervisor import run_demo
+    from hub.web.server import exit_cleanly_on_sigterm
 
     def ready(url: str) -> None:
         print(
@@ -65,7 +65,7 @@ def _export(args: argparse.Namespace) -> int:
 
     import msgspec
 
-    from hub.params import parse_when
+    from hub.web.params import parse_when
 
     now = time.time()
     try:

@@ -13,13 +13,27 @@ from pathlib import Path
 from playwright.async_api import async_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-sync"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-sync",
+]
 
 
 async def main(seconds: float) -> None:
     demo = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "hub", "demo", "--port", "0", "--incident-every", "6",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        sys.executable,
+        "-m",
+        "hub",
+        "demo",
+        "--port",
+        "0",
+        "--incident-every",
+        "6",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     assert demo.stdout is not None
     url = ""

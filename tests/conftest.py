@@ -19,9 +19,9 @@ import websockets
 from playwright.async_api import Browser, Page, async_playwright
 from websockets.asyncio.client import ClientConnection
 
-from hub.runtime import Hub
-from hub.server import HubServer, bind
 from hub.settings import Settings
+from hub.web.runtime import Hub
+from hub.web.server import HubServer, bind
 
 WAIT = 10.0  # upper bound for any wait on an event; tests never sleep to synchronize
 

@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
-from hub import dashboard_ws
-from hub.fanout import NO_WRITER
-from hub.views import TABLE_ROWS
+from hub.live.dashboard_fanout import NO_WRITER
+from hub.live.views import TABLE_ROWS
+from hub.web import dashboard_ws
 from tests.conftest import (
     WAIT,
     RunningHub,

@@ -18,9 +18,9 @@ from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIO
 from websockets.asyncio.client import ClientConnection
 from websockets.server import ServerProtocol
 
-from hub import dashboard_ws
-from hub.fanout import NO_WRITER, Viewer, text_frame
-from hub.views import OVERVIEW, TABLE_ROWS
+from hub.live.dashboard_fanout import NO_WRITER, Viewer, text_frame
+from hub.live.views import OVERVIEW, TABLE_ROWS
+from hub.web import dashboard_ws
 from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, unique
 
 PATHS = ["direct", "asgi"]
@@ -67,7 +67,7 @@ async def test_the_slower_asgi_path_is_logged_once(
 ) -> None:
     """Dashboards that cannot be written to directly are named in the log, once per hub."""
     use_path(path, monkeypatch)
-    caplog.set_level(logging.INFO, logger="hub.dashboard_ws")
+    caplog.set_level(logging.INFO, logger="hub.web.dashboard_ws")
     async with running_hub() as running:
         for _ in range(2):
             async with dashboard(running):

@@ -22,8 +22,8 @@ from starlette.routing import Route
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
-from hub.server import bind
 from hub.settings import load_settings
+from hub.web.server import bind
 from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, unique, watched_page
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "embedding.md"

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from hub.engines import EngineRecord, Health, derive_health
-from hub.messages import Status
+from hub.core.engines import EngineRecord, Health, derive_health
+from hub.core.messages import Status
 from hub.settings import Settings
 
 T0 = 1_700_000_000.0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hub.logs import LogTails, level_number, normalize_level
-from hub.records import LogRecord, utc
+from hub.core.logs import LogTails, level_number, normalize_level
+from hub.core.records import LogRecord, utc
 
 
 def line(id: int, level: str = "INFO", engine: str = "fno") -> LogRecord:

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from hub.messages import ErrorCode, Metric
-from hub.metrics import MetricRegistry, MetricRejected
+from hub.core.messages import ErrorCode, Metric
+from hub.core.metrics import MetricRegistry, MetricRejected
 
 T0 = 1_700_000_000.0
 

@@ -25,7 +25,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from hub.client import EngineClient
-from hub.records import EventRecord
+from hub.core.records import EventRecord
 from hub.stores.chunks import INSERT_CHUNK, chunk_row
 from hub.stores.schema import connect
 from tests.conftest import WAIT, RunningHub, connect_engine, database, running_hub, sse, unique

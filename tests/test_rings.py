@@ -5,8 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from hub.records import EventRecord
-from hub.rings import EventRings, TooManyTypes
+from hub.core.records import EventRecord
+from hub.core.rings import EventRings, TooManyTypes
 from hub.settings import KNOWN_EVENT_TYPES, Settings
 
 SMALL = Settings(

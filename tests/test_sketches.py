@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from hub.sketches import Sketch
+from hub.core.sketches import Sketch
 
 QUANTILES = (0.0, 0.01, 0.1, 0.25, 0.5, 0.75, 0.9, 0.95, 0.99, 1.0)
 

@@ -22,10 +22,10 @@ import pytest
 import hub.stores.chunks as chunk_store
 import hub.stores.retention as retention
 import hub.stores.sqlite as sqlite_store
-from hub.engines import EngineRecord
-from hub.ingested import Gap, Ingested
-from hub.logs import level_number
-from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.engines import EngineRecord
+from hub.core.ingested import Gap, Ingested
+from hub.core.logs import level_number
+from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.stores import HistoryQuery, MemoryStore
 from hub.stores.base import StoreError

@@ -8,13 +8,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from hub.engines import EngineRecord, Health
-from hub.ingested import Gap
-from hub.messages import Bye, ErrorCode, Event, Heartbeat, Hello, Log, Metric, Status
-from hub.protocol import Rejected
-from hub.records import utc
+from hub.core.decoding import Rejected
+from hub.core.engines import EngineRecord, Health
+from hub.core.ingested import Gap
+from hub.core.messages import Bye, ErrorCode, Event, Heartbeat, Hello, Log, Metric, Status
+from hub.core.records import utc
+from hub.core.state import DirtySet, HealthChange, HubState, TooManyEngines
 from hub.settings import Settings
-from hub.state import DirtySet, HealthChange, HubState, TooManyEngines
 
 T0 = 1_700_000_000.0
 

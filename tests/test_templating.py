@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import jinja2
 import pytest
 
-from hub.templating import create_environment, sparkline_points
+from hub.live.templating import create_environment, sparkline_points
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 ENV = create_environment()

@@ -9,12 +9,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from hub.engines import EngineRecord
-from hub.messages import Bye, Event, Heartbeat, Hello, Log, Metric, Status
+from hub.core.engines import EngineRecord
+from hub.core.messages import Bye, Event, Heartbeat, Hello, Log, Metric, Status
+from hub.core.state import HubState
+from hub.live.templating import create_environment
+from hub.live.views import OVERVIEW, Views
 from hub.settings import Settings
-from hub.state import HubState
-from hub.templating import create_environment
-from hub.views import OVERVIEW, Views
 
 T0 = 1_700_000_000.0
 

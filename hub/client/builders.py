@@ -12,7 +12,7 @@ import msgspec
 from hub.client.intake import SeriesKey
 from hub.client.options import ClientOptions
 from hub.client.payloads import json_hook, log_extra, make_encoder, plain, truncate
-from hub.messages import (
+from hub.core.messages import (
     EVENT_TYPE_PATTERN,
     METRIC_NAME_PATTERN,
     TAG_KEY_PATTERN,

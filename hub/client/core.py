@@ -19,7 +19,7 @@ from hub.client.health import HealthState
 from hub.client.intake import EVENT, LOG, DropReason, Intake
 from hub.client.options import ClientOptions
 from hub.client.outbox import Outbox
-from hub.messages import (
+from hub.core.messages import (
     Ack,
     Bye,
     ErrorReply,

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hub.client.payloads import truncate
-from hub.messages import INT64_MAX, Status
+from hub.core.messages import INT64_MAX, Status
 
 __all__ = ["HealthState"]
 

@@ -9,7 +9,7 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from hub.messages import ENGINE_NAME_PATTERN
+from hub.core.messages import ENGINE_NAME_PATTERN
 
 __all__ = ["ClientOptions", "HealthProvider", "engine_url", "make_options", "validate_identity"]
 

@@ -19,7 +19,7 @@ from hub.client.core import ClientCore, ClientStats, ConnectionState
 from hub.client.handlers import HubLogHandler
 from hub.client.intake import EVENT, LOG, OBSERVE, DropReason, Intake, NullIntake
 from hub.client.options import ClientOptions, engine_url, make_options, validate_identity
-from hub.messages import Status
+from hub.core.messages import Status
 
 __all__ = ["Recorder", "Timer"]
 

@@ -22,7 +22,7 @@ from hub.client.core import ClientCore, ConnectionState
 from hub.client.handlers import SHIPPING
 from hub.client.intake import DropReason
 from hub.client.options import ClientOptions
-from hub.messages import ErrorReply
+from hub.core.messages import ErrorReply
 
 __all__ = ["Sender"]
 

@@ -6,9 +6,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from hub.engines import EngineRecord
-from hub.ingested import Ingested
-from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot, utc
+from hub.core.engines import EngineRecord
+from hub.core.ingested import Ingested
+from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot, utc
 
 __all__ = [
     "CommitCallback",

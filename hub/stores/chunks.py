@@ -26,8 +26,8 @@ from typing import Any
 
 import msgspec
 
-from hub.messages import Event, epoch
-from hub.records import EventRecord
+from hub.core.messages import Event, epoch
+from hub.core.records import EventRecord
 
 __all__ = [
     "CHUNK_COLUMNS",

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal
 
-from hub.engines import EngineRecord
-from hub.ingested import Ingested
-from hub.logs import level_number
-from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.engines import EngineRecord
+from hub.core.ingested import Ingested
+from hub.core.logs import level_number
+from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.stores.base import CommitCallback, HistoryQuery, Restored, make_bundle
 
 __all__ = ["MemoryStore"]

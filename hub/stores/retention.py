@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from hub.records import EventRecord
+from hub.core.records import EventRecord
 from hub.settings import Settings
 from hub.stores.chunks import CHUNK_COLUMNS, INSERT_CHUNK, chunk_row, decode_chunk
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from hub.records import EventRecord, LogRecord, utc
+from hub.core.records import EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, make_bundle
 from hub.stores.chunks import (
     CHUNK_COLUMNS,

@@ -26,10 +26,10 @@ from typing import Any, Literal
 
 import msgspec
 
-from hub.engines import EngineRecord
-from hub.ingested import Ingested
-from hub.logs import level_number
-from hub.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.engines import EngineRecord
+from hub.core.ingested import Ingested
+from hub.core.logs import level_number
+from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.stores.base import CommitCallback, HistoryQuery, Restored
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim

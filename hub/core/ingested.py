@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hub.protocol import Rejected
-from hub.records import EventRecord, LogRecord
+from hub.core.decoding import Rejected
+from hub.core.records import EventRecord, LogRecord
 
 __all__ = ["Gap", "Ingested"]
 

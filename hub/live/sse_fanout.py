@@ -8,8 +8,8 @@ from collections.abc import Iterable
 
 import msgspec
 
-from hub.records import EventRecord
-from hub.state import HealthChange
+from hub.core.records import EventRecord
+from hub.core.state import HealthChange
 
 __all__ = ["Broadcaster", "Subscriber", "TooManySubscribers", "sse_frame"]
 

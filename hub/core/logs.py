@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import deque
 
-from hub.records import LogRecord
+from hub.core.records import LogRecord
 
 __all__ = ["LEVELS", "LogTails", "level_number", "normalize_level"]
 

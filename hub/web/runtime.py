@@ -8,16 +8,16 @@ import logging
 import time
 from typing import Protocol
 
-from hub.broadcast import Broadcaster
-from hub.fanout import DashboardFanout
-from hub.protocol import FrameDecoder
-from hub.records import MetricsSnapshot
-from hub.restore import restore
+from hub.core.decoding import FrameDecoder
+from hub.core.records import MetricsSnapshot
+from hub.core.state import HubState
+from hub.live.dashboard_fanout import DashboardFanout
+from hub.live.sse_fanout import Broadcaster
+from hub.live.templating import create_environment
+from hub.live.views import Views
 from hub.settings import Settings
-from hub.state import HubState
 from hub.stores import HistoryStore, open_store
-from hub.templating import create_environment
-from hub.views import Views
+from hub.stores.restore import restore
 
 __all__ = ["Hub", "Session"]
 

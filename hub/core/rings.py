@@ -8,7 +8,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import takewhile
 
-from hub.records import EventRecord
+from hub.core.records import EventRecord
 from hub.settings import KNOWN_EVENT_TYPES, Settings
 
 __all__ = ["EventRings", "Ring", "TooManyTypes"]

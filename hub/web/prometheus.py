@@ -17,10 +17,10 @@ from prometheus_client.samples import Sample
 from starlette.requests import Request
 from starlette.responses import Response
 
-from hub.engines import Health, derive_health
-from hub.metrics import MetricKind
-from hub.runtime import Hub
-from hub.sketches import Sketch
+from hub.core.engines import Health, derive_health
+from hub.core.metrics import MetricKind
+from hub.core.sketches import Sketch
+from hub.web.runtime import Hub
 
 __all__ = ["HubCollector", "metrics_endpoint", "registry_for"]
 

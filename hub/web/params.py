@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from starlette.requests import Request
 
-from hub.messages import ENGINE_NAME_PATTERN, EVENT_TYPE_PATTERN
+from hub.core.messages import ENGINE_NAME_PATTERN, EVENT_TYPE_PATTERN
 
 __all__ = [
     "BadRequest",

@@ -11,10 +11,10 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
-from hub.app import create_app
-from hub.runtime import Hub
 from hub.settings import Settings
 from hub.stores import check_store
+from hub.web.app import create_app
+from hub.web.runtime import Hub
 
 __all__ = ["HubServer", "bind", "exit_cleanly_on_sigterm", "serve", "uvicorn_config"]
 

@@ -6,8 +6,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.messages import ErrorCode, Metric
-from hub.sketches import Sketch, sketch_from_dict, sketch_to_dict
+from hub.core.messages import ErrorCode, Metric
+from hub.core.sketches import Sketch, sketch_from_dict, sketch_to_dict
 
 __all__ = ["EngineMetrics", "MetricKind", "MetricRegistry", "MetricRejected", "Series"]
 

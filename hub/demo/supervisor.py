@@ -17,9 +17,9 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from hub.server import HubServer, bind
 from hub.settings import Settings
 from hub.stores import check_store
+from hub.web.server import HubServer, bind
 
 __all__ = ["ENGINES", "Supervisor", "run_demo"]
 
@@ -52,7 +52,7 @@ class Supervisor:
         self.procs[name] = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "hub.simulator",
+            "hub.demo.simulator",
             "--engine",
             name,
             "--url",

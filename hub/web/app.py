@@ -12,14 +12,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
-from hub import api, dashboard
-from hub.dashboard_ws import dashboard_endpoint
-from hub.engine_ws import engine_endpoint
-from hub.params import BadRequest
-from hub.prometheus import metrics_endpoint, registry_for
-from hub.runtime import Hub
 from hub.settings import Settings
-from hub.sse import stream
+from hub.web import api, pages
+from hub.web.dashboard_ws import dashboard_endpoint
+from hub.web.engine_ws import engine_endpoint
+from hub.web.params import BadRequest
+from hub.web.prometheus import metrics_endpoint, registry_for
+from hub.web.runtime import Hub
+from hub.web.sse import stream
 
 __all__ = ["create_app"]
 
@@ -66,7 +66,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/ws/engine", engine_endpoint),
         WebSocketRoute("/ws/dashboard", dashboard_endpoint),
-        *dashboard.routes,
+        *pages.routes,
     ]
     return Starlette(
         routes=routes,

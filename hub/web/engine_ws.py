@@ -9,9 +9,9 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hub.connections import ConnectionPhase, EngineConnection
-from hub.protocol import ProtocolClose
-from hub.runtime import Hub
+from hub.core.decoding import ProtocolClose
+from hub.core.protocol import ConnectionPhase, EngineConnection
+from hub.web.runtime import Hub
 
 __all__ = ["engine_endpoint"]
 

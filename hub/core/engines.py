@@ -7,8 +7,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from hub.messages import Status
-from hub.records import utc
+from hub.core.messages import Status
+from hub.core.records import utc
 from hub.settings import Settings
 
 __all__ = ["EngineRecord", "Health", "derive_health"]

@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from hub.api import json_response
-from hub.broadcast import Subscriber, TooManySubscribers, sse_frame
-from hub.params import BadRequest, engine_param, event_type_param
-from hub.runtime import Hub
+from hub.live.sse_fanout import Subscriber, TooManySubscribers, sse_frame
+from hub.web.api import json_response
+from hub.web.params import BadRequest, engine_param, event_type_param
+from hub.web.runtime import Hub
 
 __all__ = ["stream"]
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from hub.messages import (
+from hub.core.messages import (
     EVENT_TYPE_PATTERN,
     INT64_MAX,
     Bye,

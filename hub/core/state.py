@@ -10,16 +10,16 @@ from typing import assert_never
 
 from msgspec import UNSET
 
-from hub.engines import EngineRecord, Health, derive_health
-from hub.ingested import Gap, Ingested
-from hub.logs import LogTails, normalize_level
-from hub.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, Hello, Log, Metric
-from hub.metrics import MetricRegistry, MetricRejected
-from hub.protocol import Rejected
-from hub.records import BootChange, EventRecord, LogRecord, utc
-from hub.rings import EventRings, Ring, TooManyTypes
+from hub.core.decoding import Rejected
+from hub.core.engines import EngineRecord, Health, derive_health
+from hub.core.ingested import Gap, Ingested
+from hub.core.logs import LogTails, normalize_level
+from hub.core.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, Hello, Log, Metric
+from hub.core.metrics import MetricRegistry, MetricRejected
+from hub.core.records import BootChange, EventRecord, LogRecord, utc
+from hub.core.rings import EventRings, Ring, TooManyTypes
+from hub.core.stats import DirtySet, Stats
 from hub.settings import Settings
-from hub.stats import DirtySet, Stats
 
 __all__ = ["DirtySet", "HealthChange", "HubState", "Stats", "TooManyEngines"]
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import jinja2
 
-from hub.engines import EngineRecord, derive_health
-from hub.metrics import MetricKind
-from hub.records import EventRecord
-from hub.state import HubState
-from hub.templating import sparkline_points
+from hub.core.engines import EngineRecord, derive_health
+from hub.core.metrics import MetricKind
+from hub.core.records import EventRecord
+from hub.core.state import HubState
+from hub.live.templating import sparkline_points
 
 __all__ = ["OVERVIEW", "ViewKey", "Views"]
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 __all__ = ["static_dir", "templates_dir"]
 
-_PACKAGE = Path(__file__).resolve().parent
+_PACKAGE = Path(__file__).resolve().parent.parent  # hub/
 
 
 def _find(name: str) -> Path:
@@ -15,7 +15,7 @@ def _find(name: str) -> Path:
             return candidate
     raise RuntimeError(
         f"cannot find the {name!r} directory next to the hub package; reinstall engine-hub "
-        "(a wheel ships it as hub/{name})"
+        f"(a wheel ships it as hub/{name})"
     )
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import jinja2
 
-from hub.resources import templates_dir
+from hub.live.resources import templates_dir
 
 __all__ = ["create_environment", "sparkline_points"]
 

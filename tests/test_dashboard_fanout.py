@@ -10,12 +10,12 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side
 
-from hub.fanout import DashboardFanout, Viewer, text_frame
-from hub.messages import Event, Heartbeat, Hello
-from hub.runtime import Hub
+from hub.core.messages import Event, Heartbeat, Hello
+from hub.live.dashboard_fanout import DashboardFanout, Viewer, text_frame
+from hub.live.views import OVERVIEW
 from hub.settings import Settings
 from hub.stores import MemoryStore
-from hub.views import OVERVIEW
+from hub.web.runtime import Hub
 
 T0 = 1_700_000_000.0
 ENGINE_VIEW = ("engine", 1)

@@ -17,7 +17,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Protocol
 
-from hub.views import ViewKey
+from hub.live.views import ViewKey
 
 __all__ = ["NO_WRITER", "DashboardFanout", "FrameWriter", "Viewer", "text_frame"]
 

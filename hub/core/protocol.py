@@ -5,11 +5,11 @@ from __future__ import annotations
 import enum
 
 from hub import __version__
-from hub.engines import EngineRecord
-from hub.ingested import Ingested
-from hub.messages import Ack, EngineMessage, ErrorCode, ErrorReply, Hello, Welcome, encoder
-from hub.protocol import FrameDecoder, ProtocolClose, Rejected
-from hub.state import HubState, TooManyEngines
+from hub.core.decoding import FrameDecoder, ProtocolClose, Rejected
+from hub.core.engines import EngineRecord
+from hub.core.ingested import Ingested
+from hub.core.messages import Ack, EngineMessage, ErrorCode, ErrorReply, Hello, Welcome, encoder
+from hub.core.state import HubState, TooManyEngines
 
 __all__ = ["ConnectionPhase", "EngineConnection"]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from hub.engines import EngineRecord
-from hub.messages import Status
-from hub.state import HubState
+from hub.core.engines import EngineRecord
+from hub.core.messages import Status
+from hub.core.state import HubState
 from hub.stores.base import Restored
 
 __all__ = ["restore"]

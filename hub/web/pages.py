@@ -10,9 +10,9 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from hub.resources import static_dir
-from hub.runtime import Hub
-from hub.views import OVERVIEW
+from hub.live.resources import static_dir
+from hub.live.views import OVERVIEW
+from hub.web.runtime import Hub
 
 __all__ = ["csp", "routes"]
 

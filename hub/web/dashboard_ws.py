@@ -13,9 +13,9 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hub.fanout import NO_WRITER, FrameWriter, Viewer
-from hub.runtime import Hub
-from hub.views import OVERVIEW, ViewKey
+from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer
+from hub.live.views import OVERVIEW, ViewKey
+from hub.web.runtime import Hub
 
 __all__ = ["dashboard_endpoint", "frame_writer"]
 

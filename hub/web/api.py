@@ -11,8 +11,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from hub import __version__
-from hub.logs import level_number
-from hub.params import (
+from hub.core.logs import level_number
+from hub.core.records import utc
+from hub.stores import HistoryQuery
+from hub.web.params import (
     BadRequest,
     engine_param,
     event_type_param,
@@ -20,9 +22,7 @@ from hub.params import (
     level_param,
     time_param,
 )
-from hub.records import utc
-from hub.runtime import Hub
-from hub.stores import HistoryQuery
+from hub.web.runtime import Hub
 
 __all__ = ["json_response", "routes"]
 
