@@ -10,15 +10,16 @@ import pytest
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side
 
+from hub.core.ingested import Ingested
 from hub.core.messages import Event, Heartbeat, Hello
 from hub.live.dashboard_fanout import DashboardFanout, Viewer, text_frame
-from hub.live.views import OVERVIEW
+from hub.live.views import OVERVIEW, FragmentKey, Part, ViewKey, ViewKind
 from hub.settings import Settings
 from hub.stores import MemoryStore
 from hub.web.runtime import Hub
 
 T0 = 1_700_000_000.0
-ENGINE_VIEW = ("engine", 1)
+ENGINE_VIEW = ViewKey(ViewKind.ENGINE, 1)
 
 
 def event(seq: int, type: str, payload: dict[str, Any]) -> Event:
@@ -33,7 +34,13 @@ def make_fanout(
     return DashboardFanout(max_chars, max_viewers, drops), drops
 
 
-def ready(fanout: DashboardFanout, view: tuple[str, int] = OVERVIEW) -> Viewer:
+def publish(fanout: DashboardFanout, view: ViewKey, frame: str) -> None:
+    """Offer one frame to every viewer of `view`, as the runtime's tick does, then prune."""
+    fanout.offer_all(fanout.views.get(view, ()), frame)
+    fanout.prune(view)
+
+
+def ready(fanout: DashboardFanout, view: ViewKey = OVERVIEW) -> Viewer:
     """A viewer that already had its snapshot, so deltas are queued for it."""
     viewer = fanout.join(view)
     assert viewer is not None
@@ -162,7 +169,7 @@ def test_a_viewer_disconnected_as_slow_frees_its_slot() -> None:
     fanout, drops = make_fanout(max_chars=10, max_viewers=1)
     viewer = ready(fanout)
     for _ in range(4):
-        fanout.publish(OVERVIEW, "x" * 11)
+        publish(fanout, OVERVIEW, "x" * 11)
         viewer.needs_snapshot = False
     assert viewer.closed and drops["dashboard_slow_disconnect"] == 1
     assert fanout.count == 0 and OVERVIEW not in fanout.views
@@ -200,10 +207,10 @@ def test_publish_sends_the_same_string_to_every_viewer_of_a_view() -> None:
     overview = [ready(fanout) for _ in range(5)]
     other = ready(fanout, ENGINE_VIEW)
     frame = "".join(["<div>", "x" * 100, "</div>"])
-    fanout.publish(OVERVIEW, frame)
+    publish(fanout, OVERVIEW, frame)
     assert all(len(v.queue) == 1 and v.queue[0] is frame for v in overview)
     assert not other.queue
-    fanout.publish(("embed", 9), "nobody watches")  # no viewers: nothing happens
+    publish(fanout, ViewKey(ViewKind.EMBED, 9), "nobody watches")  # no viewers: nothing happens
 
 
 def test_close_closes_and_wakes_everyone() -> None:
@@ -272,7 +279,7 @@ def test_offer_all_frames_once_for_every_socket() -> None:
     """Every viewer's socket is handed the same framed bytes object: framing is once per frame."""
     fanout, _ = make_fanout()
     viewers = [direct(fanout) for _ in range(5)]
-    fanout.publish(OVERVIEW, "<p>tick</p>")
+    publish(fanout, OVERVIEW, "<p>tick</p>")
     written = [socket.written for _, socket in viewers]
     assert all(len(w) == 1 and w[0] is written[0][0] for w in written)
     assert written[0][0] == text_frame("<p>tick</p>")
@@ -296,19 +303,19 @@ def test_a_direct_write_resets_the_overflow_streak() -> None:
 
 def make_hub() -> Hub:
     hub = Hub(Settings(), MemoryStore())
-    record, _ = hub.state.hello(Hello(engine="fno", boot_id="b"), 1, T0)
+    record, _ = hub.state.hello(Hello(engine="fno", boot_id="b"), 1, T0, Ingested())
     hub.state.ingest(record, [Heartbeat(seq=1, loop_tick=1)], T0)
     return hub
 
 
-def count_renders(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+def count_renders(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> Counter[FragmentKey]:
     """Count how often each fragment is rendered."""
-    renders: Counter[str] = Counter()
+    renders: Counter[FragmentKey] = Counter()
     original = hub.views.render
 
-    def render(name: str, now: float, oob: bool) -> str:
-        renders[name] += 1
-        return original(name, now, oob)
+    def render(key: FragmentKey, now: float, oob: bool) -> str:
+        renders[key] += 1
+        return original(key, now, oob)
 
     monkeypatch.setattr(hub.views, "render", render)
     return renders
@@ -331,10 +338,10 @@ def test_push_views_renders_once_for_fifty_viewers(monkeypatch: pytest.MonkeyPat
     record = hub.state.engines["fno"]
     hub.state.ingest(record, [event(2, "signal_event", {"symbol": "X"})], T0)
     hub.push_views(T0 + 0.1)
-    assert renders == {"signals": 1}
+    assert renders == {FragmentKey(Part.SIGNALS): 1}
     deltas = [v.queue[1] for v in viewers if v is not None]
     assert all(d is deltas[0] for d in deltas)
-    assert deltas[0] == hub.views.render("signals", T0 + 0.1, oob=True)
+    assert deltas[0] == hub.views.render(FragmentKey(Part.SIGNALS), T0 + 0.1, oob=True)
 
 
 def test_push_views_gives_the_snapshot_to_new_viewers_only(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -352,7 +359,7 @@ def test_push_views_gives_the_snapshot_to_new_viewers_only(monkeypatch: pytest.M
     renders = count_renders(hub, monkeypatch)
     hub.push_views(T0 + 0.1)
     assert renders == dict.fromkeys(hub.views.names(OVERVIEW), 1)  # "orders" serves both
-    assert list(old.queue) == [hub.views.render("orders", T0 + 0.1, oob=True)]
+    assert list(old.queue) == [hub.views.render(FragmentKey(Part.ORDERS), T0 + 0.1, oob=True)]
     assert len(new.queue) == 1 and not new.needs_snapshot
     assert new.queue[0] == hub.views.frame(hub.views.names(OVERVIEW), T0 + 0.1, {})
 
@@ -385,7 +392,7 @@ def test_push_views_forgets_viewers_the_fanout_gave_up_on() -> None:
 def test_a_page_for_an_unknown_engine_does_not_break_other_views() -> None:
     """A viewer of /ws/dashboard?view=engine&id=<unknown> gets placeholders; others still update."""
     hub = make_hub()
-    bogus = hub.fanout.join(("engine", 999))
+    bogus = hub.fanout.join(ViewKey(ViewKind.ENGINE, 999))
     overview = hub.fanout.join(OVERVIEW)
     assert bogus is not None and overview is not None
     hub.push_views(T0)

@@ -22,7 +22,7 @@ LAST = '{"kind":"log","seq":3,"level":"INFO","message":"after the bad one"}'
 
 def decode(text: str, settings: Settings = SETTINGS) -> list[Any]:
     """Decode one frame with a fresh decoder at NOW."""
-    return FrameDecoder(settings).decode(text, NOW)
+    return FrameDecoder(settings).decode(text, NOW).items
 
 
 def one(text: str, settings: Settings = SETTINGS) -> Any:
@@ -450,7 +450,7 @@ def test_raw_lone_surrogate_character_is_rejected() -> None:
 def test_long_log_line_is_truncated_with_marker() -> None:
     """A log message over max_log_line_bytes is cut, marked with the bytes removed, and counted."""
     decoder = FrameDecoder(Settings(max_log_line_bytes=10))
-    [item] = decoder.decode(msg(kind="log", seq=1, message="0123456789abcdef"), NOW)
+    [item] = decoder.decode(msg(kind="log", seq=1, message="0123456789abcdef"), NOW).items
     assert isinstance(item, Log)
     assert item.message == "0123456789… [truncated 6 bytes]"
     assert decoder.drops["log_truncated"] == 1
@@ -459,7 +459,7 @@ def test_long_log_line_is_truncated_with_marker() -> None:
 def test_log_line_at_the_limit_is_kept_whole() -> None:
     """A log message of exactly max_log_line_bytes is not truncated or counted."""
     decoder = FrameDecoder(Settings(max_log_line_bytes=10))
-    [item] = decoder.decode(msg(kind="log", seq=1, message="0123456789"), NOW)
+    [item] = decoder.decode(msg(kind="log", seq=1, message="0123456789"), NOW).items
     assert item.message == "0123456789"
     assert decoder.drops["log_truncated"] == 0
 
@@ -467,7 +467,7 @@ def test_log_line_at_the_limit_is_kept_whole() -> None:
 def test_multibyte_log_line_is_cut_on_a_character_boundary() -> None:
     """Truncation counts UTF-8 bytes and never splits a multi-byte character."""
     decoder = FrameDecoder(Settings(max_log_line_bytes=10))
-    [item] = decoder.decode(msg(kind="log", seq=1, message="€€€€", exc="éééééé"), NOW)
+    [item] = decoder.decode(msg(kind="log", seq=1, message="€€€€", exc="éééééé"), NOW).items
     assert item.message == "€€€… [truncated 3 bytes]"
     assert item.exc == "ééééé… [truncated 2 bytes]"
     assert decoder.drops["log_truncated"] == 2
@@ -478,7 +478,7 @@ def test_log_truncation_inside_batch_is_counted() -> None:
     drops: Counter[str] = Counter()
     decoder = FrameDecoder(Settings(max_log_line_bytes=8), drops)
     frame = json.dumps([{"kind": "log", "seq": seq, "message": "y" * 20} for seq in (1, 2, 3)])
-    items = decoder.decode(frame, NOW)
+    items = decoder.decode(frame, NOW).items
     assert [item.message for item in items] == ["yyyyyyyy… [truncated 12 bytes]"] * 3
     assert drops["log_truncated"] == 3
     assert decoder.drops is drops
@@ -617,7 +617,7 @@ def test_raw_payload_is_still_validated(payload: str, code: ErrorCode) -> None:
     """Payloads are kept verbatim, yet out-of-range floats and non-objects are rejected."""
     decoder = FrameDecoder(Settings())
     text = f'{{"kind":"event","seq":7,"type":"x","payload":{payload}}}'
-    [rejected] = decoder.decode(text, NOW)
+    [rejected] = decoder.decode(text, NOW).items
     assert isinstance(rejected, Rejected) and (rejected.code, rejected.seq) == (code, 7)
 
 
@@ -631,7 +631,7 @@ def test_a_batch_rejects_only_its_non_object_payloads() -> None:
         for n, p in enumerate(payloads, 1)
     )
     decoder.decode(f"[{batch}]", NOW)  # the first time makes "cycle" a known type
-    out = decoder.decode(f"[{batch}]", NOW)
+    out = decoder.decode(f"[{batch}]", NOW).items
     assert [type(m).__name__ for m in out] == ["Event", "Rejected", "Event", "Rejected", "Event"]
     assert [(r.code, r.seq, r.index) for r in out if isinstance(r, Rejected)] == [
         (ErrorCode.BAD_MESSAGE, 2, 1),
@@ -645,7 +645,42 @@ def test_small_exponent_and_cached_type_are_accepted() -> None:
     for seq in (1, 2):
         [event] = decoder.decode(
             f'{{"kind":"event","seq":{seq},"type":"t.1","payload":{{"a":1e-400}}}}', NOW
-        )
+        ).items
         assert isinstance(event, Event) and msgspec.json.decode(event.payload) == {"a": 0.0}
-    [bad] = decoder.decode('{"kind":"event","seq":3,"type":"no spaces","payload":{}}', NOW)
+    [bad] = decoder.decode('{"kind":"event","seq":3,"type":"no spaces","payload":{}}', NOW).items
     assert isinstance(bad, Rejected) and bad.code is ErrorCode.BAD_MESSAGE
+
+
+def test_decoded_frame_keeps_its_text_only_when_nothing_was_rewritten() -> None:
+    """`Decoded.text` is the frame as sent while every message is as sent; an ISO time drops it."""
+    decoder = FrameDecoder(Settings())
+    plain = json.dumps([{"kind": "event", "seq": s, "type": "cycle", "ts": NOW} for s in (1, 2)])
+    decoded = decoder.decode(plain, NOW)
+    assert decoded.batch and decoded.text == plain.encode()
+    iso = json.dumps([{"kind": "event", "seq": 3, "type": "cycle", "ts": "2023-11-14T22:13:20Z"}])
+    decoded = decoder.decode(iso, NOW)
+    assert decoded.text is None and isinstance(decoded.items[0], Event)
+    lone = json.dumps({"kind": "event", "seq": 4, "type": "cycle"})
+    decoded = decoder.decode(lone, NOW)
+    assert not decoded.batch and decoded.text == lone.encode()
+    split = json.dumps([{"kind": "event", "seq": 5, "type": "cycle"}, {"kind": "nope"}])
+    decoded = decoder.decode(split, NOW)
+    assert decoded.text is None and isinstance(decoded.items[1], Rejected)
+
+
+def test_a_lone_message_and_a_batch_apply_the_same_event_rules() -> None:
+    """Every event rule rejects the same message alone and inside a batch, with the same reason."""
+    bad = [
+        {"kind": "event", "seq": 1, "type": "no spaces", "payload": {}},
+        {"kind": "event", "seq": 1, "type": "t", "payload": [1]},
+        {"kind": "event", "seq": 1, "type": "t", "ts": NOW + 3600},
+        {"kind": "event", "seq": 1, "type": "t", "ts": -5.0},
+    ]
+    for message in bad:
+        decoder = FrameDecoder(Settings())
+        decoder.decode(json.dumps({"kind": "event", "seq": 9, "type": "t"}), NOW)  # "t" is known
+        [alone] = decoder.decode(json.dumps(message), NOW).items
+        [inside] = decoder.decode(json.dumps([message]), NOW).items
+        assert isinstance(alone, Rejected) and isinstance(inside, Rejected), message
+        assert (alone.code, alone.detail) == (inside.code, inside.detail), message
+        assert (alone.index, inside.index) == (None, 0)

@@ -132,7 +132,9 @@ def test_welcome_last_seq_is_the_committed_seq() -> None:
     second.receive_text(frame(HELLO), T0 + 2)
     [welcome] = sent(second)
     assert welcome["last_seq"] == 3
-    assert second.committed == 3
+    assert second.data_to_send() == []  # 3 is acked by the welcome already
+    state.engines["fno"].committed = 4
+    assert sent(second) == [{"kind": "ack", "seq": 4}]
 
 
 def test_hello_and_messages_in_one_batch() -> None:
@@ -199,21 +201,31 @@ def test_second_hello_is_already_hello() -> None:
 
 def test_ack_only_when_committed_advances() -> None:
     """data_to_send emits an ack once per advance of committed, never a repeat."""
-    conn, _ = opened()
+    conn, state = opened()
     conn.receive_text(frame(event(1), event(2)), T0)
     assert conn.data_to_send() == []
-    conn.committed = 2
+    state.engines["fno"].committed = 2  # what the store's commit callback records
     assert sent(conn) == [{"kind": "ack", "seq": 2}]
     assert conn.data_to_send() == []
-    conn.committed = 5
+    state.engines["fno"].committed = 5
     assert sent(conn) == [{"kind": "ack", "seq": 5}]
+
+
+def test_a_replaced_socket_never_acks_the_newer_boot() -> None:
+    """Committed seqs of the engine's next boot are not acked on the socket of the old one."""
+    conn, state = opened()
+    newer = EngineConnection(9, state, FrameDecoder(state.settings))
+    newer.receive_text(frame({**HELLO, "boot_id": "boot-2"}), T0 + 1)
+    state.engines["fno"].committed = 7
+    assert conn.data_to_send() == []
+    assert [m["kind"] for m in sent(newer)] == ["welcome", "ack"]
 
 
 def test_replies_come_before_the_ack() -> None:
     """Error replies queued for a frame are sent before the ack that covers it."""
-    conn, _ = opened()
+    conn, state = opened()
     conn.receive_text(frame(event(1), {"kind": "bogus", "seq": 2}), T0)
-    conn.committed = 2
+    state.engines["fno"].committed = 2
     assert [m["kind"] for m in sent(conn)] == ["error", "ack"]
 
 
@@ -257,10 +269,12 @@ def test_close_turns_engine_offline() -> None:
     old.receive_text(frame(HELLO), T0)
     new = EngineConnection(2, state, FrameDecoder(settings))
     new.receive_text(frame(HELLO), T0)
-    old.closed(T0 + 1)
-    assert old.phase is ConnectionPhase.CLOSED
+    assert old.closed(T0 + 1) is None  # replaced: its boot goes on on the new socket
     assert state.engines["fno"].connected
-    new.closed(T0 + 2)
+    ended = new.closed(T0 + 2)
+    assert ended is not None and [(b.engine, b.ended, b.how) for b in ended.boots] == [
+        ("fno", T0 + 2, "disconnected")
+    ]
     assert [(c.engine, c.health) for c in state.refresh(T0 + 2)] == [("fno", Health.OFFLINE)]
 
 

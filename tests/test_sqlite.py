@@ -95,11 +95,18 @@ def frame(
     gaps: Sequence[Gap] = (),
 ) -> Ingested:
     """What one frame of `engine` changed; moves the engine's hwm to the highest seq in it."""
-    ingested = Ingested()
-    ingested.events, ingested.logs, ingested.gaps = list(events), list(logs), list(gaps)
-    seqs = [r.seq for r in ingested.events] + [r.seq for r in ingested.logs]
-    seqs += [g.last + 1 for g in ingested.gaps]
+    seqs = [r.seq for r in events] + [r.seq for r in logs] + [g.last + 1 for g in gaps]
     engine.hwm = max([engine.hwm, *seqs])
+    ingested = Ingested(engine.name, engine.boot_id, engine.hwm)
+    ingested.events, ingested.logs, ingested.gaps = list(events), list(logs), list(gaps)
+    return ingested
+
+
+def noted(*changes: BootChange | MetricsSnapshot) -> Ingested:
+    """Boot changes and snapshots, as the core hands them to the store (no seq to commit)."""
+    ingested = Ingested()
+    ingested.boots = [c for c in changes if isinstance(c, BootChange)]
+    ingested.snapshots = [c for c in changes if isinstance(c, MetricsSnapshot)]
     return ingested
 
 
@@ -278,10 +285,8 @@ async def test_commit_calls_on_commit_with_the_hwm_only_once_rows_are_durable(
     alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
     now = time.time()
     async with started(SQLiteStore(settings.db, settings), commits) as store:
-        store.append(
-            alpha, frame(alpha, [event(1, 1, now), event(2, 2, now)], [log_line(1, 3, now)])
-        )
-        store.append(alpha, frame(alpha, [event(3, 4, now)]))
+        store.append(frame(alpha, [event(1, 1, now), event(2, 2, now)], [log_line(1, 3, now)]))
+        store.append(frame(alpha, [event(3, 4, now)]))
         assert commits.calls == []  # nothing is acked from append itself
         await commits.wait(4)
         assert store.problem is None and store.commits >= 1
@@ -300,12 +305,12 @@ async def test_failed_write_sets_problem_and_holds_acks_until_it_succeeds(
     alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
     now = time.time()
     async with started(SQLiteStore(settings.db, settings, drops), commits) as store:
-        store.append(alpha, frame(alpha, [event(1, 1, now)]))
+        store.append(frame(alpha, [event(1, 1, now)]))
         await commits.wait(1)
         with closing(sqlite3.connect(settings.db, isolation_level=None)) as locker:
             locker.execute("BEGIN EXCLUSIVE")  # another process holds the write lock
             try:
-                store.append(alpha, frame(alpha, [event(2, 2, now), event(3, 3, now)]))
+                store.append(frame(alpha, [event(2, 2, now), event(3, 3, now)]))
                 await drops.wait_for("store_write_failed")
                 assert store.problem == "database is locked"
                 assert "database is locked" in await store_log.wait_for("cannot write")
@@ -343,7 +348,7 @@ async def test_an_unexpected_error_in_the_writer_is_shown_and_retried_not_fatal(
     monkeypatch.setattr(sqlite_store, "chunks", chunks)
     monkeypatch.setattr(retention, "retain_type", retain_type)
     async with started(SQLiteStore(settings.db, settings, drops), commits) as store:
-        store.append(alpha, frame(alpha, [event(1, 1, now)]))
+        store.append(frame(alpha, [event(1, 1, now)]))
         await drops.wait_for("store_write_failed")
         assert store.problem == "internal error: KeyError('a bug')"
         assert "Traceback" in await store_log.wait_for("cannot write")
@@ -351,7 +356,7 @@ async def test_an_unexpected_error_in_the_writer_is_shown_and_retried_not_fatal(
         broken.clear()
         await commits.wait(1)
         assert "another bug" in await store_log.wait_for("retention pass failed")
-        store.append(alpha, frame(alpha, [event(2, 2, now)]))
+        store.append(frame(alpha, [event(2, 2, now)]))
         await commits.wait(2)
         assert store.problem is None
     assert rows(settings.db, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,)]
@@ -395,7 +400,7 @@ async def test_disk_full_problem_says_the_disk_is_full(
         try:
             noise = random.Random(3)  # hex of random bytes: deflated, still several pages
             big = [event(n, n, time.time(), pad=noise.randbytes(50_000).hex()) for n in (1, 2, 3)]
-            store.append(alpha, frame(alpha, big))
+            store.append(frame(alpha, big))
             await drops.wait_for("store_write_failed")
             assert commits.seq() == 0
             assert store.problem is not None and "full" in store.problem, store.problem
@@ -414,9 +419,9 @@ async def test_overflow_beyond_store_max_pending_records_a_gap(tmp_path: Path) -
     now = time.time()
     store = SQLiteStore(settings.db, settings)
     async with started(store, Commits()):
-        store.append(alpha, frame(alpha, [event(n, n, now) for n in range(1, 6)]))
-        store.append(alpha, frame(alpha, [event(n, n, now) for n in range(6, 9)]))
-        store.append(alpha, frame(alpha, logs=[log_line(1, 9, now)]))
+        store.append(frame(alpha, [event(n, n, now) for n in range(1, 6)]))
+        store.append(frame(alpha, [event(n, n, now) for n in range(6, 9)]))
+        store.append(frame(alpha, logs=[log_line(1, 9, now)]))
         assert store.drops == {"store_overflow": 4}
         store.settings = settings.replace(commit_interval=0.05)  # close() then returns promptly
     assert rows(settings.db, "SELECT seq FROM events ORDER BY seq") == [(n,) for n in range(1, 6)]
@@ -464,9 +469,9 @@ async def test_history_filters_match_the_memory_store(tmp_path: Path) -> None:
     frames, queries = history_fixture(t0)
     await memory.start(lambda *_: None)
     async with started(SQLiteStore(settings.db, settings), commits) as store:
-        for engine, ingested in frames:
-            store.append(engine, ingested)
-            memory.append(engine, ingested)
+        for _, ingested in frames:
+            store.append(ingested)
+            memory.append(ingested)
         for engine in {e.name: e for e, _ in frames}.values():
             await commits.wait(engine.hwm, engine.name)
         for query in queries:
@@ -521,8 +526,8 @@ async def test_history_walks_chunks_like_the_memory_store(
                 ingested = frame(engine, events)
                 if verbatim:  # as the decoder leaves it: the text, when the hub got it
                     ingested.frame, ingested.received = sent(events, received), received
-                store.append(engine, ingested)
-                memory.append(engine, ingested)
+                store.append(ingested)
+                memory.append(ingested)
             for engine in engines:
                 await commits.wait(engine.hwm, engine.name)
         [(chunks,)] = rows(settings.db, "SELECT count(*) FROM event_chunks")
@@ -616,7 +621,7 @@ async def test_an_older_chunked_database_is_upgraded_in_place(tmp_path: Path, ve
         more = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(first, first + VERBATIM)]
         ingested = frame(engine, more)
         ingested.frame, ingested.received = sent(more, 0.0), 0.0
-        store.append(engine, ingested)
+        store.append(ingested)
         await commits.wait(engine.hwm)
         assert await store.history("events", HistoryQuery(100)) == [*reversed(stored + more)]
     assert rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
@@ -639,7 +644,7 @@ async def test_bodies_are_deflated_unless_that_does_not_shrink_them(tmp_path: Pa
     wordy = [event(n, n, 1_763_736_090.5 + n, text="same words " * 40) for n in range(2, 12)]
     async with started(SQLiteStore(settings.db, settings), commits) as store:
         for part in (tiny, wordy):
-            store.append(engine, frame(engine, part))
+            store.append(frame(engine, part))
             await commits.wait(engine.hwm)
         assert await store.history("events", HistoryQuery(20)) == (tiny + wordy)[::-1]
     [(raw, raw_size), (deflated, size)] = rows(
@@ -662,7 +667,7 @@ async def test_a_frame_whose_ids_are_not_consecutive_is_stored_as_records(tmp_pa
     async with started(SQLiteStore(settings.db, settings), commits) as store:
         ingested = frame(engine, events)
         ingested.frame, ingested.received = sent(events, 0.0), 0.0
-        store.append(engine, ingested)
+        store.append(ingested)
         await commits.wait(engine.hwm)
         assert await store.history("events", HistoryQuery(100)) == events[::-1]
     assert rows(settings.db, "SELECT count(*) FROM event_chunks WHERE frames IS NULL") == [(1,)]
@@ -707,11 +712,13 @@ async def test_export_bundle_keeps_one_engine_within_the_window(tmp_path: Path) 
     alpha = EngineRecord("alpha", now, boot_id=BOOT)
     beta = EngineRecord("beta", now, boot_id=BOOT)
     async with started(SQLiteStore(settings.db, settings), commits) as store:
-        store.note(
-            BootChange("alpha", "boot-0", 10, "paper", now - 5000, now - 4000, "bye:stopped")
+        store.append(
+            noted(
+                BootChange("alpha", "boot-0", 10, "paper", now - 5000, now - 4000, "bye:stopped"),
+                BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1}),
+                BootChange("alpha", "boot-later", 12, "live", until + 10, None, None),
+            )
         )
-        store.note(BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1}))
-        store.note(BootChange("alpha", "boot-later", 12, "live", until + 10, None, None))
         events = [
             event(1, 1, since - 1, kind="cycle", n=1),  # before the window
             event(2, 2, since, kind="signal_event", n=2),  # since is inclusive
@@ -724,11 +731,15 @@ async def test_export_bundle_keeps_one_engine_within_the_window(tmp_path: Path) 
             log_line(2, 7, now - 5, level="ERROR"),
             log_line(3, 8, until + 1),
         ]
-        store.append(alpha, frame(alpha, events, logs))
-        store.append(alpha, frame(alpha, [event(6, 12, now)], gaps=[Gap("alpha", BOOT, 9, 11)]))
-        store.append(beta, frame(beta, [event(7, 1, now, engine="beta", kind="error")]))
-        store.note(
-            MetricsSnapshot("alpha", BOOT, [{"name": "orders", "kind": "counter", "lifetime": 3.0}])
+        store.append(frame(alpha, events, logs))
+        store.append(frame(alpha, [event(6, 12, now)], gaps=[Gap("alpha", BOOT, 9, 11)]))
+        store.append(frame(beta, [event(7, 1, now, engine="beta", kind="error")]))
+        store.append(
+            noted(
+                MetricsSnapshot(
+                    "alpha", BOOT, [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
+                )
+            )
         )
         await commits.wait(12)
         await commits.wait(1, "beta")

@@ -10,10 +10,11 @@ import pytest
 
 from hub.core.decoding import Rejected
 from hub.core.engines import EngineRecord, Health
-from hub.core.ingested import Gap
+from hub.core.ingested import Gap, Ingested
 from hub.core.messages import Bye, ErrorCode, Event, Heartbeat, Hello, Log, Metric, Status
 from hub.core.records import utc
 from hub.core.state import DirtySet, HealthChange, HubState, TooManyEngines
+from hub.core.stats import Dirty, Topic
 from hub.settings import Settings
 
 T0 = 1_700_000_000.0
@@ -27,7 +28,7 @@ def connect(
     **kw: Any,
 ) -> EngineRecord:
     """Say hello on `conn_id` and return the engine record."""
-    record, _ = state.hello(Hello(engine=engine, boot_id=boot_id, **kw), conn_id, T0)
+    record, _ = state.hello(Hello(engine=engine, boot_id=boot_id, **kw), conn_id, T0, Ingested())
     return record
 
 
@@ -51,14 +52,14 @@ def state() -> HubState:
 def test_hello_registers_engine(state: HubState) -> None:
     """A first hello creates a connected record with the hello's identity and no replaced socket."""
     hello = Hello(engine="fno", mode="LIVE", pid=3596, boot_id="b-1", meta={"region": "in"})
-    record, replaced = state.hello(hello, 7, T0)
+    record, replaced = state.hello(hello, 7, T0, Ingested())
     assert replaced is None
     assert state.engines == {"fno": record}
     assert (record.name, record.mode, record.pid, record.boot_id) == ("fno", "live", 3596, "b-1")
     assert (record.connected, record.conn_id, record.connected_at) == (True, 7, T0)
     assert (record.hwm, record.boots, record.meta) == (0, 1, {"region": "in"})
     assert record.started_at == T0
-    assert state.dirty.drain() == {("engine", "fno"), ("engines", "")}
+    assert state.dirty.drain() == {Dirty(Topic.ENGINE, "fno"), Dirty(Topic.ENGINES)}
 
 
 def test_hello_without_boot_id_uses_the_connection(state: HubState) -> None:
@@ -83,7 +84,7 @@ def test_ingest_applies_messages_in_order(state: HubState) -> None:
     assert [log.seq for log in out.logs] == [3]
     assert (out.rejected, out.gaps) == ([], [])
     counted = {kind: n for kind, n in state.stats.messages.items() if n}
-    assert counted == {"heartbeat": 1, "event": 1, "log": 1}
+    assert counted == {"hello": 1, "heartbeat": 1, "event": 1, "log": 1}
 
 
 def test_random_frames_keep_rings_totals_and_hwm_exact() -> None:
@@ -236,7 +237,7 @@ def test_loop_rate_from_successive_heartbeats(state: HubState) -> None:
 
 
 def test_events_land_in_their_rings_and_mark_dirty(state: HubState) -> None:
-    """Each event type goes to its own ring; the ("events", type) view is marked dirty."""
+    """Each event type goes to its own ring; the Dirty(Topic.EVENTS, type) view is marked dirty."""
     engine = connect(state)
     state.dirty.drain()
     stamped = Event(seq=1, type="order_event", ts=T0 - 10, payload=msgspec.Raw(b'{"id":"o1"}'))
@@ -250,9 +251,9 @@ def test_events_land_in_their_rings_and_mark_dirty(state: HubState) -> None:
     assert out.events[1].ts == T0  # no ts: the hub's receive time
     assert [record.id for record in out.events] == [1, 2, 3]
     assert state.dirty.drain() == {
-        ("events", "order_event"),
-        ("events", "signal_event"),
-        ("events", "my_custom"),
+        Dirty(Topic.EVENTS, "order_event"),
+        Dirty(Topic.EVENTS, "signal_event"),
+        Dirty(Topic.EVENTS, "my_custom"),
     }
 
 
@@ -269,7 +270,7 @@ def test_error_event_updates_last_error(state: HubState) -> None:
     state.dirty.drain()
     state.ingest(engine, [event(1, type="error", message="broker timeout")], T0)
     assert (engine.errors, engine.last_error) == (1, "broker timeout")
-    assert ("engine", "fno") in state.dirty.drain()
+    assert Dirty(Topic.ENGINE, "fno") in state.dirty.drain()
     state.ingest(engine, [event(2, type="error", error_type="ValueError")], T0)
     assert (engine.errors, engine.last_error) == (2, "ValueError")
     state.ingest(engine, [event(3, type="error", detail="no message")], T0)
@@ -298,7 +299,7 @@ def test_metrics_are_aggregated(state: HubState) -> None:
     state.ingest(engine, metrics, T0)
     [counter] = state.metrics.snapshot("fno")["counters"]
     assert counter["lifetime"] == 3.0
-    assert state.dirty.drain() == {("metrics", "fno")}
+    assert state.dirty.drain() == {Dirty(Topic.METRICS, "fno")}
 
 
 def test_metric_conflict_is_rejected_with_seq(state: HubState) -> None:
@@ -319,7 +320,7 @@ def test_logs_land_in_the_tail(state: HubState) -> None:
     assert line is out.logs[0]
     assert (line.level, line.logger, line.message, line.seq) == ("WARNING", "x", "careful", 1)
     assert engine.logs == 1
-    assert state.dirty.drain() == {("logs", "fno")}
+    assert state.dirty.drain() == {Dirty(Topic.LOGS, "fno")}
 
 
 def test_second_hello_in_a_connection_is_rejected(state: HubState) -> None:
@@ -342,10 +343,10 @@ def test_disconnect_only_applies_to_the_current_connection(state: HubState) -> N
     """A stale socket closing does not take a reconnected engine offline."""
     engine = connect(state, conn_id=1)
     connect(state, conn_id=2)
-    state.disconnected(engine, 1, T0 + 1)
+    state.disconnected(engine, 1, T0 + 1, Ingested())
     assert engine.connected
     assert state.refresh(T0 + 1) == []
-    state.disconnected(engine, 2, T0 + 2)
+    state.disconnected(engine, 2, T0 + 2, Ingested())
     assert not engine.connected
     assert engine.disconnected_at == T0 + 2
     assert state.refresh(T0 + 2) == [HealthChange("fno", Health.OFFLINE, Health.OK, T0 + 2)]
@@ -364,7 +365,7 @@ def test_new_boot_resets_per_boot_fields_and_session_metrics(state: HubState) ->
         T0,
     )
     assert engine.gaps == 2
-    record, replaced = state.hello(Hello(engine="fno", boot_id="boot-2"), 2, T0 + 60)
+    record, replaced = state.hello(Hello(engine="fno", boot_id="boot-2"), 2, T0 + 60, Ingested())
     assert record is engine
     assert replaced == 1
     assert (engine.boot_id, engine.boots, engine.hwm, engine.gaps) == ("boot-2", 2, 0, 0)
@@ -382,7 +383,7 @@ def test_same_boot_reconnect_keeps_hwm_and_reports_replaced(state: HubState) -> 
     """Reconnecting with the same boot keeps its hwm (the welcome's last_seq) and its data."""
     engine = connect(state, conn_id=1)
     state.ingest(engine, [Heartbeat(seq=1, loop_tick=3), *events(2, 4)], T0)
-    record, replaced = state.hello(Hello(engine="fno", boot_id="boot-1"), 2, T0 + 1)
+    record, replaced = state.hello(Hello(engine="fno", boot_id="boot-1"), 2, T0 + 1, Ingested())
     assert record is engine
     assert replaced == 1
     assert (engine.hwm, engine.boots, engine.loop_tick, engine.conn_id) == (4, 1, 3, 2)
@@ -393,8 +394,8 @@ def test_same_boot_reconnect_keeps_hwm_and_reports_replaced(state: HubState) -> 
 def test_reconnect_after_disconnect_replaces_nothing(state: HubState) -> None:
     """When the old socket already closed, the new hello replaces no connection."""
     engine = connect(state, conn_id=1)
-    state.disconnected(engine, 1, T0)
-    _, replaced = state.hello(Hello(engine="fno", boot_id="boot-1"), 2, T0 + 1)
+    state.disconnected(engine, 1, T0, Ingested())
+    _, replaced = state.hello(Hello(engine="fno", boot_id="boot-1"), 2, T0 + 1, Ingested())
     assert replaced is None
     assert engine.connected
 
@@ -418,8 +419,8 @@ def test_max_engines_evicts_the_oldest_disconnected() -> None:
     state = HubState(Settings(max_engines=2))
     a = connect(state, "a", conn_id=1)
     b = connect(state, "b", conn_id=2)
-    state.disconnected(b, 2, T0 + 1)
-    state.disconnected(a, 1, T0 + 2)
+    state.disconnected(b, 2, T0 + 1, Ingested())
+    state.disconnected(a, 1, T0 + 2, Ingested())
     connect(state, "c", conn_id=3)
     assert set(state.engines) == {"a", "c"}
     assert state.stats.drops["engine_forgotten"] == 1
@@ -449,7 +450,7 @@ def test_refresh_reports_late_then_stale(state: HubState) -> None:
     state.ingest(engine, [Heartbeat(seq=2, loop_tick=2)], T0 + 32)
     state.dirty.drain()
     assert state.refresh(T0 + 32) == [HealthChange("fno", Health.OK, Health.STALE, T0 + 32)]
-    assert state.dirty.drain() == {("engine", "fno")}
+    assert state.dirty.drain() == {Dirty(Topic.ENGINE, "fno")}
 
 
 def test_refresh_uses_the_engine_heartbeat_interval(state: HubState) -> None:
@@ -475,8 +476,47 @@ def test_refresh_reports_stalled_when_tick_stops(state: HubState) -> None:
 def test_dirty_drain_empties() -> None:
     """drain returns every marked key once and leaves the set empty."""
     dirty = DirtySet()
-    dirty.mark("engine", "fno")
-    dirty.mark("engine", "fno")
-    dirty.mark("engines")
-    assert dirty.drain() == {("engine", "fno"), ("engines", "")}
+    dirty.mark(Topic.ENGINE, "fno")
+    dirty.mark(Topic.ENGINE, "fno")
+    dirty.mark(Topic.ENGINES)
+    assert dirty.drain() == {Dirty(Topic.ENGINE, "fno"), Dirty(Topic.ENGINES)}
     assert dirty.drain() == set()
+
+
+def test_an_unannounced_heartbeat_interval_is_the_setting() -> None:
+    """An engine that declares no heartbeat interval is judged by the `heartbeat_interval` setting."""
+    state = HubState(Settings(heartbeat_interval=2.0))
+    engine = connect(state)
+    assert engine.heartbeat_interval == 2.0
+    state.ingest(engine, [Heartbeat(seq=1)], T0)
+    assert [c.health for c in state.refresh(T0 + 2 * 2.0 + 0.1)] == [Health.LATE]
+
+
+def test_boots_travel_in_what_ingest_returns() -> None:
+    """hello, a replacing hello and bye hand their boot changes to the store in their Ingested."""
+    state = HubState(Settings())
+    first = Ingested()
+    engine, _ = state.hello(Hello(engine="fno", boot_id="b1", pid=7), 1, T0, first)
+    assert [(b.boot_id, b.pid, b.ended) for b in first.boots] == [("b1", 7, None)]
+    second = Ingested()
+    state.hello(Hello(engine="fno", boot_id="b2"), 2, T0 + 1, second)
+    assert [(b.boot_id, b.how) for b in second.boots] == [("b1", "replaced"), ("b2", None)]
+    out = state.ingest(engine, [Bye(seq=1)], T0 + 2)
+    assert (out.engine, out.boot_id, out.seq) == ("fno", "b2", 1)
+    assert [(b.boot_id, b.ended, b.how) for b in out.boots] == [("b2", T0 + 2, "bye:stopped")]
+
+
+def test_snapshots_cover_each_changed_engine_once() -> None:
+    """snapshots() returns one snapshot per engine changed since the last call, then nothing."""
+    state = HubState(Settings())
+    fno, equity = connect(state), connect(state, "equity", conn_id=2)
+    state.ingest(fno, [Metric(seq=1, op="inc", name="orders")], T0)
+    state.ingest(equity, [Heartbeat(seq=1, loop_tick=3)], T0)
+    taken = state.snapshots()
+    assert taken is not None and (taken.engine, taken.seq) == ("", 0)  # nothing to commit
+    assert [(s.engine, s.card["loop_tick"]) for s in taken.snapshots] == [
+        ("equity", 3),
+        ("fno", None),
+    ]
+    assert [row["name"] for row in taken.snapshots[1].series] == ["orders"]
+    assert state.snapshots() is None

@@ -10,13 +10,23 @@ import msgspec
 import pytest
 
 from hub.core.engines import EngineRecord
+from hub.core.ingested import Ingested
 from hub.core.messages import Bye, Event, Heartbeat, Hello, Log, Metric, Status
 from hub.core.state import HubState
+from hub.core.stats import Dirty, Topic
 from hub.live.templating import create_environment
-from hub.live.views import OVERVIEW, Views
+from hub.live.views import OVERVIEW, FragmentKey, Part, ViewKey, ViewKind, Views
 from hub.settings import Settings
 
 T0 = 1_700_000_000.0
+
+
+SECTION_PARTS = (Part.POSITIONS, Part.DECISIONS, Part.CYCLES, Part.EERRORS)
+
+
+def labels(keys: list[FragmentKey]) -> list[str]:
+    """Fragment keys as short labels for readable assertions: "signals", "card:3"."""
+    return [f"{k.part.value}:{k.index}" if k.index else k.part.value for k in keys]
 
 
 def event(seq: int, type: str, payload: dict[str, Any]) -> Event:
@@ -31,7 +41,9 @@ def make_views(**settings: Any) -> Views:
 
 def connect(views: Views, name: str, conn_id: int = 1, **hello: Any) -> EngineRecord:
     """Say hello as `name`; the dirty marks of the hello are drained."""
-    record, _ = views.state.hello(Hello(engine=name, boot_id=f"boot-{name}", **hello), conn_id, T0)
+    record, _ = views.state.hello(
+        Hello(engine=name, boot_id=f"boot-{name}", **hello), conn_id, T0, Ingested()
+    )
     views.state.dirty.drain()
     return record
 
@@ -46,8 +58,8 @@ def views() -> Views:
 
 def test_names_per_view(views: Views) -> None:
     """Each view lists its snapshot fragments; engine fragments carry the engine index."""
-    assert views.names(OVERVIEW) == ["hub", "cards", "signals", "orders", "errors", "logs"]
-    assert views.names(("engine", 3)) == [
+    assert labels(views.names(OVERVIEW)) == ["hub", "cards", "signals", "orders", "errors", "logs"]
+    assert labels(views.names(ViewKey(ViewKind.ENGINE, 3))) == [
         "card:3",
         "state:3",
         "metrics:3",
@@ -57,25 +69,27 @@ def test_names_per_view(views: Views) -> None:
         "cycles:3",
         "eerrors:3",
     ]
-    assert views.names(("embed", 7)) == ["card:7"]
+    assert labels(views.names(ViewKey(ViewKind.EMBED, 7))) == ["card:7"]
 
 
 def test_engine_key_dirties_its_card_on_the_overview(views: Views) -> None:
-    """("engine", name) maps to that engine's card, by hub index, on the overview."""
+    """Dirty(Topic.ENGINE, name) maps to that engine's card, by hub index, on the overview."""
     connect(views, "fno")
     equity = connect(views, "equity", conn_id=2)
     assert equity.index == 2
-    assert views.dirtied(OVERVIEW, {("engine", "equity")}) == ["card:2"]
-    assert views.dirtied(OVERVIEW, {("engine", "unknown")}) == []
+    assert labels(views.dirtied(OVERVIEW, {Dirty(Topic.ENGINE, "equity")})) == ["card:2"]
+    assert labels(views.dirtied(OVERVIEW, {Dirty(Topic.ENGINE, "unknown")})) == []
 
 
 def test_engines_key_dirties_cards_and_hub_and_suppresses_single_cards(views: Views) -> None:
-    """("engines", "") re-renders the card container and hub line, so single cards are dropped."""
+    """Dirty(Topic.ENGINES) re-renders the card container and hub line, so single cards are dropped."""
     connect(views, "fno")
     connect(views, "equity", conn_id=2)
-    dirty = {("engines", ""), ("engine", "fno"), ("engine", "equity")}
-    assert views.dirtied(OVERVIEW, dirty) == ["hub", "cards"]
-    assert sorted(views.dirtied(OVERVIEW, {("engine", "fno"), ("engine", "equity")})) == [
+    dirty = {Dirty(Topic.ENGINES), Dirty(Topic.ENGINE, "fno"), Dirty(Topic.ENGINE, "equity")}
+    assert labels(views.dirtied(OVERVIEW, dirty)) == ["hub", "cards"]
+    assert sorted(
+        labels(views.dirtied(OVERVIEW, {Dirty(Topic.ENGINE, "fno"), Dirty(Topic.ENGINE, "equity")}))
+    ) == [
         "card:1",
         "card:2",
     ]
@@ -89,39 +103,46 @@ def test_event_keys_dirty_their_overview_table(
     views: Views, event_type: str, fragment: str
 ) -> None:
     """Each overview table is dirtied by its own event type only."""
-    assert views.dirtied(OVERVIEW, {("events", event_type)}) == [fragment]
+    assert labels(views.dirtied(OVERVIEW, {Dirty(Topic.EVENTS, event_type)})) == [fragment]
 
 
 def test_untabled_event_types_leave_the_overview_alone(views: Views) -> None:
     """Events the overview does not show dirty nothing there."""
-    keys = {("events", t) for t in ("cycle", "position_event", "decision_trace", "custom")}
-    assert views.dirtied(OVERVIEW, keys) == []
+    keys = {Dirty(Topic.EVENTS, t) for t in ("cycle", "position_event", "decision_trace", "custom")}
+    assert labels(views.dirtied(OVERVIEW, keys)) == []
 
 
 def test_dirtied_follows_snapshot_order(views: Views) -> None:
     """Dirtied fragments come in the order of the view's snapshot, whatever the set order."""
-    keys = {("logs", "fno"), ("events", "error"), ("hub", ""), ("events", "signal_event")}
-    assert views.dirtied(OVERVIEW, keys) == ["hub", "signals", "errors", "logs"]
+    keys = {
+        Dirty(Topic.LOGS, "fno"),
+        Dirty(Topic.EVENTS, "error"),
+        Dirty(Topic.HUB),
+        Dirty(Topic.EVENTS, "signal_event"),
+    }
+    assert labels(views.dirtied(OVERVIEW, keys)) == ["hub", "signals", "errors", "logs"]
 
 
 def test_logs_key_dirties_overview_tail_and_that_engines_page(views: Views) -> None:
     """("logs", name) dirties the overview tail and elogs on that engine's page only."""
     fno = connect(views, "fno")
     equity = connect(views, "equity", conn_id=2)
-    key = {("logs", "fno")}
-    assert views.dirtied(OVERVIEW, key) == ["logs"]
-    assert views.dirtied(("engine", fno.index), key) == [f"elogs:{fno.index}"]
-    assert views.dirtied(("engine", equity.index), key) == []
-    assert views.dirtied(("embed", fno.index), key) == []
+    key = {Dirty(Topic.LOGS, "fno")}
+    assert labels(views.dirtied(OVERVIEW, key)) == ["logs"]
+    assert labels(views.dirtied(ViewKey(ViewKind.ENGINE, fno.index), key)) == [f"elogs:{fno.index}"]
+    assert labels(views.dirtied(ViewKey(ViewKind.ENGINE, equity.index), key)) == []
+    assert labels(views.dirtied(ViewKey(ViewKind.EMBED, fno.index), key)) == []
 
 
 def test_metrics_key_dirties_that_engines_metrics_only(views: Views) -> None:
     """("metrics", name) dirties metrics on that engine's page, nothing on overview or embeds."""
     fno = connect(views, "fno")
-    key = {("metrics", "fno")}
-    assert views.dirtied(("engine", fno.index), key) == [f"metrics:{fno.index}"]
-    assert views.dirtied(OVERVIEW, key) == []
-    assert views.dirtied(("embed", fno.index), key) == []
+    key = {Dirty(Topic.METRICS, "fno")}
+    assert labels(views.dirtied(ViewKey(ViewKind.ENGINE, fno.index), key)) == [
+        f"metrics:{fno.index}"
+    ]
+    assert labels(views.dirtied(OVERVIEW, key)) == []
+    assert labels(views.dirtied(ViewKey(ViewKind.EMBED, fno.index), key)) == []
 
 
 def test_engine_key_dirties_card_and_state_on_its_page_and_card_when_embedded(
@@ -130,32 +151,44 @@ def test_engine_key_dirties_card_and_state_on_its_page_and_card_when_embedded(
     """The engine's own key re-renders its card (and state on its page)."""
     fno = connect(views, "fno")
     i = fno.index
-    assert views.dirtied(("engine", i), {("engine", "fno")}) == [f"card:{i}", f"state:{i}"]
-    assert views.dirtied(("embed", i), {("engine", "fno")}) == [f"card:{i}"]
+    assert labels(views.dirtied(ViewKey(ViewKind.ENGINE, i), {Dirty(Topic.ENGINE, "fno")})) == [
+        f"card:{i}",
+        f"state:{i}",
+    ]
+    assert labels(views.dirtied(ViewKey(ViewKind.EMBED, i), {Dirty(Topic.ENGINE, "fno")})) == [
+        f"card:{i}"
+    ]
 
 
 def test_other_engines_keys_do_not_touch_an_engine_view(views: Views) -> None:
     """Keys naming another engine leave an engine page and an embedded card untouched."""
     fno = connect(views, "fno")
     connect(views, "equity", conn_id=2)
-    keys = {("engine", "equity"), ("logs", "equity"), ("metrics", "equity")}
-    assert views.dirtied(("engine", fno.index), keys) == []
-    assert views.dirtied(("embed", fno.index), keys) == []
+    keys = {
+        Dirty(Topic.ENGINE, "equity"),
+        Dirty(Topic.LOGS, "equity"),
+        Dirty(Topic.METRICS, "equity"),
+    }
+    assert labels(views.dirtied(ViewKey(ViewKind.ENGINE, fno.index), keys)) == []
+    assert labels(views.dirtied(ViewKey(ViewKind.EMBED, fno.index), keys)) == []
 
 
 def test_engine_page_sections_follow_their_event_types(views: Views) -> None:
     """position_event, decision_trace, cycle and error dirty the matching engine-page sections."""
     fno = connect(views, "fno")
     i = fno.index
-    keys = {("events", t) for t in ("position_event", "decision_trace", "cycle", "error")}
-    assert views.dirtied(("engine", i), keys) == [
+    keys = {Dirty(Topic.EVENTS, t) for t in ("position_event", "decision_trace", "cycle", "error")}
+    assert labels(views.dirtied(ViewKey(ViewKind.ENGINE, i), keys)) == [
         f"positions:{i}",
         f"decisions:{i}",
         f"cycles:{i}",
         f"eerrors:{i}",
     ]
-    assert views.dirtied(("engine", i), {("events", "signal_event")}) == []
-    assert views.dirtied(("embed", i), keys) == []
+    assert (
+        labels(views.dirtied(ViewKey(ViewKind.ENGINE, i), {Dirty(Topic.EVENTS, "signal_event")}))
+        == []
+    )
+    assert labels(views.dirtied(ViewKey(ViewKind.EMBED, i), keys)) == []
 
 
 def test_ingest_marks_map_to_fragments(views: Views) -> None:
@@ -175,8 +208,8 @@ def test_ingest_marks_map_to_fragments(views: Views) -> None:
     )
     dirty = views.state.dirty.drain()
     # Single cards are not part of the overview snapshot, so they come after its fragments.
-    assert views.dirtied(OVERVIEW, dirty) == ["signals", "errors", "logs", f"card:{i}"]
-    assert views.dirtied(("engine", i), dirty) == [
+    assert labels(views.dirtied(OVERVIEW, dirty)) == ["signals", "errors", "logs", f"card:{i}"]
+    assert labels(views.dirtied(ViewKey(ViewKind.ENGINE, i), dirty)) == [
         f"card:{i}",
         f"state:{i}",
         f"metrics:{i}",
@@ -189,14 +222,16 @@ def test_forgetting_an_engine_dirties_its_embedded_card_and_page() -> None:
     """When the hub forgets an engine, its open embed and page are told (the card turns "gone")."""
     views = make_views(max_engines=1)
     old = connect(views, "old")
-    views.state.disconnected(old, 1, T0 + 1)
-    views.state.hello(Hello(engine="new", boot_id="b-new"), 2, T0 + 2)  # forgets "old"
+    views.state.disconnected(old, 1, T0 + 1, Ingested())
+    views.state.hello(Hello(engine="new", boot_id="b-new"), 2, T0 + 2, Ingested())  # forgets "old"
     assert "old" not in views.state.engines
     dirty = views.state.dirty.drain()
-    assert ("engines", "") in dirty
-    assert views.dirtied(("embed", old.index), dirty) == [f"card:{old.index}"]
-    assert f"card:{old.index}" in views.dirtied(("engine", old.index), dirty)
-    assert views.dirtied(("embed", old.index), {("logs", "new")}) == []
+    assert Dirty(Topic.ENGINES) in dirty
+    assert labels(views.dirtied(ViewKey(ViewKind.EMBED, old.index), dirty)) == [f"card:{old.index}"]
+    assert f"card:{old.index}" in labels(views.dirtied(ViewKey(ViewKind.ENGINE, old.index), dirty))
+    assert (
+        labels(views.dirtied(ViewKey(ViewKind.EMBED, old.index), {Dirty(Topic.LOGS, "new")})) == []
+    )
 
 
 # -- rendering -----------------------------------------------------------------------------------
@@ -246,12 +281,11 @@ def parse(html: str) -> Elements:
     return parser
 
 
-def expected_id(name: str) -> str:
-    """The element id our code derives for fragment `name`."""
-    kind, _, index = name.partition(":")
-    if kind == "hub":
+def expected_id(key: FragmentKey) -> str:
+    """The element id our code derives for fragment `key`."""
+    if key.part is Part.HUB:
         return "hub-status"
-    return f"{kind}-{index}" if index else kind
+    return f"{key.part.value}-{key.index}" if key.index else key.part.value
 
 
 # Every attribute any partial defines (html.parser lower-cases names).
@@ -302,13 +336,12 @@ def populated() -> tuple[Views, EngineRecord]:
     return views, fno
 
 
-ENGINE_KINDS = ("card", "state", "metrics", "elogs", "positions", "decisions", "cycles", "eerrors")
-ALL_FRAGMENTS = ["hub", "cards", "signals", "orders", "errors", "logs"] + [
-    f"{kind}:1" for kind in ENGINE_KINDS
-]
+OVERVIEW_PARTS = (Part.HUB, Part.CARDS, Part.SIGNALS, Part.ORDERS, Part.ERRORS, Part.LOGS)
+ENGINE_PARTS = (Part.CARD, Part.STATE, Part.METRICS, Part.ELOGS, *SECTION_PARTS)
+ALL_FRAGMENTS = [FragmentKey(p) for p in OVERVIEW_PARTS] + [FragmentKey(p, 1) for p in ENGINE_PARTS]
 
 
-@pytest.mark.parametrize("name", ALL_FRAGMENTS)
+@pytest.mark.parametrize("name", ALL_FRAGMENTS, ids=lambda k: labels([k])[0])
 @pytest.mark.parametrize("oob", [False, True])
 def test_fragment_has_one_root_with_derived_id(name: str, oob: bool) -> None:
     """A fragment is one root element with the derived id; hx-swap-oob only when pushed."""
@@ -327,12 +360,12 @@ def test_fragments_show_their_data() -> None:
     """Rendered fragments carry what the engine sent (a check that rendering is not vacuous)."""
     views, _ = populated()
     now = T0 + 2
-    assert "NIFTY" in views.render("signals", now, False)
-    assert "o-1" in views.render("orders", now, False)
-    assert "started" in views.render("logs", now, False)
-    assert "signals.long" in views.render("metrics:1", now, False)
-    assert "10:00" in views.render("state:1", now, False)
-    card = views.render("card:1", now, False)
+    assert "NIFTY" in views.render(FragmentKey(Part.SIGNALS), now, False)
+    assert "o-1" in views.render(FragmentKey(Part.ORDERS), now, False)
+    assert "started" in views.render(FragmentKey(Part.LOGS), now, False)
+    assert "signals.long" in views.render(FragmentKey(Part.METRICS, 1), now, False)
+    assert "10:00" in views.render(FragmentKey(Part.STATE, 1), now, False)
+    card = views.render(FragmentKey(Part.CARD, 1), now, False)
     assert ">fno<" in card and "LIVE" in card and ">11<" in card
 
 
@@ -381,7 +414,7 @@ def hostile_views() -> Views:
     return views
 
 
-@pytest.mark.parametrize("name", ALL_FRAGMENTS)
+@pytest.mark.parametrize("name", ALL_FRAGMENTS, ids=lambda k: labels([k])[0])
 def test_engine_text_is_escaped_and_never_an_attribute(name: str) -> None:
     """Engine text renders as text: no new elements, attributes or ids come from it."""
     views = hostile_views()
@@ -397,7 +430,10 @@ def test_engine_text_is_escaped_and_never_an_attribute(name: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["cards", "signals", "orders", "errors", "logs", "state:1", "elogs:1", "positions:1"]
+    "name",
+    [FragmentKey(p) for p in (Part.CARDS, Part.SIGNALS, Part.ORDERS, Part.ERRORS, Part.LOGS)]
+    + [FragmentKey(p, 1) for p in (Part.STATE, Part.ELOGS, Part.POSITIONS)],
+    ids=lambda k: labels([k])[0],
 )
 def test_engine_text_survives_as_escaped_text(name: str) -> None:
     """The hostile text is shown to the reader (escaped), not silently dropped."""
@@ -411,13 +447,13 @@ def test_engine_text_survives_as_escaped_text(name: str) -> None:
 
 
 def counting(views: Views, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """Record every fragment name `views` renders."""
+    """Record every fragment `views` renders, by label."""
     rendered: list[str] = []
     original = views.render
 
-    def render(name: str, now: float, oob: bool) -> str:
-        rendered.append(name)
-        return original(name, now, oob)
+    def render(key: FragmentKey, now: float, oob: bool) -> str:
+        rendered.extend(labels([key]))
+        return original(key, now, oob)
 
     monkeypatch.setattr(views, "render", render)
     return rendered
@@ -427,21 +463,24 @@ def test_frame_renders_each_fragment_once_per_cache(monkeypatch: pytest.MonkeyPa
     """Within one cache a fragment renders once however many frames include it."""
     views, _ = populated()
     rendered = counting(views, monkeypatch)
-    cache: dict[str, str] = {}
-    first = views.frame(["hub", "cards", "signals"], T0, cache)
-    second = views.frame(["signals", "cards", "signals"], T0, cache)
+    cache: dict[FragmentKey, str] = {}
+    hub, cards, signals = (FragmentKey(p) for p in (Part.HUB, Part.CARDS, Part.SIGNALS))
+    first = views.frame([hub, cards, signals], T0, cache)
+    second = views.frame([signals, cards, signals], T0, cache)
     assert sorted(rendered) == ["cards", "hub", "signals"]
-    views.frame(["signals"], T0, {})
+    views.frame([signals], T0, {})
     assert rendered.count("signals") == 2
-    assert first == cache["hub"] + cache["cards"] + cache["signals"]
-    assert second == cache["signals"] + cache["cards"] + cache["signals"]
+    assert first == cache[hub] + cache[cards] + cache[signals]
+    assert second == cache[signals] + cache[cards] + cache[signals]
 
 
 def test_frame_concatenates_pushed_fragments_in_order() -> None:
     """A frame is the out-of-band renders of its names, in the order given."""
     views, _ = populated()
-    frame = views.frame(["orders", "hub"], T0, {})
-    assert frame == views.render("orders", T0, True) + views.render("hub", T0, True)
+    frame = views.frame([FragmentKey(Part.ORDERS), FragmentKey(Part.HUB)], T0, {})
+    assert frame == views.render(FragmentKey(Part.ORDERS), T0, True) + views.render(
+        FragmentKey(Part.HUB), T0, True
+    )
     roots = parse(frame).roots
     assert [attrs["id"] for _, attrs in roots] == ["orders", "hub-status"]
     assert all(attrs["hx-swap-oob"] == "true" for _, attrs in roots)
@@ -456,7 +495,7 @@ def test_card_model_health_follows_heartbeats_and_connection(views: Views) -> No
     views.state.ingest(fno, [Heartbeat(seq=1, status=Status.RUNNING, loop_tick=1)], T0)
     health = [views.card_model(fno, T0 + dt)["health"] for dt in (0.5, 3, 7)]
     assert health == ["ok", "late", "stale"]
-    views.state.disconnected(fno, 1, T0 + 8)
+    views.state.disconnected(fno, 1, T0 + 8, Ingested())
     assert views.card_model(fno, T0 + 8)["health"] == "offline"
     connect(views, "fno", conn_id=2)
     views.state.ingest(fno, [Bye(seq=2)], T0 + 9)
@@ -502,11 +541,11 @@ def test_forgotten_engine_renders_gone_placeholder() -> None:
     """A card for an engine the hub no longer knows renders the "gone" placeholder."""
     views = make_views(max_engines=1)
     old = connect(views, "old")
-    views.state.disconnected(old, 1, T0 + 1)
+    views.state.disconnected(old, 1, T0 + 1, Ingested())
     connect(views, "new", conn_id=2)
     assert views.engine_by_index(old.index) is None
     for oob in (False, True):
-        html = views.render(f"card:{old.index}", T0 + 2, oob=oob)
+        html = views.render(FragmentKey(Part.CARD, old.index), T0 + 2, oob=oob)
         ((_, attrs),) = parse(html).roots
         assert attrs["id"] == f"card-{old.index}"
         assert "health-gone" in (attrs["class"] or "")
@@ -514,11 +553,11 @@ def test_forgotten_engine_renders_gone_placeholder() -> None:
         assert ("hx-swap-oob" in attrs) is oob
 
 
-@pytest.mark.parametrize("kind", ENGINE_KINDS)
-def test_unknown_engine_page_fragments_render(views: Views, kind: str) -> None:
+@pytest.mark.parametrize("part", ENGINE_PARTS, ids=lambda p: p.value)
+def test_unknown_engine_page_fragments_render(views: Views, part: Part) -> None:
     """Every engine-page fragment of an unknown engine renders (empty) with its derived id."""
-    name = f"{kind}:9"
-    assert name in views.names(("engine", 9))
+    name = FragmentKey(part, 9)
+    assert name in views.names(ViewKey(ViewKind.ENGINE, 9))
     html = views.render(name, T0, oob=True)
     ((_, attrs),) = parse(html).roots
     assert attrs["id"] == expected_id(name)

@@ -22,14 +22,13 @@ from hub.client.core import ClientCore, ConnectionState
 from hub.client.handlers import SHIPPING
 from hub.client.intake import DropReason
 from hub.client.options import ClientOptions
-from hub.core.messages import ErrorReply
+from hub.core.messages import CloseCode, ErrorReply
 
 __all__ = ["Sender"]
 
 log = logging.getLogger(__name__)
 
 _AUTH_STATUSES = (401, 403)
-_CLOSE_POLICY, _CLOSE_TOO_BIG = 1008, 1009
 
 
 class Sender:
@@ -205,11 +204,11 @@ class Sender:
         self._progress.set()
 
     def _closed(self, code: int | None, reason: str) -> float:
-        if self._stopping and code in (1000, 1001):
+        if self._stopping and code in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
             return 0.0
-        if code == _CLOSE_POLICY:
+        if code == CloseCode.POLICY_VIOLATION:
             return self._refused(None, reason)
-        if code == _CLOSE_TOO_BIG:
+        if code == CloseCode.MESSAGE_TOO_BIG:
             self._core.shrink_frames()
         return self._failed(f"hub closed the connection with code {code}: {reason or 'no reason'}")
 

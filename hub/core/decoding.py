@@ -15,6 +15,7 @@ from hub.core.messages import (
     EVENT_TYPE_PATTERN,
     INT64_MAX,
     Bye,
+    CloseCode,
     EngineMessage,
     ErrorCode,
     Event,
@@ -26,7 +27,7 @@ from hub.core.messages import (
 )
 from hub.settings import Settings
 
-__all__ = ["FrameDecoder", "ProtocolClose", "Rejected"]
+__all__ = ["Decoded", "FrameDecoder", "ProtocolClose", "Rejected"]
 
 _SCAN = bytes.maketrans(b"0123456789[]E", b"0000000000{}e")
 _LONG_INT = b"0" * 19  # a run of 19+ digits: maybe an integer beyond int64
@@ -53,10 +54,22 @@ class Rejected:
     index: int | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """One decoded frame: its messages and rejections in order, and how it was sent."""
+
+    items: list[EngineMessage | Rejected]
+    batch: bool  # the frame was a JSON array: rejections carry their index in it
+    # The frame's text when every message was decoded from it as it is (not from parts of it)
+    # and none was changed (a time given as ISO-8601 is): what the store may keep verbatim
+    # (hub/stores/chunks.py). None otherwise.
+    text: bytes | None
+
+
 class ProtocolClose(Exception):
     """The connection must close with `code` and a readable `reason` (never a traceback)."""
 
-    def __init__(self, code: int, reason: str) -> None:
+    def __init__(self, code: CloseCode, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
@@ -94,18 +107,16 @@ class FrameDecoder:
         self._typed_batch = msgspec.json.Decoder(list[EngineMessage])
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
         self._probe = msgspec.json.Decoder(_Probe)
-        self.batch = False  # whether the last decoded frame was a batch
-        # The last frame's text, when every message of it was decoded from that text as it is
-        # (not from parts of it) and none was changed (a time given as ISO-8601 is): what the
-        # store may keep verbatim (hub/stores/chunks.py).
-        self.whole: bytes | None = None
         self._event_types: set[str] = set()  # names that matched the pattern already
 
-    def decode_bytes(self, data: bytes) -> list[EngineMessage | Rejected]:
+    def decode_bytes(self, data: bytes) -> Decoded:
         """Binary frames are not part of the protocol."""
-        raise ProtocolClose(1003, "binary frames are not supported: send UTF-8 JSON text frames")
+        raise ProtocolClose(
+            CloseCode.UNSUPPORTED_DATA,
+            "binary frames are not supported: send UTF-8 JSON text frames",
+        )
 
-    def decode(self, text: str, now: float) -> list[EngineMessage | Rejected]:
+    def decode(self, text: str, now: float) -> Decoded:
         """Decode one text frame received at `now` (Unix seconds)."""
         settings = self._settings
         try:
@@ -114,20 +125,17 @@ class FrameDecoder:
             data, suspect = text.encode("utf-8", "surrogatepass"), True
         if len(data) > settings.max_frame_bytes:
             raise ProtocolClose(
-                1009, f"frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}"
+                CloseCode.MESSAGE_TOO_BIG,
+                f"frame of {len(data)} bytes exceeds the limit of {settings.max_frame_bytes}",
             )
         head = data[:1] if data[:1] in (b"{", b"[") else data.lstrip()[:1]
-        self.batch = head == b"["
-        self.whole = None if suspect else data
         if head == b"{":
-            return [self._one(data, now, None, suspect or self._needs_walk(data, 1))]
+            walk = suspect or self._needs_walk(data, 1)
+            one, verbatim = self._one(data, now, None, walk)
+            return Decoded([one], False, data if verbatim and not suspect else None)
         if head != b"[":
-            return [
-                Rejected(
-                    ErrorCode.BAD_JSON,
-                    "a frame must hold one JSON message object or a JSON array of them",
-                )
-            ]
+            problem = "a frame must hold one JSON message object or a JSON array of them"
+            return Decoded([Rejected(ErrorCode.BAD_JSON, problem)], False, None)
         walk = suspect or self._needs_walk(data, 2)  # the array and the message add two levels
         if len(data) <= settings.max_message_bytes:
             # Fast path: the whole batch is valid, so decode it in one call.
@@ -136,36 +144,50 @@ class FrameDecoder:
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError, UnicodeError):
                 pass
             else:
-                return self._checked_batch(messages, now, walk)
-        self.whole = None
+                items, verbatim = self._validated(messages, now, walk, 0)
+                return Decoded(items, True, data if verbatim and not suspect else None)
         try:
             parts = [bytes(raw) for raw in self._batch.decode(data)]
         except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
             split = _split_array(data)
             if split is None:
-                return [_rejected_json(data, exc, None)]
+                return Decoded([_rejected_json(data, exc, None)], True, None)
             parts = split
-        return [self._one(part, now, index, walk) for index, part in enumerate(parts)]
+        return Decoded(
+            [self._one(part, now, index, walk)[0] for index, part in enumerate(parts)], True, None
+        )
 
-    def _checked_batch(
-        self, messages: list[EngineMessage], now: float, walk: bool
-    ) -> list[EngineMessage | Rejected]:
-        """`_checked` for a whole batch, with an inline path for the common event."""
-        if walk:
-            return [self._checked(msg, now, True, i) for i, msg in enumerate(messages)]
+    def _validated(
+        self, messages: list[EngineMessage], now: float, walk: bool, first_index: int | None
+    ) -> tuple[list[EngineMessage | Rejected], bool]:
+        """Every check of decoded messages, for a lone message and a batch alike.
+
+        Returns the messages (or their rejections) and whether none was rewritten. The common
+        event (a type seen before, a time in seconds within range, an object payload) passes in
+        the loop itself; anything else goes through `_check`, which applies the same rules and
+        says which one failed.
+        """
         out: list[EngineMessage | Rejected] = []
         append, known = out.append, self._event_types
         latest = now + self._settings.max_future_seconds
+        verbatim = True
         for index, msg in enumerate(messages):
-            if type(msg) is Event and msg.type in known:
+            if not walk and type(msg) is Event and msg.type in known:
                 ts = msg.ts
                 if (ts is None or (type(ts) is float and 0 <= ts <= latest)) and _first_byte(
                     msg.payload
                 ) == _OPEN_BRACE:
                     append(msg)
                     continue
-            append(self._checked(msg, now, False, index))
-        return out
+            if verbatim and _rewritten(msg):
+                verbatim = False
+            problem = self._check(msg, now, walk)
+            if problem is None:
+                append(msg)
+            else:
+                position = None if first_index is None else first_index + index
+                append(Rejected(problem[0], problem[1], getattr(msg, "seq", None), position))
+        return out, verbatim
 
     def _needs_walk(self, data: bytes, enclosing: int) -> bool:
         """Cheap frame-level bound: only frames that might nest too deep or hold huge ints are walked.
@@ -184,31 +206,22 @@ class FrameDecoder:
 
     def _one(
         self, data: bytes, now: float, index: int | None, walk: bool
-    ) -> EngineMessage | Rejected:
+    ) -> tuple[EngineMessage | Rejected, bool]:
+        """One message's text: the message or its rejection, and whether it was kept as sent."""
         settings = self._settings
         if len(data) > settings.max_message_bytes:
-            return self._reject(
-                data,
-                ErrorCode.TOO_LARGE,
-                f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}",
-                index,
+            detail = (
+                f"message of {len(data)} bytes exceeds the limit of {settings.max_message_bytes}"
             )
+            return self._reject(data, ErrorCode.TOO_LARGE, detail, index), False
         try:
             msg = self._typed.decode(data)
         except msgspec.ValidationError as exc:
-            return self._reject(data, *_classify_validation(str(exc)), index)
+            return self._reject(data, *_classify_validation(str(exc)), index), False
         except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
-            return _rejected_json(data, exc, index)
-        return self._checked(msg, now, walk, index)
-
-    def _checked(
-        self, msg: EngineMessage, now: float, walk: bool, index: int | None
-    ) -> EngineMessage | Rejected:
-        problem = self._check(msg, now, walk)
-        if problem is None:
-            return msg
-        seq = getattr(msg, "seq", None)
-        return Rejected(problem[0], problem[1], seq, index)
+            return _rejected_json(data, exc, index), False
+        items, verbatim = self._validated([msg], now, walk, index)
+        return items[0], verbatim
 
     def _reject(self, data: bytes, code: ErrorCode, detail: str, index: int | None) -> Rejected:
         seq: int | None = None
@@ -234,8 +247,7 @@ class FrameDecoder:
         ts = msg.ts
         if ts is not None:
             if type(ts) is not float:
-                ts = msg.ts = epoch(ts)
-                self.whole = None  # the text no longer says what was accepted
+                ts = msg.ts = epoch(ts)  # so the frame's text no longer says what was accepted
             if ts > now + settings.max_future_seconds:
                 return (
                     ErrorCode.FUTURE_TIMESTAMP,
@@ -272,6 +284,12 @@ class FrameDecoder:
         elif isinstance(msg, Heartbeat) and isinstance(msg.last_error, str):
             msg.last_error, _ = _truncate(msg.last_error, _MAX_TEXT_CHARS)
         return None
+
+
+def _rewritten(msg: EngineMessage | Rejected) -> bool:
+    """Whether `_check` will change this message (an ISO-8601 time becomes seconds)."""
+    ts = getattr(msg, "ts", None)
+    return ts is not None and type(ts) is not float
 
 
 def _shallow(brackets: bytes, limit: int) -> bool:

@@ -1,12 +1,18 @@
-"""What ingesting one frame changed: the hand-off from the core (`HubState.ingest`) to the I/O
-shell, which replies with the rejections, and to the history store, which keeps the records."""
+"""What the core changed that history must keep: the one thing the stores take from the core.
+
+One `Ingested` comes from each engine frame (`EngineConnection.receive_text`), from a socket that
+closed (`EngineConnection.closed`) and from the runtime's snapshot tick (`HubState.snapshots`).
+The I/O shell replies with its rejections, publishes its events and hands it, whole, to
+`HistoryStore.append`. It names its engine and boot by plain keys, never by the live (mutable)
+`EngineRecord`.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from hub.core.decoding import Rejected
-from hub.core.records import EventRecord, LogRecord
+from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 
 __all__ = ["Gap", "Ingested"]
 
@@ -22,11 +28,31 @@ class Gap:
 
 
 class Ingested:
-    """What one frame changed: records to store and publish, rejections to reply with."""
+    """Records to store and publish, rejections to reply with, boots and snapshots to keep.
 
-    __slots__ = ("events", "frame", "gaps", "logs", "received", "rejected", "runs")
+    `engine`, `boot_id` and `seq` say what the store reports as committed once it has kept
+    this: everything of that boot up to `seq` (`engine` is "" when nothing is to commit).
+    """
 
-    def __init__(self) -> None:
+    __slots__ = (
+        "boot_id",
+        "boots",
+        "engine",
+        "events",
+        "frame",
+        "gaps",
+        "logs",
+        "received",
+        "rejected",
+        "runs",
+        "seq",
+        "snapshots",
+    )
+
+    def __init__(self, engine: str = "", boot_id: str = "", seq: int = 0) -> None:
+        self.engine = engine
+        self.boot_id = boot_id
+        self.seq = seq
         self.events: list[EventRecord] = []
         self.runs = 0  # runs of one event type in `events`
         # The frame's text, when `events` are all of it, of one type (one run), in its order:
@@ -36,3 +62,5 @@ class Ingested:
         self.logs: list[LogRecord] = []
         self.rejected: list[Rejected] = []
         self.gaps: list[Gap] = []
+        self.boots: list[BootChange] = []  # boots that started or ended (hello, bye, replaced)
+        self.snapshots: list[MetricsSnapshot] = []

@@ -20,6 +20,7 @@ __all__ = [
     "TAG_KEY_PATTERN",
     "Ack",
     "Bye",
+    "CloseCode",
     "EngineMessage",
     "ErrorCode",
     "ErrorReply",
@@ -48,6 +49,20 @@ class Status(enum.StrEnum):
     RUNNING = "running"
     STOPPED = "stopped"
     ERROR = "error"
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes the hub and the client use (RFC 6455 7.4.1), named in one place."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    UNSUPPORTED_DATA = 1003  # a binary frame
+    INVALID_DATA = 1007
+    POLICY_VIOLATION = 1008  # auth, no hello in time, replaced by a newer socket, engine limit
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # the hub is shutting down: reconnect and replay
+    TRY_AGAIN_LATER = 1013  # a connection limit, or a dashboard too slow to keep up
 
 
 class ErrorCode(enum.StrEnum):

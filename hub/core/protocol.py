@@ -1,4 +1,9 @@
-"""Sans-I/O engine connection: the hello handshake, then frames in, replies and acks out."""
+"""Sans-I/O engine protocol: the hello handshake, then frames in, replies and acks out.
+
+Like websockets' `Protocol`: the I/O shell feeds each frame (`receive_text`), acts on what comes
+back (an `Ingested` to publish and store) and sends `data_to_send()`. Nothing here awaits,
+touches a socket or reads a clock.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,16 @@ from hub import __version__
 from hub.core.decoding import FrameDecoder, ProtocolClose, Rejected
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Ingested
-from hub.core.messages import Ack, EngineMessage, ErrorCode, ErrorReply, Hello, Welcome, encoder
+from hub.core.messages import (
+    Ack,
+    CloseCode,
+    EngineMessage,
+    ErrorCode,
+    ErrorReply,
+    Hello,
+    Welcome,
+    encoder,
+)
 from hub.core.state import HubState, TooManyEngines
 
 __all__ = ["ConnectionPhase", "EngineConnection"]
@@ -19,7 +33,6 @@ class ConnectionPhase(enum.Enum):
 
     AWAITING_HELLO = "awaiting_hello"
     OPEN = "open"
-    CLOSED = "closed"
 
 
 class EngineConnection:
@@ -29,8 +42,8 @@ class EngineConnection:
         self.conn_id = conn_id
         self.phase = ConnectionPhase.AWAITING_HELLO
         self.engine: EngineRecord | None = None
+        self.boot_id = ""  # the boot this socket speaks for (the record may move on to a newer one)
         self.replaced: int | None = None
-        self.committed = 0
         self._acked = 0
         self._state = state
         self._decoder = decoder
@@ -43,36 +56,43 @@ class EngineConnection:
     def receive_text(self, text: str, now: float) -> Ingested | None:
         """Process one text frame; returns what it changed once the engine said hello."""
         self._state.stats.frames += 1
-        items = self._decoder.decode(text, now)
+        decoded = self._decoder.decode(text, now)
+        items = decoded.items
         total = len(items)
-        if self.engine is None:
-            items = self._handshake(items, now)
-            if self.engine is None:
+        engine = self.engine
+        if engine is None:
+            out = Ingested()
+            items = self._handshake(items, now, out)
+            engine = self.engine
+            if engine is None:
                 return None
-        first_index = total - len(items) if self._decoder.batch else None
-        ingested = self._state.ingest(self.engine, items, now, first_index)
-        if len(ingested.events) == total and ingested.runs == 1:
-            ingested.frame, ingested.received = self._decoder.whole, now
-        for rejected in ingested.rejected:
+        else:
+            out = Ingested(engine.name, engine.boot_id)
+        self._state.ingest(engine, items, now, total - len(items) if decoded.batch else None, out)
+        if len(out.events) == total and out.runs == 1:
+            out.frame, out.received = decoded.text, now
+        for rejected in out.rejected:
             self._reply(rejected)
-        return ingested
+        return out
 
     def _handshake(
-        self, items: list[EngineMessage | Rejected], now: float
+        self, items: list[EngineMessage | Rejected], now: float, out: Ingested
     ) -> list[EngineMessage | Rejected]:
         for index, item in enumerate(items):
             if isinstance(item, Hello):
                 try:
-                    self.engine, self.replaced = self._state.hello(item, self.conn_id, now)
+                    engine, self.replaced = self._state.hello(item, self.conn_id, now, out)
                 except TooManyEngines as exc:
-                    raise ProtocolClose(1008, str(exc)) from None
+                    raise ProtocolClose(CloseCode.POLICY_VIOLATION, str(exc)) from None
+                self.engine, self.boot_id = engine, engine.boot_id
+                out.engine, out.boot_id = engine.name, engine.boot_id
                 self.phase = ConnectionPhase.OPEN
-                self.committed = self._acked = self.engine.committed
+                self._acked = engine.committed
                 welcome = Welcome(
                     hub=__version__,
-                    engine=self.engine.name,
-                    boot_id=self.engine.boot_id,
-                    last_seq=self.engine.committed,  # durable, not merely received
+                    engine=engine.name,
+                    boot_id=engine.boot_id,
+                    last_seq=engine.committed,  # durable, not merely received
                     ack_interval=self._state.settings.ack_interval,
                     max_message_bytes=self._state.settings.max_message_bytes,
                     max_frame_bytes=self._state.settings.max_frame_bytes,
@@ -104,13 +124,21 @@ class EngineConnection:
     def data_to_send(self) -> list[str]:
         """Frames to send now (welcome, error replies, then an ack if one is due)."""
         out, self._outbox = self._outbox, []
-        if self.committed > self._acked:
-            self._acked = self.committed
-            out.append(encoder.encode(Ack(self.committed)).decode())
+        engine = self.engine
+        # The engine record holds the one durable seq; ack it only for this socket's boot.
+        if engine is not None and engine.boot_id == self.boot_id and engine.committed > self._acked:
+            self._acked = engine.committed
+            out.append(encoder.encode(Ack(engine.committed)).decode())
         return out
 
-    def closed(self, now: float) -> None:
-        """The socket is gone; the engine turns offline unless a newer socket replaced this one."""
-        self.phase = ConnectionPhase.CLOSED
-        if self.engine is not None:
-            self._state.disconnected(self.engine, self.conn_id, now)
+    def closed(self, now: float) -> Ingested | None:
+        """The socket is gone: the engine turns offline unless a newer socket replaced this one.
+
+        Returns the boot change to keep, if the engine's boot ended with this socket.
+        """
+        engine = self.engine
+        if engine is None:
+            return None
+        out = Ingested()
+        self._state.disconnected(engine, self.conn_id, now, out)
+        return out if out.boots else None

@@ -16,9 +16,9 @@ from hub.core.ingested import Gap, Ingested
 from hub.core.logs import LogTails, normalize_level
 from hub.core.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, Hello, Log, Metric
 from hub.core.metrics import MetricRegistry, MetricRejected
-from hub.core.records import BootChange, EventRecord, LogRecord, utc
+from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot, utc
 from hub.core.rings import EventRings, Ring, TooManyTypes
-from hub.core.stats import DirtySet, Stats
+from hub.core.stats import Dirty, DirtySet, Stats, Topic
 from hub.settings import Settings
 
 __all__ = ["DirtySet", "HealthChange", "HubState", "Stats", "TooManyEngines"]
@@ -64,19 +64,24 @@ class HubState:
         self._log_ids = itertools.count(first_log_id)
         self._engine_indexes = itertools.count(1)
         self._rate_mark = (0, 0.0)
-        self.boot_changes: list[BootChange] = []  # drained by the shell into the store
         self.snapshot_due: set[str] = set()  # engines whose metrics or card the store should keep
         self._old_boots: dict[tuple[str, str], int] = {}
 
-    def hello(self, msg: Hello, conn_id: int, now: float) -> tuple[EngineRecord, int | None]:
-        """Register a connection's hello; returns the record and the connection it replaces."""
+    def hello(
+        self, msg: Hello, conn_id: int, now: float, out: Ingested
+    ) -> tuple[EngineRecord, int | None]:
+        """Register a connection's hello; returns the record and the connection it replaces.
+
+        The boots it starts (and the one it ends, if it replaces a live one) go to `out`.
+        """
+        self.stats.messages["hello"] += 1
         engine = self.engines.get(msg.engine) or self.add_engine(msg.engine, now)
         boot_id = msg.boot_id or f"conn-{conn_id}"
         if boot_id != engine.boot_id:
             if engine.boot_id:
                 self._remember_boot(engine)
                 if not engine.said_bye and engine.connected:
-                    self.boot_changes.append(self._boot(engine, now, "replaced"))
+                    out.boots.append(self._boot(engine, now, "replaced"))
             engine.new_boot(boot_id, self._old_boots.pop((engine.name, boot_id), 0))
             engine.started_at = now
             self.metrics.new_session(engine.name)
@@ -97,9 +102,9 @@ class HubState:
             engine.heartbeat_interval = msg.heartbeat_interval
         engine.connected, engine.conn_id, engine.connected_at = True, conn_id, now
         engine.said_bye = False
-        self.boot_changes.append(self._boot(engine, None, None))
-        self.dirty.mark("engine", engine.name)
-        self.dirty.mark("engines")
+        out.boots.append(self._boot(engine, None, None))
+        self.dirty.mark(Topic.ENGINE, engine.name)
+        self.dirty.mark(Topic.ENGINES)
         return engine, replaced
 
     def add_engine(self, name: str, now: float) -> EngineRecord:
@@ -110,6 +115,7 @@ class HubState:
             now,
             index=next(self._engine_indexes),
             rate_history=deque(maxlen=self.settings.history_points),
+            heartbeat_interval=self.settings.heartbeat_interval,  # until the engine says its own
         )
         return engine
 
@@ -130,21 +136,21 @@ class HubState:
         oldest = min(gone, key=lambda e: e.disconnected_at or e.first_seen)
         del self.engines[oldest.name]
         self.stats.drops["engine_forgotten"] += 1
-        self.dirty.mark("engines")
+        self.dirty.mark(Topic.ENGINES)
 
     def _remember_boot(self, engine: EngineRecord) -> None:
         if len(self._old_boots) >= _MAX_OLD_BOOTS:
             del self._old_boots[next(iter(self._old_boots))]
         self._old_boots[(engine.name, engine.boot_id)] = engine.hwm
 
-    def disconnected(self, engine: EngineRecord, conn_id: int, now: float) -> None:
+    def disconnected(self, engine: EngineRecord, conn_id: int, now: float, out: Ingested) -> None:
         """The socket `conn_id` of `engine` closed (without bye, the engine turns offline)."""
         if engine.conn_id == conn_id and engine.connected:
             engine.connected = False
             engine.disconnected_at = now
-            self.dirty.mark("engine", engine.name)
+            self.dirty.mark(Topic.ENGINE, engine.name)
             if not engine.said_bye:
-                self.boot_changes.append(self._boot(engine, now, "disconnected"))
+                out.boots.append(self._boot(engine, now, "disconnected"))
 
     def _boot(self, engine: EngineRecord, ended: float | None, how: str | None) -> BootChange:
         return BootChange(
@@ -164,13 +170,16 @@ class HubState:
         items: list[EngineMessage | Rejected],
         now: float,
         first_index: int | None = None,
+        out: Ingested | None = None,
     ) -> Ingested:
-        """Apply decoded messages of one frame, in order, deduplicating by seq.
+        """Apply decoded messages of one frame, in order, deduplicating by seq; returns `out`.
 
         `first_index` is the batch position of `items[0]` (None for a lone message); rejections
-        made here carry their position so the engine can match them.
+        made here carry their position so the engine can match them. What the frame changed
+        goes to `out` (a fresh `Ingested` for `engine` when None), up to the seq to commit.
         """
-        out = Ingested()
+        if out is None:
+            out = Ingested(engine.name, engine.boot_id)
         stats, name, boot_id = self.stats, engine.name, engine.boot_id
         marks, rings, event_ids, events = (
             self.dirty.keys,
@@ -222,7 +231,7 @@ class HubState:
                         run_start = len(events)
                     ring_append = ring.items.append
                     last_type = kind
-                    marks.add(("events", kind))
+                    marks.add(Dirty(Topic.EVENTS, kind))
                 else:
                     ring_append(record)
                 if kind == "error":
@@ -239,7 +248,7 @@ class HubState:
             hwm = engine.hwm
         if ring is not None:
             ring.total += len(events) - run_start
-        engine.hwm = hwm
+        engine.hwm = out.seq = hwm
         engine.events += len(events)
         stats.messages["event"] += len(events)
         return out
@@ -277,7 +286,7 @@ class HubState:
                 except MetricRejected as exc:
                     self._reject(engine, Rejected(exc.code, exc.detail, seq, index), out)
                     return
-                dirty.mark("metrics", name)
+                dirty.mark(Topic.METRICS, name)
                 self.snapshot_due.add(name)
             case Log():
                 ts = item.ts if item.ts is not None else now
@@ -294,13 +303,13 @@ class HubState:
                 )
                 self.logs.append(log)
                 engine.logs += 1
-                dirty.mark("logs", name)
+                dirty.mark(Topic.LOGS, name)
                 out.logs.append(log)
             case Bye():
                 engine.status = item.status
                 engine.said_bye = True
-                dirty.mark("engine", name)
-                self.boot_changes.append(self._boot(engine, now, f"bye:{item.status}"))
+                dirty.mark(Topic.ENGINE, name)
+                out.boots.append(self._boot(engine, now, f"bye:{item.status}"))
                 self.snapshot_due.add(name)
             case Hello():
                 self._reject(
@@ -343,7 +352,7 @@ class HubState:
         payload = record.data()
         message = payload.get("message") or payload.get("error_type")
         engine.last_error = str(message)[:4096] if message else engine.last_error
-        self.dirty.mark("engine", engine.name)
+        self.dirty.mark(Topic.ENGINE, engine.name)
         self.snapshot_due.add(engine.name)
 
     def _reject(self, engine: EngineRecord, item: Rejected, out: Ingested) -> None:
@@ -381,7 +390,7 @@ class HubState:
             if len(engine.state) > _MAX_STATE_KEYS:
                 engine.state = dict(list(engine.state.items())[:_MAX_STATE_KEYS])
                 self.stats.drops["state_keys"] += 1
-        self.dirty.mark("engine", engine.name)
+        self.dirty.mark(Topic.ENGINE, engine.name)
 
     def measure_rate(self, now: float) -> None:
         """Update events per second since the last call; marks the hub status dirty."""
@@ -390,7 +399,7 @@ class HubState:
         if last_at and now > last_at:
             self.stats.events_per_second = (total - last_total) / (now - last_at)
         self._rate_mark = (total, now)
-        self.dirty.mark("hub")
+        self.dirty.mark(Topic.HUB)
 
     def refresh(self, now: float) -> list[HealthChange]:
         """Re-derive every engine's health at `now`; returns the transitions and marks them dirty."""
@@ -400,5 +409,18 @@ class HubState:
             if health is not engine.health:
                 changes.append(HealthChange(engine.name, health, engine.health, now))
                 engine.health, engine.health_since = health, now
-                self.dirty.mark("engine", engine.name)
+                self.dirty.mark(Topic.ENGINE, engine.name)
         return changes
+
+    def snapshots(self) -> Ingested | None:
+        """The metric series and card facts of every engine that changed since the last call."""
+        changed, self.snapshot_due = self.snapshot_due, set()
+        out = Ingested()
+        for name in sorted(changed):
+            engine = self.engines.get(name)
+            if engine is not None:
+                rows = self.metrics.to_rows(name)
+                out.snapshots.append(
+                    MetricsSnapshot(name, engine.boot_id, rows, engine.card_facts())
+                )
+        return out if out.snapshots else None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import enum
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
-__all__ = ["KINDS", "DirtySet", "Stats"]
+__all__ = ["KINDS", "Dirty", "DirtySet", "Stats", "Topic"]
 
 KINDS = ("hello", "heartbeat", "event", "metric", "log", "bye")
 
@@ -21,19 +23,37 @@ class Stats:
     drops: Counter[str] = field(default_factory=Counter)
 
 
+class Topic(enum.Enum):
+    """What part of the hub state a change touched."""
+
+    ENGINES = "engines"  # the set of engines: one joined or was forgotten
+    ENGINE = "engine"  # one engine's card facts (name: the engine)
+    EVENTS = "events"  # the live ring of one event type (name: the type)
+    LOGS = "logs"  # one engine's log tail (name: the engine)
+    METRICS = "metrics"  # one engine's metrics (name: the engine)
+    HUB = "hub"  # hub-wide figures (events/s, store health)
+
+
+class Dirty(NamedTuple):
+    """One dirty mark: a topic and, where the topic has many, which one."""
+
+    topic: Topic
+    name: str = ""
+
+
 class DirtySet:
-    """Keys of the views a change touched, e.g. ("engine", "fno"); live views drain them per tick."""
+    """Marks of what changes touched, e.g. Dirty(Topic.ENGINE, "fno"); live views drain them per tick."""
 
     __slots__ = ("keys",)
 
     def __init__(self) -> None:
-        self.keys: set[tuple[str, str]] = set()
+        self.keys: set[Dirty] = set()
 
-    def mark(self, kind: str, name: str = "") -> None:
-        """Note that the view (`kind`, `name`) needs a re-render."""
-        self.keys.add((kind, name))
+    def mark(self, topic: Topic, name: str = "") -> None:
+        """Note that `topic` (`name`) changed and what shows it needs a re-render."""
+        self.keys.add(Dirty(topic, name))
 
-    def drain(self) -> set[tuple[str, str]]:
+    def drain(self) -> set[Dirty]:
         """Take every key marked since the last drain."""
         keys, self.keys = self.keys, set()
         return keys

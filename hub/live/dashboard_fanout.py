@@ -17,6 +17,7 @@ from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Protocol
 
+from hub.core.messages import CloseCode
 from hub.live.views import ViewKey
 
 __all__ = ["NO_WRITER", "DashboardFanout", "FrameWriter", "Viewer", "text_frame"]
@@ -76,7 +77,8 @@ class Viewer:
         self.needs_snapshot = True
         self.snapshots = 0  # consecutive snapshots forced by overflow
         self.closed = False
-        self.close_code = 1013  # why the fan-out gave up: 1013 too slow, 1012 hub restarting
+        # Why the fan-out gave up: too slow (try again later), or the hub is restarting.
+        self.close_code = CloseCode.TRY_AGAIN_LATER
         self.writer = NO_WRITER  # set once the socket is accepted
         self.sending = False  # the sender task holds frames it has not finished sending
         self._wake = asyncio.Event()
@@ -165,11 +167,6 @@ class DashboardFanout:
         for viewer in viewers:
             self.offer(viewer, frame, wire)
 
-    def publish(self, view: ViewKey, frame: str) -> None:
-        """Offer one rendered frame to every viewer of `view`."""
-        self.offer_all(self.views.get(view, ()), frame)
-        self.prune(view)
-
     def prune(self, view: ViewKey) -> None:
         """Forget viewers of `view` the fan-out gave up on, freeing their slots at once."""
         for viewer in [v for v in self.views.get(view, ()) if v.closed]:
@@ -180,6 +177,6 @@ class DashboardFanout:
         for viewers in self.views.values():
             for viewer in viewers:
                 viewer.closed = True
-                viewer.close_code = 1012
+                viewer.close_code = CloseCode.SERVICE_RESTART
                 viewer.gone.set()
                 viewer.wake()

@@ -8,6 +8,7 @@ WebSocket push (then with `hx-swap-oob`).
 
 from __future__ import annotations
 
+import enum
 import heapq
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -19,36 +20,71 @@ from hub.core.engines import EngineRecord, derive_health
 from hub.core.metrics import MetricKind
 from hub.core.records import EventRecord
 from hub.core.state import HubState
+from hub.core.stats import Dirty, Topic
 from hub.live.templating import sparkline_points
 
-__all__ = ["OVERVIEW", "ViewKey", "Views"]
+__all__ = ["OVERVIEW", "FragmentKey", "Part", "ViewKey", "ViewKind", "Views"]
 
-ViewKey = tuple[str, int]
-"""("overview", 0), ("engine", engine index) or ("embed", engine index)."""
 
-OVERVIEW: ViewKey = ("overview", 0)
+class ViewKind(enum.Enum):
+    """What a page shows."""
+
+    OVERVIEW = "overview"
+    ENGINE = "engine"  # one engine's page
+    EMBED = "embed"  # one engine's card, embedded elsewhere
+
+
+@dataclass(frozen=True, slots=True)
+class ViewKey:
+    """One view: its kind and, for one engine, the engine's hub-assigned index."""
+
+    kind: ViewKind
+    index: int = 0
+
+
+class Part(enum.Enum):
+    """The fragments pages are made of; each one is a partial template."""
+
+    HUB = "hub"  # the status line
+    CARDS = "cards"  # every card (the overview's container)
+    SIGNALS = "signals"
+    ORDERS = "orders"
+    ERRORS = "errors"
+    LOGS = "logs"  # the overview's log tail
+    CARD = "card"  # one engine's card
+    STATE = "state"
+    METRICS = "metrics"
+    ELOGS = "elogs"  # one engine's log tail
+    POSITIONS = "positions"
+    DECISIONS = "decisions"
+    CYCLES = "cycles"
+    EERRORS = "eerrors"  # one engine's errors
+
+
+@dataclass(frozen=True, slots=True)
+class FragmentKey:
+    """One fragment: a part and, for the parts of one engine, the engine's index."""
+
+    part: Part
+    index: int = 0
+
+
+OVERVIEW = ViewKey(ViewKind.OVERVIEW)
 TABLE_ROWS = 25  # a panel shows about 20 rows; more only costs bytes on every push
 SECTION_ROWS = 20
 LOG_ROWS = 50  # overview log tail
 ENGINE_LOG_ROWS = 100
 
-# Overview tables: fragment name -> event type.
-_TABLES = {"signals": "signal_event", "orders": "order_event", "errors": "error"}
-# Engine page event sections: section -> event type.
+# Overview tables: part -> event type.
+_TABLES = {Part.SIGNALS: "signal_event", Part.ORDERS: "order_event", Part.ERRORS: "error"}
+# Engine page event sections: part -> event type.
 _SECTIONS = {
-    "positions": "position_event",
-    "decisions": "decision_trace",
-    "cycles": "cycle",
-    "eerrors": "error",
+    Part.POSITIONS: "position_event",
+    Part.DECISIONS: "decision_trace",
+    Part.CYCLES: "cycle",
+    Part.EERRORS: "error",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Fragment:
-    """A rendered fragment name (e.g. "card:3") and its HTML."""
-
-    name: str
-    html: str
+_OVERVIEW_PARTS = [FragmentKey(part) for part in (Part.HUB, Part.CARDS, *_TABLES, Part.LOGS)]
 
 
 class Views:
@@ -74,80 +110,80 @@ class Views:
 
     # -- which fragments ---------------------------------------------------------------------
 
-    def names(self, view: ViewKey) -> list[str]:
+    def names(self, view: ViewKey) -> list[FragmentKey]:
         """Every fragment of `view` (its snapshot)."""
-        kind, index = view
-        if kind == "overview":
-            return ["hub", "cards", *_TABLES, "logs"]
-        if kind == "engine":
-            return [f"card:{index}", f"state:{index}", f"metrics:{index}", f"elogs:{index}"] + [
-                f"{section}:{index}" for section in _SECTIONS
-            ]
-        return [f"card:{index}"]
+        kind, index = view.kind, view.index
+        if kind is ViewKind.OVERVIEW:
+            return list(_OVERVIEW_PARTS)
+        if kind is ViewKind.ENGINE:
+            parts = (Part.CARD, Part.STATE, Part.METRICS, Part.ELOGS, *_SECTIONS)
+            return [FragmentKey(part, index) for part in parts]
+        return [FragmentKey(Part.CARD, index)]
 
-    def dirtied(self, view: ViewKey, dirty: Iterable[tuple[str, str]]) -> list[str]:
-        """Fragments of `view` that the dirty keys touched, in snapshot order."""
-        kind, index = view
-        touched: set[str] = set()
-        engine = self.engine_by_index(index) if kind != "overview" else None
-        for what, name in dirty:
-            if kind == "overview":
-                if what == "engines":
-                    touched.update(("cards", "hub"))
-                elif what == "engine":
+    def dirtied(self, view: ViewKey, dirty: Iterable[Dirty]) -> list[FragmentKey]:
+        """Fragments of `view` that the dirty marks touched, in snapshot order."""
+        kind, index = view.kind, view.index
+        touched: set[FragmentKey] = set()
+        if kind is ViewKind.OVERVIEW:
+            for topic, name in dirty:
+                if topic is Topic.ENGINES:
+                    touched.update((FragmentKey(Part.CARDS), FragmentKey(Part.HUB)))
+                elif topic is Topic.ENGINE:
                     record = self.state.engines.get(name)
                     if record is not None:
-                        touched.add(f"card:{record.index}")
-                elif what == "events":
-                    touched.update(t for t, event_type in _TABLES.items() if event_type == name)
-                elif what == "logs":
-                    touched.add("logs")
-                elif what == "hub":
-                    touched.add("hub")
-            elif engine is None:
-                if what == "engines":  # the engine was forgotten: show its "gone" card
-                    touched.add(f"card:{index}")
-            else:
-                if what == "engine" and name == engine.name:
-                    touched.add(f"card:{index}")
-                    if kind == "engine":
-                        touched.add(f"state:{index}")
-                elif kind != "engine":
+                        touched.add(FragmentKey(Part.CARD, record.index))
+                elif topic is Topic.EVENTS:
+                    touched.update(FragmentKey(p) for p, t in _TABLES.items() if t == name)
+                elif topic is Topic.LOGS:
+                    touched.add(FragmentKey(Part.LOGS))
+                elif topic is Topic.HUB:
+                    touched.add(FragmentKey(Part.HUB))
+            if FragmentKey(Part.CARDS) in touched:  # the container re-renders every card
+                touched = {key for key in touched if key.part is not Part.CARD}
+        else:
+            engine = self.engine_by_index(index)
+            page = kind is ViewKind.ENGINE
+            for topic, name in dirty:
+                if engine is None:
+                    if topic is Topic.ENGINES:  # the engine was forgotten: show its "gone" card
+                        touched.add(FragmentKey(Part.CARD, index))
+                elif topic is Topic.ENGINE and name == engine.name:
+                    touched.add(FragmentKey(Part.CARD, index))
+                    if page:
+                        touched.add(FragmentKey(Part.STATE, index))
+                elif not page:
                     continue
-                elif what == "events":
-                    touched.update(f"{s}:{index}" for s, t in _SECTIONS.items() if t == name)
-                elif what == "logs" and name == engine.name:
-                    touched.add(f"elogs:{index}")
-                elif what == "metrics" and name == engine.name:
-                    touched.add(f"metrics:{index}")
-        if "cards" in touched:  # the container re-renders every card
-            touched = {name for name in touched if not name.startswith("card:")}
-        order = {name: i for i, name in enumerate(self.names(view))}
-        return sorted(touched, key=lambda name: order.get(name, len(order)))
+                elif topic is Topic.EVENTS:
+                    touched.update(FragmentKey(p, index) for p, t in _SECTIONS.items() if t == name)
+                elif topic is Topic.LOGS and name == engine.name:
+                    touched.add(FragmentKey(Part.ELOGS, index))
+                elif topic is Topic.METRICS and name == engine.name:
+                    touched.add(FragmentKey(Part.METRICS, index))
+        order = {key: i for i, key in enumerate(self.names(view))}
+        return sorted(touched, key=lambda key: order.get(key, len(order)))
 
     # -- rendering ---------------------------------------------------------------------------
 
-    def render(self, name: str, now: float, oob: bool) -> str:
-        """One fragment by name; an unknown engine renders its "gone" placeholder."""
-        kind = name.partition(":")[0]
-        partial = self.env.get_template(f"partials/_{_TEMPLATE.get(kind, kind)}.html")
-        return partial.render(self.context(name, now), oob=oob)
+    def render(self, key: FragmentKey, now: float, oob: bool) -> str:
+        """One fragment; an unknown engine renders its "gone" placeholder."""
+        partial = self.env.get_template(f"partials/_{_TEMPLATE[key.part]}.html")
+        return partial.render(self.context(key, now), oob=oob)
 
-    def context(self, name: str, now: float) -> dict[str, Any]:
-        """Template variables of fragment `name` (also used to render full pages)."""
-        kind, _, suffix = name.partition(":")
+    def context(self, key: FragmentKey, now: float) -> dict[str, Any]:
+        """Template variables of fragment `key` (also used to render full pages)."""
+        part, index = key.part, key.index
         state = self.state
-        if kind == "hub":
+        if part is Part.HUB:
             return {"hub": self.hub_model(now)}
-        if kind == "cards":
+        if part is Part.CARDS:
             return {"cards": [self.card_model(e, now) for e in self._engines()]}
-        if kind in _TABLES:
-            return {"table": kind, "rows": _rows(state.rings.recent(TABLE_ROWS, _TABLES[kind]))}
-        if kind == "logs":
+        if part in _TABLES:
+            rows = _rows(state.rings.recent(TABLE_ROWS, _TABLES[part]))
+            return {"table": part.value, "rows": rows}
+        if part is Part.LOGS:
             return {"dom_id": "logs", "lines": self._all_logs(LOG_ROWS), "show_engine": True}
-        index = int(suffix)
         engine = self.engine_by_index(index)
-        if kind == "card":
+        if part is Part.CARD:
             return {"card": self.card_model(engine, now) if engine else None, "index": index}
         base: dict[str, Any] = {"index": index, "engine": engine}
         if engine is None:  # forgotten engine: empty sections keep their ids
@@ -158,30 +194,30 @@ class Views:
                 "metrics": None,
                 "show_engine": False,
             }
-            return {**base, **empty, "section": kind, "dom_id": f"elogs-{index}"}
-        if kind == "state":
+            return {**base, **empty, "section": part.value, "dom_id": f"elogs-{index}"}
+        if part is Part.STATE:
             return {**base, "items": sorted(engine.state.items())}
-        if kind == "metrics":
+        if part is Part.METRICS:
             return {**base, "metrics": state.metrics.snapshot(engine.name)}
-        if kind == "elogs":
+        if part is Part.ELOGS:
             lines = state.logs.tail(engine.name, ENGINE_LOG_ROWS)
             return {**base, "dom_id": f"elogs-{index}", "lines": lines, "show_engine": False}
         return {
             **base,
-            "section": kind,
-            "rows": _rows(state.rings.recent(SECTION_ROWS, _SECTIONS[kind], engine.name)),
+            "section": part.value,
+            "rows": _rows(state.rings.recent(SECTION_ROWS, _SECTIONS[part], engine.name)),
         }
 
-    def frame(self, names: Iterable[str], now: float, cache: dict[str, str]) -> str:
-        """One WebSocket frame carrying `names` as out-of-band swaps; `cache` spans one tick."""
+    def frame(self, keys: Iterable[FragmentKey], now: float, cache: dict[FragmentKey, str]) -> str:
+        """One WebSocket frame carrying `keys` as out-of-band swaps; `cache` spans one tick."""
         parts = []
-        for name in names:
-            html = cache.get(name)
+        for key in keys:
+            html = cache.get(key)
             if html is None:
                 # ASCII only (character references): the server encodes each frame once per
                 # browser, and pure-ASCII text encodes ~30x faster than text with a few "·".
-                html = self.render(name, now, oob=True)
-                html = cache[name] = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
+                html = self.render(key, now, oob=True)
+                html = cache[key] = html.encode("ascii", "xmlcharrefreplace").decode("ascii")
             parts.append(html)
         return "".join(parts)
 
@@ -256,18 +292,18 @@ def _rows(records: list[EventRecord]) -> list[dict[str, Any]]:
 
 
 _TEMPLATE = {
-    "card": "card",
-    "cards": "cards",
-    "signals": "events_table",
-    "orders": "events_table",
-    "errors": "events_table",
-    "positions": "section",
-    "decisions": "section",
-    "cycles": "section",
-    "eerrors": "section",
-    "logs": "logs",
-    "elogs": "logs",
-    "state": "state",
-    "metrics": "metrics",
-    "hub": "hub_status",
+    Part.CARD: "card",
+    Part.CARDS: "cards",
+    Part.SIGNALS: "events_table",
+    Part.ORDERS: "events_table",
+    Part.ERRORS: "events_table",
+    Part.POSITIONS: "section",
+    Part.DECISIONS: "section",
+    Part.CYCLES: "section",
+    Part.EERRORS: "section",
+    Part.LOGS: "logs",
+    Part.ELOGS: "logs",
+    Part.STATE: "state",
+    Part.METRICS: "metrics",
+    Part.HUB: "hub_status",
 }

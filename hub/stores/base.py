@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
-from hub.core.engines import EngineRecord
 from hub.core.ingested import Ingested
-from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot, utc
+from hub.core.records import EventRecord, LogRecord, utc
 
 __all__ = [
     "CommitCallback",
@@ -60,11 +59,8 @@ class HistoryStore(Protocol):
     async def start(self, on_commit: CommitCallback) -> Restored:
         """Open the store and return the history to refill the hub's state with."""
 
-    def append(self, engine: EngineRecord, ingested: Ingested) -> None:
-        """Queue what one frame of `engine` changed; never blocks the event loop."""
-
-    def note(self, change: BootChange | MetricsSnapshot) -> None:
-        """Queue a boot change or a metric snapshot; never blocks."""
+    def append(self, ingested: Ingested) -> None:
+        """Queue what the core changed (one frame, a closed socket, snapshots); never blocks."""
 
     async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
         """Stored events (EventRecord) or log lines (LogRecord) matching `query`, newest first."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 from collections import deque
 from typing import Any, Literal
 
-from hub.core.engines import EngineRecord
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
-from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import EventRecord, LogRecord, MetricsSnapshot
 from hub.stores.base import CommitCallback, HistoryQuery, Restored, make_bundle
 
 __all__ = ["MemoryStore"]
@@ -54,8 +53,8 @@ class MemoryStore:
         self._on_commit = on_commit
         return Restored()
 
-    def append(self, engine: EngineRecord, ingested: Ingested) -> None:
-        """Keep the frame's records and report the engine's seq as committed."""
+    def append(self, ingested: Ingested) -> None:
+        """Keep what the core changed and report the engine's seq as committed."""
         self._events.extend(ingested.events)
         self._logs.extend(ingested.logs)
         for gap in ingested.gaps[:100]:
@@ -69,17 +68,14 @@ class MemoryStore:
                         "engine": gap.engine,
                     }
                 )
-        self._on_commit(engine.name, engine.boot_id, engine.hwm)
-
-    def note(self, change: BootChange | MetricsSnapshot) -> None:
-        """Keep boots (bounded) and the latest metric snapshot per engine."""
-        if isinstance(change, MetricsSnapshot):
-            self._metrics[change.engine] = change
-        elif (change.engine, change.boot_id) in self._boots or len(self._boots) < 10_000:
-            row = {
-                k: getattr(change, k) for k in ("boot_id", "pid", "mode", "started", "ended", "how")
-            }
-            self._boots[(change.engine, change.boot_id)] = row
+        for snapshot in ingested.snapshots:  # the latest per engine
+            self._metrics[snapshot.engine] = snapshot
+        for change in ingested.boots:  # bounded
+            if (change.engine, change.boot_id) in self._boots or len(self._boots) < 10_000:
+                keys = ("boot_id", "pid", "mode", "started", "ended", "how")
+                self._boots[(change.engine, change.boot_id)] = {k: getattr(change, k) for k in keys}
+        if ingested.engine:
+            self._on_commit(ingested.engine, ingested.boot_id, ingested.seq)
 
     async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
         """Newest first, filtered."""

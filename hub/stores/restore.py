@@ -7,6 +7,7 @@ from typing import Any
 from hub.core.engines import EngineRecord
 from hub.core.messages import Status
 from hub.core.state import HubState
+from hub.core.stats import Topic
 from hub.stores.base import Restored
 
 __all__ = ["restore"]
@@ -51,7 +52,7 @@ def restore(state: HubState, restored: Restored, now: float) -> None:
         state.metrics.restore_rows(row["engine"], row["series"], same_boot)
         if owner is not None and same_boot:
             _card(owner, row.get("card") or {})
-    state.dirty.mark("engines")
+    state.dirty.mark(Topic.ENGINES)
 
 
 def _card(engine: EngineRecord, card: dict[str, Any]) -> None:

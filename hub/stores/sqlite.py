@@ -26,7 +26,6 @@ from typing import Any, Literal
 
 import msgspec
 
-from hub.core.engines import EngineRecord
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
@@ -131,17 +130,16 @@ class SQLiteStore:
 
     # -- writes (event loop side) -------------------------------------------------------------
 
-    def append(self, engine: EngineRecord, ingested: Ingested) -> None:
-        """Queue one frame's records; the engine's seq is acked once they are committed."""
+    def append(self, ingested: Ingested) -> None:
+        """Queue what the core changed; the engine's seq is acked once it is committed."""
         now = time.time()
+        engine, boot_id = ingested.engine, ingested.boot_id
         with self._lock:
             batch = self._batch
             if batch.size >= self.settings.store_max_pending and (ingested.events or ingested.logs):
                 seqs = [r.seq for r in ingested.events] + [r.seq for r in ingested.logs]
                 self.drops["store_overflow"] += len(seqs)
-                batch.gaps.append(
-                    (engine.name, engine.boot_id, min(seqs), max(seqs), "store_overflow", now)
-                )
+                batch.gaps.append((engine, boot_id, min(seqs), max(seqs), "store_overflow", now))
             else:
                 events = ingested.events
                 if events:
@@ -149,25 +147,21 @@ class SQLiteStore:
                     kept = None if text is None else verbatim(events, text, ingested.received)
                     batch.frames.append(events if kept is None else kept)
                     batch.events += len(events)
-                batch.logs.extend((record, engine.boot_id) for record in ingested.logs)
+                batch.logs.extend((record, boot_id) for record in ingested.logs)
             for gap in ingested.gaps:
                 batch.gaps.append(
                     (gap.engine, gap.boot_id, gap.first, gap.last, "client_dropped", now)
                 )
-            batch.commits[(engine.name, engine.boot_id)] = engine.hwm
+            batch.boots.extend(ingested.boots)
+            for snapshot in ingested.snapshots:  # the latest snapshot per engine wins
+                batch.metrics[snapshot.engine] = snapshot
+            if engine:
+                batch.commits[(engine, boot_id)] = ingested.seq
             # An early commit once this many records wait: each commit costs the event loop a few
             # GIL hand-offs, so not too often, and not so big that one commit is a long pause.
             full = batch.size >= 20_000
         if full:
             self._wake.set()
-
-    def note(self, change: BootChange | MetricsSnapshot) -> None:
-        """Queue a boot change or a metric snapshot (the latest snapshot per engine wins)."""
-        with self._lock:
-            if isinstance(change, BootChange):
-                self._batch.boots.append(change)
-            else:
-                self._batch.metrics[change.engine] = change
 
     # -- the writer thread ---------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from hub.core.messages import CloseCode
 from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer
-from hub.live.views import OVERVIEW, ViewKey
+from hub.live.views import OVERVIEW, ViewKey, ViewKind
 from hub.web.runtime import Hub
 
 __all__ = ["dashboard_endpoint", "frame_writer"]
@@ -30,7 +31,7 @@ def _view(websocket: WebSocket) -> ViewKey | None:
         return OVERVIEW
     raw = params.get("id", "")
     if kind in ("engine", "embed") and raw.isdigit() and len(raw) < 10:
-        return (kind, int(raw))
+        return ViewKey(ViewKind(kind), int(raw))
     return None
 
 
@@ -105,18 +106,21 @@ class _DashboardEndpoint:
         view = _view(websocket)
         if view is None:
             await websocket.close(
-                1008, "unknown view: use ?view=overview, or view=engine|embed&id=N"
+                CloseCode.POLICY_VIOLATION,
+                "unknown view: use ?view=overview, or view=engine|embed&id=N",
             )
             return
         if not _origin_ok(websocket, hub):
-            await websocket.close(1008, "origin not allowed")
+            await websocket.close(CloseCode.POLICY_VIOLATION, "origin not allowed")
             return
         if hub.shutting_down:
-            await websocket.close(1012, "hub is restarting")
+            await websocket.close(CloseCode.SERVICE_RESTART, "hub is restarting")
             return
         viewer = hub.fanout.join(view)
         if viewer is None:
-            await websocket.close(1013, "too many dashboards are open; try again later")
+            await websocket.close(
+                CloseCode.TRY_AGAIN_LATER, "too many dashboards are open; try again later"
+            )
             return
         await websocket.accept()
         viewer.writer = frame_writer(receive)
@@ -156,7 +160,7 @@ async def _receive(websocket: WebSocket, hub: Hub) -> None:
                 return
             size = len(message.get("text") or message.get("bytes") or b"")
             if size > hub.settings.max_browser_message_bytes:
-                await websocket.close(1009, "message too big")
+                await websocket.close(CloseCode.MESSAGE_TOO_BIG, "message too big")
                 return
     except (WebSocketDisconnect, RuntimeError):
         return
@@ -174,10 +178,13 @@ async def _send(send: Send, viewer: Viewer) -> None:
 
 async def _close(websocket: WebSocket, viewer: Viewer) -> None:
     """Close a viewer the fan-out gave up on: 1012 at shutdown, else 1013 (too slow)."""
-    if viewer.close_code == 1012:
-        code, reason = 1012, "hub is restarting"
+    if viewer.close_code == CloseCode.SERVICE_RESTART:
+        code, reason = CloseCode.SERVICE_RESTART, "hub is restarting"
     else:
-        code, reason = 1013, "too slow to keep up; reconnect for a fresh snapshot"
+        code, reason = (
+            CloseCode.TRY_AGAIN_LATER,
+            "too slow to keep up; reconnect for a fresh snapshot",
+        )
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT):  # a frozen browser may never take the frame
             await websocket.close(code, reason)

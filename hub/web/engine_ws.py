@@ -10,7 +10,8 @@ import time
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.core.decoding import ProtocolClose
-from hub.core.protocol import ConnectionPhase, EngineConnection
+from hub.core.messages import CloseCode
+from hub.core.protocol import EngineConnection
 from hub.web.runtime import Hub
 
 __all__ = ["engine_endpoint"]
@@ -27,16 +28,13 @@ class EngineSession:
         self.conn = EngineConnection(hub.next_conn_id(), hub.state, hub.decoder)
         self.engine_name: str | None = None
         self._wake = asyncio.Event()
-        self._close: tuple[int, str] | None = None
+        self._close: tuple[CloseCode, str] | None = None
 
-    def committed(self, boot_id: str, seq: int) -> None:
-        """The store made `seq` durable: schedule an ack."""
-        engine = self.conn.engine
-        if engine is not None and engine.boot_id == boot_id and seq > self.conn.committed:
-            self.conn.committed = seq
-            self._wake.set()
+    def wake(self) -> None:
+        """Something may be due to send (the store committed more: an ack)."""
+        self._wake.set()
 
-    def close_soon(self, code: int, reason: str) -> None:
+    def close_soon(self, code: CloseCode, reason: str) -> None:
         """Ask the writer to close the socket (used for replacement and shutdown)."""
         self._close = (code, reason)
         self._wake.set()
@@ -47,21 +45,21 @@ class EngineSession:
         hub.sessions[conn.conn_id] = self
         writer = asyncio.create_task(self._writer(), name=f"engine-writer-{conn.conn_id}")
         try:
-            async with asyncio.timeout(hub.settings.hello_timeout):
-                while conn.phase is ConnectionPhase.AWAITING_HELLO:
-                    await self._receive_one()
-            await self._pump()
+            await self._feed()
         except TimeoutError:
-            self.close_soon(1008, f"no hello within {hub.settings.hello_timeout:g} s")
+            reason = f"no hello within {hub.settings.hello_timeout:g} s"
+            self.close_soon(CloseCode.POLICY_VIOLATION, reason)
         except ProtocolClose as exc:
             self.close_soon(exc.code, exc.reason)
         except WebSocketDisconnect:
             pass
         except Exception:  # a bug of ours must not reach the client or other engines
             log.exception("engine connection %d failed", conn.conn_id)
-            self.close_soon(1011, "internal error")
+            self.close_soon(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
-            conn.closed(time.time())
+            ended = conn.closed(time.time())
+            if ended is not None:
+                hub.store.append(ended)
             hub.sessions.pop(conn.conn_id, None)
             if self.engine_name is not None and hub.by_engine.get(self.engine_name) is self:
                 del hub.by_engine[self.engine_name]
@@ -69,48 +67,38 @@ class EngineSession:
                 await asyncio.wait([writer], timeout=1.0)
             writer.cancel()
 
-    async def _pump(self) -> None:
-        """The hot loop after hello: receive -> core -> store and streams, names bound once."""
-        receive, conn, hub = self.websocket.receive, self.conn, self.hub
-        engine = conn.engine
-        assert engine is not None
-        receive_text, clock = conn.receive_text, time.time
-        append, publish, wake = hub.store.append, hub.broadcaster.publish, self._wake.set
-        while True:
-            message = await receive()
-            text = message.get("text")
-            if text is None:
-                if message["type"] == "websocket.disconnect":
-                    raise WebSocketDisconnect(message.get("code", 1000))
-                conn.receive_bytes(message.get("bytes") or b"")
-                continue
-            ingested = receive_text(text, clock())
-            assert ingested is not None  # only None before hello
-            if ingested.events:
-                publish(ingested.events)
-            append(engine, ingested)
-            if ingested.rejected:
-                wake()
+    async def _feed(self) -> None:
+        """The one receive loop: each frame -> the core -> what it changed to the streams and store.
 
-    async def _receive_one(self) -> None:
-        """One frame before hello (the handshake path)."""
-        message = await self.websocket.receive()
-        if message["type"] == "websocket.disconnect":
-            raise WebSocketDisconnect(message.get("code", 1000))
-        text = message.get("text")
-        if text is None:
-            self.conn.receive_bytes(message.get("bytes") or b"")
-            return
-        conn = self.conn
-        ingested = conn.receive_text(text, time.time())
-        if conn.engine is not None and self.engine_name is None:
-            self._opened()
-        if ingested is not None and conn.engine is not None:
-            if ingested.events:
-                self.hub.broadcaster.publish(ingested.events)
-            self.hub.store.append(conn.engine, ingested)
-            if ingested.rejected:
-                self._wake.set()
+        Names are bound once: this loop runs for every frame an engine sends.
+        """
+        receive, conn, clock = self.websocket.receive, self.conn, time.time
+        receive_text, publish, append = (
+            conn.receive_text,
+            self.hub.broadcaster.publish,
+            self.hub.store.append,
+        )
+        async with asyncio.timeout(self.hub.settings.hello_timeout) as hello_deadline:
+            while True:
+                message = await receive()
+                text = message.get("text")
+                if text is None:
+                    if message["type"] == "websocket.disconnect":
+                        raise WebSocketDisconnect(message.get("code", CloseCode.NORMAL))
+                    conn.receive_bytes(message.get("bytes") or b"")  # raises ProtocolClose
+                    continue
+                ingested = receive_text(text, clock())
+                if ingested is None:
+                    continue  # no hello yet
+                if self.engine_name is None:
+                    hello_deadline.reschedule(None)
+                    self._opened()
+                # What the frame changed: events to the streams, all of it to the store.
+                if ingested.events:
+                    publish(ingested.events)
+                append(ingested)
+                if ingested.rejected:
+                    self._wake.set()  # error replies are due
 
     def _opened(self) -> None:
         engine = self.conn.engine
@@ -127,7 +115,8 @@ class EngineSession:
                 engine.boot_id,
             )
             old.close_soon(
-                1008, f"replaced by a newer connection of this engine (boot {engine.boot_id})"
+                CloseCode.POLICY_VIOLATION,
+                f"replaced by a newer connection of this engine (boot {engine.boot_id})",
             )
 
     async def _writer(self) -> None:
@@ -158,18 +147,21 @@ async def engine_endpoint(websocket: WebSocket) -> None:
     """Accept an engine socket and serve it."""
     hub: Hub = websocket.app.state.hub
     if hub.shutting_down:
-        await websocket.close(1012, "hub is restarting")
+        await websocket.close(CloseCode.SERVICE_RESTART, "hub is restarting")
         return
     if len(hub.sessions) >= hub.settings.max_engine_connections:
         hub.state.stats.drops["engine_connection_refused"] += 1
-        await websocket.close(1013, "too many engine connections; try again later")
+        await websocket.close(
+            CloseCode.TRY_AGAIN_LATER, "too many engine connections; try again later"
+        )
         return
     if hub.settings.token and not _authorized(websocket, hub.settings.token):
         hub.state.stats.drops["unauthorized"] += 1
         log.warning(
             "refused an engine connection from %s: missing or wrong token", websocket.client
         )
-        await websocket.close(1008, "missing or wrong token")  # before accept: HTTP 403
+        # Before accept: the client sees HTTP 403.
+        await websocket.close(CloseCode.POLICY_VIOLATION, "missing or wrong token")
         return
     await websocket.accept()
     await EngineSession(hub, websocket).run()

@@ -11,7 +11,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from hub.live.resources import static_dir
-from hub.live.views import OVERVIEW
+from hub.live.views import OVERVIEW, FragmentKey, Part
 from hub.web.runtime import Hub
 
 __all__ = ["csp", "routes"]
@@ -62,13 +62,13 @@ async def overview(request: Request) -> Response:
     """`/`: every engine's card, recent signals, orders, errors, logs and hub status."""
     views, now = _hub(request).views, time.time()
     context: dict[str, Any] = {}
-    for name in views.names(OVERVIEW):
-        context.update(views.context(name, now))
+    for key in views.names(OVERVIEW):
+        context.update(views.context(key, now))
     context.update(
-        signals=views.context("signals", now)["rows"],
-        orders=views.context("orders", now)["rows"],
-        errors=views.context("errors", now)["rows"],
-        logs=views.context("logs", now)["lines"],
+        signals=views.context(FragmentKey(Part.SIGNALS), now)["rows"],
+        orders=views.context(FragmentKey(Part.ORDERS), now)["rows"],
+        errors=views.context(FragmentKey(Part.ERRORS), now)["rows"],
+        logs=views.context(FragmentKey(Part.LOGS), now)["lines"],
     )
     return _page(request, "overview.html", context)
 
@@ -82,18 +82,18 @@ async def engine_page(request: Request) -> Response:
         return _not_found(request, name)
     views, index = hub.views, engine.index
     sections = [
-        (s, views.context(f"{s}:{index}", now)["rows"])
-        for s in ("positions", "decisions", "cycles", "eerrors")
+        (part.value, views.context(FragmentKey(part, index), now)["rows"])
+        for part in (Part.POSITIONS, Part.DECISIONS, Part.CYCLES, Part.EERRORS)
     ]
     context = {
         "engine_name": engine.name,
         "engine": engine,
         "index": index,
         "card": views.card_model(engine, now),
-        "state_items": views.context(f"state:{index}", now)["items"],
-        "metrics": views.context(f"metrics:{index}", now)["metrics"],
+        "state_items": views.context(FragmentKey(Part.STATE, index), now)["items"],
+        "metrics": views.context(FragmentKey(Part.METRICS, index), now)["metrics"],
         "sections": sections,
-        "logs": views.context(f"elogs:{index}", now)["lines"],
+        "logs": views.context(FragmentKey(Part.ELOGS, index), now)["lines"],
     }
     return _page(request, "engine.html", context)
 
@@ -146,7 +146,7 @@ async def card_fragment(request: Request) -> Response:
     engine = hub.state.engines.get(request.path_params["name"])
     if engine is None:
         return Response("no such engine", 404, media_type="text/plain", headers=headers)
-    html = hub.views.render(f"card:{engine.index}", now, oob=False)
+    html = hub.views.render(FragmentKey(Part.CARD, engine.index), now, oob=False)
     return HTMLResponse(html, headers=headers)
 
 

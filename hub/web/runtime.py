@@ -9,12 +9,13 @@ import time
 from typing import Protocol
 
 from hub.core.decoding import FrameDecoder
-from hub.core.records import MetricsSnapshot
+from hub.core.messages import CloseCode
 from hub.core.state import HubState
+from hub.core.stats import Topic
 from hub.live.dashboard_fanout import DashboardFanout
 from hub.live.sse_fanout import Broadcaster
 from hub.live.templating import create_environment
-from hub.live.views import Views
+from hub.live.views import FragmentKey, Views
 from hub.settings import Settings
 from hub.stores import HistoryStore, open_store
 from hub.stores.restore import restore
@@ -23,9 +24,9 @@ __all__ = ["Hub", "Session"]
 
 log = logging.getLogger(__name__)
 
-# Dirty keys whose fragments (event tables, log tails) may change on every tick under load: they
+# Topics whose fragments (event tables, log tails) may change on every tick under load: they
 # refresh every `table_refresh` instead, so a busy hub pushes fewer bytes to every browser.
-_BUSY = ("events", "logs")
+_BUSY = (Topic.EVENTS, Topic.LOGS)
 
 
 class Session(Protocol):
@@ -33,10 +34,10 @@ class Session(Protocol):
 
     engine_name: str | None
 
-    def committed(self, boot_id: str, seq: int) -> None:
-        """Everything up to `seq` of `boot_id` is durable: an ack may go out."""
+    def wake(self) -> None:
+        """The store committed more of this engine: an ack may be due."""
 
-    def close_soon(self, code: int, reason: str) -> None:
+    def close_soon(self, code: CloseCode, reason: str) -> None:
         """Close the socket with `code` and a readable `reason`."""
 
 
@@ -75,12 +76,13 @@ class Hub:
         self._tasks.append(asyncio.create_task(self._tick(), name="hub-ticker"))
 
     def _on_commit(self, engine: str, boot_id: str, seq: int) -> None:
+        """The store made `seq` of this boot durable: the engine record holds it, acks follow."""
         record = self.state.engines.get(engine)
         if record is not None and record.boot_id == boot_id and seq > record.committed:
             record.committed = seq
-        session = self.by_engine.get(engine)
-        if session is not None:
-            session.committed(boot_id, seq)
+            session = self.by_engine.get(engine)
+            if session is not None:
+                session.wake()
 
     async def _tick(self) -> None:
         """Every view tick: re-derive health, then push each dirtied fragment, rendered once."""
@@ -97,12 +99,11 @@ class Hub:
                 self.broadcaster.publish_health(changes)
             if self.views.store_problem != self.store.problem:
                 self.views.store_problem = self.store.problem
-                self.state.dirty.mark("hub")
+                self.state.dirty.mark(Topic.HUB)
             if now >= next_rate:
                 self.state.measure_rate(now)
-                self.save_metrics()
+                self.save_snapshots()
                 next_rate = now + 1.0
-            self.save_boots()
             try:
                 self.push_views(now)
             except Exception:  # one bad fragment must not stop every dashboard
@@ -112,31 +113,22 @@ class Hub:
             if deadline < time.monotonic() - 1.0:
                 deadline = time.monotonic()  # far behind (machine paused): do not burst
 
-    def save_boots(self) -> None:
-        """Hand boot starts and ends to the store."""
-        changes, self.state.boot_changes = self.state.boot_changes, []
-        for change in changes:
-            self.store.note(change)
-
-    def save_metrics(self) -> None:
+    def save_snapshots(self) -> None:
         """Hand the store a snapshot of every engine whose metrics or card changed since the last."""
-        changed, self.state.snapshot_due = self.state.snapshot_due, set()
-        for name in changed:
-            engine = self.state.engines.get(name)
-            if engine is not None:
-                rows = self.state.metrics.to_rows(name)
-                self.store.note(MetricsSnapshot(name, engine.boot_id, rows, engine.card_facts()))
+        snapshots = self.state.snapshots()
+        if snapshots is not None:
+            self.store.append(snapshots)
 
     def push_views(self, now: float) -> None:
         """Render what changed since the last tick for every watched view and hand it out."""
         dirty = self.state.dirty.drain()
-        busy = {key for key in dirty if key[0] in _BUSY}
+        busy = {key for key in dirty if key.topic in _BUSY}
         if busy and now < self._tables_due:
             dirty -= busy  # tables and log tails wait for their slower cadence
             self.state.dirty.keys.update(busy)
         elif busy:
             self._tables_due = now + self.settings.table_refresh
-        cache: dict[str, str] = {}  # each fragment is rendered at most once per tick
+        cache: dict[FragmentKey, str] = {}  # each fragment is rendered at most once per tick
         views, fanout = self.views, self.fanout
         for view, viewers in list(fanout.views.items()):
             fresh = [v for v in viewers if v.needs_snapshot and not v.closed]
@@ -156,7 +148,7 @@ class Hub:
         self.shutting_down = True
         log.info("shutting down: closing %d engine sockets and all streams", len(self.sessions))
         for session in list(self.sessions.values()):
-            session.close_soon(1012, "hub is restarting; reconnect and replay")
+            session.close_soon(CloseCode.SERVICE_RESTART, "hub is restarting; reconnect and replay")
         self.broadcaster.close()
         self.fanout.close()
 
@@ -167,6 +159,5 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        self.save_boots()
-        self.save_metrics()
+        self.save_snapshots()
         await self.store.close()
