@@ -105,6 +105,16 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+@asynccontextmanager
+async def dashboard(running: RunningHub) -> AsyncIterator[ClientConnection]:
+    """An overview dashboard socket that already received its snapshot."""
+    url = f"ws://127.0.0.1:{running.port}/ws/dashboard?view=overview"
+    async with websockets.connect(url, max_size=None) as ws:
+        async with asyncio.timeout(WAIT):
+            await ws.recv()
+        yield ws
+
+
 @dataclass
 class Engine:
     """A hand-driven engine socket speaking protocol v1 (no client library)."""

@@ -9,19 +9,13 @@ import logging
 import os
 import re
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-import websockets
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.asyncio.client import ClientConnection
-from websockets.server import ServerProtocol
 
-from hub.live.dashboard_fanout import NO_WRITER, Viewer, text_frame
-from hub.live.views import OVERVIEW, TABLE_ROWS
+from hub.live.dashboard_fanout import NO_WRITER
+from hub.live.views import TABLE_ROWS
 from hub.web import dashboard_ws
-from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, unique
+from tests.conftest import WAIT, RunningHub, connect_engine, dashboard, running_hub, unique
 
 PATHS = ["direct", "asgi"]
 
@@ -30,35 +24,6 @@ def use_path(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sockets opened from now on use `path`: uvicorn's socket directly, or only ASGI `send`."""
     if path == "asgi":
         monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
-
-
-@asynccontextmanager
-async def dashboard(running: RunningHub) -> AsyncIterator[ClientConnection]:
-    """An overview dashboard socket that already received its snapshot."""
-    url = f"ws://127.0.0.1:{running.port}/ws/dashboard?view=overview"
-    async with websockets.connect(url, max_size=None) as ws:
-        async with asyncio.timeout(WAIT):
-            await ws.recv()
-        yield ws
-
-
-def overview_viewers(running: RunningHub) -> set[Viewer]:
-    return running.hub.fanout.views.get(OVERVIEW, set())
-
-
-async def test_under_uvicorn_frames_go_straight_to_the_socket(hub: RunningHub) -> None:
-    """A dashboard served by uvicorn's websockets-sansio gets a direct writer, which stops
-    writing once the browser has closed the connection."""
-    before = set(overview_viewers(hub))
-    async with dashboard(hub) as ws:
-        [viewer] = overview_viewers(hub) - before
-        writer = viewer.writer
-        assert writer is not NO_WRITER
-        assert writer.write(text_frame("<p>direct</p>"))
-        async with asyncio.timeout(WAIT):
-            while await ws.recv() != "<p>direct</p>":
-                pass
-    assert not writer.write(text_frame("<p>too late</p>"))  # the close handshake is done
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -74,35 +39,6 @@ async def test_the_slower_asgi_path_is_logged_once(
                 pass
     said = [r for r in caplog.records if "ASGI send path" in r.getMessage()]
     assert len(said) == (1 if path == "asgi" else 0)
-
-
-async def test_frame_writer_falls_back_for_any_other_server() -> None:
-    """Only uvicorn's websockets-sansio socket is written directly; any other ASGI server's
-    `receive` gets the null writer, so every frame goes through ASGI `send`."""
-
-    async def receive() -> dict[str, str]:
-        return {"type": "websocket.connect"}
-
-    class Other:
-        async def receive(self) -> dict[str, str]:
-            return {"type": "websocket.connect"}
-
-    assert dashboard_ws.frame_writer(receive) is NO_WRITER
-    assert dashboard_ws.frame_writer(Other().receive) is NO_WRITER
-
-
-def test_frame_writer_falls_back_when_uvicorns_socket_looks_different() -> None:
-    """A uvicorn whose websockets-sansio connection lacks what the writer relies on, or holds
-    something else under those names, gets the null writer rather than a broken fast path."""
-    protocol = WebSocketsSansIOProtocol.__new__(WebSocketsSansIOProtocol)  # no attributes at all
-    assert dashboard_ws.frame_writer(protocol.receive) is NO_WRITER
-    protocol.conn = ServerProtocol()
-    protocol.transport = asyncio.Transport()
-    protocol.close_sent, protocol.handshake_complete = False, True
-    protocol.writable = object()  # not an asyncio.Event
-    assert dashboard_ws.frame_writer(protocol.receive) is NO_WRITER
-    protocol.writable = asyncio.Event()
-    assert dashboard_ws.frame_writer(protocol.receive) is not NO_WRITER  # the expected shape
 
 
 def shown_signals(frame: str) -> list[int] | None:

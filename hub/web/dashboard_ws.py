@@ -1,23 +1,23 @@
 """`/ws/dashboard`: one socket per page; the hub pushes `hx-swap-oob` fragments of its view.
 
 An ASGI app rather than a function endpoint: it needs the server's own `receive` callable to find
-uvicorn's socket (see `frame_writer`) and sends queued frames with the raw ASGI `send`.
+uvicorn's socket (see hub/web/fastwrite.py) and sends queued frames with the raw ASGI `send`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer
+from hub.live.dashboard_fanout import NO_WRITER, Viewer
 from hub.live.views import OVERVIEW, ViewKey
+from hub.web.fastwrite import frame_writer
 from hub.web.runtime import Hub
 
-__all__ = ["dashboard_endpoint", "frame_writer"]
+__all__ = ["dashboard_endpoint"]
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 5.0  # a frozen browser may never take the close frame
@@ -40,60 +40,6 @@ def _origin_ok(websocket: WebSocket, hub: Hub) -> bool:
         return True  # not a browser
     host = websocket.headers.get("host", "")
     return origin in (f"http://{host}", f"https://{host}") or origin in hub.settings.embed_origins
-
-
-class _UvicornWriter:
-    """Writes framed messages straight to a uvicorn websockets-sansio socket (below ASGI).
-
-    Per frame and browser this skips uvicorn's `send` (encode, websockets framing, copies) and
-    a task wake-up: about half the hub's cost per browser (docs/benchmarks.md, Fan-out). It
-    writes only while uvicorn itself would: handshake done, connection open, no close sent, and
-    the transport not paused; otherwise the frame takes the ASGI path.
-    """
-
-    __slots__ = ("_open", "_protocol")
-
-    def __init__(self, protocol: Any, open_state: Any) -> None:
-        self._protocol = protocol
-        self._open = open_state
-
-    def write(self, wire: bytes) -> bool:
-        protocol = self._protocol
-        if (
-            protocol.close_sent
-            or not protocol.handshake_complete
-            or protocol.conn.state is not self._open
-            or not protocol.writable.is_set()
-            or protocol.transport.is_closing()
-        ):
-            return False
-        protocol.transport.write(wire)
-        return True
-
-
-def frame_writer(receive: Receive) -> FrameWriter:
-    """A direct writer if `receive` belongs to uvicorn's websockets-sansio socket, else NO_WRITER."""
-    try:
-        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-        from websockets.protocol import State
-    except ImportError:  # pragma: no cover - uvicorn and websockets are dependencies
-        return NO_WRITER
-    protocol = getattr(receive, "__self__", None)
-    if not isinstance(protocol, WebSocketsSansIOProtocol):
-        return NO_WRITER
-    try:  # the shape this writer relies on; anything else (another uvicorn) falls back
-        conn, writable, transport = protocol.conn, protocol.writable, protocol.transport
-        usable = (
-            isinstance(protocol.close_sent, bool)
-            and isinstance(protocol.handshake_complete, bool)
-            and isinstance(writable, asyncio.Event)
-            and isinstance(transport, asyncio.WriteTransport)
-            and isinstance(conn.state, State)
-            and not conn.extensions  # e.g. permessage-deflate: leave framing to uvicorn
-        )
-    except AttributeError:
-        return NO_WRITER
-    return _UvicornWriter(protocol, State.OPEN) if usable else NO_WRITER
 
 
 class _DashboardEndpoint:
