@@ -93,6 +93,19 @@ async def running_hub(port: int = 0, **overrides: Any) -> AsyncIterator[RunningH
             sock.close()
 
 
+PUSH_PATHS = [
+    "direct",
+    "asgi",
+]  # dashboards pushed to over uvicorn's socket directly, or only ASGI send
+
+
+def use_push_path(path: str, running: RunningHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dashboard sockets `running` accepts from now on are pushed to over `path`: its
+    `dashboard_direct_writes` setting, changed for this test only."""
+    settings = running.hub.settings.replace(dashboard_direct_writes=path == "direct")
+    monkeypatch.setattr(running.hub, "settings", settings)
+
+
 @pytest.fixture(scope="session")
 async def hub() -> AsyncIterator[RunningHub]:
     """One hub shared by tests that only add engines with unique names."""

@@ -15,30 +15,38 @@ import pytest
 from hub.live.dashboard_fanout import NO_WRITER
 from hub.live.views import TABLE_ROWS
 from hub.web import dashboard_ws
-from tests.conftest import WAIT, RunningHub, connect_engine, dashboard, running_hub, unique
+from tests.conftest import (
+    PUSH_PATHS,
+    WAIT,
+    RunningHub,
+    connect_engine,
+    dashboard,
+    running_hub,
+    unique,
+    use_push_path,
+)
 
-PATHS = ["direct", "asgi"]
 
-
-def use_path(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sockets opened from now on use `path`: uvicorn's socket directly, or only ASGI `send`."""
-    if path == "asgi":
-        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
-
-
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", ["direct", "other server", "off by setting"])
 async def test_the_slower_asgi_path_is_logged_once(
     path: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Dashboards that cannot be written to directly are named in the log, once per hub."""
-    use_path(path, monkeypatch)
+    """Dashboards that cannot be written to directly are named in the log, once per hub, with
+    the reason: a server the fast path does not recognise, or the setting that turned it off."""
+    if path == "other server":
+        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
     caplog.set_level(logging.INFO, logger="hub.web.dashboard_ws")
-    async with running_hub() as running:
+    async with running_hub(dashboard_direct_writes=path != "off by setting") as running:
         for _ in range(2):
             async with dashboard(running):
                 pass
-    said = [r for r in caplog.records if "ASGI send path" in r.getMessage()]
-    assert len(said) == (1 if path == "asgi" else 0)
+    said = [r.getMessage() for r in caplog.records if "ASGI send path" in r.getMessage()]
+    if path == "direct":
+        assert said == []
+    elif path == "other server":
+        assert len(said) == 1 and "not uvicorn's socket directly" in said[0], said
+    else:
+        assert len(said) == 1 and "dashboard_direct_writes is off" in said[0], said
 
 
 def shown_signals(frame: str) -> list[int] | None:
@@ -50,13 +58,13 @@ def shown_signals(frame: str) -> list[int] | None:
     return [int(n) for n in re.findall(r"<td>SIG(\d+)</td>", table)]
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", PUSH_PATHS)
 async def test_frames_arrive_whole_and_in_order(
     path: str, hub: RunningHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Signals sent in order show up in order: each table frame is whole, newest first, and
     never older than the one before; the last shows exactly the newest TABLE_ROWS."""
-    use_path(path, monkeypatch)
+    use_push_path(path, hub, monkeypatch)
     engine = await connect_engine(hub, unique("order"))
     total = 3 * TABLE_ROWS
     async with dashboard(hub) as ws:
@@ -97,15 +105,14 @@ async def open_frozen(port: int) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", PUSH_PATHS)
 async def test_a_frozen_dashboard_is_cut_off_while_others_keep_receiving(
-    path: str, monkeypatch: pytest.MonkeyPatch
+    path: str,
 ) -> None:
     """A browser that stops reading first gets snapshots instead of a backlog, then is
     disconnected as slow; nothing is piled up for it, and the other browser never stalls."""
-    use_path(path, monkeypatch)
     settings = {"dashboard_queue_bytes": 200_000, "view_tick": 0.02, "table_refresh": 0.02}
-    async with running_hub(**settings) as running:
+    async with running_hub(**settings, dashboard_direct_writes=path == "direct") as running:
         drops = running.hub.state.stats.drops
         engine = await connect_engine(running, unique("flood"))
         frozen = await open_frozen(running.port)

@@ -11,7 +11,7 @@ from websockets.server import ServerProtocol
 from hub.live.dashboard_fanout import NO_WRITER, Viewer, text_frame
 from hub.live.views import OVERVIEW
 from hub.web import fastwrite
-from tests.conftest import WAIT, RunningHub, dashboard
+from tests.conftest import WAIT, RunningHub, connect_engine, dashboard, running_hub, unique
 
 
 def overview_viewers(running: RunningHub) -> set[Viewer]:
@@ -60,3 +60,18 @@ def test_frame_writer_falls_back_when_uvicorns_socket_looks_different() -> None:
     assert fastwrite.frame_writer(protocol.receive) is NO_WRITER
     protocol.writable = asyncio.Event()
     assert fastwrite.frame_writer(protocol.receive) is not NO_WRITER  # the expected shape
+
+
+async def test_with_direct_writes_off_frames_take_the_asgi_path() -> None:
+    """With `dashboard_direct_writes = false` a dashboard under the same uvicorn gets the null
+    writer, and the hub's frames still arrive, through ASGI `send`."""
+    async with running_hub(dashboard_direct_writes=False) as running:
+        async with dashboard(running) as ws:
+            [viewer] = overview_viewers(running)
+            assert viewer.writer is NO_WRITER
+            name = unique("asgi")
+            engine = await connect_engine(running, name)
+            async with asyncio.timeout(WAIT):
+                while name not in str(await ws.recv()):
+                    pass
+            await engine.close()

@@ -65,14 +65,11 @@ class _DashboardEndpoint:
             await websocket.close(1013, "too many dashboards are open; try again later")
             return
         await websocket.accept()
-        viewer.writer = frame_writer(receive)
+        direct = hub.settings.dashboard_direct_writes
+        viewer.writer = frame_writer(receive) if direct else NO_WRITER
         if viewer.writer is NO_WRITER and not hub.fanout.noted_asgi_path:
             hub.fanout.noted_asgi_path = True
-            log.info(
-                "a dashboard socket uses the ASGI send path, not uvicorn's socket directly (another "
-                "server or WebSocket implementation, or compression): each dashboard costs more "
-                "CPU per update (docs/dashboard.md); said once"
-            )
+            _note_asgi_path(direct)
         sender = asyncio.create_task(_send(send, viewer), name=f"dashboard-{viewer.id}")
         receiver = asyncio.create_task(_receive(websocket, hub), name=f"dashboard-rx-{viewer.id}")
         given_up = asyncio.create_task(viewer.gone.wait(), name=f"dashboard-gone-{viewer.id}")
@@ -91,6 +88,21 @@ class _DashboardEndpoint:
 
 
 dashboard_endpoint = _DashboardEndpoint()
+
+
+def _note_asgi_path(direct: bool) -> None:
+    """Say once per hub that dashboards take the slower ASGI path, and why."""
+    if not direct:
+        log.info(
+            "dashboard sockets use the ASGI send path because the setting dashboard_direct_writes "
+            "is off: each dashboard costs more CPU per update (docs/dashboard.md); said once"
+        )
+        return
+    log.info(
+        "a dashboard socket uses the ASGI send path, not uvicorn's socket directly (another "
+        "server or WebSocket implementation, or compression): each dashboard costs more "
+        "CPU per update (docs/dashboard.md); said once"
+    )
 
 
 async def _receive(websocket: WebSocket, hub: Hub) -> None:
