@@ -111,6 +111,8 @@ class Settings:
     max_dashboards: int = 1000
     max_browser_message_bytes: int = 4096
     embed_origins: tuple[str, ...] = ()
+    # Write frames straight to uvicorn's socket; False sends every frame through ASGI `send`.
+    dashboard_direct_writes: bool = True
 
     def __post_init__(self) -> None:
         for f in fields(self):

@@ -93,6 +93,19 @@ async def running_hub(port: int = 0, **overrides: Any) -> AsyncIterator[RunningH
             sock.close()
 
 
+PUSH_PATHS = [
+    "direct",
+    "asgi",
+]  # dashboards pushed to over uvicorn's socket directly, or only ASGI send
+
+
+def use_push_path(path: str, running: RunningHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Dashboard sockets `running` accepts from now on are pushed to over `path`: its
+    `dashboard_direct_writes` setting, changed for this test only."""
+    settings = running.hub.settings.replace(dashboard_direct_writes=path == "direct")
+    monkeypatch.setattr(running.hub, "settings", settings)
+
+
 @pytest.fixture(scope="session")
 async def hub() -> AsyncIterator[RunningHub]:
     """One hub shared by tests that only add engines with unique names."""
@@ -103,6 +116,16 @@ async def hub() -> AsyncIterator[RunningHub]:
 def unique(prefix: str) -> str:
     """An engine name no other test uses."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@asynccontextmanager
+async def dashboard(running: RunningHub) -> AsyncIterator[ClientConnection]:
+    """An overview dashboard socket that already received its snapshot."""
+    url = f"ws://127.0.0.1:{running.port}/ws/dashboard?view=overview"
+    async with websockets.connect(url, max_size=None) as ws:
+        async with asyncio.timeout(WAIT):
+            await ws.recv()
+        yield ws
 
 
 @dataclass

@@ -13,16 +13,16 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
-from hub.live.dashboard_fanout import NO_WRITER
 from hub.live.views import TABLE_ROWS
-from hub.web import dashboard_ws
 from tests.conftest import (
+    PUSH_PATHS,
     WAIT,
     RunningHub,
     WatchedPage,
     connect_engine,
     running_hub,
     unique,
+    use_push_path,
     watched_page,
 )
 
@@ -244,15 +244,6 @@ async def test_signals_orders_errors_and_logs_are_pushed(hub: RunningHub, browse
     await engine.close()
 
 
-PUSH_PATHS = ["direct", "asgi"]  # uvicorn's socket written directly, or only ASGI send
-
-
-def use_path(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Dashboard sockets opened from now on are pushed to over `path`."""
-    if path == "asgi":
-        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
-
-
 SIGNAL_CELLS = """
 () => Array.from(document.querySelectorAll("#signals tbody tr"),
   (tr) => [tr.cells[2].textContent, tr.cells[7].textContent])
@@ -265,7 +256,7 @@ async def test_signal_table_shows_the_newest_rows_on_both_push_paths(
 ) -> None:
     """After three tables' worth of signals the open page shows exactly the newest TABLE_ROWS,
     newest first, with hostile text inert; a page opened afterwards shows the same rows."""
-    use_path(path, monkeypatch)
+    use_push_path(path, hub, monkeypatch)
     engine = await connect_engine(hub, unique("rows"))
     tag = unique("R")
     reason = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script>'
@@ -612,7 +603,7 @@ async def test_engine_text_is_inert_on_every_page(
 ) -> None:
     """Markup, scripts, handlers and htmx attributes in engine fields render as inert, visible
     text, whichever path pushes them."""
-    use_path(path, monkeypatch)
+    use_push_path(path, hub, monkeypatch)
     name = unique("hostile")
     engine = await connect_engine(hub, name)
     await engine.send(*hostile_messages(HOSTILE), batch=True)

@@ -9,100 +9,44 @@ import logging
 import os
 import re
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import pytest
-import websockets
-from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-from websockets.asyncio.client import ClientConnection
-from websockets.server import ServerProtocol
 
-from hub.live.dashboard_fanout import NO_WRITER, Viewer, text_frame
-from hub.live.views import OVERVIEW, TABLE_ROWS
+from hub.live.dashboard_fanout import NO_WRITER
+from hub.live.views import TABLE_ROWS
 from hub.web import dashboard_ws
-from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, unique
-
-PATHS = ["direct", "asgi"]
-
-
-def use_path(path: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sockets opened from now on use `path`: uvicorn's socket directly, or only ASGI `send`."""
-    if path == "asgi":
-        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
-
-
-@asynccontextmanager
-async def dashboard(running: RunningHub) -> AsyncIterator[ClientConnection]:
-    """An overview dashboard socket that already received its snapshot."""
-    url = f"ws://127.0.0.1:{running.port}/ws/dashboard?view=overview"
-    async with websockets.connect(url, max_size=None) as ws:
-        async with asyncio.timeout(WAIT):
-            await ws.recv()
-        yield ws
+from tests.conftest import (
+    PUSH_PATHS,
+    WAIT,
+    RunningHub,
+    connect_engine,
+    dashboard,
+    running_hub,
+    unique,
+    use_push_path,
+)
 
 
-def overview_viewers(running: RunningHub) -> set[Viewer]:
-    return running.hub.fanout.views.get(OVERVIEW, set())
-
-
-async def test_under_uvicorn_frames_go_straight_to_the_socket(hub: RunningHub) -> None:
-    """A dashboard served by uvicorn's websockets-sansio gets a direct writer, which stops
-    writing once the browser has closed the connection."""
-    before = set(overview_viewers(hub))
-    async with dashboard(hub) as ws:
-        [viewer] = overview_viewers(hub) - before
-        writer = viewer.writer
-        assert writer is not NO_WRITER
-        assert writer.write(text_frame("<p>direct</p>"))
-        async with asyncio.timeout(WAIT):
-            while await ws.recv() != "<p>direct</p>":
-                pass
-    assert not writer.write(text_frame("<p>too late</p>"))  # the close handshake is done
-
-
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", ["direct", "other server", "off by setting"])
 async def test_the_slower_asgi_path_is_logged_once(
     path: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Dashboards that cannot be written to directly are named in the log, once per hub."""
-    use_path(path, monkeypatch)
+    """Dashboards that cannot be written to directly are named in the log, once per hub, with
+    the reason: a server the fast path does not recognise, or the setting that turned it off."""
+    if path == "other server":
+        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
     caplog.set_level(logging.INFO, logger="hub.web.dashboard_ws")
-    async with running_hub() as running:
+    async with running_hub(dashboard_direct_writes=path != "off by setting") as running:
         for _ in range(2):
             async with dashboard(running):
                 pass
-    said = [r for r in caplog.records if "ASGI send path" in r.getMessage()]
-    assert len(said) == (1 if path == "asgi" else 0)
-
-
-async def test_frame_writer_falls_back_for_any_other_server() -> None:
-    """Only uvicorn's websockets-sansio socket is written directly; any other ASGI server's
-    `receive` gets the null writer, so every frame goes through ASGI `send`."""
-
-    async def receive() -> dict[str, str]:
-        return {"type": "websocket.connect"}
-
-    class Other:
-        async def receive(self) -> dict[str, str]:
-            return {"type": "websocket.connect"}
-
-    assert dashboard_ws.frame_writer(receive) is NO_WRITER
-    assert dashboard_ws.frame_writer(Other().receive) is NO_WRITER
-
-
-def test_frame_writer_falls_back_when_uvicorns_socket_looks_different() -> None:
-    """A uvicorn whose websockets-sansio connection lacks what the writer relies on, or holds
-    something else under those names, gets the null writer rather than a broken fast path."""
-    protocol = WebSocketsSansIOProtocol.__new__(WebSocketsSansIOProtocol)  # no attributes at all
-    assert dashboard_ws.frame_writer(protocol.receive) is NO_WRITER
-    protocol.conn = ServerProtocol()
-    protocol.transport = asyncio.Transport()
-    protocol.close_sent, protocol.handshake_complete = False, True
-    protocol.writable = object()  # not an asyncio.Event
-    assert dashboard_ws.frame_writer(protocol.receive) is NO_WRITER
-    protocol.writable = asyncio.Event()
-    assert dashboard_ws.frame_writer(protocol.receive) is not NO_WRITER  # the expected shape
+    said = [r.getMessage() for r in caplog.records if "ASGI send path" in r.getMessage()]
+    if path == "direct":
+        assert said == []
+    elif path == "other server":
+        assert len(said) == 1 and "not uvicorn's socket directly" in said[0], said
+    else:
+        assert len(said) == 1 and "dashboard_direct_writes is off" in said[0], said
 
 
 def shown_signals(frame: str) -> list[int] | None:
@@ -114,13 +58,13 @@ def shown_signals(frame: str) -> list[int] | None:
     return [int(n) for n in re.findall(r"<td>SIG(\d+)</td>", table)]
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", PUSH_PATHS)
 async def test_frames_arrive_whole_and_in_order(
     path: str, hub: RunningHub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Signals sent in order show up in order: each table frame is whole, newest first, and
     never older than the one before; the last shows exactly the newest TABLE_ROWS."""
-    use_path(path, monkeypatch)
+    use_push_path(path, hub, monkeypatch)
     engine = await connect_engine(hub, unique("order"))
     total = 3 * TABLE_ROWS
     async with dashboard(hub) as ws:
@@ -161,15 +105,14 @@ async def open_frozen(port: int) -> socket.socket:
     return sock
 
 
-@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("path", PUSH_PATHS)
 async def test_a_frozen_dashboard_is_cut_off_while_others_keep_receiving(
-    path: str, monkeypatch: pytest.MonkeyPatch
+    path: str,
 ) -> None:
     """A browser that stops reading first gets snapshots instead of a backlog, then is
     disconnected as slow; nothing is piled up for it, and the other browser never stalls."""
-    use_path(path, monkeypatch)
     settings = {"dashboard_queue_bytes": 200_000, "view_tick": 0.02, "table_refresh": 0.02}
-    async with running_hub(**settings) as running:
+    async with running_hub(**settings, dashboard_direct_writes=path == "direct") as running:
         drops = running.hub.state.stats.drops
         engine = await connect_engine(running, unique("flood"))
         frozen = await open_frozen(running.port)

@@ -58,6 +58,23 @@ def test_environment_float_and_str() -> None:
     assert settings.host == "0.0.0.0"
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("0", False), ("false", False), ("off", False), ("1", True), ("yes", True)],
+)
+def test_environment_bool(raw: str, expected: bool) -> None:
+    """A boolean setting reads 1/true/yes/on as true and anything else as false."""
+    settings = load_settings(environ={"ENGINE_HUB_DASHBOARD_DIRECT_WRITES": raw})
+    assert settings.dashboard_direct_writes is expected
+
+
+def test_toml_bool(tmp_path: Path) -> None:
+    """A TOML boolean sets a boolean setting; the dashboard fast path is on unless turned off."""
+    assert Settings().dashboard_direct_writes is True
+    path = write(tmp_path, "dashboard_direct_writes = false\n")
+    assert load_settings(config_file=path).dashboard_direct_writes is False
+
+
 def test_unrelated_environment_is_ignored() -> None:
     """Variables without the ENGINE_HUB_ prefix do not matter."""
     assert load_settings(environ={"PORT": "1", "HUB_PORT": "2"}).port == 8765

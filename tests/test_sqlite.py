@@ -10,8 +10,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager, closing
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -258,22 +258,6 @@ async def test_start_creates_the_schema_with_the_application_id(
         name for name, kind in tables.items() if kind == "table"
     }
     assert tables["events"] == "view"  # one row per event, unpacked from the chunks
-
-
-async def test_a_running_store_shortens_the_switch_interval_and_restores_it(
-    tmp_path: Path,
-) -> None:
-    """While the writer runs, the GIL comes back to it within 1 ms instead of the default 5 ms
-    (docs/benchmarks.md); the process gets its own setting back when the store closes."""
-    settings = store_settings(tmp_path)
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(0.005)
-    try:
-        async with started(SQLiteStore(settings.db, settings), Commits()):
-            assert sys.getswitchinterval() == pytest.approx(0.001)
-        assert sys.getswitchinterval() == pytest.approx(0.005)
-    finally:
-        sys.setswitchinterval(before)
 
 
 async def test_commit_calls_on_commit_with_the_hwm_only_once_rows_are_durable(
@@ -767,6 +751,49 @@ async def test_export_bundle_keeps_one_engine_within_the_window(tmp_path: Path) 
 
 def cycle(n: int, **extra: Any) -> dict[str, Any]:
     return {"kind": "event", "type": "cycle", "payload": {"n": n}, **extra}
+
+
+@contextmanager
+def switch_interval(seconds: float) -> Iterator[None]:
+    """The process runs with a switch interval of `seconds`; its own comes back afterwards."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(seconds)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(before)
+
+
+@pytest.mark.parametrize(("store", "running"), [("sqlite", 0.001), ("memory", 0.005)])
+async def test_the_server_shortens_the_switch_interval_for_a_sqlite_store(
+    tmp_path: Path, store: str, running: float
+) -> None:
+    """While a server runs a SQLite store, the GIL comes back to its writer within 1 ms instead
+    of the default 5 ms (docs/benchmarks.md); the process gets its own setting back when the
+    server has stopped. A memory store, or a SQLite store without a server, changes nothing."""
+    settings = store_settings(tmp_path)
+    db = settings.db if store == "sqlite" else ":memory:"
+    with switch_interval(0.005):
+        async with started(SQLiteStore(settings.db, settings), Commits()):
+            assert sys.getswitchinterval() == pytest.approx(0.005)  # the server's business
+        async with running_hub(db=db):
+            assert sys.getswitchinterval() == pytest.approx(running)
+        assert sys.getswitchinterval() == pytest.approx(0.005)
+
+
+async def test_overlapping_servers_give_the_process_its_own_switch_interval_back(
+    tmp_path: Path,
+) -> None:
+    """Two SQLite hubs whose runs overlap, the first stopping first: the interval stays short
+    while either runs, and the process's own comes back only after both."""
+    with switch_interval(0.004):
+        async with AsyncExitStack() as first:
+            await first.enter_async_context(running_hub(db=str(tmp_path / "first.db")))
+            async with running_hub(db=str(tmp_path / "second.db")):
+                assert sys.getswitchinterval() == pytest.approx(0.001)
+                await first.aclose()
+                assert sys.getswitchinterval() == pytest.approx(0.001)  # the second still runs
+        assert sys.getswitchinterval() == pytest.approx(0.004)
 
 
 async def test_replay_is_stored_once_across_reconnect_and_restart(tmp_path: Path) -> None:

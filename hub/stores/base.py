@@ -55,6 +55,8 @@ class HistoryStore(Protocol):
     """Keeps history beyond the in-memory rings; `open_store(db)` picks the backend."""
 
     problem: str | None  # why writes currently fail (None while healthy)
+    # The GIL switch interval in seconds the server sets while this store runs (None: leave it).
+    switch_interval: float | None
 
     async def start(self, on_commit: CommitCallback) -> Restored:
         """Open the store and return the history to refill the hub's state with."""

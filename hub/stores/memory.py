@@ -39,6 +39,7 @@ class MemoryStore:
     """Keeps the last `capacity` events and log lines; everything appended is committed at once."""
 
     problem: str | None = None
+    switch_interval: float | None = None  # no writer thread: the interpreter's default is fine
 
     def __init__(self, capacity: int = 100_000) -> None:
         self._events: deque[EventRecord] = deque(maxlen=capacity)

@@ -9,7 +9,8 @@ records, new frames are not stored but recorded as gaps (reason `store_overflow`
 The writer shares the GIL with the event loop and takes it back after every C call that lets go
 of it (deflating a body, an SQLite step). While the loop is busy that waits up to the switch
 interval, 5 ms by default; at a few hundred calls a second the writer would spend most of its
-time waiting and fall behind, so a running store shortens the interval to WRITER_SWITCH_INTERVAL.
+time waiting and fall behind, so the server running the store (hub/web/server.py) shortens the
+interval to its `switch_interval`, WRITER_SWITCH_INTERVAL.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-import sys
 import threading
 import time
 from collections import Counter
@@ -82,6 +82,8 @@ class _Batch:
 class SQLiteStore:
     """History in one SQLite file (see the module docstring for the write path)."""
 
+    switch_interval: float | None = WRITER_SWITCH_INTERVAL  # set by the server (module docstring)
+
     def __init__(self, path: str, settings: Settings, drops: Counter[str] | None = None) -> None:
         self.path = path
         self.settings = settings
@@ -97,7 +99,6 @@ class SQLiteStore:
         self._read_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_commit: CommitCallback | None = None
-        self._switch_interval: float | None = None  # the process's, while the writer runs
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -106,8 +107,6 @@ class SQLiteStore:
         self._loop = asyncio.get_running_loop()
         self._on_commit = on_commit
         restored = await asyncio.to_thread(self._open)
-        self._switch_interval = sys.getswitchinterval()
-        sys.setswitchinterval(min(self._switch_interval, WRITER_SWITCH_INTERVAL))
         self._thread = threading.Thread(target=self._writer, name="engine-hub-store", daemon=True)
         self._thread.start()
         return restored
@@ -122,8 +121,6 @@ class SQLiteStore:
         self._wake.set()
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, self.settings.graceful_timeout)
-        if self._switch_interval is not None:
-            sys.setswitchinterval(self._switch_interval)
         if self._reader is not None:
             with self._read_lock:
                 self._reader.close()

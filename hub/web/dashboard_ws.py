@@ -1,24 +1,24 @@
 """`/ws/dashboard`: one socket per page; the hub pushes `hx-swap-oob` fragments of its view.
 
 An ASGI app rather than a function endpoint: it needs the server's own `receive` callable to find
-uvicorn's socket (see `frame_writer`) and sends queued frames with the raw ASGI `send`.
+uvicorn's socket (see hub/web/fastwrite.py) and sends queued frames with the raw ASGI `send`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.core.messages import CloseCode
-from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer
+from hub.live.dashboard_fanout import NO_WRITER, Viewer
 from hub.live.views import OVERVIEW, ViewKey, ViewKind
+from hub.web.fastwrite import frame_writer
 from hub.web.runtime import Hub
 
-__all__ = ["dashboard_endpoint", "frame_writer"]
+__all__ = ["dashboard_endpoint"]
 
 log = logging.getLogger(__name__)
 CLOSE_TIMEOUT = 5.0  # a frozen browser may never take the close frame
@@ -41,60 +41,6 @@ def _origin_ok(websocket: WebSocket, hub: Hub) -> bool:
         return True  # not a browser
     host = websocket.headers.get("host", "")
     return origin in (f"http://{host}", f"https://{host}") or origin in hub.settings.embed_origins
-
-
-class _UvicornWriter:
-    """Writes framed messages straight to a uvicorn websockets-sansio socket (below ASGI).
-
-    Per frame and browser this skips uvicorn's `send` (encode, websockets framing, copies) and
-    a task wake-up: about half the hub's cost per browser (docs/benchmarks.md, Fan-out). It
-    writes only while uvicorn itself would: handshake done, connection open, no close sent, and
-    the transport not paused; otherwise the frame takes the ASGI path.
-    """
-
-    __slots__ = ("_open", "_protocol")
-
-    def __init__(self, protocol: Any, open_state: Any) -> None:
-        self._protocol = protocol
-        self._open = open_state
-
-    def write(self, wire: bytes) -> bool:
-        protocol = self._protocol
-        if (
-            protocol.close_sent
-            or not protocol.handshake_complete
-            or protocol.conn.state is not self._open
-            or not protocol.writable.is_set()
-            or protocol.transport.is_closing()
-        ):
-            return False
-        protocol.transport.write(wire)
-        return True
-
-
-def frame_writer(receive: Receive) -> FrameWriter:
-    """A direct writer if `receive` belongs to uvicorn's websockets-sansio socket, else NO_WRITER."""
-    try:
-        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-        from websockets.protocol import State
-    except ImportError:  # pragma: no cover - uvicorn and websockets are dependencies
-        return NO_WRITER
-    protocol = getattr(receive, "__self__", None)
-    if not isinstance(protocol, WebSocketsSansIOProtocol):
-        return NO_WRITER
-    try:  # the shape this writer relies on; anything else (another uvicorn) falls back
-        conn, writable, transport = protocol.conn, protocol.writable, protocol.transport
-        usable = (
-            isinstance(protocol.close_sent, bool)
-            and isinstance(protocol.handshake_complete, bool)
-            and isinstance(writable, asyncio.Event)
-            and isinstance(transport, asyncio.WriteTransport)
-            and isinstance(conn.state, State)
-            and not conn.extensions  # e.g. permessage-deflate: leave framing to uvicorn
-        )
-    except AttributeError:
-        return NO_WRITER
-    return _UvicornWriter(protocol, State.OPEN) if usable else NO_WRITER
 
 
 class _DashboardEndpoint:
@@ -123,14 +69,11 @@ class _DashboardEndpoint:
             )
             return
         await websocket.accept()
-        viewer.writer = frame_writer(receive)
+        direct = hub.settings.dashboard_direct_writes
+        viewer.writer = frame_writer(receive) if direct else NO_WRITER
         if viewer.writer is NO_WRITER and not hub.fanout.noted_asgi_path:
             hub.fanout.noted_asgi_path = True
-            log.info(
-                "a dashboard socket uses the ASGI send path, not uvicorn's socket directly (another "
-                "server or WebSocket implementation, or compression): each dashboard costs more "
-                "CPU per update (docs/dashboard.md); said once"
-            )
+            _note_asgi_path(direct)
         sender = asyncio.create_task(_send(send, viewer), name=f"dashboard-{viewer.id}")
         receiver = asyncio.create_task(_receive(websocket, hub), name=f"dashboard-rx-{viewer.id}")
         given_up = asyncio.create_task(viewer.gone.wait(), name=f"dashboard-gone-{viewer.id}")
@@ -149,6 +92,21 @@ class _DashboardEndpoint:
 
 
 dashboard_endpoint = _DashboardEndpoint()
+
+
+def _note_asgi_path(direct: bool) -> None:
+    """Say once per hub that dashboards take the slower ASGI path, and why."""
+    if not direct:
+        log.info(
+            "dashboard sockets use the ASGI send path because the setting dashboard_direct_writes "
+            "is off: each dashboard costs more CPU per update (docs/dashboard.md); said once"
+        )
+        return
+    log.info(
+        "a dashboard socket uses the ASGI send path, not uvicorn's socket directly (another "
+        "server or WebSocket implementation, or compression): each dashboard costs more "
+        "CPU per update (docs/dashboard.md); said once"
+    )
 
 
 async def _receive(websocket: WebSocket, hub: Hub) -> None:

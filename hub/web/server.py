@@ -1,4 +1,9 @@
-"""Running the app under uvicorn: CLI serving and an in-process server for tests and the demo."""
+"""Running the app under uvicorn: CLI serving and an in-process server for tests and the demo.
+
+The server also owns what the hub changes for the whole process: while it runs a store that asks
+for a shorter GIL switch interval (the SQLite writer thread, hub/stores/sqlite.py), it sets that
+interval at startup and gives the process its previous one back once the store has closed.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,8 @@ import asyncio
 import logging
 import signal
 import socket
+import sys
+import threading
 from types import FrameType
 
 import uvicorn
@@ -46,12 +53,31 @@ class HubServer(uvicorn.Server):
     def __init__(self, settings: Settings) -> None:
         self.app = create_app(settings)
         self.settings = settings
+        self._switch_interval: float | None = None  # held for the store while serving
         super().__init__(uvicorn_config(self.app, settings))
 
     @property
     def hub(self) -> Hub | None:
         """The running hub (None before startup)."""
         return getattr(self.app.state, "hub", None)
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's serve; afterwards (the store closed) the process gets its switch interval back."""
+        try:
+            await super().serve(sockets=sockets)
+        finally:
+            if self._switch_interval is not None:
+                _SWITCH_INTERVAL.release(self._switch_interval)
+                self._switch_interval = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's startup (the lifespan starts the hub and its store), then the switch interval
+        the store asks for."""
+        await super().startup(sockets=sockets)
+        hub = self.hub
+        if hub is not None and hub.store.switch_interval is not None:
+            self._switch_interval = hub.store.switch_interval
+            _SWITCH_INTERVAL.hold(self._switch_interval)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """SIGINT/SIGTERM: start the hub's own shutdown, then uvicorn's."""
@@ -66,6 +92,36 @@ class HubServer(uvicorn.Server):
         if hub is not None:
             hub.begin_shutdown()
         self.should_exit = True
+
+
+class _SwitchInterval:
+    """The interpreter's switch interval, shortened while a running server's store asks for it.
+
+    It is process-wide and servers may overlap (tests, the demo), so they share this record: the
+    first hold saves the process's own value and the last release puts it back, in any order.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # servers may run on loops in different threads
+        self._held: list[float] = []
+        self._own = sys.getswitchinterval()
+
+    def hold(self, interval: float) -> None:
+        """Shorten the switch interval to `interval` (never lengthen it) until released."""
+        with self._lock:
+            if not self._held:
+                self._own = sys.getswitchinterval()
+            self._held.append(interval)
+            sys.setswitchinterval(min([self._own, *self._held]))
+
+    def release(self, interval: float) -> None:
+        """Drop one hold of `interval`; with none left the process's own value is back."""
+        with self._lock:
+            self._held.remove(interval)
+            sys.setswitchinterval(min([self._own, *self._held]))
+
+
+_SWITCH_INTERVAL = _SwitchInterval()
 
 
 def bind(host: str, port: int) -> socket.socket:

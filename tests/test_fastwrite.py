@@ -1,0 +1,266 @@
+"""The dashboard fast path (hub/web/fastwrite.py): frames written straight to uvicorn's socket,
+and the null writer for any server or socket it does not recognise.
+
+The fast path reads uvicorn's private connection object and quietly falls back to ASGI `send`
+when it looks different, so a uvicorn upgrade could make every dashboard slower without any
+error. These tests are where that shows: with the installed (pinned) uvicorn, a real dashboard
+socket must get the direct writer, and the writer must rely on exactly the attributes it checks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import functools
+import os
+import re
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.protocol import State
+from websockets.server import ServerProtocol
+
+from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer, text_frame
+from hub.live.views import OVERVIEW
+from hub.settings import Settings
+from hub.web import fastwrite
+from hub.web.server import uvicorn_config
+from tests.conftest import WAIT, RunningHub, connect_engine, dashboard, running_hub, unique
+
+_PIN = re.search(
+    r"^uvicorn==(\S+)$",
+    (Path(__file__).resolve().parent.parent / "constraints.txt").read_text(),
+    re.MULTILINE,
+)
+UVICORN = f"uvicorn {uvicorn.__version__} (constraints.txt pins {_PIN and _PIN.group(1)})"
+FIX = (
+    f"the dashboard fast path does not fit {UVICORN}, so every dashboard frame would take the "
+    "slower ASGI path: adapt hub/web/fastwrite.py to this uvicorn, or keep uvicorn below it "
+    "(pyproject.toml, constraints.txt)"
+)
+
+# What `frame_writer` reads of uvicorn's protocol object and its websockets connection (`conn.`),
+# with the type each has. `_UvicornWriter.write` may use only these.
+SHAPE: dict[str, type] = {
+    "close_sent": bool,
+    "handshake_complete": bool,
+    "writable": asyncio.Event,
+    "transport": asyncio.WriteTransport,
+    "conn": ServerProtocol,
+    "conn.state": State,
+    "conn.extensions": list,
+}
+
+
+def overview_viewers(running: RunningHub) -> set[Viewer]:
+    return running.hub.fanout.views.get(OVERVIEW, set())
+
+
+async def test_under_uvicorn_frames_go_straight_to_the_socket(hub: RunningHub) -> None:
+    """A dashboard served by uvicorn's websockets-sansio gets a direct writer, which stops
+    writing once the browser has closed the connection."""
+    before = set(overview_viewers(hub))
+    async with dashboard(hub) as ws:
+        [viewer] = overview_viewers(hub) - before
+        writer = viewer.writer
+        assert writer is not NO_WRITER
+        assert writer.write(text_frame("<p>direct</p>"))
+        async with asyncio.timeout(WAIT):
+            while await ws.recv() != "<p>direct</p>":
+                pass
+    assert not writer.write(text_frame("<p>too late</p>"))  # the close handshake is done
+
+
+class CountingWriter:
+    """Passes frames on to a real writer and keeps the ones it wrote."""
+
+    def __init__(self, writer: FrameWriter) -> None:
+        self.writer = writer
+        self.written: list[bytes] = []
+
+    def write(self, wire: bytes) -> bool:
+        wrote = self.writer.write(wire)
+        if wrote:
+            self.written.append(wire)
+        return wrote
+
+
+async def test_a_hub_servers_dashboards_get_the_direct_writer_and_its_frames() -> None:
+    """A dashboard socket of a `HubServer` gets the direct writer with the installed uvicorn, and
+    the hub's own pushes (here: a new engine's card) reach the browser through it, not ASGI."""
+    async with running_hub() as running, dashboard(running) as ws:
+        [viewer] = overview_viewers(running)
+        assert isinstance(viewer.writer, fastwrite._UvicornWriter), FIX
+        counting = CountingWriter(viewer.writer)
+        viewer.writer = counting
+        name = unique("direct")
+        engine = await connect_engine(running, name)
+        async with asyncio.timeout(WAIT):
+            while name not in (frame := str(await ws.recv())):
+                pass
+        assert text_frame(frame) in counting.written, (
+            "the frame came through ASGI send, not the writer"
+        )
+        await engine.close()
+
+
+def record_reads(obj: object, prefix: str, names: set[str]) -> type:
+    """From now on note in `names` each attribute hub/web/fastwrite.py reads of `obj` (as
+    `prefix` + name; not what uvicorn or websockets read inside); returns its class, to restore."""
+    cls = type(obj)
+
+    def __getattribute__(self: object, name: str) -> object:
+        if sys._getframe(1).f_code.co_filename == fastwrite.__file__:
+            names.add(prefix + name)
+        return cls.__getattribute__(self, name)
+
+    obj.__class__ = type(f"Recording{cls.__name__}", (cls,), {"__getattribute__": __getattribute__})
+    return cls
+
+
+HANDSHAKE = (
+    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+async def recv_exactly(sock: socket.socket, size: int) -> bytes:
+    """`size` bytes from the non-blocking `sock`."""
+    loop = asyncio.get_running_loop()
+    data = b""
+    async with asyncio.timeout(WAIT):
+        while len(data) < size:
+            chunk = await loop.sock_recv(sock, size - len(data))
+            assert chunk, "the server closed the connection"
+            data += chunk
+    return data
+
+
+@asynccontextmanager
+async def uvicorn_socket() -> AsyncIterator[
+    tuple[WebSocketsSansIOProtocol, Receive, socket.socket]
+]:
+    """uvicorn's WebSocket protocol object, configured as the hub configures uvicorn, with a
+    completed handshake over a socket pair; yields it, the `receive` the app got, and the peer."""
+    loop = asyncio.get_running_loop()
+    accepted: asyncio.Future[Receive] = loop.create_future()
+    finished = asyncio.Event()
+
+    class Endpoint:
+        """An ASGI app, like the dashboard's, so that it gets uvicorn's own `receive`."""
+
+        async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+            await send({"type": "websocket.accept"})
+            accepted.set_result(receive)
+            await finished.wait()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", Endpoint())])
+    config = uvicorn_config(app, Settings(log_level="warning"))
+    config.load()
+    assert config.ws_protocol_class is WebSocketsSansIOProtocol, FIX
+    state = ServerState()
+    ours, peer = socket.socketpair()
+    peer.setblocking(False)
+    with peer:
+        transport, protocol = await loop.connect_accepted_socket(
+            lambda: WebSocketsSansIOProtocol(config=config, server_state=state, app_state={}), ours
+        )
+        try:
+            key = base64.b64encode(os.urandom(16)).decode()
+            await loop.sock_sendall(peer, HANDSHAKE.format(key=key).encode())
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                head += await recv_exactly(peer, 1)  # nothing past the response head
+            assert b" 101 " in head.split(b"\r\n", 1)[0], head
+            async with asyncio.timeout(WAIT):
+                receive = await accepted
+            yield protocol, receive, peer
+        finally:
+            finished.set()
+            async with asyncio.timeout(WAIT):
+                await asyncio.gather(*state.tasks)
+            transport.close()
+
+
+async def test_frame_writer_relies_on_exactly_the_shape_it_checks() -> None:
+    """On a real uvicorn websockets-sansio socket `frame_writer` reads exactly the attributes
+    in SHAPE, each of its listed type; the writer it returns uses none it did not check, and
+    its frame reaches the peer byte for byte."""
+    wire = text_frame("<p>direct</p>")
+    async with uvicorn_socket() as (protocol, receive, peer):
+        reads: set[str] = set()
+        conn_class = record_reads(protocol.conn, "conn.", reads)
+        protocol_class = record_reads(protocol, "", reads)
+        try:
+            writer = fastwrite.frame_writer(receive)
+            checked = set(reads)
+            reads.clear()
+            wrote = writer.write(wire)
+            used = set(reads)
+        finally:
+            protocol.__class__ = protocol_class
+            protocol.conn.__class__ = conn_class
+        assert isinstance(writer, fastwrite._UvicornWriter) and wrote, FIX
+        assert checked == set(SHAPE), FIX
+        assert used <= checked, f"write() relies on {used - checked}, unchecked: {FIX}"
+        for name, kind in SHAPE.items():
+            value = functools.reduce(getattr, name.split("."), protocol)
+            assert isinstance(value, kind), f"{name} is {value!r}: {FIX}"
+        # An open connection as uvicorn keeps it, which is when the writer may write.
+        assert protocol.handshake_complete and not protocol.close_sent
+        assert protocol.conn.state is State.OPEN and protocol.conn.extensions == []
+        assert protocol.writable.is_set() and not protocol.transport.is_closing()
+        assert await recv_exactly(peer, len(wire)) == wire
+
+
+async def test_frame_writer_falls_back_for_any_other_server() -> None:
+    """Only uvicorn's websockets-sansio socket is written directly; any other ASGI server's
+    `receive` gets the null writer, so every frame goes through ASGI `send`."""
+
+    async def receive() -> dict[str, str]:
+        return {"type": "websocket.connect"}
+
+    class Other:
+        async def receive(self) -> dict[str, str]:
+            return {"type": "websocket.connect"}
+
+    assert fastwrite.frame_writer(receive) is NO_WRITER
+    assert fastwrite.frame_writer(Other().receive) is NO_WRITER
+
+
+def test_frame_writer_falls_back_when_uvicorns_socket_looks_different() -> None:
+    """A uvicorn whose websockets-sansio connection lacks what the writer relies on, or holds
+    something else under those names, gets the null writer rather than a broken fast path."""
+    protocol = WebSocketsSansIOProtocol.__new__(WebSocketsSansIOProtocol)  # no attributes at all
+    assert fastwrite.frame_writer(protocol.receive) is NO_WRITER
+    protocol.conn = ServerProtocol()
+    protocol.transport = asyncio.Transport()
+    protocol.close_sent, protocol.handshake_complete = False, True
+    protocol.writable = object()  # not an asyncio.Event
+    assert fastwrite.frame_writer(protocol.receive) is NO_WRITER
+    protocol.writable = asyncio.Event()
+    assert fastwrite.frame_writer(protocol.receive) is not NO_WRITER  # the expected shape
+
+
+async def test_with_direct_writes_off_frames_take_the_asgi_path() -> None:
+    """With `dashboard_direct_writes = false` a dashboard under the same uvicorn gets the null
+    writer, and the hub's frames still arrive, through ASGI `send`."""
+    async with running_hub(dashboard_direct_writes=False) as running:
+        async with dashboard(running) as ws:
+            [viewer] = overview_viewers(running)
+            assert viewer.writer is NO_WRITER
+            name = unique("asgi")
+            engine = await connect_engine(running, name)
+            async with asyncio.timeout(WAIT):
+                while name not in str(await ws.recv()):
+                    pass
+            await engine.close()
