@@ -231,6 +231,23 @@ async def test_stats_counts_buffers_and_drops() -> None:
         await engine.close()
 
 
+async def test_stats_log_tails_report_lines_held_and_the_per_engine_limit() -> None:
+    """log_tails: `size` is the lines held now, `capacity_per_engine` is the log_tail_lines setting."""
+    async with running_hub(log_tail_lines=4) as running:
+        chatty = await connect_engine(running, unique("chatty"))
+        quiet = await connect_engine(running, unique("quiet"))
+        await chatty.send(
+            *({"kind": "log", "level": "INFO", "message": f"m{n}"} for n in range(6)), batch=True
+        )
+        await quiet.send({"kind": "log", "level": "INFO", "message": "only"})
+        await chatty.wait_acked()
+        await quiet.wait_acked()
+        tails = (await running.get("/api/telemetry/stats"))["log_tails"]
+        assert tails == {"engines": 2, "size": 5, "capacity_per_engine": 4, "evicted": 2}
+        await chatty.close()
+        await quiet.close()
+
+
 async def test_metrics_session_and_lifetime(hub: RunningHub) -> None:
     """A new boot restarts session counters while lifetime values continue."""
     name = unique("life")

@@ -96,7 +96,7 @@ async def events(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    """Buffer sizes, capacities, totals and evictions per type; drops by reason; connections."""
+    """Ring and log-tail sizes, capacities and evictions; messages, rejections, drops; connections."""
     hub = _hub(request)
     state = hub.state
     buffers = {
@@ -117,7 +117,8 @@ async def stats(request: Request) -> Response:
             "buffers": buffers,
             "log_tails": {
                 "engines": len(state.logs.tails),
-                "lines": hub.settings.log_tail_lines,
+                "size": sum(len(tail) for tail in state.logs.tails.values()),
+                "capacity_per_engine": hub.settings.log_tail_lines,
                 "evicted": state.logs.evicted,
             },
             "frames": state.stats.frames,
