@@ -242,6 +242,27 @@ async def test_async_client(hub: RunningHub) -> None:
     assert (await card_of(hub, name))["status"] == "stopped"
 
 
+async def test_tags_named_like_parameters_reach_the_hub(hub: RunningHub) -> None:
+    """Both clients deliver tags called name, value and amount (fixed parameters are positional-only)."""
+    tags = {"name": "iron_condor", "value": "v", "amount": "a"}
+    sync_name, async_name = unique("tags"), unique("atags")
+    sync_client = EngineClient(hub.ws_url, engine=sync_name, **FAST).start()
+    async with AsyncEngineClient(hub.ws_url, engine=async_name, **FAST) as async_client:
+        for client in (sync_client, async_client):
+            client.increment("orders", 2, **tags)
+            client.set_gauge("equity", 10.5, **tags)
+            client.observe("slippage", 0.5, **tags)
+            client.record_timing("fetch", 0.25, **tags)
+        assert await async_client.flush(WAIT)
+    await flushed(sync_client)
+    await asyncio.to_thread(sync_client.close)
+    for name in (sync_name, async_name):
+        metrics = (await hub.get("/api/telemetry/metrics", engine=name))["engines"][name]
+        series = [(m["name"], m["tags"]) for kind in metrics.values() for m in kind]
+        assert sorted(series) == [(n, tags) for n in ("equity", "fetch", "orders", "slippage")]
+        assert metrics["counters"][0]["value"] == 2 and metrics["gauges"][0]["value"] == 10.5
+
+
 async def test_wrong_token_is_refused_without_a_storm() -> None:
     """With a hub token, a wrong token never connects; the right one does."""
     async with running_hub(token="s3cret") as running:
