@@ -9,10 +9,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+import hub as hub_package
 from hub.client import AsyncEngineClient, EngineClient
 from tests.conftest import WAIT, RunningHub, running_hub, sse, unique
 
@@ -286,6 +288,12 @@ def test_client_does_not_import_the_server_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_package_is_marked_typed_at_its_top_level() -> None:
+    """PEP 561: py.typed sits in `hub` itself, which hub.client imports (hub, hub.core.messages)."""
+    package = Path(hub_package.__file__).parent
+    assert (package / "py.typed").is_file(), f"{package}/py.typed is missing: users' mypy sees Any"
 
 
 async def test_demo_brings_up_three_engines() -> None:
