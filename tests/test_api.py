@@ -248,6 +248,15 @@ async def test_stats_log_tails_report_lines_held_and_the_per_engine_limit() -> N
         await quiet.close()
 
 
+async def test_stats_counts_hello_messages() -> None:
+    """stats `messages.hello` counts each engine's hello (needs the hello counter in hub/core/state.py)."""
+    async with running_hub() as running:
+        engine = await connect_engine(running, unique("hello"))
+        stats = await running.get("/api/telemetry/stats")
+        assert stats["messages"]["hello"] == 1, stats["messages"]
+        await engine.close()
+
+
 async def test_metrics_session_and_lifetime(hub: RunningHub) -> None:
     """A new boot restarts session counters while lifetime values continue."""
     name = unique("life")
