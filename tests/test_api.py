@@ -2,9 +2,28 @@
 
 from __future__ import annotations
 
-import pytest
+import re
+from typing import Any
 
+import httpx
+import pytest
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+
+from hub.settings import Settings
+from hub.web.app import create_app
 from tests.conftest import RunningHub, connect_engine, running_hub, unique
+
+ROUTES = create_app(Settings(db=":memory:")).routes
+
+
+def json_error(response: httpx.Response, status: int, error: str) -> dict[str, Any]:
+    """Assert `response` is the hub's one JSON error shape with this status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json", response.headers
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error", "detail"} and body["error"] == error, body
+    assert isinstance(body["detail"], str) and body["detail"], body
+    return body
 
 
 async def test_engines_shape(hub: RunningHub) -> None:
@@ -100,18 +119,76 @@ async def test_bad_parameters_get_400_json(
     hub: RunningHub, path: str, params: dict[str, str]
 ) -> None:
     """Invalid query parameters get a 400 with a JSON reason, never a 500."""
-    response = await hub.http.get(path, params=params)
-    assert response.status_code == 400
-    body = response.json()
-    assert body["error"] == "bad_request" and body["detail"]
+    json_error(await hub.http.get(path, params=params), 400, "bad_request")
 
 
-async def test_unknown_engine_and_path_are_json_404(hub: RunningHub) -> None:
-    """An unknown engine or path is a JSON 404."""
-    response = await hub.http.get("/api/telemetry/engine_logs", params={"engine": "nobody-here"})
-    assert response.status_code == 404 and "nobody-here" in response.json()["detail"]
-    response = await hub.http.get("/no/such/page")
-    assert response.status_code == 404 and response.json()["status"] == 404
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/telemetry/engine_logs?engine=nobody-here",
+        "/api/telemetry/metrics?engine=nobody-here",
+        "/fragments/engines/nobody-here/card",
+    ],
+)
+async def test_unknown_engine_is_a_json_404(hub: RunningHub, path: str) -> None:
+    """The API and the card fragment answer an unknown engine with the 400's JSON shape."""
+    body = json_error(await hub.http.get(path), 404, "not_found")
+    assert "nobody-here" in body["detail"]
+
+
+async def test_unknown_engine_page_is_an_html_404(hub: RunningHub) -> None:
+    """The documented exception: a page a person opens says "not found" in HTML, not JSON."""
+    response = await hub.http.get("/engines/nobody-here")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("text/html")
+    assert "nobody-here" in response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/no/such/page"),
+        ("GET", "/api/telemetry/nope"),
+        ("POST", "/api/telemetry"),
+        ("GET", "/engines/id/not-a-number"),
+        ("DELETE", "/engines/a/b/c"),
+        ("GET", "/static/no-such-file.js"),
+    ],
+)
+async def test_unknown_paths_are_json_404(hub: RunningHub, method: str, path: str) -> None:
+    """A path the hub does not serve is a JSON 404 naming the path, for any method."""
+    body = json_error(await hub.http.request(method, path), 404, "not_found")
+    assert path in body["detail"] and "docs/api.md" in body["detail"]
+
+
+def _route_id(route: BaseRoute) -> str:
+    return f"{type(route).__name__}:{getattr(route, 'path', '?')}"
+
+
+@pytest.mark.parametrize("route", ROUTES, ids=_route_id)
+async def test_every_route_answers_a_wrong_method_in_json(
+    hub: RunningHub, route: BaseRoute
+) -> None:
+    """Each route of the app answers a method it does not take with a JSON 405 and `Allow`."""
+    if isinstance(route, WebSocketRoute):
+        # Plain HTTP to a socket path is the wrong protocol rather than a wrong method.
+        response = await hub.http.get(route.path)
+        assert "WebSocket" in json_error(response, 426, "upgrade_required")["detail"]
+        assert response.headers["upgrade"] == "websocket"
+        return
+    if isinstance(route, Mount):
+        path, allowed = f"{route.path}/favicon.svg", "GET, HEAD"
+        assert (await hub.http.get(path)).status_code == 200, "the mount must serve this file"
+    elif isinstance(route, Route):
+        assert route.methods, f"{route.path} takes every method; pick one it refuses here"
+        path, allowed = re.sub(r"\{[^}]+\}", "1", route.path), ", ".join(sorted(route.methods))
+    else:
+        pytest.fail(f"no wrong-method check for {route!r}; add one here")
+    for method in ("POST", "PUT", "DELETE", "PATCH"):
+        response = await hub.http.request(method, path)
+        body = json_error(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == allowed
+        assert body["detail"] == f"{method} is not allowed on {path}; allowed: {allowed}"
 
 
 async def test_engine_logs_tail_and_level(hub: RunningHub) -> None:
@@ -151,6 +228,32 @@ async def test_stats_counts_buffers_and_drops() -> None:
         assert stats["buffers"]["signal_event"]["capacity"] == 500
         assert stats["rejected"] == {"unknown_kind": 1}
         assert stats["connections"]["engines"] == 1
+        await engine.close()
+
+
+async def test_stats_log_tails_report_lines_held_and_the_per_engine_limit() -> None:
+    """log_tails: `size` is the lines held now, `capacity_per_engine` is the log_tail_lines setting."""
+    async with running_hub(log_tail_lines=4) as running:
+        chatty = await connect_engine(running, unique("chatty"))
+        quiet = await connect_engine(running, unique("quiet"))
+        await chatty.send(
+            *({"kind": "log", "level": "INFO", "message": f"m{n}"} for n in range(6)), batch=True
+        )
+        await quiet.send({"kind": "log", "level": "INFO", "message": "only"})
+        await chatty.wait_acked()
+        await quiet.wait_acked()
+        tails = (await running.get("/api/telemetry/stats"))["log_tails"]
+        assert tails == {"engines": 2, "size": 5, "capacity_per_engine": 4, "evicted": 2}
+        await chatty.close()
+        await quiet.close()
+
+
+async def test_stats_counts_hello_messages() -> None:
+    """stats `messages.hello` counts each engine's hello (needs the hello counter in hub/core/state.py)."""
+    async with running_hub() as running:
+        engine = await connect_engine(running, unique("hello"))
+        stats = await running.get("/api/telemetry/stats")
+        assert stats["messages"]["hello"] == 1, stats["messages"]
         await engine.close()
 
 

@@ -9,10 +9,12 @@ import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 
+import hub as hub_package
 from hub.client import AsyncEngineClient, EngineClient
 from tests.conftest import WAIT, RunningHub, running_hub, sse, unique
 
@@ -242,6 +244,27 @@ async def test_async_client(hub: RunningHub) -> None:
     assert (await card_of(hub, name))["status"] == "stopped"
 
 
+async def test_tags_named_like_parameters_reach_the_hub(hub: RunningHub) -> None:
+    """Both clients deliver tags called name, value and amount (fixed parameters are positional-only)."""
+    tags = {"name": "iron_condor", "value": "v", "amount": "a"}
+    sync_name, async_name = unique("tags"), unique("atags")
+    sync_client = EngineClient(hub.ws_url, engine=sync_name, **FAST).start()
+    async with AsyncEngineClient(hub.ws_url, engine=async_name, **FAST) as async_client:
+        for client in (sync_client, async_client):
+            client.increment("orders", 2, **tags)
+            client.set_gauge("equity", 10.5, **tags)
+            client.observe("slippage", 0.5, **tags)
+            client.record_timing("fetch", 0.25, **tags)
+        assert await async_client.flush(WAIT)
+    await flushed(sync_client)
+    await asyncio.to_thread(sync_client.close)
+    for name in (sync_name, async_name):
+        metrics = (await hub.get("/api/telemetry/metrics", engine=name))["engines"][name]
+        series = [(m["name"], m["tags"]) for kind in metrics.values() for m in kind]
+        assert sorted(series) == [(n, tags) for n in ("equity", "fetch", "orders", "slippage")]
+        assert metrics["counters"][0]["value"] == 2 and metrics["gauges"][0]["value"] == 10.5
+
+
 async def test_wrong_token_is_refused_without_a_storm() -> None:
     """With a hub token, a wrong token never connects; the right one does."""
     async with running_hub(token="s3cret") as running:
@@ -265,6 +288,12 @@ def test_client_does_not_import_the_server_stack() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_the_package_is_marked_typed_at_its_top_level() -> None:
+    """PEP 561: py.typed sits in `hub` itself, which hub.client imports (hub, hub.core.messages)."""
+    package = Path(hub_package.__file__).parent
+    assert (package / "py.typed").is_file(), f"{package}/py.typed is missing: users' mypy sees Any"
 
 
 async def test_demo_brings_up_three_engines() -> None:

@@ -433,12 +433,56 @@ def test_bad_metric_names_and_tags_are_dropped_client_side() -> None:
     app.increment("ok", tag=["unhashable"])
     app.observe("ok", "not a number")
     app.set_gauge("x" * 129, 1)
-    app.increment("ok", amount="three")  # type: ignore[arg-type]
+    app.increment("ok", "three")  # type: ignore[arg-type]
     app.increment("fine", venue=7)
     core.collect(1.0)
     metrics = messages(core, "metric")
     assert [(m["name"], m["tags"]) for m in metrics] == [("fine", {"venue": "7"})]
     assert core.stats().dropped == {DropReason.INVALID: 8}
+
+
+def test_metric_tags_may_share_a_name_with_the_parameters() -> None:
+    """Tags called name, value, amount, seconds or self are tags: the fixed parameters are positional-only."""
+    app = client()
+    connect(app._core)
+    tags = {"name": "a", "value": "b", "amount": "c", "seconds": "d", "self": "e"}
+    app.increment("orders", **tags)
+    app.increment("orders", 2, **tags)
+    app.set_gauge("equity", 5, **tags)
+    app.observe("slippage", 0.5, **tags)
+    app.record_timing("fetch", 0.25, **tags)
+    with app.timer("block", **tags):
+        pass
+    app._core.collect(1.0)
+    sent = {m["name"]: m for m in messages(app._core, "metric")}
+    assert set(sent) == {"orders", "equity", "slippage", "fetch", "block"}
+    assert all(m["tags"] == tags for m in sent.values()), sent
+    values = [sent[n]["value"] for n in ("orders", "equity", "slippage", "fetch")]
+    assert values == [3, 5, 0.5, 0.25]
+    assert app._core.stats().dropped == {}
+
+
+def test_extra_fields_may_share_a_name_with_positional_parameters() -> None:
+    """log's level/message and a `self` extra are extras; documented keywords still work as such."""
+    app = client()
+    connect(app._core)
+    app.log("WARNING", "hello", logger="engine", level="debug-ish", message="m", self="s")
+    app.heartbeat(loop_tick=3, self="kept")
+    app.record_cycle(duration=0.5, number=2, self="x")
+    app.record_signal(symbol="NIFTY", side="long", price=1.5, self="y")
+    app.record_order(order_id="o1", symbol="NIFTY", side="buy", quantity=5, status="fill")
+    app._core.collect(1.0)
+    sent = messages(app._core)
+    [line] = [m for m in sent if m["kind"] == "log"]
+    assert (line["level"], line["message"], line["logger"]) == ("WARNING", "hello", "engine")
+    assert line["extra"] == {"level": "debug-ish", "message": "m", "self": "s"}
+    [beat] = [m for m in sent if m["kind"] == "heartbeat"]
+    assert beat["loop_tick"] == 3 and beat["state"]["self"] == "kept"
+    events = {m["type"]: m["payload"] for m in sent if m["kind"] == "event"}
+    assert events["cycle"] == {"duration": 0.5, "number": 2, "self": "x"}
+    assert events["signal_event"]["symbol"] == "NIFTY" and events["signal_event"]["self"] == "y"
+    assert events["order_event"]["quantity"] == 5 and events["order_event"]["status"] == "fill"
+    assert app._core.stats().dropped == {}
 
 
 def test_too_many_series_are_dropped_with_a_reason() -> None:

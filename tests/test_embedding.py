@@ -209,7 +209,8 @@ async def test_fragment_cors_allows_listed_origins_only(sites: Sites) -> None:
     name = await known_engine(sites.hub, "cors")
     path = f"/fragments/engines/{name}/card"
     refused = await sites.hub.http.get(path, headers={"Origin": FOREIGN})
-    assert refused.status_code == 403
+    assert refused.status_code == 403 and refused.json()["error"] == "forbidden"
+    assert "embed_origins" in refused.json()["detail"]
     assert "access-control-allow-origin" not in refused.headers
     for origin in (sites.allowed.origin, OTHER_ALLOWED):
         allowed = await sites.hub.http.get(path, headers={"Origin": origin})

@@ -72,7 +72,7 @@ class Recorder:
 
     # Health.
 
-    def heartbeat(self, **fields: Any) -> None:
+    def heartbeat(self, /, **fields: Any) -> None:
         """Update health fields (status, loop_tick, universe_size, open_positions, last_error, state)."""
         try:
             self._intake.update_health(fields)
@@ -115,35 +115,35 @@ class Recorder:
 
     # Metrics.
 
-    def increment(self, name: str, amount: float = 1, **tags: Any) -> None:
+    def increment(self, name: str, amount: float = 1, /, **tags: Any) -> None:
         """Add `amount` to counter `name`; calls are summed per series until the next flush."""
         try:
             self._intake.inc((name, tuple(tags.items())) if tags else name, amount)
         except Exception:
             self._intake.count_drop(DropReason.INVALID)
 
-    def set_gauge(self, name: str, value: float, **tags: Any) -> None:
+    def set_gauge(self, name: str, value: float, /, **tags: Any) -> None:
         """Set gauge `name`; only the latest value per series is sent each flush."""
         try:
             self._intake.set_gauge((name, tuple(tags.items())) if tags else name, value)
         except Exception:
             self._intake.count_drop(DropReason.INVALID)
 
-    def observe(self, name: str, value: float, **tags: Any) -> None:
+    def observe(self, name: str, value: float, /, **tags: Any) -> None:
         """Record one observation of histogram `name`."""
         try:
             self._intake.append((OBSERVE, (name, tuple(tags.items())) if tags else name, value))
         except Exception:
             self._intake.count_drop(DropReason.INVALID)
 
-    def record_timing(self, name: str, seconds: float, **tags: Any) -> None:
+    def record_timing(self, name: str, seconds: float, /, **tags: Any) -> None:
         """Record one duration (seconds) of timer `name`."""
         try:
             self._intake.append((OBSERVE, (name, tuple(tags.items())) if tags else name, seconds))
         except Exception:
             self._intake.count_drop(DropReason.INVALID)
 
-    def timer(self, name: str, **tags: Any) -> Timer:
+    def timer(self, name: str, /, **tags: Any) -> Timer:
         """Time a `with` block, or every call of the decorated (sync or async) function."""
         return Timer(self, name, tags)
 
@@ -158,6 +158,7 @@ class Recorder:
 
     def record_signal(
         self,
+        /,
         symbol: str,
         side: str,
         *,
@@ -174,6 +175,7 @@ class Recorder:
 
     def record_order(
         self,
+        /,
         order_id: str,
         symbol: str,
         side: str,
@@ -189,7 +191,7 @@ class Recorder:
         payload.update(price=price, status=status, reason=reason, **extra)
         self.publish("order_event", payload)
 
-    def record_cycle(self, duration: float, number: int | None = None, **extra: Any) -> None:
+    def record_cycle(self, /, duration: float, number: int | None = None, **extra: Any) -> None:
         """Publish a `cycle` event: how long one engine loop iteration took (seconds)."""
         self.publish("cycle", {"duration": duration, "number": number, **extra})
 
@@ -202,7 +204,14 @@ class Recorder:
     # Logs.
 
     def log(
-        self, level: str, message: str, *, logger: str = "", exc: str | None = None, **extra: Any
+        self,
+        level: str,
+        message: str,
+        /,
+        *,
+        logger: str = "",
+        exc: str | None = None,
+        **extra: Any,
     ) -> None:
         """Ship one log line directly, without the `logging` machinery (about a microsecond).
 

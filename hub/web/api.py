@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -24,7 +25,7 @@ from hub.web.params import (
 )
 from hub.web.runtime import Hub
 
-__all__ = ["json_response", "routes"]
+__all__ = ["error_response", "json_response", "routes"]
 
 _encode = msgspec.json.Encoder().encode
 
@@ -34,9 +35,22 @@ def json_response(content: Any, status_code: int = 200) -> Response:
     return Response(_encode(content), status_code, media_type="application/json")
 
 
+def error_response(
+    status_code: int, error: str, detail: str, headers: Mapping[str, str] | None = None
+) -> Response:
+    """The hub's one JSON error shape, `{"error": <code>, "detail": <what went wrong, how to fix>}`."""
+    body = _encode({"error": error, "detail": detail})
+    return Response(body, status_code, headers=dict(headers or {}), media_type="application/json")
+
+
 def _hub(request: Request) -> Hub:
     hub: Hub = request.app.state.hub
     return hub
+
+
+def _no_engine(engine: str) -> Response:
+    detail = f"no engine named {engine!r} is known to this hub; /api/telemetry/engines lists those that are"
+    return error_response(404, "not_found", detail)
 
 
 async def engines(request: Request) -> Response:
@@ -82,7 +96,7 @@ async def events(request: Request) -> Response:
 
 
 async def stats(request: Request) -> Response:
-    """Buffer sizes, capacities, totals and evictions per type; drops by reason; connections."""
+    """Ring and log-tail sizes, capacities and evictions; messages, rejections, drops; connections."""
     hub = _hub(request)
     state = hub.state
     buffers = {
@@ -103,7 +117,8 @@ async def stats(request: Request) -> Response:
             "buffers": buffers,
             "log_tails": {
                 "engines": len(state.logs.tails),
-                "lines": hub.settings.log_tail_lines,
+                "size": sum(len(tail) for tail in state.logs.tails.values()),
+                "capacity_per_engine": hub.settings.log_tail_lines,
                 "evicted": state.logs.evicted,
             },
             "frames": state.stats.frames,
@@ -132,7 +147,7 @@ async def engine_logs(request: Request) -> Response:
     level = level_param(request)
     since, until = time_param(request, "since", now), time_param(request, "until", now)
     if engine not in hub.state.engines:
-        return json_response({"error": "not_found", "detail": f"no engine named {engine!r}"}, 404)
+        return _no_engine(engine)
     tail = hub.state.logs.tails.get(engine) or ()
     floor = level_number(level) if level else None
     horizon = tail[0].id if tail and len(tail) == hub.settings.log_tail_lines else 0
@@ -172,7 +187,7 @@ async def metrics(request: Request) -> Response:
     hub = _hub(request)
     engine = engine_param(request)
     if engine is not None and engine not in hub.state.engines:
-        return json_response({"error": "not_found", "detail": f"no engine named {engine!r}"}, 404)
+        return _no_engine(engine)
     names = [engine] if engine is not None else sorted(hub.state.engines)
     return json_response(
         {

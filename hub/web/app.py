@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,6 +15,7 @@ from starlette.routing import Route, WebSocketRoute
 
 from hub.settings import Settings
 from hub.web import api, pages
+from hub.web.api import error_response
 from hub.web.dashboard_ws import dashboard_endpoint
 from hub.web.engine_ws import engine_endpoint
 from hub.web.params import BadRequest
@@ -27,21 +29,44 @@ log = logging.getLogger(__name__)
 
 
 async def _bad_request(request: Request, exc: Exception) -> Response:
-    return api.json_response({"error": "bad_request", "detail": str(exc)}, 400)
+    return error_response(400, "bad_request", str(exc))
+
+
+def _code(status: int) -> str:
+    """`not_found` for 404, `method_not_allowed` for 405: the reason phrase as an identifier."""
+    phrase = http.client.responses.get(status, "error")
+    return phrase.lower().replace(" ", "_").replace("-", "_")
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:
+    """Every HTTPException (unknown path, wrong method, static file trouble) in the one JSON shape."""
     assert isinstance(exc, HTTPException)
-    return api.json_response(
-        {"error": exc.detail or "error", "status": exc.status_code}, exc.status_code
-    )
+    status, headers = exc.status_code, dict(exc.headers or {})
+    path = request.url.path[:200]
+    detail = exc.detail if exc.detail != http.client.responses.get(status) else ""
+    if status == 405:
+        allowed = ", ".join(sorted({m.strip() for m in headers.get("Allow", "").split(",")} - {""}))
+        headers["Allow"] = allowed
+        detail = f"{request.method} is not allowed on {path}; allowed: {allowed or 'none'}"
+    elif status == 404 and not detail:
+        detail = (
+            f"nothing at {path}; the API is under /api/telemetry/ (docs/api.md lists every path)"
+        )
+    return error_response(status, _code(status), detail or _code(status), headers)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error on %s", request.url.path, exc_info=exc)
-    return api.json_response(
-        {"error": "internal", "detail": "internal error; see the hub's log"}, 500
+    return error_response(500, "internal", "internal error; see the hub's log")
+
+
+async def _websocket_only(request: Request) -> Response:
+    """A plain HTTP request to a WebSocket endpoint: 426 that says how to connect instead."""
+    path = request.url.path
+    detail = (
+        f"{path} is a WebSocket endpoint; connect with a WebSocket client (ws://HOST:PORT{path})"
     )
+    return error_response(426, "upgrade_required", detail, {"Upgrade": "websocket"})
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -66,6 +91,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/ws/engine", engine_endpoint),
         WebSocketRoute("/ws/dashboard", dashboard_endpoint),
+        # Plain HTTP on the socket paths: 426 rather than a 404 that says the path does not exist.
+        Route("/ws/engine", _websocket_only),
+        Route("/ws/dashboard", _websocket_only),
         *pages.routes,
     ]
     return Starlette(

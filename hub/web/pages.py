@@ -12,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 from hub.live.resources import static_dir
 from hub.live.views import OVERVIEW, FragmentKey, Part
+from hub.web.api import error_response
 from hub.web.runtime import Hub
 
 __all__ = ["csp", "routes"]
@@ -135,7 +136,11 @@ async def card_fragment(request: Request) -> Response:
     allowed = _allowed_origin(request)
     same_origin = origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
     if not same_origin and allowed is None:
-        return Response("origin not allowed to embed engine cards", 403, media_type="text/plain")
+        detail = (
+            f"origin {str(origin)[:100]!r} is not allowed to embed engine cards; "
+            "add it to the hub's embed_origins (ENGINE_HUB_EMBED_ORIGINS)"
+        )
+        return error_response(403, "forbidden", detail)
     headers = {"Vary": "Origin", **csp()}
     if allowed:
         headers.update(
@@ -143,9 +148,11 @@ async def card_fragment(request: Request) -> Response:
         )
     if request.method == "OPTIONS":
         return Response(status_code=204, headers={**headers, "Access-Control-Allow-Methods": "GET"})
-    engine = hub.state.engines.get(request.path_params["name"])
+    name = request.path_params["name"]
+    engine = hub.state.engines.get(name)
     if engine is None:
-        return Response("no such engine", 404, media_type="text/plain", headers=headers)
+        detail = f"no engine named {name!r} is known to this hub, so it has no card"
+        return error_response(404, "not_found", detail, headers)
     html = hub.views.render(FragmentKey(Part.CARD, engine.index), now, oob=False)
     return HTMLResponse(html, headers=headers)
 
