@@ -75,11 +75,16 @@ def _export(args: argparse.Namespace) -> int:
         print(f"engine-hub export: {exc}", file=sys.stderr)
         return 2
     if args.db:
-        from hub.stores.base import StoreError
+        from hub.stores import StoreError, parse_db
         from hub.stores.schema import connect, export_bundle
 
         try:
-            conn = connect(args.db, create=False)
+            store = parse_db(args.db)
+            if store.backend == "memory":
+                raise StoreError(
+                    f"--db {args.db} names history kept in a hub's memory, not a file; ask that hub with --url"
+                )
+            conn = connect(store.path, create=False)
         except StoreError as exc:
             print(f"engine-hub export: {exc}", file=sys.stderr)
             return 2
@@ -128,11 +133,18 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     serve = commands.add_parser("serve", help="run the hub")
-    common(serve, 'history file (default ./engine-hub.db; ":memory:" keeps none)')
+    common(
+        serve,
+        "history store: a file path or sqlite:///path (default ./engine-hub.db), "
+        "or memory:// to keep none",
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="run a hub with three simulated engines")
-    common(demo, "history file (default: none, the demo's history is kept in memory)")
+    common(
+        demo,
+        "history store, as for serve (default: none, the demo's history is kept in memory)",
+    )
     demo.add_argument(
         "--incident-every",
         type=float,
@@ -157,7 +169,11 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--url", default="http://127.0.0.1:8765", help="hub to ask (default the local one)"
     )
-    source.add_argument("--db", dest="db", help="read this database file instead of asking a hub")
+    source.add_argument(
+        "--db",
+        dest="db",
+        help="read this database file (a path or sqlite:///path) instead of asking a hub",
+    )
     export.add_argument("--config", help=argparse.SUPPRESS)
     export.set_defaults(run=_export, host=None, port=None, log_level=None)
     return parser
