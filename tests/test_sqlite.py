@@ -24,7 +24,6 @@ import hub.stores.retention as retention
 import hub.stores.sqlite as sqlite_store
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Gap, Ingested
-from hub.core.logs import level_number
 from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.stores import HistoryQuery, MemoryStore
@@ -35,8 +34,6 @@ from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect, export_bu
 from hub.stores.sqlite import SQLiteStore
 from tests.conftest import (
     WAIT,
-    Engine,
-    RunningHub,
     connect_engine,
     database,
     running_hub,
@@ -427,69 +424,6 @@ async def test_overflow_beyond_store_max_pending_records_a_gap(tmp_path: Path) -
     ) == [("alpha", BOOT, 6, 8, "store_overflow"), ("alpha", BOOT, 9, 9, "store_overflow")]
 
 
-def history_fixture(t0: float) -> tuple[list[tuple[EngineRecord, Ingested]], list[HistoryQuery]]:
-    """Two engines' events and log lines over ten seconds, and queries that slice them."""
-    alpha = EngineRecord("alpha", t0, boot_id=BOOT)
-    beta = EngineRecord("beta", t0, boot_id=BOOT)
-    levels = ["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"]
-    frames = []
-    for i in range(10):
-        engine = alpha if i % 3 else beta
-        kind = "signal_event" if i % 2 else "cycle"
-        seq = engine.hwm + 1
-        records = [event(i + 1, seq, t0 + i, engine.name, kind, i=i)]
-        logs = [log_line(i + 1, seq + 1, t0 + i, engine.name, levels[i % 5])]
-        frames.append((engine, frame(engine, records, logs)))
-    queries = [
-        HistoryQuery(100),
-        HistoryQuery(3),
-        HistoryQuery(100, engine="beta"),
-        HistoryQuery(100, event_type="signal_event"),
-        HistoryQuery(100, engine="alpha", event_type="cycle"),
-        HistoryQuery(100, since=t0 + 3, until=t0 + 6),
-        HistoryQuery(2, before=6),
-        HistoryQuery(100, engine="alpha", since=t0 + 2, before=9),
-        HistoryQuery(100, min_level=level_number("WARNING")),
-        HistoryQuery(100, engine="alpha", min_level=level_number("ERROR"), until=t0 + 9),
-        HistoryQuery(100, engine="nobody"),
-    ]
-    return frames, queries
-
-
-async def test_history_filters_match_the_memory_store(tmp_path: Path) -> None:
-    """history() filters by engine, type, since/until, before and min_level, newest first, like MemoryStore."""
-    t0 = float(int(time.time()) - 60)  # whole seconds: no rounding at window edges
-    settings = store_settings(tmp_path)
-    commits, memory = Commits(), MemoryStore()
-    frames, queries = history_fixture(t0)
-    await memory.start(lambda *_: None)
-    async with started(SQLiteStore(settings.db, settings), commits) as store:
-        for engine, ingested in frames:
-            store.append(engine, ingested)
-            memory.append(engine, ingested)
-        for engine in {e.name: e for e, _ in frames}.values():
-            await commits.wait(engine.hwm, engine.name)
-        for query in queries:
-            for kind in ("events", "logs"):
-                assert await store.history(kind, query) == await memory.history(kind, query), (
-                    kind,
-                    query,
-                )
-        window = await store.history("events", HistoryQuery(100, since=t0 + 3, until=t0 + 6))
-        assert [e.id for e in window] == [6, 5, 4]
-        paged = await store.history("events", HistoryQuery(2, before=6))
-        assert [e.id for e in paged] == [5, 4]
-        loud = await store.history("logs", HistoryQuery(100, min_level=level_number("WARNING")))
-        assert [(r.id, r.level) for r in loud] == [
-            (10, "CRITICAL"),
-            (9, "ERROR"),
-            (8, "WARN"),
-            (5, "CRITICAL"),
-            (4, "ERROR"),
-            (3, "WARN"),
-        ]
-
-
 async def test_history_walks_chunks_like_the_memory_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -758,36 +692,6 @@ def cycle(n: int, **extra: Any) -> dict[str, Any]:
     return {"kind": "event", "type": "cycle", "payload": {"n": n}, **extra}
 
 
-async def test_replay_is_stored_once_across_reconnect_and_restart(tmp_path: Path) -> None:
-    """The same (engine, boot_id, seq) sent again after a reconnect or a hub restart is stored once."""
-    db = str(tmp_path / "hub.db")
-    name = unique("replay")
-    async with running_hub(db=db, commit_interval=0.05) as first:
-        engine = await connect_engine(first, name, boot_id="b1")
-        await engine.send(*(cycle(n) for n in range(1, 6)), batch=True)
-        await engine.wait_acked(5)
-        await engine.close()
-        again = await connect_engine(first, name, boot_id="b1")
-        assert again.welcome["last_seq"] == 5
-        # An at-least-once client replays 3..5 (with whatever it thinks they held) and goes on.
-        replay = [cycle(-n, seq=n) for n in (3, 4, 5)] + [cycle(n, seq=n) for n in (6, 7, 8)]
-        await again.send(*replay, batch=True)
-        await again.wait_acked(8)
-        assert (await first.get("/api/telemetry/stats"))["drops"]["duplicate"] == 3
-        await again.close()
-    committed = rows(db, "SELECT max(seq) FROM events WHERE engine = ?", name)[0][0]
-    assert committed == 8
-    async with running_hub(db=db, commit_interval=0.05) as second:
-        engine = await connect_engine(second, name, boot_id="b1")
-        assert engine.welcome["last_seq"] == committed
-        await engine.send(*[cycle(-n, seq=n) for n in (6, 7, 8)], cycle(9, seq=9), batch=True)
-        await engine.wait_acked(9)
-        await engine.close()
-    stored = rows(db, "SELECT seq, payload FROM events WHERE engine = ? ORDER BY seq", name)
-    assert [seq for seq, _ in stored] == list(range(1, 10))
-    assert all("-" not in payload for _, payload in stored)  # the first copy is the one kept
-
-
 async def test_batches_are_stored_as_sent_and_read_back_the_same(tmp_path: Path) -> None:
     """Batches of one type are kept as the frame's text; batches that are not (a rejected message,
     mixed types, ISO-8601 times) as records. Both read back as they were live, after a restart and
@@ -860,117 +764,6 @@ async def test_welcome_counts_only_committed_messages(
     assert rows(db, "SELECT seq FROM events WHERE engine = ? ORDER BY seq", name) == [
         (n,) for n in range(1, 7)
     ]
-
-
-async def snapshot(running: RunningHub, names: list[str]) -> dict[str, Any]:
-    """What a user sees of `names`: events, engine cards, log tails and metrics."""
-    events = (await running.get("/api/telemetry/events", limit=1000))["events"]
-    cards = {e["name"]: e for e in (await running.get("/api/telemetry/engines"))["engines"]}
-    return {
-        "events": [e for e in events if e["engine"] in names],
-        "cards": {name: cards[name] for name in names},
-        "logs": {
-            name: (await running.get("/api/telemetry/engine_logs", engine=name, lines=1000))[
-                "lines"
-            ]
-            for name in names
-        },
-        "metrics": {
-            name: (await running.get("/api/telemetry/metrics", engine=name))["engines"][name]
-            for name in names
-        },
-    }
-
-
-CARD_FIELDS = (
-    "mode",
-    "pid",
-    "status",
-    "started_at",
-    "health",
-    "connected",
-    "boot_id",
-    "seq",
-    "meta",
-)
-
-
-async def record_history(running: RunningHub, crashed: str, stopped: str) -> dict[str, Any]:
-    """Two engines report everything; `stopped` says bye, `crashed` just goes away. Returns the snapshot."""
-    engines: list[Engine] = []
-    for name in (crashed, stopped):
-        engine = await connect_engine(running, name, boot_id=f"{name}-b1", meta={"strategy": "mr"})
-        await engine.send(
-            {"kind": "heartbeat", "status": "running", "loop_tick": 7},
-            {"kind": "event", "type": "signal_event", "payload": {"symbol": "NIFTY"}},
-            {"kind": "event", "type": "error", "payload": {"message": "timeout"}},
-            cycle(1),
-            {"kind": "log", "level": "INFO", "logger": "x", "message": "hello"},
-            {"kind": "log", "level": "ERROR", "logger": "x", "message": "boom", "exc": "trace"},
-            {"kind": "metric", "op": "inc", "name": "orders", "value": 2},
-            {"kind": "metric", "op": "set", "name": "equity", "value": 1000.5},
-            {"kind": "metric", "op": "observe", "name": "latency", "value": 0.25},
-            batch=True,
-        )
-        await engine.wait_acked()
-        engines.append(engine)
-    await engines[1].send({"kind": "bye", "status": "stopped"})
-    await engines[1].wait_acked()
-    for engine in engines:
-        await engine.close()
-    async with asyncio.timeout(WAIT):  # the hub notices the closed sockets on its next receive
-        while (before := await snapshot(running, [crashed, stopped]))["cards"][crashed][
-            "connected"
-        ] or before["cards"][stopped]["connected"]:
-            pass
-    return before
-
-
-async def test_restart_shows_the_same_history_before_engines_reconnect(tmp_path: Path) -> None:
-    """After a restart, events, engine cards, log tails and metrics are back before any engine reconnects."""
-    db = str(tmp_path / "hub.db")
-    crashed, stopped = unique("crashed"), unique("stopped")
-    async with running_hub(db=db, commit_interval=0.05) as first:
-        before = await record_history(first, crashed, stopped)
-    assert {n: before["cards"][n]["health"] for n in (crashed, stopped)} == {
-        crashed: "offline",
-        stopped: "stopped",
-    }
-    async with running_hub(db=db, commit_interval=0.05) as second:
-        after = await snapshot(second, [crashed, stopped])
-        assert after["events"] == before["events"]
-        assert after["logs"] == before["logs"]
-        assert after["metrics"] == before["metrics"]
-        for name in (crashed, stopped):
-            card_before, card_after = before["cards"][name], after["cards"][name]
-            assert {k: card_after[k] for k in CARD_FIELDS} == {
-                k: card_before[k] for k in CARD_FIELDS
-            }
-            assert (card_after["events"], card_after["errors"]) == (3, 1)
-        # A new boot: session values start over, lifetime values go on.
-        engine = await connect_engine(second, crashed, boot_id=f"{crashed}-b2")
-        await engine.send({"kind": "metric", "op": "inc", "name": "orders", "value": 1})
-        await engine.wait_acked()
-        [orders] = (await second.get("/api/telemetry/metrics", engine=crashed))["engines"][crashed][
-            "counters"
-        ]
-        assert (orders["session"], orders["lifetime"]) == (1, 3)
-        await engine.close()
-
-
-async def test_restart_keeps_what_the_engine_card_showed(tmp_path: Path) -> None:
-    """After a restart an offline engine's card still shows its last heartbeat, loop tick, last error and log count."""
-    db = str(tmp_path / "hub.db")
-    crashed, stopped = unique("crashed"), unique("stopped")
-    fields = ("last_heartbeat", "loop_tick", "last_error", "logs")
-    async with running_hub(db=db, commit_interval=0.05) as first:
-        before = await record_history(first, crashed, stopped)
-    async with running_hub(db=db, commit_interval=0.05) as second:
-        after = await snapshot(second, [crashed, stopped])
-    for name in (crashed, stopped):
-        assert {k: after["cards"][name][k] for k in fields} == {
-            k: before["cards"][name][k] for k in fields
-        }
 
 
 WAVES = 4

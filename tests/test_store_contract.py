@@ -1,0 +1,503 @@
+"""The contract every history store keeps, whichever backend `db` names: ingest, dedupe, history
+queries and restart. A new backend is one more entry in BACKENDS."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from hub.core.engines import EngineRecord
+from hub.core.ingested import Gap, Ingested
+from hub.core.logs import level_number
+from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.settings import Settings
+from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
+from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A history store under contract: how `db` names it and what it promises beyond one run."""
+
+    name: str
+    url: str  # the `db` setting; "{dir}" is a directory of the test's own
+    persistent: bool  # a store closed and opened again gives its history back
+    file: bool  # `engine-hub export --db` reads it without a hub
+
+    def db(self, where: Path) -> str:
+        """The `db` setting of this backend's store in `where`."""
+        return self.url.format(dir=where)
+
+
+BACKENDS = [
+    Backend("memory", "memory://", persistent=False, file=False),
+    Backend("sqlite", "sqlite:///{dir}/hub.db", persistent=True, file=True),
+]
+SQLITE = next(b for b in BACKENDS if b.name == "sqlite")
+
+
+@pytest.fixture(params=BACKENDS, ids=attrgetter("name"))
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn."""
+    backend: Backend = request.param
+    return backend
+
+
+# -- driving a store directly -----------------------------------------------------------------
+
+BOOT = "boot-1"
+
+
+def hand(
+    store: HistoryStore,
+    engine: EngineRecord,
+    events: Sequence[EventRecord] = (),
+    logs: Sequence[LogRecord] = (),
+    gaps: Sequence[Gap] = (),
+    notes: Sequence[BootChange | MetricsSnapshot] = (),
+) -> None:
+    """Hand `store` boot changes or metric snapshots, then one frame of `engine` (its records and
+    gaps; the engine's hwm moves to the frame's last seq). The only place this module calls
+    `append` and `note`, so a change of their signatures is met here."""
+    for change in notes:
+        store.note(change)
+    if not (events or logs or gaps):
+        return
+    ingested = Ingested()
+    ingested.events, ingested.logs, ingested.gaps = list(events), list(logs), list(gaps)
+    seqs = [r.seq for r in ingested.events] + [r.seq for r in ingested.logs]
+    engine.hwm = max([engine.hwm, *seqs, *(g.last + 1 for g in ingested.gaps)])
+    store.append(engine, ingested)
+
+
+class Commits:
+    """The on_commit callback: the highest seq each engine has durable, and a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.seqs: dict[str, int] = {}
+        self._changed = asyncio.Event()
+
+    def __call__(self, engine: str, boot_id: str, seq: int) -> None:
+        self.seqs[engine] = max(seq, self.seqs.get(engine, 0))
+        self._changed.set()
+
+    async def wait(self, engine: EngineRecord) -> None:
+        """Wait until everything `engine` handed the store up to its hwm is durable."""
+        async with asyncio.timeout(WAIT):
+            while self.seqs.get(engine.name, 0) < engine.hwm:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@dataclass
+class Opened:
+    """A started store, what it restored, and its commits."""
+
+    store: HistoryStore
+    restored: Restored
+    commits: Commits
+
+
+@asynccontextmanager
+async def opened(db: str, **changes: Any) -> AsyncIterator[Opened]:
+    """The store `db` names, chosen by `open_store` as the hub chooses it, started; closed after."""
+    settings = Settings(db=db, commit_interval=0.05, graceful_timeout=2.0).replace(**changes)
+    store, commits = open_store(settings), Commits()
+    restored = await store.start(commits)
+    try:
+        yield Opened(store, restored, commits)
+    finally:
+        await store.close()
+
+
+def event(
+    ident: int,
+    seq: int,
+    ts: float,
+    engine: str = "alpha",
+    kind: str = "cycle",
+    boot_id: str = BOOT,
+    **payload: Any,
+) -> EventRecord:
+    return EventRecord(
+        ident, kind, ts, engine, seq, boot_id, msgspec.Raw(msgspec.json.encode(payload))
+    )
+
+
+def log_line(
+    ident: int, seq: int, ts: float, engine: str = "alpha", level: str = "INFO", message: str = ""
+) -> LogRecord:
+    when = datetime.fromtimestamp(ts, UTC)
+    return LogRecord(
+        ident, engine, seq, when, level, f"engine.{engine}", message or f"line {ident}"
+    )
+
+
+def as_json(value: Any) -> Any:
+    """What a reader of the API gets for `value`."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+# -- driving a store through a hub ------------------------------------------------------------
+
+
+def cycle(n: int, **extra: Any) -> dict[str, Any]:
+    return {"kind": "event", "type": "cycle", "payload": {"n": n}, **extra}
+
+
+async def kept(running: RunningHub, name: str) -> list[tuple[int, Any]]:
+    """(seq, payload n) of every event of `name` the hub's store holds, oldest first."""
+    events = await running.hub.store.history("events", HistoryQuery(10_000, engine=name))
+    return [(e.seq, e.data()["n"]) for e in reversed(events)]
+
+
+async def engine_names(running: RunningHub) -> set[str]:
+    """The engines a hub lists."""
+    return {e["name"] for e in (await running.get("/api/telemetry/engines"))["engines"]}
+
+
+async def connected(running: RunningHub) -> set[str]:
+    """The engines a hub lists as connected."""
+    engines = (await running.get("/api/telemetry/engines"))["engines"]
+    return {e["name"] for e in engines if e["connected"]}
+
+
+# -- ingest and dedupe ------------------------------------------------------------------------
+
+
+async def test_what_a_hub_ingests_reads_back_as_it_showed_it_live(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Events (batches of one type, mixed batches, lone messages, ISO times, odd payloads) and log
+    lines an engine sends come back from the store exactly as the hub showed them live."""
+    name = unique("ingest")
+    t0 = time.time() - 60
+    payload = {"é": "✓", "esc": '\\"\u2028', "big": 2**62, "deep": [[{"x": 1e-300}]]}
+    async with running_hub(db=backend.db(tmp_path), commit_interval=0.05) as running:
+        engine = await connect_engine(running, name, boot_id="b1")
+        await engine.send(*(cycle(n, ts=t0 + n) for n in range(20)), batch=True)
+        await engine.send(
+            *(
+                {"kind": "event", "type": kind, "payload": {**payload, "n": n}}
+                for n, kind in enumerate(["signal_event", "order_event", "error"] * 4)
+            ),
+            batch=True,
+        )
+        iso = datetime.fromtimestamp(t0 + 0.5, UTC).astimezone().isoformat()
+        await engine.send({"kind": "event", "type": "cycle", "ts": iso, "payload": {"n": -1}})
+        await engine.send(
+            {"kind": "log", "level": "INFO", "logger": "x", "message": "hello"},
+            {"kind": "log", "level": "ERROR", "message": "boom", "exc": "trace", "extra": payload},
+            batch=True,
+        )
+        await engine.wait_acked()  # an ack means stored
+        await engine.close()
+        live = await running.get("/api/telemetry/events", engine=name, limit=1000)
+        tail = await running.get("/api/telemetry/engine_logs", engine=name, lines=1000)
+        events = await running.hub.store.history("events", HistoryQuery(1000, engine=name))
+        logs = await running.hub.store.history("logs", HistoryQuery(1000, engine=name))
+    assert live["count"] == 33
+    assert as_json([e.view() for e in events]) == live["events"]
+    assert as_json(logs[::-1]) == tail["lines"]
+    assert [line["extra"] for line in tail["lines"]] == [{}, payload]
+
+
+async def test_a_replay_is_kept_once_across_reconnect_and_restart(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The same (engine, boot_id, seq) sent again after a reconnect is kept once, the first copy;
+    after a restart too where the backend is persistent. One that is not starts the restarted hub
+    empty: the welcome says 0 and the store holds nothing."""
+    db = backend.db(tmp_path)
+    name = unique("replay")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        engine = await connect_engine(first, name, boot_id="b1")
+        await engine.send(*(cycle(n) for n in range(1, 6)), batch=True)
+        await engine.wait_acked(5)
+        await engine.close()
+        again = await connect_engine(first, name, boot_id="b1")
+        assert again.welcome["last_seq"] == 5
+        # An at-least-once client replays 3..5 (with whatever it thinks they held) and goes on.
+        replay = [cycle(-n, seq=n) for n in (3, 4, 5)] + [cycle(n, seq=n) for n in (6, 7, 8)]
+        await again.send(*replay, batch=True)
+        await again.wait_acked(8)
+        assert (await first.get("/api/telemetry/stats"))["drops"]["duplicate"] == 3
+        await again.close()
+        assert await kept(first, name) == [(n, n) for n in range(1, 9)]
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        engine = await connect_engine(second, name, boot_id="b1")
+        if backend.persistent:
+            assert engine.welcome["last_seq"] == 8
+            assert await kept(second, name) == [(n, n) for n in range(1, 9)]
+            await engine.send(*[cycle(-n, seq=n) for n in (6, 7, 8)], cycle(9, seq=9), batch=True)
+            await engine.wait_acked(9)
+            assert (await second.get("/api/telemetry/stats"))["drops"]["duplicate"] == 3
+            assert await kept(second, name) == [(n, n) for n in range(1, 10)]
+        else:
+            assert engine.welcome["last_seq"] == 0
+            assert await kept(second, name) == []
+        await engine.close()
+
+
+# -- history queries --------------------------------------------------------------------------
+
+
+def history_fixture(t0: float) -> list[tuple[EngineRecord, EventRecord, LogRecord]]:
+    """Two engines' events and log lines over ten seconds, one of each per frame."""
+    alpha = EngineRecord("alpha", t0, boot_id=BOOT)
+    beta = EngineRecord("beta", t0, boot_id=BOOT)
+    levels = ["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"]
+    frames = []
+    for i in range(10):
+        engine = alpha if i % 3 else beta
+        kind = "signal_event" if i % 2 else "cycle"
+        seq = 2 * sum(1 for e, _, _ in frames if e is engine) + 1
+        frames.append(
+            (
+                engine,
+                event(i + 1, seq, t0 + i, engine.name, kind, i=i),
+                log_line(i + 1, seq + 1, t0 + i, engine.name, levels[i % 5]),
+            )
+        )
+    return frames
+
+
+def selected(records: Sequence[EventRecord | LogRecord], query: HistoryQuery) -> list[Any]:
+    """What `query` selects from `records` (oldest first), newest first: the contract spelled out.
+    Events ignore `min_level`; log lines ignore `event_type`."""
+
+    def ts(record: EventRecord | LogRecord) -> float:
+        return record.ts if isinstance(record, EventRecord) else record.timestamp.timestamp()
+
+    hits = [
+        r
+        for r in reversed(records)
+        if (query.engine is None or r.engine == query.engine)
+        and (
+            query.event_type is None or not isinstance(r, EventRecord) or r.type == query.event_type
+        )
+        and (query.since is None or ts(r) >= query.since)
+        and (query.until is None or ts(r) < query.until)
+        and (query.before is None or r.id < query.before)
+        and (
+            query.min_level is None
+            or isinstance(r, EventRecord)
+            or level_number(r.level) >= query.min_level
+        )
+    ]
+    return hits[: query.limit]
+
+
+async def test_history_filters_by_engine_type_time_cursor_and_level(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """history() filters by engine, type, since (inclusive) / until (exclusive), the `before` id
+    cursor and a minimum level, newest first, up to `limit`."""
+    t0 = float(int(time.time()) - 60)  # whole seconds: no rounding at window edges
+    frames = history_fixture(t0)
+    queries = [
+        HistoryQuery(100),
+        HistoryQuery(3),
+        HistoryQuery(100, engine="beta"),
+        HistoryQuery(100, event_type="signal_event"),
+        HistoryQuery(100, engine="alpha", event_type="cycle"),
+        HistoryQuery(100, since=t0 + 3, until=t0 + 6),
+        HistoryQuery(2, before=6),
+        HistoryQuery(100, engine="alpha", since=t0 + 2, before=9),
+        HistoryQuery(100, min_level=level_number("WARNING")),
+        HistoryQuery(100, engine="alpha", min_level=level_number("ERROR"), until=t0 + 9),
+        HistoryQuery(100, engine="nobody"),
+    ]
+    async with opened(backend.db(tmp_path)) as opened_store:
+        store = opened_store.store
+        for engine, record, line in frames:
+            hand(store, engine, [record], [line])
+        for engine in {e.name: e for e, _, _ in frames}.values():
+            await opened_store.commits.wait(engine)
+        events = [record for _, record, _ in frames]
+        logs = [line for _, _, line in frames]
+        for query in queries:
+            assert await store.history("events", query) == selected(events, query), query
+            assert await store.history("logs", query) == selected(logs, query), query
+        window = await store.history("events", HistoryQuery(100, since=t0 + 3, until=t0 + 6))
+        assert [e.id for e in window] == [6, 5, 4]
+        paged = await store.history("events", HistoryQuery(2, before=6))
+        assert [e.id for e in paged] == [5, 4]
+        loud = await store.history("logs", HistoryQuery(100, min_level=level_number("WARNING")))
+        assert [(r.id, r.level) for r in loud] == [
+            (10, "CRITICAL"),
+            (9, "ERROR"),
+            (8, "WARN"),
+            (5, "CRITICAL"),
+            (4, "ERROR"),
+            (3, "WARN"),
+        ]
+        assert await store.history("events", HistoryQuery(100, engine="nobody")) == []
+
+
+# -- restart ----------------------------------------------------------------------------------
+
+
+async def test_a_reopened_store_gives_back_its_history_if_persistent(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Closed and opened again, a persistent store restores events, log lines, the latest boot
+    and metrics and continues the ids after its own; a store that is not restores nothing."""
+    db = backend.db(tmp_path)
+    now = float(int(time.time()))
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    events = [event(n, n, now - 10 + n, kind=("cycle", "error")[n % 2], n=n) for n in (1, 2, 3)]
+    series = [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
+    async with opened(db) as first:
+        boot = BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1})
+        snapshot = MetricsSnapshot("alpha", BOOT, series, {"loop_tick": 7})
+        hand(first.store, alpha, notes=[boot, snapshot])
+        hand(first.store, alpha, events, [log_line(1, 4, now - 1, level="ERROR")])
+        await first.commits.wait(alpha)
+    async with opened(db) as second:
+        restored = second.restored
+        history = await second.store.history("events", HistoryQuery(100))
+    if not backend.persistent:
+        assert restored == Restored() and history == []
+        return
+    assert restored.events == events
+    assert history == events[::-1]
+    assert [(r.id, r.seq, r.level) for r in restored.logs] == [(1, 4, "ERROR")]
+    [boot_row] = restored.boots
+    assert (boot_row["boot_id"], boot_row["pid"], boot_row["last_seq"]) == (BOOT, 11, 4)
+    assert restored.metrics == [
+        {"engine": "alpha", "boot_id": BOOT, "series": series, "card": {"loop_tick": 7}}
+    ]
+    assert (restored.next_event_id, restored.next_log_id) == (4, 2)
+
+
+async def snapshot(running: RunningHub, names: list[str]) -> dict[str, Any]:
+    """What a user sees of `names`: events, engine cards, log tails and metrics."""
+    events = (await running.get("/api/telemetry/events", limit=1000))["events"]
+    cards = {e["name"]: e for e in (await running.get("/api/telemetry/engines"))["engines"]}
+    return {
+        "events": [e for e in events if e["engine"] in names],
+        "cards": {name: cards[name] for name in names},
+        "logs": {
+            name: (await running.get("/api/telemetry/engine_logs", engine=name, lines=1000))[
+                "lines"
+            ]
+            for name in names
+        },
+        "metrics": {
+            name: (await running.get("/api/telemetry/metrics", engine=name))["engines"][name]
+            for name in names
+        },
+    }
+
+
+CARD_FIELDS = (
+    "mode",
+    "pid",
+    "status",
+    "started_at",
+    "health",
+    "connected",
+    "boot_id",
+    "seq",
+    "meta",
+)
+
+
+async def record_history(running: RunningHub, crashed: str, stopped: str) -> dict[str, Any]:
+    """Two engines report everything; `stopped` says bye, `crashed` just goes away. Returns the snapshot."""
+    engines: list[Engine] = []
+    for name in (crashed, stopped):
+        engine = await connect_engine(running, name, boot_id=f"{name}-b1", meta={"strategy": "mr"})
+        await engine.send(
+            {"kind": "heartbeat", "status": "running", "loop_tick": 7},
+            {"kind": "event", "type": "signal_event", "payload": {"symbol": "NIFTY"}},
+            {"kind": "event", "type": "error", "payload": {"message": "timeout"}},
+            cycle(1),
+            {"kind": "log", "level": "INFO", "logger": "x", "message": "hello"},
+            {"kind": "log", "level": "ERROR", "logger": "x", "message": "boom", "exc": "trace"},
+            {"kind": "metric", "op": "inc", "name": "orders", "value": 2},
+            {"kind": "metric", "op": "set", "name": "equity", "value": 1000.5},
+            {"kind": "metric", "op": "observe", "name": "latency", "value": 0.25},
+            batch=True,
+        )
+        await engine.wait_acked()
+        engines.append(engine)
+    await engines[1].send({"kind": "bye", "status": "stopped"})
+    await engines[1].wait_acked()
+    for engine in engines:
+        await engine.close()
+    async with asyncio.timeout(WAIT):  # the hub notices the closed sockets on its next receive
+        while (before := await snapshot(running, [crashed, stopped]))["cards"][crashed][
+            "connected"
+        ] or before["cards"][stopped]["connected"]:
+            pass
+    return before
+
+
+async def test_restart_shows_the_same_history_before_engines_reconnect(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """After a restart on a persistent store, events, engine cards, log tails and metrics are back
+    before any engine reconnects, and lifetime metrics go on; on one that is not, none of it is."""
+    db = backend.db(tmp_path)
+    crashed, stopped = unique("crashed"), unique("stopped")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        before = await record_history(first, crashed, stopped)
+    assert {n: before["cards"][n]["health"] for n in (crashed, stopped)} == {
+        crashed: "offline",
+        stopped: "stopped",
+    }
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        if not backend.persistent:
+            assert {crashed, stopped}.isdisjoint(await engine_names(second))
+            assert (await second.get("/api/telemetry/events", limit=1000))["events"] == []
+            return
+        after = await snapshot(second, [crashed, stopped])
+        assert after["events"] == before["events"]
+        assert after["logs"] == before["logs"]
+        assert after["metrics"] == before["metrics"]
+        for name in (crashed, stopped):
+            card_before, card_after = before["cards"][name], after["cards"][name]
+            assert {k: card_after[k] for k in CARD_FIELDS} == {
+                k: card_before[k] for k in CARD_FIELDS
+            }
+            assert (card_after["events"], card_after["errors"]) == (3, 1)
+        # A new boot: session values start over, lifetime values go on.
+        engine = await connect_engine(second, crashed, boot_id=f"{crashed}-b2")
+        await engine.send({"kind": "metric", "op": "inc", "name": "orders", "value": 1})
+        await engine.wait_acked()
+        [orders] = (await second.get("/api/telemetry/metrics", engine=crashed))["engines"][crashed][
+            "counters"
+        ]
+        assert (orders["session"], orders["lifetime"]) == (1, 3)
+        await engine.close()
+
+
+async def test_restart_keeps_what_the_engine_card_showed(backend: Backend, tmp_path: Path) -> None:
+    """After a restart on a persistent store an offline engine's card still shows its last
+    heartbeat, loop tick, last error and log count; on one that is not, there is no card."""
+    db = backend.db(tmp_path)
+    crashed, stopped = unique("crashed"), unique("stopped")
+    fields = ("last_heartbeat", "loop_tick", "last_error", "logs")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        before = await record_history(first, crashed, stopped)
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        if not backend.persistent:
+            assert {crashed, stopped}.isdisjoint(await engine_names(second))
+            return
+        after = await snapshot(second, [crashed, stopped])
+    for name in (crashed, stopped):
+        assert {k: after["cards"][name][k] for k in fields} == {
+            k: before["cards"][name][k] for k in fields
+        }
