@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from hub import __version__
 from hub.settings import Settings, SettingsError, default_environ, load_settings
@@ -65,6 +66,8 @@ def _export(args: argparse.Namespace) -> int:
 
     import msgspec
 
+    from hub import __version__
+    from hub.core.records import utc
     from hub.web.params import parse_when
 
     now = time.time()
@@ -75,7 +78,7 @@ def _export(args: argparse.Namespace) -> int:
         print(f"engine-hub export: {exc}", file=sys.stderr)
         return 2
     if args.db:
-        from hub.stores import StoreError, parse_db
+        from hub.stores import StoreError, UnknownEngine, parse_db
         from hub.stores.schema import connect, export_bundle
 
         try:
@@ -88,8 +91,16 @@ def _export(args: argparse.Namespace) -> int:
         except StoreError as exc:
             print(f"engine-hub export: {exc}", file=sys.stderr)
             return 2
-        bundle = export_bundle(conn, args.engine, since, until, 1_000_000)
-        bundle["source"] = {"db": args.db}
+        try:
+            bundle = export_bundle(conn, args.engine, since, until, 1_000_000)
+        except UnknownEngine as exc:
+            print(f"engine-hub export: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            conn.close()
+        # The keys a hub adds when it answers (docs/api.md): every bundle has the same shape.
+        bundle["hub"] = __version__
+        bundle["generated_at"] = utc(now)
         sys.stdout.buffer.write(msgspec.json.encode(bundle) + b"\n")
         return 0
     query = urllib.parse.urlencode({"engine": args.engine, "since": since, "until": until})
@@ -98,8 +109,17 @@ def _export(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(url, timeout=60) as response:
             sys.stdout.buffer.write(response.read() + b"\n")
     except urllib.error.HTTPError as exc:
+        body = exc.read()
+        if exc.code == 404:
+            try:
+                detail = msgspec.json.decode(body, type=dict[str, Any]).get("detail")
+            except msgspec.DecodeError:  # not the hub's own answer (a proxy's page, say)
+                detail = None
+            if detail:  # the hub's 404 (docs/api.md): no engine of that name
+                print(f"engine-hub export: {detail}", file=sys.stderr)
+                return 1
         print(
-            f"engine-hub export: the hub answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
+            f"engine-hub export: the hub answered {exc.code}: {body[:300].decode(errors='replace')}",
             file=sys.stderr,
         )
         return 2

@@ -24,13 +24,13 @@ import hub.stores.retention as retention
 import hub.stores.sqlite as sqlite_store
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Gap, Ingested
-from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import EventRecord, LogRecord
 from hub.settings import Settings
 from hub.stores import HistoryQuery, MemoryStore
 from hub.stores.base import StoreError
 from hub.stores.chunks import VERBATIM_MIN_EVENTS as VERBATIM
 from hub.stores.chunks import chunk_row, frames_row, unpack, verbatim
-from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect, export_bundle
+from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect
 from hub.stores.sqlite import SQLiteStore
 from tests.conftest import (
     WAIT,
@@ -630,59 +630,6 @@ CREATE TABLE boots (
 CREATE TABLE metrics (
     engine TEXT PRIMARY KEY, boot_id TEXT NOT NULL, series BLOB NOT NULL, updated REAL NOT NULL);
 """
-
-
-async def test_export_bundle_keeps_one_engine_within_the_window(tmp_path: Path) -> None:
-    """The export holds one engine's events, errors, logs, gaps, overlapping boots and metrics in [since, until)."""
-    now = float(int(time.time()))  # whole seconds: no rounding at window edges
-    since, until = now - 600, now + 60
-    settings = store_settings(tmp_path)
-    commits = Commits()
-    alpha = EngineRecord("alpha", now, boot_id=BOOT)
-    beta = EngineRecord("beta", now, boot_id=BOOT)
-    async with started(SQLiteStore(settings.db, settings), commits) as store:
-        store.note(
-            BootChange("alpha", "boot-0", 10, "paper", now - 5000, now - 4000, "bye:stopped")
-        )
-        store.note(BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1}))
-        store.note(BootChange("alpha", "boot-later", 12, "live", until + 10, None, None))
-        events = [
-            event(1, 1, since - 1, kind="cycle", n=1),  # before the window
-            event(2, 2, since, kind="signal_event", n=2),  # since is inclusive
-            event(3, 3, now - 10, kind="error", n=3),
-            event(4, 4, until - 0.001, kind="order_event", n=4),
-            event(5, 5, until, kind="cycle", n=5),  # until is exclusive
-        ]
-        logs = [
-            log_line(1, 6, since - 5),
-            log_line(2, 7, now - 5, level="ERROR"),
-            log_line(3, 8, until + 1),
-        ]
-        store.append(alpha, frame(alpha, events, logs))
-        store.append(alpha, frame(alpha, [event(6, 12, now)], gaps=[Gap("alpha", BOOT, 9, 11)]))
-        store.append(beta, frame(beta, [event(7, 1, now, engine="beta", kind="error")]))
-        store.note(
-            MetricsSnapshot("alpha", BOOT, [{"name": "orders", "kind": "counter", "lifetime": 3.0}])
-        )
-        await commits.wait(12)
-        await commits.wait(1, "beta")
-        bundle = await store.export("alpha", since, until)
-    assert bundle["format"] == "engine-hub-export/1" and bundle["engine"] == "alpha"
-    assert [e.seq for e in bundle["events"]] == [2, 3, 4, 12]  # oldest first
-    assert all(e.engine == "alpha" for e in bundle["events"])
-    assert [e.seq for e in bundle["errors"]] == [3]
-    assert [(r.seq, r.level) for r in bundle["logs"]] == [(7, "ERROR")]
-    assert [(g["boot_id"], g["first_seq"], g["last_seq"], g["reason"]) for g in bundle["gaps"]] == [
-        (BOOT, 9, 11, "client_dropped")
-    ]
-    assert [(b["boot_id"], b["pid"], b["mode"], b["last_seq"]) for b in bundle["boots"]] == [
-        (BOOT, 11, "live", 12)
-    ]
-    assert bundle["metrics"]["series"] == [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
-    assert bundle["truncated"] is False
-    with database(settings.db) as conn:
-        capped = export_bundle(conn, "alpha", since, until, 2)
-    assert capped["truncated"] is True and [e.seq for e in capped["events"]] == [4, 12]
 
 
 # -- an in-process hub on SQLite --------------------------------------------------------------------

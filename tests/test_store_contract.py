@@ -1,9 +1,11 @@
 """The contract every history store keeps, whichever backend `db` names: ingest, dedupe, history
-queries and restart. A new backend is one more entry in BACKENDS."""
+queries, export bundles and restart. A new backend is one more entry in BACKENDS."""
 
 from __future__ import annotations
 
 import asyncio
+import json
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -22,6 +24,7 @@ from hub.core.logs import level_number
 from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
+from hub.stores.sqlite import SQLiteStore
 from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
 
 
@@ -501,3 +504,334 @@ async def test_restart_keeps_what_the_engine_card_showed(backend: Backend, tmp_p
         assert {k: after["cards"][name][k] for k in fields} == {
             k: before["cards"][name][k] for k in fields
         }
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+async def test_export_bundle_keeps_one_engine_within_the_window(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The export holds one engine's events, errors, logs, gaps, overlapping boots and metrics in
+    [since, until), oldest first; past `export_max_records` events it keeps the newest and says
+    it was truncated."""
+    now = float(int(time.time()))  # whole seconds: no rounding at window edges
+    since, until = now - 600, now + 60
+    bundles = []
+    for cap in (100_000, 2):
+        (where := tmp_path / f"cap-{cap}").mkdir()
+        async with opened(backend.db(where), export_max_records=cap) as opened_store:
+            store, commits = opened_store.store, opened_store.commits
+            alpha = EngineRecord("alpha", now, boot_id=BOOT)
+            beta = EngineRecord("beta", now, boot_id=BOOT)
+            series = [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
+            boots = [
+                BootChange("alpha", "boot-0", 10, "paper", now - 5000, now - 4000, "bye:stopped"),
+                BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1}),
+                BootChange("alpha", "boot-later", 12, "live", until + 10, None, None),
+            ]
+            hand(store, alpha, notes=[*boots, MetricsSnapshot("alpha", BOOT, series)])
+            events = [
+                event(1, 1, since - 1, kind="cycle", n=1),  # before the window
+                event(2, 2, since, kind="signal_event", n=2),  # since is inclusive
+                event(3, 3, now - 10, kind="error", n=3),
+                event(4, 4, until - 0.001, kind="order_event", n=4),
+                event(5, 5, until, kind="cycle", n=5),  # until is exclusive
+            ]
+            logs = [
+                log_line(1, 6, since - 5),
+                log_line(2, 7, now - 5, level="ERROR"),
+                log_line(3, 8, until + 1),
+            ]
+            hand(store, alpha, events, logs)
+            hand(store, alpha, [event(6, 12, now)], gaps=[Gap("alpha", BOOT, 9, 11)])
+            hand(store, beta, [event(7, 1, now, engine="beta", kind="error")])
+            await commits.wait(alpha)
+            await commits.wait(beta)
+            bundles.append(await store.export("alpha", since, until))
+    bundle, capped = bundles
+    assert bundle["format"] == "engine-hub-export/1" and bundle["engine"] == "alpha"
+    assert [e.seq for e in bundle["events"]] == [2, 3, 4, 12]  # oldest first
+    assert all(e.engine == "alpha" for e in bundle["events"])
+    assert [e.seq for e in bundle["errors"]] == [3]
+    assert [(r.seq, r.level) for r in bundle["logs"]] == [(7, "ERROR")]
+    assert [(g["boot_id"], g["first_seq"], g["last_seq"], g["reason"]) for g in bundle["gaps"]] == [
+        (BOOT, 9, 11, "client_dropped")
+    ]
+    assert [(b["boot_id"], b["pid"], b["mode"], b["last_seq"]) for b in bundle["boots"]] == [
+        (BOOT, 11, "live", 12)
+    ]
+    assert bundle["metrics"]["series"] == [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
+    assert bundle["truncated"] is False
+    assert capped["truncated"] is True and [e.seq for e in capped["events"]] == [4, 12]
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    """`python -m hub ARGS` as a child process: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(WAIT):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+KEYS = ["format", "engine", "since", "until", "boots", "events", "errors", "logs", "gaps"]
+KEYS += ["metrics", "truncated", "hub", "generated_at"]  # docs/api.md, in this order
+
+
+def essence(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an export that do not depend on how or when it was made."""
+    return {key: bundle[key] for key in KEYS if key not in ("truncated", "hub", "generated_at")}
+
+
+def shape(value: Any) -> Any:
+    """A JSON value with every leaf replaced by its type: keys (in order) and nesting stay."""
+    if isinstance(value, dict):
+        return [(key, shape(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [shape(item) for item in value]
+    return type(value).__name__
+
+
+NAME, OTHER = "export", "other"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The window an incident is exported over, around `now` (whole seconds: no rounding at its
+    edges)."""
+
+    now: float
+
+    @property
+    def since(self) -> float:
+        return self.now - 600
+
+    @property
+    def until(self) -> float:
+        return self.now + 120
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """The window as `engine-hub export` arguments."""
+        return ("--engine", NAME, "--since", str(self.since), "--until", str(self.until))
+
+
+async def export_every_way(
+    running: RunningHub, backend: Backend, db: str, window: Window
+) -> dict[str, Any]:
+    """NAME's bundle from the API, `engine-hub export --url`, and `--db` where the backend has a
+    file; a 404 from the API becomes its JSON body under "api"."""
+    bundles: dict[str, Any] = {}
+    params = {"engine": NAME, "since": window.since, "until": window.until}
+    response = await running.http.get("/api/telemetry/export", params=params)
+    assert response.status_code in (200, 404), response.text
+    bundles["api"] = response.json()
+    if response.status_code == 404:
+        return bundles
+    url = f"http://127.0.0.1:{running.port}"
+    code, out, err = await run_cli("export", *window.args, "--url", url)
+    assert code == 0, err
+    bundles["url"] = json.loads(out)
+    if backend.file:
+        code, out, err = await run_cli("export", *window.args, "--db", db)
+        assert code == 0, err
+        bundles["db"] = json.loads(out)
+    return bundles
+
+
+async def record_an_incident(running: RunningHub, window: Window) -> None:
+    """NAME reports in and around the window (a gap among it) and goes away; OTHER reports too.
+    Returns once everything of NAME is in the store."""
+    now, since, until = window.now, window.since, window.until
+    engine = await connect_engine(running, NAME, boot_id="b1", started_at=now - 60)
+    await engine.send(
+        {"kind": "event", "type": "cycle", "ts": since - 1, "payload": {"n": "before"}},
+        {"kind": "event", "type": "signal_event", "ts": since, "payload": {"n": "first"}},
+        {"kind": "event", "type": "error", "ts": now - 30, "payload": {"message": "timeout"}},
+        {"kind": "log", "ts": now - 700, "level": "INFO", "message": "too old"},
+        {"kind": "log", "ts": now - 20, "level": "ERROR", "message": "order rejected"},
+        {"kind": "metric", "op": "inc", "name": "orders", "value": 3},
+        batch=True,
+    )
+    engine.seq += 2  # the client dropped two messages: a gap
+    await engine.send(
+        {"kind": "event", "type": "order_event", "ts": now, "payload": {"n": "last"}},
+        {"kind": "event", "type": "cycle", "ts": until + 1, "payload": {"n": "after"}},
+        batch=True,
+    )
+    await engine.wait_acked()
+    await engine.close()
+    async with asyncio.timeout(WAIT):  # the hub notices the closed socket on its next receive
+        while NAME in await connected(running):
+            pass
+    # The hub hands boots and metric snapshots to the store on its ticks; here, now. OTHER's
+    # acked message then proves that what was handed before it is durable too.
+    running.hub.save_boots()
+    running.hub.save_metrics()
+    intruder = await connect_engine(running, OTHER)
+    await intruder.send(
+        {"kind": "event", "type": "error", "ts": now, "payload": {"message": "not mine"}}
+    )
+    await intruder.wait_acked()
+    await intruder.close()
+
+
+@dataclass
+class Exports:
+    """Per backend, one incident's bundle every way there is, by way: live ("api", "url", "db")
+    and from the same `db` after a restart ("restarted_api", ...)."""
+
+    window: Window
+    bundles: dict[str, dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+async def exports(tmp_path_factory: pytest.TempPathFactory) -> Exports:
+    """One incident recorded on a hub of each backend and exported every way, live and after a
+    restart on the same `db`."""
+    found = Exports(Window(float(int(time.time()))), {})
+    for backend in BACKENDS:
+        db = backend.db(tmp_path_factory.mktemp(backend.name))
+        async with running_hub(db=db, commit_interval=0.05) as first:
+            await record_an_incident(first, found.window)
+            live = await export_every_way(first, backend, db, found.window)
+        async with running_hub(db=db, commit_interval=0.05) as second:
+            again = await export_every_way(second, backend, db, found.window)
+        found.bundles[backend.name] = live | {f"restarted_{w}": b for w, b in again.items()}
+    return found
+
+
+async def test_export_is_one_bundle_via_the_api_and_the_cli(
+    backend: Backend, exports: Exports
+) -> None:
+    """The API, `engine-hub export --url` and `--db` give the same bundle, with the same keys:
+    one engine, only [since, until). A restarted hub on a persistent store gives it again; on
+    one that is not, it has no such engine (404)."""
+    bundles, now = exports.bundles[backend.name], exports.window.now
+    live = [way for way in ("api", "url", "db") if way in bundles]
+    assert live == (["api", "url", "db"] if backend.file else ["api", "url"])
+    via_api = bundles["api"]
+    for way in live:
+        assert essence(bundles[way]) == essence(via_api), way
+        assert list(bundles[way]) == list(via_api), way
+    if backend.persistent:
+        for way in live:
+            assert essence(bundles[f"restarted_{way}"]) == essence(via_api), way
+    else:
+        assert bundles["restarted_api"]["error"] == "not_found"
+    assert via_api["truncated"] is False
+    assert [(e["type"], e["payload"]) for e in via_api["events"]] == [
+        ("signal_event", {"n": "first"}),
+        ("error", {"message": "timeout"}),
+        ("order_event", {"n": "last"}),
+    ]
+    assert {e["engine"] for e in via_api["events"]} == {NAME}
+    assert [e["payload"] for e in via_api["errors"]] == [{"message": "timeout"}]
+    assert [(line["level"], line["message"]) for line in via_api["logs"]] == [
+        ("ERROR", "order rejected")
+    ]
+    assert [(g["first_seq"], g["last_seq"], g["reason"]) for g in via_api["gaps"]] == [
+        (7, 8, "client_dropped")
+    ]
+    [boot] = via_api["boots"]
+    assert (boot["boot_id"], boot["pid"], boot["mode"], boot["last_seq"]) == (
+        "b1",
+        4242,
+        "paper",
+        10,
+    )
+    assert boot["started"] == pytest.approx(now - 60)
+    assert boot["how"] == "disconnected" and boot["ended"] >= now
+    [orders] = [s for s in via_api["metrics"]["series"] if s["name"] == "orders"]
+    assert orders["lifetime"] == 3
+
+
+async def test_export_bundles_have_one_shape_whatever_the_backend_or_path(
+    exports: Exports,
+) -> None:
+    """Every bundle of the same incident, whichever backend kept it and whichever way it was
+    asked for, has the same keys in the same order, the same record shapes and counts, events
+    and logs oldest first; what was sent (events, errors, logs) is the same in all of them."""
+    bundles = {
+        (backend, way): bundle
+        for backend, ways in exports.bundles.items()
+        for way, bundle in ways.items()
+        if "error" not in bundle
+    }
+    assert {backend for backend, _ in bundles} == {b.name for b in BACKENDS}
+    first = next(iter(bundles.values()))
+    assert list(first) == KEYS
+    for where, bundle in bundles.items():
+        assert shape(bundle) == shape(first), where
+        ids = [e["id"] for e in bundle["events"]]
+        assert ids == sorted(ids) and [e["id"] for e in bundle["errors"]] == [
+            e["id"] for e in bundle["events"] if e["type"] == "error"
+        ]
+        assert [line["id"] for line in bundle["logs"]] == sorted(
+            line["id"] for line in bundle["logs"]
+        )
+        sent = {key: bundle[key] for key in ("events", "errors", "logs")}
+        assert sent == {key: first[key] for key in ("events", "errors", "logs")}, where
+
+
+async def test_exporting_an_unknown_engine_is_an_error_not_an_empty_bundle(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """An engine the store never saw: the API answers 404 with the hub's JSON error naming the
+    engines it has, and `engine-hub export` (--url, and --db where there is a file) exits 1 with
+    that one line and writes no bundle."""
+    db = backend.db(tmp_path)
+    name = unique("known")
+    window = ("--engine", "nobody", "--since", "1h")
+    async with running_hub(db=db, commit_interval=0.05) as running:
+        engine = await connect_engine(running, name)
+        await engine.send(cycle(1))
+        await engine.wait_acked()
+        known = await running.http.get("/api/telemetry/export", params={"engine": name})
+        assert known.status_code == 200 and len(known.json()["events"]) == 1
+        response = await running.http.get("/api/telemetry/export", params={"engine": "nobody"})
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert list(body) == ["error", "detail"] and body["error"] == "not_found"
+        assert "'nobody'" in body["detail"] and name in body["detail"]
+        url = f"http://127.0.0.1:{running.port}"
+        results = [await run_cli("export", *window, "--url", url)]
+        if backend.file:
+            results.append(await run_cli("export", *window, "--db", db))
+        await engine.close()
+    for code, out, err in results:
+        assert (code, out) == (1, "")
+        assert err == f"engine-hub export: {body['detail']}\n"
+
+
+async def test_export_of_a_connected_engine_with_nothing_stored_yet_is_empty(
+    tmp_path: Path,
+) -> None:
+    """An engine the hub has (connected) but whose hello the store has not committed yet gets an
+    empty bundle, not a 404: it is not unknown, it has no history yet."""
+    db = SQLITE.db(tmp_path)
+    name = unique("early")
+    async with running_hub(db=db, commit_interval=3600) as running:  # nothing commits till close
+        engine = await connect_engine(running, name)
+        response = await running.http.get("/api/telemetry/export", params={"engine": name})
+        await engine.close()
+        store = running.hub.store
+        assert isinstance(store, SQLiteStore)
+        store.settings = store.settings.replace(commit_interval=0.05)  # close() returns promptly
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    assert (bundle["engine"], bundle["events"], bundle["boots"], bundle["metrics"]) == (
+        name,
+        [],
+        [],
+        None,
+    )

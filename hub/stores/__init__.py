@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from typing import Literal, assert_never
 
 from hub.settings import Settings
-from hub.stores.base import CommitCallback, HistoryQuery, HistoryStore, Restored, StoreError
+from hub.stores.base import (
+    CommitCallback,
+    HistoryQuery,
+    HistoryStore,
+    Restored,
+    StoreError,
+    UnknownEngine,
+)
 from hub.stores.memory import MemoryStore
 
 __all__ = [
@@ -25,6 +32,7 @@ __all__ = [
     "Restored",
     "StoreError",
     "StoreURL",
+    "UnknownEngine",
     "open_store",
     "parse_db",
 ]
@@ -93,7 +101,7 @@ def open_store(settings: Settings, drops: Counter[str] | None = None) -> History
     """The store `settings.db` names (see `parse_db`); a backend's module loads only when chosen."""
     url = parse_db(settings.db)
     if url.backend == "memory":
-        return MemoryStore()
+        return MemoryStore(export_limit=settings.export_max_records)
     if url.backend == "sqlite":
         from hub.stores.sqlite import SQLiteStore  # the in-memory hub never loads sqlite3
 
