@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from hub import __version__
 from hub.settings import Settings, SettingsError, default_environ, load_settings
@@ -65,6 +66,8 @@ def _export(args: argparse.Namespace) -> int:
 
     import msgspec
 
+    from hub import __version__
+    from hub.core.records import utc
     from hub.web.params import parse_when
 
     now = time.time()
@@ -75,16 +78,29 @@ def _export(args: argparse.Namespace) -> int:
         print(f"engine-hub export: {exc}", file=sys.stderr)
         return 2
     if args.db:
-        from hub.stores.base import StoreError
+        from hub.stores import StoreError, UnknownEngine, parse_db
         from hub.stores.schema import connect, export_bundle
 
         try:
-            conn = connect(args.db, create=False)
+            store = parse_db(args.db)
+            if store.backend == "memory":
+                raise StoreError(
+                    f"--db {args.db} names history kept in a hub's memory, not a file; ask that hub with --url"
+                )
+            conn = connect(store.path, create=False)
         except StoreError as exc:
             print(f"engine-hub export: {exc}", file=sys.stderr)
             return 2
-        bundle = export_bundle(conn, args.engine, since, until, 1_000_000)
-        bundle["source"] = {"db": args.db}
+        try:
+            bundle = export_bundle(conn, args.engine, since, until, 1_000_000)
+        except UnknownEngine as exc:
+            print(f"engine-hub export: {exc}", file=sys.stderr)
+            return 1
+        finally:
+            conn.close()
+        # The keys a hub adds when it answers (docs/api.md): every bundle has the same shape.
+        bundle["hub"] = __version__
+        bundle["generated_at"] = utc(now)
         sys.stdout.buffer.write(msgspec.json.encode(bundle) + b"\n")
         return 0
     query = urllib.parse.urlencode({"engine": args.engine, "since": since, "until": until})
@@ -93,8 +109,17 @@ def _export(args: argparse.Namespace) -> int:
         with urllib.request.urlopen(url, timeout=60) as response:
             sys.stdout.buffer.write(response.read() + b"\n")
     except urllib.error.HTTPError as exc:
+        body = exc.read()
+        if exc.code == 404:
+            try:
+                detail = msgspec.json.decode(body, type=dict[str, Any]).get("detail")
+            except msgspec.DecodeError:  # not the hub's own answer (a proxy's page, say)
+                detail = None
+            if detail:  # the hub's 404 (docs/api.md): no engine of that name
+                print(f"engine-hub export: {detail}", file=sys.stderr)
+                return 1
         print(
-            f"engine-hub export: the hub answered {exc.code}: {exc.read()[:300].decode(errors='replace')}",
+            f"engine-hub export: the hub answered {exc.code}: {body[:300].decode(errors='replace')}",
             file=sys.stderr,
         )
         return 2
@@ -128,11 +153,18 @@ def _parser() -> argparse.ArgumentParser:
         )
 
     serve = commands.add_parser("serve", help="run the hub")
-    common(serve, 'history file (default ./engine-hub.db; ":memory:" keeps none)')
+    common(
+        serve,
+        "history store: a file path or sqlite:///path (default ./engine-hub.db), "
+        "or memory:// to keep none",
+    )
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="run a hub with three simulated engines")
-    common(demo, "history file (default: none, the demo's history is kept in memory)")
+    common(
+        demo,
+        "history store, as for serve (default: none, the demo's history is kept in memory)",
+    )
     demo.add_argument(
         "--incident-every",
         type=float,
@@ -157,7 +189,11 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument(
         "--url", default="http://127.0.0.1:8765", help="hub to ask (default the local one)"
     )
-    source.add_argument("--db", dest="db", help="read this database file instead of asking a hub")
+    source.add_argument(
+        "--db",
+        dest="db",
+        help="read this database file (a path or sqlite:///path) instead of asking a hub",
+    )
     export.add_argument("--config", help=argparse.SUPPRESS)
     export.set_defaults(run=_export, host=None, port=None, log_level=None)
     return parser

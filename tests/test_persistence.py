@@ -1,4 +1,4 @@
-"""History that survives real processes: kill -9 mid-ingest, a full disk, exports, and files the hub must refuse."""
+"""History that survives real processes: kill -9 mid-ingest, a full disk, and files the hub must refuse."""
 
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from hub.client import EngineClient
 from hub.core.records import EventRecord
 from hub.stores.chunks import INSERT_CHUNK, chunk_row
 from hub.stores.schema import connect
-from tests.conftest import WAIT, RunningHub, connect_engine, database, running_hub, sse, unique
+from tests.conftest import WAIT, RunningHub, connect_engine, database, sse, unique
 
 LISTENING = re.compile(r"engine hub on http://127\.0\.0\.1:(\d+)")
 FAST = {
@@ -375,107 +375,6 @@ async def test_full_disk_keeps_live_data_pauses_acks_and_recovers(tmp_path: Path
             )
         ]
     assert seqs == list(range(1, marker + 1))  # every event, exactly once
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        *hub_command(*args), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    async with asyncio.timeout(WAIT):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
-
-
-def essence(bundle: dict[str, Any]) -> dict[str, Any]:
-    """The parts of an export that do not depend on how it was made."""
-    keys = (
-        "format",
-        "engine",
-        "since",
-        "until",
-        "events",
-        "errors",
-        "logs",
-        "gaps",
-        "boots",
-        "metrics",
-    )
-    return {key: bundle[key] for key in keys}
-
-
-async def test_export_holds_one_engine_in_the_window_via_api_and_cli(tmp_path: Path) -> None:
-    """The API, `engine-hub export --url` and `--db` give the same bundle: one engine, only [since, until)."""
-    db = str(tmp_path / "hub.db")
-    name, other = unique("export"), unique("other")
-    now = float(int(time.time()))  # whole seconds: no rounding at window edges
-    since, until = now - 600, now + 120
-    async with running_hub(db=db, commit_interval=0.05) as first:
-        engine = await connect_engine(first, name, boot_id="b1", started_at=now - 60)
-        await engine.send(
-            {"kind": "event", "type": "cycle", "ts": since - 1, "payload": {"n": "before"}},
-            {"kind": "event", "type": "signal_event", "ts": since, "payload": {"n": "first"}},
-            {"kind": "event", "type": "error", "ts": now - 30, "payload": {"message": "timeout"}},
-            {"kind": "log", "ts": now - 700, "level": "INFO", "message": "too old"},
-            {"kind": "log", "ts": now - 20, "level": "ERROR", "message": "order rejected"},
-            {"kind": "metric", "op": "inc", "name": "orders", "value": 3},
-            batch=True,
-        )
-        engine.seq += 2  # the client dropped two messages: a gap
-        await engine.send(
-            {"kind": "event", "type": "order_event", "ts": now, "payload": {"n": "last"}},
-            {"kind": "event", "type": "cycle", "ts": until + 1, "payload": {"n": "after"}},
-            batch=True,
-        )
-        await engine.wait_acked()
-        await engine.close()
-        intruder = await connect_engine(first, other)
-        await intruder.send(
-            {"kind": "event", "type": "error", "ts": now, "payload": {"message": "not mine"}}
-        )
-        await intruder.wait_acked()
-        await intruder.close()
-    # A restarted hub exports what it stored (metrics included) whether asked over HTTP or read from the file.
-    async with running_hub(db=db, commit_interval=0.05) as second:
-        response = await second.http.get(
-            "/api/telemetry/export", params={"engine": name, "since": since, "until": until}
-        )
-        assert response.status_code == 200, response.text
-        via_api = response.json()
-        window = ("--engine", name, "--since", str(since), "--until", str(until))
-        code, out, err = await run_cli(
-            "export", *window, "--url", f"http://127.0.0.1:{second.port}"
-        )
-        assert code == 0, err
-        via_url = json.loads(out)
-        code, out, err = await run_cli("export", *window, "--db", db)
-        assert code == 0, err
-        via_db = json.loads(out)
-    assert essence(via_api) == essence(via_url) == essence(via_db)
-    assert via_db["source"] == {"db": db} and via_api["truncated"] is False
-    assert [(e["type"], e["payload"]) for e in via_api["events"]] == [
-        ("signal_event", {"n": "first"}),
-        ("error", {"message": "timeout"}),
-        ("order_event", {"n": "last"}),
-    ]
-    assert {e["engine"] for e in via_api["events"]} == {name}
-    assert [e["payload"] for e in via_api["errors"]] == [{"message": "timeout"}]
-    assert [(line["level"], line["message"]) for line in via_api["logs"]] == [
-        ("ERROR", "order rejected")
-    ]
-    assert [(g["first_seq"], g["last_seq"], g["reason"]) for g in via_api["gaps"]] == [
-        (7, 8, "client_dropped")
-    ]
-    [boot] = via_api["boots"]
-    assert (boot["boot_id"], boot["pid"], boot["mode"], boot["last_seq"]) == (
-        "b1",
-        4242,
-        "paper",
-        10,
-    )
-    assert boot["started"] == pytest.approx(now - 60)
-    [orders] = [s for s in via_api["metrics"]["series"] if s["name"] == "orders"]
-    assert orders["lifetime"] == 3
 
 
 def engine_hub_database(path: Path) -> None:

@@ -6,12 +6,11 @@ import asyncio
 import logging
 import random
 import sqlite3
-import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator, Sequence
-from contextlib import AsyncExitStack, asynccontextmanager, closing, contextmanager
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager, closing
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,19 +23,16 @@ import hub.stores.retention as retention
 import hub.stores.sqlite as sqlite_store
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Gap, Ingested
-from hub.core.logs import level_number
-from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import EventRecord, LogRecord
 from hub.settings import Settings
 from hub.stores import HistoryQuery, MemoryStore
 from hub.stores.base import StoreError
 from hub.stores.chunks import VERBATIM_MIN_EVENTS as VERBATIM
 from hub.stores.chunks import chunk_row, frames_row, unpack, verbatim
-from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect, export_bundle
+from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect
 from hub.stores.sqlite import SQLiteStore
 from tests.conftest import (
     WAIT,
-    Engine,
-    RunningHub,
     connect_engine,
     database,
     running_hub,
@@ -99,14 +95,6 @@ def frame(
     engine.hwm = max([engine.hwm, *seqs])
     ingested = Ingested(engine.name, engine.boot_id, engine.hwm)
     ingested.events, ingested.logs, ingested.gaps = list(events), list(logs), list(gaps)
-    return ingested
-
-
-def noted(*changes: BootChange | MetricsSnapshot) -> Ingested:
-    """Boot changes and snapshots, as the core hands them to the store (no seq to commit)."""
-    ingested = Ingested()
-    ingested.boots = [c for c in changes if isinstance(c, BootChange)]
-    ingested.snapshots = [c for c in changes if isinstance(c, MetricsSnapshot)]
     return ingested
 
 
@@ -416,69 +404,6 @@ async def test_overflow_beyond_store_max_pending_records_a_gap(tmp_path: Path) -
     ) == [("alpha", BOOT, 6, 8, "store_overflow"), ("alpha", BOOT, 9, 9, "store_overflow")]
 
 
-def history_fixture(t0: float) -> tuple[list[tuple[EngineRecord, Ingested]], list[HistoryQuery]]:
-    """Two engines' events and log lines over ten seconds, and queries that slice them."""
-    alpha = EngineRecord("alpha", t0, boot_id=BOOT)
-    beta = EngineRecord("beta", t0, boot_id=BOOT)
-    levels = ["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"]
-    frames = []
-    for i in range(10):
-        engine = alpha if i % 3 else beta
-        kind = "signal_event" if i % 2 else "cycle"
-        seq = engine.hwm + 1
-        records = [event(i + 1, seq, t0 + i, engine.name, kind, i=i)]
-        logs = [log_line(i + 1, seq + 1, t0 + i, engine.name, levels[i % 5])]
-        frames.append((engine, frame(engine, records, logs)))
-    queries = [
-        HistoryQuery(100),
-        HistoryQuery(3),
-        HistoryQuery(100, engine="beta"),
-        HistoryQuery(100, event_type="signal_event"),
-        HistoryQuery(100, engine="alpha", event_type="cycle"),
-        HistoryQuery(100, since=t0 + 3, until=t0 + 6),
-        HistoryQuery(2, before=6),
-        HistoryQuery(100, engine="alpha", since=t0 + 2, before=9),
-        HistoryQuery(100, min_level=level_number("WARNING")),
-        HistoryQuery(100, engine="alpha", min_level=level_number("ERROR"), until=t0 + 9),
-        HistoryQuery(100, engine="nobody"),
-    ]
-    return frames, queries
-
-
-async def test_history_filters_match_the_memory_store(tmp_path: Path) -> None:
-    """history() filters by engine, type, since/until, before and min_level, newest first, like MemoryStore."""
-    t0 = float(int(time.time()) - 60)  # whole seconds: no rounding at window edges
-    settings = store_settings(tmp_path)
-    commits, memory = Commits(), MemoryStore()
-    frames, queries = history_fixture(t0)
-    await memory.start(lambda *_: None)
-    async with started(SQLiteStore(settings.db, settings), commits) as store:
-        for _, ingested in frames:
-            store.append(ingested)
-            memory.append(ingested)
-        for engine in {e.name: e for e, _ in frames}.values():
-            await commits.wait(engine.hwm, engine.name)
-        for query in queries:
-            for kind in ("events", "logs"):
-                assert await store.history(kind, query) == await memory.history(kind, query), (
-                    kind,
-                    query,
-                )
-        window = await store.history("events", HistoryQuery(100, since=t0 + 3, until=t0 + 6))
-        assert [e.id for e in window] == [6, 5, 4]
-        paged = await store.history("events", HistoryQuery(2, before=6))
-        assert [e.id for e in paged] == [5, 4]
-        loud = await store.history("logs", HistoryQuery(100, min_level=level_number("WARNING")))
-        assert [(r.id, r.level) for r in loud] == [
-            (10, "CRITICAL"),
-            (9, "ERROR"),
-            (8, "WARN"),
-            (5, "CRITICAL"),
-            (4, "ERROR"),
-            (3, "WARN"),
-        ]
-
-
 async def test_history_walks_chunks_like_the_memory_store(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -687,143 +612,11 @@ CREATE TABLE metrics (
 """
 
 
-async def test_export_bundle_keeps_one_engine_within_the_window(tmp_path: Path) -> None:
-    """The export holds one engine's events, errors, logs, gaps, overlapping boots and metrics in [since, until)."""
-    now = float(int(time.time()))  # whole seconds: no rounding at window edges
-    since, until = now - 600, now + 60
-    settings = store_settings(tmp_path)
-    commits = Commits()
-    alpha = EngineRecord("alpha", now, boot_id=BOOT)
-    beta = EngineRecord("beta", now, boot_id=BOOT)
-    async with started(SQLiteStore(settings.db, settings), commits) as store:
-        store.append(
-            noted(
-                BootChange("alpha", "boot-0", 10, "paper", now - 5000, now - 4000, "bye:stopped"),
-                BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1}),
-                BootChange("alpha", "boot-later", 12, "live", until + 10, None, None),
-            )
-        )
-        events = [
-            event(1, 1, since - 1, kind="cycle", n=1),  # before the window
-            event(2, 2, since, kind="signal_event", n=2),  # since is inclusive
-            event(3, 3, now - 10, kind="error", n=3),
-            event(4, 4, until - 0.001, kind="order_event", n=4),
-            event(5, 5, until, kind="cycle", n=5),  # until is exclusive
-        ]
-        logs = [
-            log_line(1, 6, since - 5),
-            log_line(2, 7, now - 5, level="ERROR"),
-            log_line(3, 8, until + 1),
-        ]
-        store.append(frame(alpha, events, logs))
-        store.append(frame(alpha, [event(6, 12, now)], gaps=[Gap("alpha", BOOT, 9, 11)]))
-        store.append(frame(beta, [event(7, 1, now, engine="beta", kind="error")]))
-        store.append(
-            noted(
-                MetricsSnapshot(
-                    "alpha", BOOT, [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
-                )
-            )
-        )
-        await commits.wait(12)
-        await commits.wait(1, "beta")
-        bundle = await store.export("alpha", since, until)
-    assert bundle["format"] == "engine-hub-export/1" and bundle["engine"] == "alpha"
-    assert [e.seq for e in bundle["events"]] == [2, 3, 4, 12]  # oldest first
-    assert all(e.engine == "alpha" for e in bundle["events"])
-    assert [e.seq for e in bundle["errors"]] == [3]
-    assert [(r.seq, r.level) for r in bundle["logs"]] == [(7, "ERROR")]
-    assert [(g["boot_id"], g["first_seq"], g["last_seq"], g["reason"]) for g in bundle["gaps"]] == [
-        (BOOT, 9, 11, "client_dropped")
-    ]
-    assert [(b["boot_id"], b["pid"], b["mode"], b["last_seq"]) for b in bundle["boots"]] == [
-        (BOOT, 11, "live", 12)
-    ]
-    assert bundle["metrics"]["series"] == [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
-    assert bundle["truncated"] is False
-    with database(settings.db) as conn:
-        capped = export_bundle(conn, "alpha", since, until, 2)
-    assert capped["truncated"] is True and [e.seq for e in capped["events"]] == [4, 12]
-
-
 # -- an in-process hub on SQLite --------------------------------------------------------------------
 
 
 def cycle(n: int, **extra: Any) -> dict[str, Any]:
     return {"kind": "event", "type": "cycle", "payload": {"n": n}, **extra}
-
-
-@contextmanager
-def switch_interval(seconds: float) -> Iterator[None]:
-    """The process runs with a switch interval of `seconds`; its own comes back afterwards."""
-    before = sys.getswitchinterval()
-    sys.setswitchinterval(seconds)
-    try:
-        yield
-    finally:
-        sys.setswitchinterval(before)
-
-
-@pytest.mark.parametrize(("store", "running"), [("sqlite", 0.001), ("memory", 0.005)])
-async def test_the_server_shortens_the_switch_interval_for_a_sqlite_store(
-    tmp_path: Path, store: str, running: float
-) -> None:
-    """While a server runs a SQLite store, the GIL comes back to its writer within 1 ms instead
-    of the default 5 ms (docs/benchmarks.md); the process gets its own setting back when the
-    server has stopped. A memory store, or a SQLite store without a server, changes nothing."""
-    settings = store_settings(tmp_path)
-    db = settings.db if store == "sqlite" else ":memory:"
-    with switch_interval(0.005):
-        async with started(SQLiteStore(settings.db, settings), Commits()):
-            assert sys.getswitchinterval() == pytest.approx(0.005)  # the server's business
-        async with running_hub(db=db):
-            assert sys.getswitchinterval() == pytest.approx(running)
-        assert sys.getswitchinterval() == pytest.approx(0.005)
-
-
-async def test_overlapping_servers_give_the_process_its_own_switch_interval_back(
-    tmp_path: Path,
-) -> None:
-    """Two SQLite hubs whose runs overlap, the first stopping first: the interval stays short
-    while either runs, and the process's own comes back only after both."""
-    with switch_interval(0.004):
-        async with AsyncExitStack() as first:
-            await first.enter_async_context(running_hub(db=str(tmp_path / "first.db")))
-            async with running_hub(db=str(tmp_path / "second.db")):
-                assert sys.getswitchinterval() == pytest.approx(0.001)
-                await first.aclose()
-                assert sys.getswitchinterval() == pytest.approx(0.001)  # the second still runs
-        assert sys.getswitchinterval() == pytest.approx(0.004)
-
-
-async def test_replay_is_stored_once_across_reconnect_and_restart(tmp_path: Path) -> None:
-    """The same (engine, boot_id, seq) sent again after a reconnect or a hub restart is stored once."""
-    db = str(tmp_path / "hub.db")
-    name = unique("replay")
-    async with running_hub(db=db, commit_interval=0.05) as first:
-        engine = await connect_engine(first, name, boot_id="b1")
-        await engine.send(*(cycle(n) for n in range(1, 6)), batch=True)
-        await engine.wait_acked(5)
-        await engine.close()
-        again = await connect_engine(first, name, boot_id="b1")
-        assert again.welcome["last_seq"] == 5
-        # An at-least-once client replays 3..5 (with whatever it thinks they held) and goes on.
-        replay = [cycle(-n, seq=n) for n in (3, 4, 5)] + [cycle(n, seq=n) for n in (6, 7, 8)]
-        await again.send(*replay, batch=True)
-        await again.wait_acked(8)
-        assert (await first.get("/api/telemetry/stats"))["drops"]["duplicate"] == 3
-        await again.close()
-    committed = rows(db, "SELECT max(seq) FROM events WHERE engine = ?", name)[0][0]
-    assert committed == 8
-    async with running_hub(db=db, commit_interval=0.05) as second:
-        engine = await connect_engine(second, name, boot_id="b1")
-        assert engine.welcome["last_seq"] == committed
-        await engine.send(*[cycle(-n, seq=n) for n in (6, 7, 8)], cycle(9, seq=9), batch=True)
-        await engine.wait_acked(9)
-        await engine.close()
-    stored = rows(db, "SELECT seq, payload FROM events WHERE engine = ? ORDER BY seq", name)
-    assert [seq for seq, _ in stored] == list(range(1, 10))
-    assert all("-" not in payload for _, payload in stored)  # the first copy is the one kept
 
 
 async def test_batches_are_stored_as_sent_and_read_back_the_same(tmp_path: Path) -> None:
@@ -898,117 +691,6 @@ async def test_welcome_counts_only_committed_messages(
     assert rows(db, "SELECT seq FROM events WHERE engine = ? ORDER BY seq", name) == [
         (n,) for n in range(1, 7)
     ]
-
-
-async def snapshot(running: RunningHub, names: list[str]) -> dict[str, Any]:
-    """What a user sees of `names`: events, engine cards, log tails and metrics."""
-    events = (await running.get("/api/telemetry/events", limit=1000))["events"]
-    cards = {e["name"]: e for e in (await running.get("/api/telemetry/engines"))["engines"]}
-    return {
-        "events": [e for e in events if e["engine"] in names],
-        "cards": {name: cards[name] for name in names},
-        "logs": {
-            name: (await running.get("/api/telemetry/engine_logs", engine=name, lines=1000))[
-                "lines"
-            ]
-            for name in names
-        },
-        "metrics": {
-            name: (await running.get("/api/telemetry/metrics", engine=name))["engines"][name]
-            for name in names
-        },
-    }
-
-
-CARD_FIELDS = (
-    "mode",
-    "pid",
-    "status",
-    "started_at",
-    "health",
-    "connected",
-    "boot_id",
-    "seq",
-    "meta",
-)
-
-
-async def record_history(running: RunningHub, crashed: str, stopped: str) -> dict[str, Any]:
-    """Two engines report everything; `stopped` says bye, `crashed` just goes away. Returns the snapshot."""
-    engines: list[Engine] = []
-    for name in (crashed, stopped):
-        engine = await connect_engine(running, name, boot_id=f"{name}-b1", meta={"strategy": "mr"})
-        await engine.send(
-            {"kind": "heartbeat", "status": "running", "loop_tick": 7},
-            {"kind": "event", "type": "signal_event", "payload": {"symbol": "NIFTY"}},
-            {"kind": "event", "type": "error", "payload": {"message": "timeout"}},
-            cycle(1),
-            {"kind": "log", "level": "INFO", "logger": "x", "message": "hello"},
-            {"kind": "log", "level": "ERROR", "logger": "x", "message": "boom", "exc": "trace"},
-            {"kind": "metric", "op": "inc", "name": "orders", "value": 2},
-            {"kind": "metric", "op": "set", "name": "equity", "value": 1000.5},
-            {"kind": "metric", "op": "observe", "name": "latency", "value": 0.25},
-            batch=True,
-        )
-        await engine.wait_acked()
-        engines.append(engine)
-    await engines[1].send({"kind": "bye", "status": "stopped"})
-    await engines[1].wait_acked()
-    for engine in engines:
-        await engine.close()
-    async with asyncio.timeout(WAIT):  # the hub notices the closed sockets on its next receive
-        while (before := await snapshot(running, [crashed, stopped]))["cards"][crashed][
-            "connected"
-        ] or before["cards"][stopped]["connected"]:
-            pass
-    return before
-
-
-async def test_restart_shows_the_same_history_before_engines_reconnect(tmp_path: Path) -> None:
-    """After a restart, events, engine cards, log tails and metrics are back before any engine reconnects."""
-    db = str(tmp_path / "hub.db")
-    crashed, stopped = unique("crashed"), unique("stopped")
-    async with running_hub(db=db, commit_interval=0.05) as first:
-        before = await record_history(first, crashed, stopped)
-    assert {n: before["cards"][n]["health"] for n in (crashed, stopped)} == {
-        crashed: "offline",
-        stopped: "stopped",
-    }
-    async with running_hub(db=db, commit_interval=0.05) as second:
-        after = await snapshot(second, [crashed, stopped])
-        assert after["events"] == before["events"]
-        assert after["logs"] == before["logs"]
-        assert after["metrics"] == before["metrics"]
-        for name in (crashed, stopped):
-            card_before, card_after = before["cards"][name], after["cards"][name]
-            assert {k: card_after[k] for k in CARD_FIELDS} == {
-                k: card_before[k] for k in CARD_FIELDS
-            }
-            assert (card_after["events"], card_after["errors"]) == (3, 1)
-        # A new boot: session values start over, lifetime values go on.
-        engine = await connect_engine(second, crashed, boot_id=f"{crashed}-b2")
-        await engine.send({"kind": "metric", "op": "inc", "name": "orders", "value": 1})
-        await engine.wait_acked()
-        [orders] = (await second.get("/api/telemetry/metrics", engine=crashed))["engines"][crashed][
-            "counters"
-        ]
-        assert (orders["session"], orders["lifetime"]) == (1, 3)
-        await engine.close()
-
-
-async def test_restart_keeps_what_the_engine_card_showed(tmp_path: Path) -> None:
-    """After a restart an offline engine's card still shows its last heartbeat, loop tick, last error and log count."""
-    db = str(tmp_path / "hub.db")
-    crashed, stopped = unique("crashed"), unique("stopped")
-    fields = ("last_heartbeat", "loop_tick", "last_error", "logs")
-    async with running_hub(db=db, commit_interval=0.05) as first:
-        before = await record_history(first, crashed, stopped)
-    async with running_hub(db=db, commit_interval=0.05) as second:
-        after = await snapshot(second, [crashed, stopped])
-    for name in (crashed, stopped):
-        assert {k: after["cards"][name][k] for k in fields} == {
-            k: before["cards"][name][k] for k in fields
-        }
 
 
 WAVES = 4

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
@@ -15,6 +15,7 @@ __all__ = [
     "HistoryStore",
     "Restored",
     "StoreError",
+    "UnknownEngine",
     "make_bundle",
 ]
 
@@ -24,6 +25,20 @@ CommitCallback = Callable[[str, str, int], None]
 
 class StoreError(Exception):
     """The store cannot open (corrupt or foreign file, unwritable directory); the message says why."""
+
+
+class UnknownEngine(LookupError):
+    """The store never saw an engine of that name: exporting it is an error, not an empty bundle."""
+
+    def __init__(self, engine: str, known: Iterable[str]) -> None:
+        names = sorted(known)
+        shown = ", ".join(names[:10]) + (f" and {len(names) - 10} more" if len(names) > 10 else "")
+        held = f"the engines it holds: {shown}" if names else "it holds no engine yet"
+        super().__init__(
+            f"no engine named {engine!r} in the history ({held}); names are case-sensitive"
+        )
+        self.engine = engine
+        self.known = names
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +83,10 @@ class HistoryStore(Protocol):
         """Stored events (EventRecord) or log lines (LogRecord) matching `query`, newest first."""
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
-        """One engine's events, logs, errors, gaps, metrics and boots over a window (docs/api.md)."""
+        """One engine's events, logs, errors, gaps, metrics and boots over a window (docs/api.md).
+
+        Raises UnknownEngine for an engine the store never saw.
+        """
 
     async def close(self) -> None:
         """Flush what is queued (within the graceful timeout) and release resources."""
@@ -85,7 +103,7 @@ def make_bundle(
     metrics: dict[str, Any] | None,
     truncated: bool,
 ) -> dict[str, Any]:
-    """The incident bundle (docs/api.md): events and logs oldest first, errors picked out."""
+    """The incident bundle (docs/api.md): events and logs oldest first, boots by start, errors picked out."""
     return {
         "format": "engine-hub-export/1",
         "engine": engine,

@@ -1,16 +1,20 @@
-"""In-memory history store: bounded, commits at once; `--db :memory:`, and the test double."""
+"""In-memory history store: bounded, commits at once; `--db memory://`, and the test double."""
 
 from __future__ import annotations
 
+import time
 from collections import deque
 from typing import Any, Literal
 
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
-from hub.core.records import EventRecord, LogRecord, MetricsSnapshot
-from hub.stores.base import CommitCallback, HistoryQuery, Restored, make_bundle
+from hub.core.records import EventRecord, LogRecord, MetricsSnapshot, utc
+from hub.stores.base import CommitCallback, HistoryQuery, Restored, UnknownEngine, make_bundle
 
 __all__ = ["MemoryStore"]
+
+MAX_BOOTS = 10_000  # the newest are kept
+MAX_GAPS = 10_000
 
 
 def _ignore(engine: str, boot_id: str, seq: int) -> None:
@@ -35,18 +39,31 @@ def _matches(record: EventRecord | LogRecord, query: HistoryQuery) -> bool:
     )
 
 
+def _overlaps(boot: dict[str, Any], since: float, until: float) -> bool:
+    """Whether a boot ran during [since, until), as the SQLite store's export decides it."""
+    started = boot["started"] if boot["started"] is not None else 0.0
+    ended = boot["ended"] if boot["ended"] is not None else 9e18
+    return bool(started < until and ended >= since)
+
+
+def _by_start(boot: dict[str, Any]) -> tuple[bool, float, str]:
+    """Boots ordered by start (unknown first, as SQLite sorts NULL), then boot_id."""
+    return boot["started"] is not None, boot["started"] or 0.0, boot["boot_id"]
+
+
 class MemoryStore:
     """Keeps the last `capacity` events and log lines; everything appended is committed at once."""
 
     problem: str | None = None
     switch_interval: float | None = None  # no writer thread: the interpreter's default is fine
 
-    def __init__(self, capacity: int = 100_000) -> None:
+    def __init__(self, capacity: int = 100_000, export_limit: int = 100_000) -> None:
         self._events: deque[EventRecord] = deque(maxlen=capacity)
         self._logs: deque[LogRecord] = deque(maxlen=capacity)
         self._boots: dict[tuple[str, str], dict[str, Any]] = {}
-        self._gaps: list[dict[str, Any]] = []
-        self._metrics: dict[str, MetricsSnapshot] = {}
+        self._gaps: list[tuple[str, dict[str, Any]]] = []  # (engine, gap as exported)
+        self._metrics: dict[str, tuple[MetricsSnapshot, float]] = {}  # and when it was noted
+        self._export_limit = export_limit
         self._on_commit: CommitCallback = _ignore
 
     async def start(self, on_commit: CommitCallback) -> Restored:
@@ -59,24 +76,35 @@ class MemoryStore:
         self._events.extend(ingested.events)
         self._logs.extend(ingested.logs)
         for gap in ingested.gaps[:100]:
-            if len(self._gaps) < 10_000:
-                self._gaps.append(
-                    {
-                        "boot_id": gap.boot_id,
-                        "first_seq": gap.first,
-                        "last_seq": gap.last,
-                        "reason": "client_dropped",
-                        "engine": gap.engine,
-                    }
-                )
+            if len(self._gaps) < MAX_GAPS:
+                row = {"boot_id": gap.boot_id, "first_seq": gap.first, "last_seq": gap.last}
+                row |= {"reason": "client_dropped", "at": time.time()}
+                self._gaps.append((gap.engine, row))
+        for change in ingested.boots:  # before the commit below: a hello's boot row first
+            boot = self._boot(change.engine, change.boot_id)
+            boot.update(pid=change.pid, mode=change.mode, ended=change.ended, how=change.how)
+            if change.started is not None:
+                boot["started"] = change.started
         for snapshot in ingested.snapshots:  # the latest per engine
-            self._metrics[snapshot.engine] = snapshot
-        for change in ingested.boots:  # bounded
-            if (change.engine, change.boot_id) in self._boots or len(self._boots) < 10_000:
-                keys = ("boot_id", "pid", "mode", "started", "ended", "how")
-                self._boots[(change.engine, change.boot_id)] = {k: getattr(change, k) for k in keys}
+            self._metrics[snapshot.engine] = (snapshot, time.time())
         if ingested.engine:
-            self._on_commit(ingested.engine, ingested.boot_id, ingested.seq)
+            self._committed(ingested.engine, ingested.boot_id, ingested.seq)
+
+    def _boot(self, engine: str, boot_id: str) -> dict[str, Any]:
+        """The boot's row as the export shows it, made (and the oldest dropped) when new."""
+        row = self._boots.get((engine, boot_id))
+        if row is None:
+            if len(self._boots) >= MAX_BOOTS:
+                del self._boots[next(iter(self._boots))]
+            row = dict.fromkeys(("boot_id", "pid", "mode", "started", "ended", "how"))
+            row |= {"boot_id": boot_id, "last_seq": 0}
+            self._boots[(engine, boot_id)] = row
+        return row
+
+    def _committed(self, engine: str, boot_id: str, seq: int) -> None:
+        row = self._boot(engine, boot_id)
+        row["last_seq"] = max(row["last_seq"], seq)
+        self._on_commit(engine, boot_id, seq)
 
     async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
         """Newest first, filtered."""
@@ -90,15 +118,27 @@ class MemoryStore:
         return out
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
-        """The incident bundle from what memory still holds."""
-        window = HistoryQuery(100_000, engine=engine, since=since, until=until)
+        """The incident bundle from what memory still holds, shaped as the SQLite store's."""
+        known = {name for name, _ in self._boots} | self._metrics.keys()
+        if engine not in known:
+            raise UnknownEngine(engine, known)
+        limit = self._export_limit
+        window = HistoryQuery(limit, engine=engine, since=since, until=until)
         events = list(reversed(await self.history("events", window)))
         logs = list(reversed(await self.history("logs", window)))
-        boots = [row for (name, _), row in self._boots.items() if name == engine]
-        gaps = [g for g in self._gaps if g["engine"] == engine]
-        snapshot = self._metrics.get(engine)
-        metrics = {"series": snapshot.series, "card": snapshot.card} if snapshot else None
-        return make_bundle(engine, since, until, boots, events, logs, gaps, metrics, False)
+        boots = sorted(
+            (
+                dict(row)
+                for (name, _), row in self._boots.items()
+                if name == engine and _overlaps(row, since, until)
+            ),
+            key=_by_start,
+        )
+        gaps = [dict(g) for name, g in self._gaps if name == engine and since <= g["at"] < until]
+        snapshot, noted = self._metrics.get(engine, (None, 0.0))
+        metrics = None if snapshot is None else {"series": snapshot.series, "updated": utc(noted)}
+        truncated = len(events) >= limit
+        return make_bundle(engine, since, until, boots, events, logs, gaps, metrics, truncated)
 
     async def close(self) -> None:
         """Nothing to flush."""

@@ -11,7 +11,7 @@ from typing import Any
 import msgspec
 
 from hub.core.records import EventRecord, LogRecord, utc
-from hub.stores.base import HistoryQuery, StoreError, make_bundle
+from hub.stores.base import HistoryQuery, StoreError, UnknownEngine, make_bundle
 from hub.stores.chunks import (
     CHUNK_COLUMNS,
     INSERT_CHUNK,
@@ -240,10 +240,28 @@ def read_logs(conn: sqlite3.Connection, query: HistoryQuery) -> list[LogRecord]:
     return [_log(row) for row in conn.execute(sql, (*args, query.limit))]
 
 
+def _holds(conn: sqlite3.Connection, engine: str) -> bool:
+    """Whether anything of `engine` is stored (every table here is indexed by engine first)."""
+    [(found,)] = conn.execute(
+        "SELECT EXISTS (SELECT 1 FROM boots WHERE engine = ?1) "
+        "OR EXISTS (SELECT 1 FROM metrics WHERE engine = ?1) "
+        "OR EXISTS (SELECT 1 FROM event_chunks WHERE engine = ?1) "
+        "OR EXISTS (SELECT 1 FROM logs WHERE engine = ?1)",
+        (engine,),
+    )
+    return bool(found)
+
+
 def export_bundle(
     conn: sqlite3.Connection, engine: str, since: float, until: float, limit: int
 ) -> dict[str, Any]:
-    """One engine's history over [since, until): the incident bundle of docs/api.md."""
+    """One engine's history over [since, until): the incident bundle of docs/api.md.
+
+    Raises UnknownEngine when the file holds nothing of `engine` at all.
+    """
+    if not _holds(conn, engine):
+        known = conn.execute("SELECT engine FROM boots UNION SELECT engine FROM metrics")
+        raise UnknownEngine(engine, [name for (name,) in known])
     window = HistoryQuery(limit, engine=engine, since=since, until=until)
     events = read_events(conn, window)
     boots = [
@@ -258,7 +276,7 @@ def export_bundle(
         }
         for b, pid, mode, started, ended, how, last in conn.execute(
             "SELECT boot_id, pid, mode, started, ended, how, last_seq FROM boots WHERE engine = ? "
-            "AND coalesce(started, 0) < ? AND coalesce(ended, 9e18) >= ? ORDER BY started",
+            "AND coalesce(started, 0) < ? AND coalesce(ended, 9e18) >= ? ORDER BY started, boot_id",
             (engine, until, since),
         )
     ]

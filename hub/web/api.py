@@ -14,7 +14,8 @@ from starlette.routing import Route
 from hub import __version__
 from hub.core.logs import level_number
 from hub.core.records import utc
-from hub.stores import HistoryQuery
+from hub.stores import HistoryQuery, UnknownEngine
+from hub.stores.base import make_bundle
 from hub.web.params import (
     BadRequest,
     engine_param,
@@ -167,7 +168,11 @@ async def engine_logs(request: Request) -> Response:
 
 
 async def export(request: Request) -> Response:
-    """One engine's incident bundle over a window: `engine`, `since` (default 1h), `until` (default now)."""
+    """One engine's incident bundle over a window: `engine`, `since` (default 1h), `until` (default now).
+
+    404 for an engine neither the store nor the hub knows; an empty bundle for one that is
+    connected but has nothing stored yet.
+    """
     hub, now = _hub(request), time.time()
     engine = engine_param(request, required=True)
     assert engine is not None
@@ -175,7 +180,12 @@ async def export(request: Request) -> Response:
     until = time_param(request, "until", now) or now
     if since >= until:
         raise BadRequest("since must be before until")
-    bundle = await hub.store.export(engine, since, until)
+    try:
+        bundle = await hub.store.export(engine, since, until)
+    except UnknownEngine as exc:
+        if engine not in hub.state.engines:
+            return json_response({"error": "not_found", "detail": str(exc)}, 404)
+        bundle = make_bundle(engine, since, until, [], [], [], [], None, False)
     bundle["hub"] = __version__
     bundle["generated_at"] = utc(now)
     headers = {"Content-Disposition": f'attachment; filename="engine-hub-{engine}.json"'}

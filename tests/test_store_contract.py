@@ -1,0 +1,834 @@
+"""The contract every history store keeps, whichever backend `db` names: ingest, dedupe, history
+queries, export bundles and restart. A new backend is one more entry in BACKENDS."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from operator import attrgetter
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import pytest
+
+from hub.core.engines import EngineRecord
+from hub.core.ingested import Gap, Ingested
+from hub.core.logs import level_number
+from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.settings import Settings
+from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
+from hub.stores.sqlite import SQLiteStore
+from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A history store under contract: how `db` names it and what it promises beyond one run."""
+
+    name: str
+    url: str  # the `db` setting; "{dir}" is a directory of the test's own
+    persistent: bool  # a store closed and opened again gives its history back
+    file: bool  # `engine-hub export --db` reads it without a hub
+
+    def db(self, where: Path) -> str:
+        """The `db` setting of this backend's store in `where`."""
+        return self.url.format(dir=where)
+
+
+BACKENDS = [
+    Backend("memory", "memory://", persistent=False, file=False),
+    Backend("sqlite", "sqlite:///{dir}/hub.db", persistent=True, file=True),
+]
+SQLITE = next(b for b in BACKENDS if b.name == "sqlite")
+
+
+@pytest.fixture(params=BACKENDS, ids=attrgetter("name"))
+def backend(request: pytest.FixtureRequest) -> Backend:
+    """Each backend in turn."""
+    backend: Backend = request.param
+    return backend
+
+
+# -- driving a store directly -----------------------------------------------------------------
+
+BOOT = "boot-1"
+
+
+def hand(
+    store: HistoryStore,
+    engine: EngineRecord,
+    events: Sequence[EventRecord] = (),
+    logs: Sequence[LogRecord] = (),
+    gaps: Sequence[Gap] = (),
+    notes: Sequence[BootChange | MetricsSnapshot] = (),
+) -> None:
+    """Hand `store` boot changes or metric snapshots and one frame of `engine` (its records and
+    gaps; the engine's hwm moves to the frame's last seq), in one `Ingested` as the core does.
+    The only place this module calls `append`."""
+    seqs = [r.seq for r in events] + [r.seq for r in logs] + [g.last + 1 for g in gaps]
+    engine.hwm = max([engine.hwm, *seqs])
+    ingested = Ingested(engine.name, engine.boot_id, engine.hwm) if seqs else Ingested()
+    ingested.events, ingested.logs, ingested.gaps = list(events), list(logs), list(gaps)
+    ingested.boots = [c for c in notes if isinstance(c, BootChange)]
+    ingested.snapshots = [c for c in notes if isinstance(c, MetricsSnapshot)]
+    store.append(ingested)
+
+
+class Commits:
+    """The on_commit callback: the highest seq each engine has durable, and a way to wait for one."""
+
+    def __init__(self) -> None:
+        self.seqs: dict[str, int] = {}
+        self._changed = asyncio.Event()
+
+    def __call__(self, engine: str, boot_id: str, seq: int) -> None:
+        self.seqs[engine] = max(seq, self.seqs.get(engine, 0))
+        self._changed.set()
+
+    async def wait(self, engine: EngineRecord) -> None:
+        """Wait until everything `engine` handed the store up to its hwm is durable."""
+        async with asyncio.timeout(WAIT):
+            while self.seqs.get(engine.name, 0) < engine.hwm:
+                self._changed.clear()
+                await self._changed.wait()
+
+
+@dataclass
+class Opened:
+    """A started store, what it restored, and its commits."""
+
+    store: HistoryStore
+    restored: Restored
+    commits: Commits
+
+
+@asynccontextmanager
+async def opened(db: str, **changes: Any) -> AsyncIterator[Opened]:
+    """The store `db` names, chosen by `open_store` as the hub chooses it, started; closed after."""
+    settings = Settings(db=db, commit_interval=0.05, graceful_timeout=2.0).replace(**changes)
+    store, commits = open_store(settings), Commits()
+    restored = await store.start(commits)
+    try:
+        yield Opened(store, restored, commits)
+    finally:
+        await store.close()
+
+
+def event(
+    ident: int,
+    seq: int,
+    ts: float,
+    engine: str = "alpha",
+    kind: str = "cycle",
+    boot_id: str = BOOT,
+    **payload: Any,
+) -> EventRecord:
+    return EventRecord(
+        ident, kind, ts, engine, seq, boot_id, msgspec.Raw(msgspec.json.encode(payload))
+    )
+
+
+def log_line(
+    ident: int, seq: int, ts: float, engine: str = "alpha", level: str = "INFO", message: str = ""
+) -> LogRecord:
+    when = datetime.fromtimestamp(ts, UTC)
+    return LogRecord(
+        ident, engine, seq, when, level, f"engine.{engine}", message or f"line {ident}"
+    )
+
+
+def as_json(value: Any) -> Any:
+    """What a reader of the API gets for `value`."""
+    return msgspec.json.decode(msgspec.json.encode(value))
+
+
+# -- driving a store through a hub ------------------------------------------------------------
+
+
+def cycle(n: int, **extra: Any) -> dict[str, Any]:
+    return {"kind": "event", "type": "cycle", "payload": {"n": n}, **extra}
+
+
+async def kept(running: RunningHub, name: str) -> list[tuple[int, Any]]:
+    """(seq, payload n) of every event of `name` the hub's store holds, oldest first."""
+    events = await running.hub.store.history("events", HistoryQuery(10_000, engine=name))
+    return [(e.seq, e.data()["n"]) for e in reversed(events)]
+
+
+async def engine_names(running: RunningHub) -> set[str]:
+    """The engines a hub lists."""
+    return {e["name"] for e in (await running.get("/api/telemetry/engines"))["engines"]}
+
+
+async def connected(running: RunningHub) -> set[str]:
+    """The engines a hub lists as connected."""
+    engines = (await running.get("/api/telemetry/engines"))["engines"]
+    return {e["name"] for e in engines if e["connected"]}
+
+
+# -- ingest and dedupe ------------------------------------------------------------------------
+
+
+async def test_what_a_hub_ingests_reads_back_as_it_showed_it_live(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Events (batches of one type, mixed batches, lone messages, ISO times, odd payloads) and log
+    lines an engine sends come back from the store exactly as the hub showed them live."""
+    name = unique("ingest")
+    t0 = time.time() - 60
+    payload = {"é": "✓", "esc": '\\"\u2028', "big": 2**62, "deep": [[{"x": 1e-300}]]}
+    async with running_hub(db=backend.db(tmp_path), commit_interval=0.05) as running:
+        engine = await connect_engine(running, name, boot_id="b1")
+        await engine.send(*(cycle(n, ts=t0 + n) for n in range(20)), batch=True)
+        await engine.send(
+            *(
+                {"kind": "event", "type": kind, "payload": {**payload, "n": n}}
+                for n, kind in enumerate(["signal_event", "order_event", "error"] * 4)
+            ),
+            batch=True,
+        )
+        iso = datetime.fromtimestamp(t0 + 0.5, UTC).astimezone().isoformat()
+        await engine.send({"kind": "event", "type": "cycle", "ts": iso, "payload": {"n": -1}})
+        await engine.send(
+            {"kind": "log", "level": "INFO", "logger": "x", "message": "hello"},
+            {"kind": "log", "level": "ERROR", "message": "boom", "exc": "trace", "extra": payload},
+            batch=True,
+        )
+        await engine.wait_acked()  # an ack means stored
+        await engine.close()
+        live = await running.get("/api/telemetry/events", engine=name, limit=1000)
+        tail = await running.get("/api/telemetry/engine_logs", engine=name, lines=1000)
+        events = await running.hub.store.history("events", HistoryQuery(1000, engine=name))
+        logs = await running.hub.store.history("logs", HistoryQuery(1000, engine=name))
+    assert live["count"] == 33
+    assert as_json([e.view() for e in events]) == live["events"]
+    assert as_json(logs[::-1]) == tail["lines"]
+    assert [line["extra"] for line in tail["lines"]] == [{}, payload]
+
+
+async def test_a_replay_is_kept_once_across_reconnect_and_restart(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The same (engine, boot_id, seq) sent again after a reconnect is kept once, the first copy;
+    after a restart too where the backend is persistent. One that is not starts the restarted hub
+    empty: the welcome says 0 and the store holds nothing."""
+    db = backend.db(tmp_path)
+    name = unique("replay")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        engine = await connect_engine(first, name, boot_id="b1")
+        await engine.send(*(cycle(n) for n in range(1, 6)), batch=True)
+        await engine.wait_acked(5)
+        await engine.close()
+        again = await connect_engine(first, name, boot_id="b1")
+        assert again.welcome["last_seq"] == 5
+        # An at-least-once client replays 3..5 (with whatever it thinks they held) and goes on.
+        replay = [cycle(-n, seq=n) for n in (3, 4, 5)] + [cycle(n, seq=n) for n in (6, 7, 8)]
+        await again.send(*replay, batch=True)
+        await again.wait_acked(8)
+        assert (await first.get("/api/telemetry/stats"))["drops"]["duplicate"] == 3
+        await again.close()
+        assert await kept(first, name) == [(n, n) for n in range(1, 9)]
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        engine = await connect_engine(second, name, boot_id="b1")
+        if backend.persistent:
+            assert engine.welcome["last_seq"] == 8
+            assert await kept(second, name) == [(n, n) for n in range(1, 9)]
+            await engine.send(*[cycle(-n, seq=n) for n in (6, 7, 8)], cycle(9, seq=9), batch=True)
+            await engine.wait_acked(9)
+            assert (await second.get("/api/telemetry/stats"))["drops"]["duplicate"] == 3
+            assert await kept(second, name) == [(n, n) for n in range(1, 10)]
+        else:
+            assert engine.welcome["last_seq"] == 0
+            assert await kept(second, name) == []
+        await engine.close()
+
+
+# -- history queries --------------------------------------------------------------------------
+
+
+def history_fixture(t0: float) -> list[tuple[EngineRecord, EventRecord, LogRecord]]:
+    """Two engines' events and log lines over ten seconds, one of each per frame."""
+    alpha = EngineRecord("alpha", t0, boot_id=BOOT)
+    beta = EngineRecord("beta", t0, boot_id=BOOT)
+    levels = ["DEBUG", "INFO", "WARN", "ERROR", "CRITICAL"]
+    frames = []
+    for i in range(10):
+        engine = alpha if i % 3 else beta
+        kind = "signal_event" if i % 2 else "cycle"
+        seq = 2 * sum(1 for e, _, _ in frames if e is engine) + 1
+        frames.append(
+            (
+                engine,
+                event(i + 1, seq, t0 + i, engine.name, kind, i=i),
+                log_line(i + 1, seq + 1, t0 + i, engine.name, levels[i % 5]),
+            )
+        )
+    return frames
+
+
+def selected(records: Sequence[EventRecord | LogRecord], query: HistoryQuery) -> list[Any]:
+    """What `query` selects from `records` (oldest first), newest first: the contract spelled out.
+    Events ignore `min_level`; log lines ignore `event_type`."""
+
+    def ts(record: EventRecord | LogRecord) -> float:
+        return record.ts if isinstance(record, EventRecord) else record.timestamp.timestamp()
+
+    hits = [
+        r
+        for r in reversed(records)
+        if (query.engine is None or r.engine == query.engine)
+        and (
+            query.event_type is None or not isinstance(r, EventRecord) or r.type == query.event_type
+        )
+        and (query.since is None or ts(r) >= query.since)
+        and (query.until is None or ts(r) < query.until)
+        and (query.before is None or r.id < query.before)
+        and (
+            query.min_level is None
+            or isinstance(r, EventRecord)
+            or level_number(r.level) >= query.min_level
+        )
+    ]
+    return hits[: query.limit]
+
+
+async def test_history_filters_by_engine_type_time_cursor_and_level(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """history() filters by engine, type, since (inclusive) / until (exclusive), the `before` id
+    cursor and a minimum level, newest first, up to `limit`."""
+    t0 = float(int(time.time()) - 60)  # whole seconds: no rounding at window edges
+    frames = history_fixture(t0)
+    queries = [
+        HistoryQuery(100),
+        HistoryQuery(3),
+        HistoryQuery(100, engine="beta"),
+        HistoryQuery(100, event_type="signal_event"),
+        HistoryQuery(100, engine="alpha", event_type="cycle"),
+        HistoryQuery(100, since=t0 + 3, until=t0 + 6),
+        HistoryQuery(2, before=6),
+        HistoryQuery(100, engine="alpha", since=t0 + 2, before=9),
+        HistoryQuery(100, min_level=level_number("WARNING")),
+        HistoryQuery(100, engine="alpha", min_level=level_number("ERROR"), until=t0 + 9),
+        HistoryQuery(100, engine="nobody"),
+    ]
+    async with opened(backend.db(tmp_path)) as opened_store:
+        store = opened_store.store
+        for engine, record, line in frames:
+            hand(store, engine, [record], [line])
+        for engine in {e.name: e for e, _, _ in frames}.values():
+            await opened_store.commits.wait(engine)
+        events = [record for _, record, _ in frames]
+        logs = [line for _, _, line in frames]
+        for query in queries:
+            assert await store.history("events", query) == selected(events, query), query
+            assert await store.history("logs", query) == selected(logs, query), query
+        window = await store.history("events", HistoryQuery(100, since=t0 + 3, until=t0 + 6))
+        assert [e.id for e in window] == [6, 5, 4]
+        paged = await store.history("events", HistoryQuery(2, before=6))
+        assert [e.id for e in paged] == [5, 4]
+        loud = await store.history("logs", HistoryQuery(100, min_level=level_number("WARNING")))
+        assert [(r.id, r.level) for r in loud] == [
+            (10, "CRITICAL"),
+            (9, "ERROR"),
+            (8, "WARN"),
+            (5, "CRITICAL"),
+            (4, "ERROR"),
+            (3, "WARN"),
+        ]
+        assert await store.history("events", HistoryQuery(100, engine="nobody")) == []
+
+
+# -- restart ----------------------------------------------------------------------------------
+
+
+async def test_a_reopened_store_gives_back_its_history_if_persistent(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Closed and opened again, a persistent store restores events, log lines, the latest boot
+    and metrics and continues the ids after its own; a store that is not restores nothing."""
+    db = backend.db(tmp_path)
+    now = float(int(time.time()))
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    events = [event(n, n, now - 10 + n, kind=("cycle", "error")[n % 2], n=n) for n in (1, 2, 3)]
+    series = [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
+    async with opened(db) as first:
+        boot = BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1})
+        snapshot = MetricsSnapshot("alpha", BOOT, series, {"loop_tick": 7})
+        hand(first.store, alpha, notes=[boot, snapshot])
+        hand(first.store, alpha, events, [log_line(1, 4, now - 1, level="ERROR")])
+        await first.commits.wait(alpha)
+    async with opened(db) as second:
+        restored = second.restored
+        history = await second.store.history("events", HistoryQuery(100))
+    if not backend.persistent:
+        assert restored == Restored() and history == []
+        return
+    assert restored.events == events
+    assert history == events[::-1]
+    assert [(r.id, r.seq, r.level) for r in restored.logs] == [(1, 4, "ERROR")]
+    [boot_row] = restored.boots
+    assert (boot_row["boot_id"], boot_row["pid"], boot_row["last_seq"]) == (BOOT, 11, 4)
+    assert restored.metrics == [
+        {"engine": "alpha", "boot_id": BOOT, "series": series, "card": {"loop_tick": 7}}
+    ]
+    assert (restored.next_event_id, restored.next_log_id) == (4, 2)
+
+
+async def snapshot(running: RunningHub, names: list[str]) -> dict[str, Any]:
+    """What a user sees of `names`: events, engine cards, log tails and metrics."""
+    events = (await running.get("/api/telemetry/events", limit=1000))["events"]
+    cards = {e["name"]: e for e in (await running.get("/api/telemetry/engines"))["engines"]}
+    return {
+        "events": [e for e in events if e["engine"] in names],
+        "cards": {name: cards[name] for name in names},
+        "logs": {
+            name: (await running.get("/api/telemetry/engine_logs", engine=name, lines=1000))[
+                "lines"
+            ]
+            for name in names
+        },
+        "metrics": {
+            name: (await running.get("/api/telemetry/metrics", engine=name))["engines"][name]
+            for name in names
+        },
+    }
+
+
+CARD_FIELDS = (
+    "mode",
+    "pid",
+    "status",
+    "started_at",
+    "health",
+    "connected",
+    "boot_id",
+    "seq",
+    "meta",
+)
+
+
+async def record_history(running: RunningHub, crashed: str, stopped: str) -> dict[str, Any]:
+    """Two engines report everything; `stopped` says bye, `crashed` just goes away. Returns the snapshot."""
+    engines: list[Engine] = []
+    for name in (crashed, stopped):
+        engine = await connect_engine(running, name, boot_id=f"{name}-b1", meta={"strategy": "mr"})
+        await engine.send(
+            {"kind": "heartbeat", "status": "running", "loop_tick": 7},
+            {"kind": "event", "type": "signal_event", "payload": {"symbol": "NIFTY"}},
+            {"kind": "event", "type": "error", "payload": {"message": "timeout"}},
+            cycle(1),
+            {"kind": "log", "level": "INFO", "logger": "x", "message": "hello"},
+            {"kind": "log", "level": "ERROR", "logger": "x", "message": "boom", "exc": "trace"},
+            {"kind": "metric", "op": "inc", "name": "orders", "value": 2},
+            {"kind": "metric", "op": "set", "name": "equity", "value": 1000.5},
+            {"kind": "metric", "op": "observe", "name": "latency", "value": 0.25},
+            batch=True,
+        )
+        await engine.wait_acked()
+        engines.append(engine)
+    await engines[1].send({"kind": "bye", "status": "stopped"})
+    await engines[1].wait_acked()
+    for engine in engines:
+        await engine.close()
+    async with asyncio.timeout(WAIT):  # the hub notices the closed sockets on its next receive
+        while (before := await snapshot(running, [crashed, stopped]))["cards"][crashed][
+            "connected"
+        ] or before["cards"][stopped]["connected"]:
+            pass
+    return before
+
+
+async def test_restart_shows_the_same_history_before_engines_reconnect(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """After a restart on a persistent store, events, engine cards, log tails and metrics are back
+    before any engine reconnects, and lifetime metrics go on; on one that is not, none of it is."""
+    db = backend.db(tmp_path)
+    crashed, stopped = unique("crashed"), unique("stopped")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        before = await record_history(first, crashed, stopped)
+    assert {n: before["cards"][n]["health"] for n in (crashed, stopped)} == {
+        crashed: "offline",
+        stopped: "stopped",
+    }
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        if not backend.persistent:
+            assert {crashed, stopped}.isdisjoint(await engine_names(second))
+            assert (await second.get("/api/telemetry/events", limit=1000))["events"] == []
+            return
+        after = await snapshot(second, [crashed, stopped])
+        assert after["events"] == before["events"]
+        assert after["logs"] == before["logs"]
+        assert after["metrics"] == before["metrics"]
+        for name in (crashed, stopped):
+            card_before, card_after = before["cards"][name], after["cards"][name]
+            assert {k: card_after[k] for k in CARD_FIELDS} == {
+                k: card_before[k] for k in CARD_FIELDS
+            }
+            assert (card_after["events"], card_after["errors"]) == (3, 1)
+        # A new boot: session values start over, lifetime values go on.
+        engine = await connect_engine(second, crashed, boot_id=f"{crashed}-b2")
+        await engine.send({"kind": "metric", "op": "inc", "name": "orders", "value": 1})
+        await engine.wait_acked()
+        [orders] = (await second.get("/api/telemetry/metrics", engine=crashed))["engines"][crashed][
+            "counters"
+        ]
+        assert (orders["session"], orders["lifetime"]) == (1, 3)
+        await engine.close()
+
+
+async def test_restart_keeps_what_the_engine_card_showed(backend: Backend, tmp_path: Path) -> None:
+    """After a restart on a persistent store an offline engine's card still shows its last
+    heartbeat, loop tick, last error and log count; on one that is not, there is no card."""
+    db = backend.db(tmp_path)
+    crashed, stopped = unique("crashed"), unique("stopped")
+    fields = ("last_heartbeat", "loop_tick", "last_error", "logs")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        before = await record_history(first, crashed, stopped)
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        if not backend.persistent:
+            assert {crashed, stopped}.isdisjoint(await engine_names(second))
+            return
+        after = await snapshot(second, [crashed, stopped])
+    for name in (crashed, stopped):
+        assert {k: after["cards"][name][k] for k in fields} == {
+            k: before["cards"][name][k] for k in fields
+        }
+
+
+# -- export -----------------------------------------------------------------------------------
+
+
+async def test_export_bundle_keeps_one_engine_within_the_window(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """The export holds one engine's events, errors, logs, gaps, overlapping boots and metrics in
+    [since, until), oldest first; past `export_max_records` events it keeps the newest and says
+    it was truncated."""
+    now = float(int(time.time()))  # whole seconds: no rounding at window edges
+    since, until = now - 600, now + 60
+    bundles = []
+    for cap in (100_000, 2):
+        (where := tmp_path / f"cap-{cap}").mkdir()
+        async with opened(backend.db(where), export_max_records=cap) as opened_store:
+            store, commits = opened_store.store, opened_store.commits
+            alpha = EngineRecord("alpha", now, boot_id=BOOT)
+            beta = EngineRecord("beta", now, boot_id=BOOT)
+            series = [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
+            boots = [
+                BootChange("alpha", "boot-0", 10, "paper", now - 5000, now - 4000, "bye:stopped"),
+                BootChange("alpha", BOOT, 11, "live", now - 300, None, None, {"v": 1}),
+                BootChange("alpha", "boot-later", 12, "live", until + 10, None, None),
+            ]
+            hand(store, alpha, notes=[*boots, MetricsSnapshot("alpha", BOOT, series)])
+            events = [
+                event(1, 1, since - 1, kind="cycle", n=1),  # before the window
+                event(2, 2, since, kind="signal_event", n=2),  # since is inclusive
+                event(3, 3, now - 10, kind="error", n=3),
+                event(4, 4, until - 0.001, kind="order_event", n=4),
+                event(5, 5, until, kind="cycle", n=5),  # until is exclusive
+            ]
+            logs = [
+                log_line(1, 6, since - 5),
+                log_line(2, 7, now - 5, level="ERROR"),
+                log_line(3, 8, until + 1),
+            ]
+            hand(store, alpha, events, logs)
+            hand(store, alpha, [event(6, 12, now)], gaps=[Gap("alpha", BOOT, 9, 11)])
+            hand(store, beta, [event(7, 1, now, engine="beta", kind="error")])
+            await commits.wait(alpha)
+            await commits.wait(beta)
+            bundles.append(await store.export("alpha", since, until))
+    bundle, capped = bundles
+    assert bundle["format"] == "engine-hub-export/1" and bundle["engine"] == "alpha"
+    assert [e.seq for e in bundle["events"]] == [2, 3, 4, 12]  # oldest first
+    assert all(e.engine == "alpha" for e in bundle["events"])
+    assert [e.seq for e in bundle["errors"]] == [3]
+    assert [(r.seq, r.level) for r in bundle["logs"]] == [(7, "ERROR")]
+    assert [(g["boot_id"], g["first_seq"], g["last_seq"], g["reason"]) for g in bundle["gaps"]] == [
+        (BOOT, 9, 11, "client_dropped")
+    ]
+    assert [(b["boot_id"], b["pid"], b["mode"], b["last_seq"]) for b in bundle["boots"]] == [
+        (BOOT, 11, "live", 12)
+    ]
+    assert bundle["metrics"]["series"] == [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
+    assert bundle["truncated"] is False
+    assert capped["truncated"] is True and [e.seq for e in capped["events"]] == [4, 12]
+
+
+async def run_cli(*args: str) -> tuple[int, str, str]:
+    """`python -m hub ARGS` as a child process: exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(WAIT):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+KEYS = ["format", "engine", "since", "until", "boots", "events", "errors", "logs", "gaps"]
+KEYS += ["metrics", "truncated", "hub", "generated_at"]  # docs/api.md, in this order
+
+
+def essence(bundle: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an export that do not depend on how or when it was made."""
+    return {key: bundle[key] for key in KEYS if key not in ("truncated", "hub", "generated_at")}
+
+
+def shape(value: Any) -> Any:
+    """A JSON value with every leaf replaced by its type: keys (in order) and nesting stay."""
+    if isinstance(value, dict):
+        return [(key, shape(item)) for key, item in value.items()]
+    if isinstance(value, list):
+        return [shape(item) for item in value]
+    return type(value).__name__
+
+
+NAME, OTHER = "export", "other"
+
+
+@dataclass(frozen=True)
+class Window:
+    """The window an incident is exported over, around `now` (whole seconds: no rounding at its
+    edges)."""
+
+    now: float
+
+    @property
+    def since(self) -> float:
+        return self.now - 600
+
+    @property
+    def until(self) -> float:
+        return self.now + 120
+
+    @property
+    def args(self) -> tuple[str, ...]:
+        """The window as `engine-hub export` arguments."""
+        return ("--engine", NAME, "--since", str(self.since), "--until", str(self.until))
+
+
+async def export_every_way(
+    running: RunningHub, backend: Backend, db: str, window: Window
+) -> dict[str, Any]:
+    """NAME's bundle from the API, `engine-hub export --url`, and `--db` where the backend has a
+    file; a 404 from the API becomes its JSON body under "api"."""
+    bundles: dict[str, Any] = {}
+    params = {"engine": NAME, "since": window.since, "until": window.until}
+    response = await running.http.get("/api/telemetry/export", params=params)
+    assert response.status_code in (200, 404), response.text
+    bundles["api"] = response.json()
+    if response.status_code == 404:
+        return bundles
+    url = f"http://127.0.0.1:{running.port}"
+    code, out, err = await run_cli("export", *window.args, "--url", url)
+    assert code == 0, err
+    bundles["url"] = json.loads(out)
+    if backend.file:
+        code, out, err = await run_cli("export", *window.args, "--db", db)
+        assert code == 0, err
+        bundles["db"] = json.loads(out)
+    return bundles
+
+
+async def record_an_incident(running: RunningHub, window: Window) -> None:
+    """NAME reports in and around the window (a gap among it) and goes away; OTHER reports too.
+    Returns once everything of NAME is in the store."""
+    now, since, until = window.now, window.since, window.until
+    engine = await connect_engine(running, NAME, boot_id="b1", started_at=now - 60)
+    await engine.send(
+        {"kind": "event", "type": "cycle", "ts": since - 1, "payload": {"n": "before"}},
+        {"kind": "event", "type": "signal_event", "ts": since, "payload": {"n": "first"}},
+        {"kind": "event", "type": "error", "ts": now - 30, "payload": {"message": "timeout"}},
+        {"kind": "log", "ts": now - 700, "level": "INFO", "message": "too old"},
+        {"kind": "log", "ts": now - 20, "level": "ERROR", "message": "order rejected"},
+        {"kind": "metric", "op": "inc", "name": "orders", "value": 3},
+        batch=True,
+    )
+    engine.seq += 2  # the client dropped two messages: a gap
+    await engine.send(
+        {"kind": "event", "type": "order_event", "ts": now, "payload": {"n": "last"}},
+        {"kind": "event", "type": "cycle", "ts": until + 1, "payload": {"n": "after"}},
+        batch=True,
+    )
+    await engine.wait_acked()
+    await engine.close()
+    async with asyncio.timeout(WAIT):  # the hub notices the closed socket on its next receive
+        while NAME in await connected(running):
+            pass
+    # The closed socket's boot end went to the store with it; metric snapshots go on the hub's
+    # ticks: here, now. OTHER's acked message then proves that what was handed before is durable.
+    running.hub.save_snapshots()
+    intruder = await connect_engine(running, OTHER)
+    await intruder.send(
+        {"kind": "event", "type": "error", "ts": now, "payload": {"message": "not mine"}}
+    )
+    await intruder.wait_acked()
+    await intruder.close()
+
+
+@dataclass
+class Exports:
+    """Per backend, one incident's bundle every way there is, by way: live ("api", "url", "db")
+    and from the same `db` after a restart ("restarted_api", ...)."""
+
+    window: Window
+    bundles: dict[str, dict[str, Any]]
+
+
+@pytest.fixture(scope="module")
+async def exports(tmp_path_factory: pytest.TempPathFactory) -> Exports:
+    """One incident recorded on a hub of each backend and exported every way, live and after a
+    restart on the same `db`."""
+    found = Exports(Window(float(int(time.time()))), {})
+    for backend in BACKENDS:
+        db = backend.db(tmp_path_factory.mktemp(backend.name))
+        async with running_hub(db=db, commit_interval=0.05) as first:
+            await record_an_incident(first, found.window)
+            live = await export_every_way(first, backend, db, found.window)
+        async with running_hub(db=db, commit_interval=0.05) as second:
+            again = await export_every_way(second, backend, db, found.window)
+        found.bundles[backend.name] = live | {f"restarted_{w}": b for w, b in again.items()}
+    return found
+
+
+async def test_export_is_one_bundle_via_the_api_and_the_cli(
+    backend: Backend, exports: Exports
+) -> None:
+    """The API, `engine-hub export --url` and `--db` give the same bundle, with the same keys:
+    one engine, only [since, until). A restarted hub on a persistent store gives it again; on
+    one that is not, it has no such engine (404)."""
+    bundles, now = exports.bundles[backend.name], exports.window.now
+    live = [way for way in ("api", "url", "db") if way in bundles]
+    assert live == (["api", "url", "db"] if backend.file else ["api", "url"])
+    via_api = bundles["api"]
+    for way in live:
+        assert essence(bundles[way]) == essence(via_api), way
+        assert list(bundles[way]) == list(via_api), way
+    if backend.persistent:
+        for way in live:
+            assert essence(bundles[f"restarted_{way}"]) == essence(via_api), way
+    else:
+        assert bundles["restarted_api"]["error"] == "not_found"
+    assert via_api["truncated"] is False
+    assert [(e["type"], e["payload"]) for e in via_api["events"]] == [
+        ("signal_event", {"n": "first"}),
+        ("error", {"message": "timeout"}),
+        ("order_event", {"n": "last"}),
+    ]
+    assert {e["engine"] for e in via_api["events"]} == {NAME}
+    assert [e["payload"] for e in via_api["errors"]] == [{"message": "timeout"}]
+    assert [(line["level"], line["message"]) for line in via_api["logs"]] == [
+        ("ERROR", "order rejected")
+    ]
+    assert [(g["first_seq"], g["last_seq"], g["reason"]) for g in via_api["gaps"]] == [
+        (7, 8, "client_dropped")
+    ]
+    [boot] = via_api["boots"]
+    assert (boot["boot_id"], boot["pid"], boot["mode"], boot["last_seq"]) == (
+        "b1",
+        4242,
+        "paper",
+        10,
+    )
+    assert boot["started"] == pytest.approx(now - 60)
+    assert boot["how"] == "disconnected" and boot["ended"] >= now
+    [orders] = [s for s in via_api["metrics"]["series"] if s["name"] == "orders"]
+    assert orders["lifetime"] == 3
+
+
+async def test_export_bundles_have_one_shape_whatever_the_backend_or_path(
+    exports: Exports,
+) -> None:
+    """Every bundle of the same incident, whichever backend kept it and whichever way it was
+    asked for, has the same keys in the same order, the same record shapes and counts, events
+    and logs oldest first; what was sent (events, errors, logs) is the same in all of them."""
+    bundles = {
+        (backend, way): bundle
+        for backend, ways in exports.bundles.items()
+        for way, bundle in ways.items()
+        if "error" not in bundle
+    }
+    assert {backend for backend, _ in bundles} == {b.name for b in BACKENDS}
+    first = next(iter(bundles.values()))
+    assert list(first) == KEYS
+    for where, bundle in bundles.items():
+        assert shape(bundle) == shape(first), where
+        ids = [e["id"] for e in bundle["events"]]
+        assert ids == sorted(ids) and [e["id"] for e in bundle["errors"]] == [
+            e["id"] for e in bundle["events"] if e["type"] == "error"
+        ]
+        assert [line["id"] for line in bundle["logs"]] == sorted(
+            line["id"] for line in bundle["logs"]
+        )
+        sent = {key: bundle[key] for key in ("events", "errors", "logs")}
+        assert sent == {key: first[key] for key in ("events", "errors", "logs")}, where
+
+
+async def test_exporting_an_unknown_engine_is_an_error_not_an_empty_bundle(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """An engine the store never saw: the API answers 404 with the hub's JSON error naming the
+    engines it has, and `engine-hub export` (--url, and --db where there is a file) exits 1 with
+    that one line and writes no bundle."""
+    db = backend.db(tmp_path)
+    name = unique("known")
+    window = ("--engine", "nobody", "--since", "1h")
+    async with running_hub(db=db, commit_interval=0.05) as running:
+        engine = await connect_engine(running, name)
+        await engine.send(cycle(1))
+        await engine.wait_acked()
+        known = await running.http.get("/api/telemetry/export", params={"engine": name})
+        assert known.status_code == 200 and len(known.json()["events"]) == 1
+        response = await running.http.get("/api/telemetry/export", params={"engine": "nobody"})
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/json"
+        body = response.json()
+        assert list(body) == ["error", "detail"] and body["error"] == "not_found"
+        assert "'nobody'" in body["detail"] and name in body["detail"]
+        url = f"http://127.0.0.1:{running.port}"
+        results = [await run_cli("export", *window, "--url", url)]
+        if backend.file:
+            results.append(await run_cli("export", *window, "--db", db))
+        await engine.close()
+    for code, out, err in results:
+        assert (code, out) == (1, "")
+        assert err == f"engine-hub export: {body['detail']}\n"
+
+
+async def test_export_of_a_connected_engine_with_nothing_stored_yet_is_empty(
+    tmp_path: Path,
+) -> None:
+    """An engine the hub has (connected) but whose hello the store has not committed yet gets an
+    empty bundle, not a 404: it is not unknown, it has no history yet."""
+    db = SQLITE.db(tmp_path)
+    name = unique("early")
+    async with running_hub(db=db, commit_interval=3600) as running:  # nothing commits till close
+        engine = await connect_engine(running, name)
+        response = await running.http.get("/api/telemetry/export", params={"engine": name})
+        await engine.close()
+        store = running.hub.store
+        assert isinstance(store, SQLiteStore)
+        store.settings = store.settings.replace(commit_interval=0.05)  # close() returns promptly
+    assert response.status_code == 200, response.text
+    bundle = response.json()
+    assert (bundle["engine"], bundle["events"], bundle["boots"], bundle["metrics"]) == (
+        name,
+        [],
+        [],
+        None,
+    )
