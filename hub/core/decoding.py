@@ -54,16 +54,23 @@ class Rejected:
     index: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Decoded:
-    """One decoded frame: its messages and rejections in order, and how it was sent."""
+    """One decoded frame: its messages and rejections in order, and how it was sent.
 
-    items: list[EngineMessage | Rejected]
-    batch: bool  # the frame was a JSON array: rejections carry their index in it
-    # The frame's text when every message was decoded from it as it is (not from parts of it)
-    # and none was changed (a time given as ISO-8601 is): what the store may keep verbatim
-    # (hub/stores/chunks.py). None otherwise.
-    text: bytes | None
+    A plain slotted class: one is made per frame, and that costs half a frozen dataclass.
+    """
+
+    __slots__ = ("batch", "items", "text")
+
+    def __init__(
+        self, items: list[EngineMessage | Rejected], batch: bool, text: bytes | None
+    ) -> None:
+        self.items = items
+        self.batch = batch  # the frame was a JSON array: rejections carry their index in it
+        # The frame's text when every message was decoded from it as it is (not from parts of
+        # it) and none was changed (a time given as ISO-8601 is): what the store may keep
+        # verbatim (hub/stores/chunks.py). None otherwise.
+        self.text = text
 
 
 class ProtocolClose(Exception):

@@ -66,6 +66,9 @@ class HubState:
         self._rate_mark = (0, 0.0)
         self.snapshot_due: set[str] = set()  # engines whose metrics or card the store should keep
         self._old_boots: dict[tuple[str, str], int] = {}
+        # One Dirty mark per event type, made once: ingest marks one per run of a type, and a
+        # lone event per frame is a run (bounded like the rings: only types that have one).
+        self._ring_marks: dict[str, Dirty] = {}
 
     def hello(
         self, msg: Hello, conn_id: int, now: float, out: Ingested
@@ -181,8 +184,9 @@ class HubState:
         if out is None:
             out = Ingested(engine.name, engine.boot_id)
         stats, name, boot_id = self.stats, engine.name, engine.boot_id
-        marks, rings, event_ids, events = (
+        marks, ring_marks, rings, event_ids, events = (
             self.dirty.keys,
+            self._ring_marks,
             self.rings.rings,
             self._event_ids,
             out.events,
@@ -231,7 +235,7 @@ class HubState:
                         run_start = len(events)
                     ring_append = ring.items.append
                     last_type = kind
-                    marks.add(Dirty(Topic.EVENTS, kind))
+                    marks.add(ring_marks.get(kind) or self._ring_mark(kind))
                 else:
                     ring_append(record)
                 if kind == "error":
@@ -319,6 +323,10 @@ class HubState:
                 )
             case _:
                 assert_never(item)
+
+    def _ring_mark(self, event_type: str) -> Dirty:
+        mark = self._ring_marks[event_type] = Dirty(Topic.EVENTS, event_type)
+        return mark
 
     def _gap(self, engine: EngineRecord, seq: int, out: Ingested) -> None:
         """Messages between the engine's last seq and `seq` never arrived: record the gap."""

@@ -74,21 +74,32 @@ class MemoryStore:
     def append(self, ingested: Ingested) -> None:
         """Keep what the core changed and report the engine's seq as committed."""
         self._events.extend(ingested.events)
-        self._logs.extend(ingested.logs)
+        if ingested.logs:
+            self._logs.extend(ingested.logs)
+        if ingested.gaps or ingested.boots or ingested.snapshots:  # rare: not on the hot path
+            self._keep_rare(ingested)
+        engine = ingested.engine
+        if engine:
+            boot_id, seq = ingested.boot_id, ingested.seq
+            row = self._boots.get((engine, boot_id)) or self._boot(engine, boot_id)
+            if seq > row["last_seq"]:
+                row["last_seq"] = seq
+            self._on_commit(engine, boot_id, seq)
+
+    def _keep_rare(self, ingested: Ingested) -> None:
+        """Gaps, boot changes (before the commit: a hello's row first) and snapshots."""
         for gap in ingested.gaps[:100]:
             if len(self._gaps) < MAX_GAPS:
                 row = {"boot_id": gap.boot_id, "first_seq": gap.first, "last_seq": gap.last}
                 row |= {"reason": "client_dropped", "at": time.time()}
                 self._gaps.append((gap.engine, row))
-        for change in ingested.boots:  # before the commit below: a hello's boot row first
+        for change in ingested.boots:
             boot = self._boot(change.engine, change.boot_id)
             boot.update(pid=change.pid, mode=change.mode, ended=change.ended, how=change.how)
             if change.started is not None:
                 boot["started"] = change.started
         for snapshot in ingested.snapshots:  # the latest per engine
             self._metrics[snapshot.engine] = (snapshot, time.time())
-        if ingested.engine:
-            self._committed(ingested.engine, ingested.boot_id, ingested.seq)
 
     def _boot(self, engine: str, boot_id: str) -> dict[str, Any]:
         """The boot's row as the export shows it, made (and the oldest dropped) when new."""
@@ -100,11 +111,6 @@ class MemoryStore:
             row |= {"boot_id": boot_id, "last_seq": 0}
             self._boots[(engine, boot_id)] = row
         return row
-
-    def _committed(self, engine: str, boot_id: str, seq: int) -> None:
-        row = self._boot(engine, boot_id)
-        row["last_seq"] = max(row["last_seq"], seq)
-        self._on_commit(engine, boot_id, seq)
 
     async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
         """Newest first, filtered."""
