@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import getpass
+import json
 import logging
 import sys
 from collections.abc import Sequence
@@ -133,6 +135,96 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _toml(value: str) -> str:
+    """A TOML basic string (JSON's escapes are TOML's)."""
+    return json.dumps(value)
+
+
+def _read_password() -> str:
+    """The new password: typed twice at a terminal, else the first line of stdin."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != first:
+            raise ValueError("the two passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\r\n")
+
+
+def _user_add(args: argparse.Namespace) -> int:
+    from hub.core.access import User
+    from hub.web.passwords import hash_password
+
+    try:
+        password = _read_password()
+        user = User(args.name, args.role, hash_password(password))
+    except ValueError as exc:
+        print(f"engine-hub user add: {exc}", file=sys.stderr)
+        return 2
+    print(
+        "# append to the settings file (engine-hub serve --config FILE); no password is stored\n"
+        f"[[users]]\nname = {_toml(user.name)}\nrole = {_toml(user.role)}\n"
+        f"password = {_toml(user.password)}"
+    )
+    return 0
+
+
+def _token_create(args: argparse.Namespace) -> int:
+    import time
+
+    from hub.core.access import (
+        API_TOKEN_PREFIX,
+        ENGINE_TOKEN_PREFIX,
+        ApiToken,
+        EngineToken,
+        Role,
+        digest,
+        new_token,
+    )
+    from hub.core.records import utc
+    from hub.web.params import parse_duration
+
+    if args.engine is None and args.role is None:
+        print(
+            "engine-hub token create: say what the token is for: --role viewer|admin (an API "
+            "token) or --engine GLOB --mode MODE (an engine token)",
+            file=sys.stderr,
+        )
+        return 2
+    if args.engine is not None and args.role is not None:
+        print("engine-hub token create: --role and --engine do not go together", file=sys.stderr)
+        return 2
+    try:
+        if args.engine is not None:
+            token = new_token(ENGINE_TOKEN_PREFIX)
+            modes = tuple(m.strip().lower() for m in (args.mode or "*").split(",") if m.strip())
+            grant = EngineToken(digest(token), (args.engine,), modes, args.name or "")
+            lines = [
+                "[[engine_tokens]]",
+                *([f"name = {_toml(grant.name)}"] if grant.name else []),
+                f"engines = [{', '.join(_toml(g) for g in grant.engines)}]",
+                f"modes = [{', '.join(_toml(m) for m in grant.modes)}]",
+                f"sha256 = {_toml(grant.sha256)}",
+            ]
+        else:
+            token = new_token(API_TOKEN_PREFIX)
+            expires = time.time() + parse_duration(args.ttl) if args.ttl else None
+            entry = ApiToken(digest(token), Role(args.role), args.name or "", expires)
+            lines = [
+                "[[api_tokens]]",
+                *([f"name = {_toml(entry.name)}"] if entry.name else []),
+                f"role = {_toml(entry.role)}",
+                f"sha256 = {_toml(entry.sha256)}",
+                *([f"expires = {utc(round(expires)).isoformat()}"] if expires is not None else []),
+            ]
+    except ValueError as exc:
+        print(f"engine-hub token create: {exc}", file=sys.stderr)
+        return 2
+    print(token)
+    print("# append to the settings file; the token above is shown once and never stored")
+    print("\n".join(lines))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engine-hub",
@@ -196,6 +288,35 @@ def _parser() -> argparse.ArgumentParser:
     )
     export.add_argument("--config", help=argparse.SUPPRESS)
     export.set_defaults(run=_export, host=None, port=None, log_level=None)
+
+    no_server = {"host": None, "port": None, "db": None, "log_level": None, "config": None}
+    user = commands.add_parser("user", help="viewer accounts for the dashboard and API")
+    user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
+    user_add = user_commands.add_parser(
+        "add",
+        help="hash a new user's password and print the [[users]] entry for the settings file",
+        description="Reads the password from stdin (or asks twice at a terminal) and prints a "
+        "TOML entry to append to the settings file. The password itself is never stored.",
+    )
+    user_add.add_argument("name", help="the user's sign-in name")
+    user_add.add_argument("--role", choices=["viewer", "admin"], default="viewer")
+    user_add.set_defaults(run=_user_add, **no_server)
+
+    token = commands.add_parser("token", help="API tokens and engine tokens")
+    token_commands = token.add_subparsers(dest="token_command", required=True, metavar="ACTION")
+    create = token_commands.add_parser(
+        "create",
+        help="make a token: print it once, then its [[api_tokens]] or [[engine_tokens]] entry",
+        description="API token: --role viewer|admin [--ttl 90d]. Engine token: --engine GLOB "
+        "--mode MODE. The token is printed alone on the first line; the settings entry that "
+        "follows holds only its SHA-256 digest.",
+    )
+    create.add_argument("--role", choices=["viewer", "admin"], help="an API token with this role")
+    create.add_argument("--ttl", help="API token lifetime, e.g. 90d (default: no expiry)")
+    create.add_argument("--engine", help="an engine token for these names (a glob, e.g. 'fno*')")
+    create.add_argument("--mode", help="modes it may report, comma-separated (default: any)")
+    create.add_argument("--name", help="a label for the entry (who or what uses it)")
+    create.set_defaults(run=_token_create, **no_server)
     return parser
 
 

@@ -8,9 +8,12 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from hub.core.access import ApiToken, EngineToken, Role, User
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 
@@ -49,7 +52,32 @@ class Settings:
     port: int = 8765
     db: str = "engine-hub.db"
     log_level: str = "info"
-    token: str = ""  # when set, engines must send "Authorization: Bearer <token>"
+    token: str = field(
+        default="", repr=False
+    )  # when set, engines must send "Authorization: Bearer <token>" (any engine)
+
+    # Who may connect (docs/security.md). Tables of their own in the TOML file.
+    users: tuple[User, ...] = field(
+        default=(), repr=False
+    )  # [[users]]: viewers who sign in with a password
+    api_tokens: tuple[ApiToken, ...] = field(
+        default=(), repr=False
+    )  # [[api_tokens]]: bearer tokens for programs
+    engine_tokens: tuple[EngineToken, ...] = field(
+        default=(), repr=False
+    )  # [[engine_tokens]]: per-engine credentials
+    allow_anonymous_viewers: bool = False  # off loopback without viewer auth: refuse, unless this
+    public_url: str = ""  # how browsers reach the hub, e.g. https://hub.example.com
+    allowed_hosts: tuple[str, ...] = ()  # Host headers served (besides loopback and public_url)
+    trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-* / user header count
+    proxy_user_header: str = ""  # e.g. X-Forwarded-User (oauth2-proxy), only from trusted_proxies
+    proxy_admins: tuple[str, ...] = ()  # proxy-signed-in users who get the admin role
+    session_secret: str = field(
+        default="", repr=False
+    )  # signs session cookies and embed links; random per start if empty
+    session_idle: float = 8 * 3600.0  # a session ends after this long without a request
+    session_lifetime: float = 7 * 86400.0  # and this long after sign-in, whatever
+    login_attempts_per_minute: int = 10  # per client address
 
     # History store.
     db_synchronous: str = (
@@ -149,6 +177,57 @@ class Settings:
         return dataclasses.replace(self, **changes)
 
 
+_ENTRY_TABLES = ("users", "api_tokens", "engine_tokens")
+
+
+def _seconds(raw: Any) -> float | None:
+    """A TOML datetime, an ISO-8601 string or Unix seconds, as Unix seconds."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, datetime):
+        return raw.timestamp()
+    if isinstance(raw, str):
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")).timestamp()
+    return float(raw)
+
+
+def _entries(name: str, raw: Any) -> tuple[Any, ...]:
+    """The [[users]], [[api_tokens]] or [[engine_tokens]] tables as typed entries."""
+    if not isinstance(raw, list) or not all(isinstance(item, dict) for item in raw):
+        raise SettingsError(f"{name!r} must be an array of tables ([[{name}]] in TOML)")
+    out: list[Any] = []
+    for item in raw:
+        try:
+            if name == "users":
+                out.append(
+                    User(str(item["name"]), Role(item.get("role", "viewer")), str(item["password"]))
+                )
+            elif name == "api_tokens":
+                out.append(
+                    ApiToken(
+                        str(item["sha256"]),
+                        Role(item.get("role", "viewer")),
+                        str(item.get("name", "")),
+                        _seconds(item.get("expires")),
+                    )
+                )
+            else:
+                engines, modes = item.get("engines", "*"), item.get("modes", "*")
+                out.append(
+                    EngineToken(
+                        str(item["sha256"]),
+                        tuple([engines] if isinstance(engines, str) else engines),
+                        tuple(m.lower() for m in ([modes] if isinstance(modes, str) else modes)),
+                        str(item.get("name", "")),
+                    )
+                )
+        except KeyError as exc:
+            raise SettingsError(f"[[{name}]] entry is missing {exc.args[0]!r}: {item!r}") from None
+        except ValueError as exc:
+            raise SettingsError(f"[[{name}]]: {exc}") from None
+    return tuple(out)
+
+
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     """Turn a TOML or environment value into the type of the setting's default."""
     try:
@@ -196,7 +275,11 @@ def load_settings(
             raise SettingsError(f"config file {str(path)!r} does not exist") from None
         except tomllib.TOMLDecodeError as exc:
             raise SettingsError(f"config file {str(path)!r} is not valid TOML: {exc}") from None
-        table = table.get("hub", table)
+        root, table = table, table.get("hub", table)
+        for key in _ENTRY_TABLES:  # top-level arrays of tables, appended as-is by the CLI
+            raw_entries = [*(root.pop(key, None) or ()), *(table.pop(key, None) or ())]
+            if raw_entries:
+                values[key] = _entries(key, raw_entries)
         for key, raw in table.items():
             if key not in known:
                 raise SettingsError(f"unknown setting {key!r} in {str(path)!r}")
@@ -204,7 +287,7 @@ def load_settings(
 
     for key, default in known.items():
         env_name = f"{ENV_PREFIX}{key.upper()}"
-        if env_name in environ:
+        if env_name in environ and key not in _ENTRY_TABLES:  # credentials: TOML only
             values[key] = _coerce(key, environ[env_name], default)
 
     for key, raw in (overrides or {}).items():
@@ -212,7 +295,7 @@ def load_settings(
             continue
         if key not in known:
             raise SettingsError(f"unknown setting {key!r}")
-        values[key] = _coerce(key, raw, known[key])
+        values[key] = tuple(raw) if key in _ENTRY_TABLES else _coerce(key, raw, known[key])
     return Settings(**values)
 
 

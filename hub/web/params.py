@@ -15,6 +15,7 @@ __all__ = [
     "event_type_param",
     "int_param",
     "level_param",
+    "parse_duration",
     "parse_when",
     "time_param",
 ]
@@ -26,6 +27,14 @@ _LEVEL = re.compile(r"^[A-Za-z]{1,16}$")
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds from "90d", "12h", "15m" or "30s"; raises ValueError with a readable message."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ValueError(f"{text[:40]!r} is not a duration: use e.g. 30s, 15m, 12h or 90d")
+    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 def parse_when(text: str, now: float) -> float:
