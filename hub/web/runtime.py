@@ -8,6 +8,7 @@ import logging
 import time
 from typing import Protocol
 
+from hub.core.access import Credentials
 from hub.core.decoding import FrameDecoder
 from hub.core.messages import CloseCode
 from hub.core.state import HubState
@@ -20,7 +21,7 @@ from hub.settings import Settings
 from hub.stores import HistoryStore, open_store
 from hub.stores.restore import restore
 
-__all__ = ["Hub", "Session"]
+__all__ = ["Hub", "Session", "credentials_of"]
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +42,11 @@ class Session(Protocol):
         """Close the socket with `code` and a readable `reason`."""
 
 
+def credentials_of(settings: Settings) -> Credentials:
+    """The credentials `settings` name, indexed for lookup."""
+    return Credentials(settings.users, settings.api_tokens, settings.engine_tokens, settings.token)
+
+
 class Hub:
     """Everything the lifespan builds; handlers reach it through `request.app.state.hub`."""
 
@@ -57,6 +63,7 @@ class Hub:
         self.fanout = DashboardFanout(
             settings.dashboard_queue_bytes, settings.max_dashboards, self.state.stats.drops
         )
+        self.credentials = credentials_of(settings)
         self.sessions: dict[int, Session] = {}
         self.by_engine: dict[str, Session] = {}
         self.started_at = time.time()
@@ -64,6 +71,17 @@ class Hub:
         self._conn_ids = itertools.count(1)
         self._tables_due = 0.0
         self._tasks: list[asyncio.Task[None]] = []
+
+    def reload_credentials(self, settings: Settings) -> None:
+        """Take users and tokens from freshly loaded settings (SIGHUP, the admin API): a token
+        removed from the file is refused from the next request or connection on."""
+        self.credentials = credentials_of(settings)
+        log.info(
+            "credentials reloaded: %d users, %d API tokens, %d engine tokens",
+            len(settings.users),
+            len(settings.api_tokens),
+            len(settings.engine_tokens),
+        )
 
     def next_conn_id(self) -> int:
         """A fresh connection id."""
