@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -9,9 +10,11 @@ import httpx
 import pytest
 from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 
+from hub.core.access import ApiToken, Role, User, digest, new_token
 from hub.settings import Settings
+from hub.stores import HistoryQuery
 from hub.web.app import create_app
-from tests.conftest import RunningHub, connect_engine, running_hub, unique
+from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, unique
 
 ROUTES = create_app(Settings(db=":memory:")).routes
 
@@ -281,3 +284,41 @@ async def test_metrics_session_and_lifetime(hub: RunningHub) -> None:
     assert set(hist["lifetime"]) == {"count", "sum", "min", "max", "p50", "p95", "p99"}
     assert hist["lifetime"]["max"] == 1.5
     await engine.close()
+
+
+async def test_audit_trail_is_served_newest_first_and_filtered_by_engine() -> None:
+    """/api/admin/audit lists what Hub.audit recorded, newest first, one engine's on request."""
+    async with running_hub() as running:
+        running.hub.audit("alice", "sign_in", "from 127.0.0.1")
+        running.hub.audit("bob", "engine_forgotten", "retired", engine="fno")
+        async with asyncio.timeout(WAIT):
+            while (body := await running.get("/api/admin/audit"))["count"] < 2:
+                pass
+        assert [(a["actor"], a["action"], a["engine"]) for a in body["audit"]] == [
+            ("bob", "engine_forgotten", "fno"),
+            ("alice", "sign_in", None),
+        ]
+        fno = await running.get("/api/admin/audit", engine="fno")
+        assert [a["actor"] for a in fno["audit"]] == ["bob"]
+
+
+async def test_reloaded_credentials_reach_the_audit_trail_by_name_only(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A reload that adds and removes users and tokens records each by name; no token, full
+    digest or password hash reaches the trail or the log."""
+    token = new_token("ehv_")
+    entry = ApiToken(digest(token), Role.VIEWER, "grafana")
+    user = User("carol", Role.ADMIN, "$argon2id$v=19$m=65536,t=3,p=4$c2FsdA$aGFzaA")
+    async with running_hub() as running:
+        hub, settings = running.hub, running.hub.settings
+        hub.reload_credentials(settings.replace(api_tokens=(entry,), users=(user,)), "ops")
+        hub.reload_credentials(settings.replace(users=(user,)), "ops")
+        trail = await hub.store.history("audit", HistoryQuery(10))
+    assert [(a.actor, a.action, a.detail) for a in trail] == [
+        ("ops", "credential_removed", "api token grafana"),
+        ("ops", "credential_added", "api token grafana"),
+        ("ops", "credential_added", "user carol"),
+    ]
+    text = repr(trail) + caplog.text
+    assert token not in text and entry.sha256 not in text and "argon2" not in text

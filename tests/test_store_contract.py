@@ -21,7 +21,7 @@ import pytest
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Gap, Ingested
 from hub.core.logs import level_number
-from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
 from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
 from hub.stores.sqlite import SQLiteStore
@@ -68,6 +68,7 @@ def hand(
     logs: Sequence[LogRecord] = (),
     gaps: Sequence[Gap] = (),
     notes: Sequence[BootChange | MetricsSnapshot] = (),
+    audit: Sequence[AuditRecord] = (),
 ) -> None:
     """Hand `store` boot changes or metric snapshots and one frame of `engine` (its records and
     gaps; the engine's hwm moves to the frame's last seq), in one `Ingested` as the core does.
@@ -78,6 +79,7 @@ def hand(
     ingested.events, ingested.logs, ingested.gaps = list(events), list(logs), list(gaps)
     ingested.boots = [c for c in notes if isinstance(c, BootChange)]
     ingested.snapshots = [c for c in notes if isinstance(c, MetricsSnapshot)]
+    ingested.audit = list(audit)
     store.append(ingested)
 
 
@@ -382,6 +384,39 @@ async def test_a_reopened_store_gives_back_its_history_if_persistent(
     assert (restored.next_event_id, restored.next_log_id) == (4, 2)
 
 
+async def test_the_audit_trail_is_kept_filtered_exported_and_restored(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Audit entries read back newest first, by engine and window; an engine's export holds the
+    hub-wide entries and its own in the window, oldest first; a persistent store keeps them."""
+    db = backend.db(tmp_path)
+    now = float(int(time.time()))
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    trail = [
+        AuditRecord(now - 7200, "alice", "sign_in"),  # before the window
+        AuditRecord(now - 30, "alice", "sign_in", "from 127.0.0.1"),
+        AuditRecord(now - 20, "bob", "engine_forgotten", "retired", engine="alpha"),
+        AuditRecord(now - 10, "bob", "silence_added", "1h", engine="beta"),
+    ]
+    async with opened(db) as first:
+        hand(first.store, alpha, [event(1, 1, now - 5)], audit=trail)
+        await first.commits.wait(alpha)
+        newest = await first.store.history("audit", HistoryQuery(100))
+        about_alpha = await first.store.history("audit", HistoryQuery(100, engine="alpha"))
+        recent = await first.store.history("audit", HistoryQuery(2, since=now - 3600))
+        bundle = await first.store.export("alpha", now - 3600, now + 60)
+    assert newest == trail[::-1]
+    assert about_alpha == [trail[2]]
+    assert recent == [trail[3], trail[2]]
+    assert [(a["actor"], a["action"], a["engine"]) for a in as_json(bundle["audit"])] == [
+        ("alice", "sign_in", None),
+        ("bob", "engine_forgotten", "alpha"),
+    ]
+    async with opened(db) as second:
+        again = await second.store.history("audit", HistoryQuery(100))
+    assert again == (trail[::-1] if backend.persistent else [])
+
+
 async def snapshot(running: RunningHub, names: list[str]) -> dict[str, Any]:
     """What a user sees of `names`: events, engine cards, log tails and metrics."""
     events = (await running.get("/api/telemetry/events", limit=1000))["events"]
@@ -581,7 +616,7 @@ async def run_cli(*args: str) -> tuple[int, str, str]:
 
 
 KEYS = ["format", "engine", "since", "until", "boots", "events", "errors", "logs", "gaps"]
-KEYS += ["metrics", "truncated", "hub", "generated_at"]  # docs/api.md, in this order
+KEYS += ["metrics", "audit", "truncated", "hub", "generated_at"]  # docs/api.md, in this order
 
 
 def essence(bundle: dict[str, Any]) -> dict[str, Any]:

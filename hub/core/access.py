@@ -15,6 +15,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = [
     "ANY_ENGINE",
@@ -139,6 +140,23 @@ class Credentials:
         self._api = {token.sha256: token for token in api_tokens}
         self._engine = {token.sha256: token for token in engine_tokens}
         self._shared = shared_engine_token
+
+    def changes_to(self, newer: Credentials) -> dict[str, list[str]]:
+        """Names of users and tokens added or removed in `newer`, by audit action."""
+
+        def named(entries: dict[str, Any], label: str) -> dict[str, str]:
+            return {
+                key: f"{label} {getattr(e, 'name', '') or key[:12]}" for key, e in entries.items()
+            }
+
+        pairs = [
+            (named(self.users, "user"), named(newer.users, "user")),
+            (named(self._api, "api token"), named(newer._api, "api token")),
+            (named(self._engine, "engine token"), named(newer._engine, "engine token")),
+        ]
+        added = [name for old, new in pairs for key, name in new.items() if key not in old]
+        removed = [name for old, new in pairs for key, name in old.items() if key not in new]
+        return {"credential_added": added, "credential_removed": removed}
 
     @property
     def engines_need_a_token(self) -> bool:

@@ -1,7 +1,8 @@
 """What the core changed that history must keep: the one thing the stores take from the core.
 
 One `Ingested` comes from each engine frame (`EngineConnection.receive_text`), from a socket that
-closed (`EngineConnection.closed`) and from the runtime's snapshot tick (`HubState.snapshots`).
+closed (`EngineConnection.closed`), from the runtime's snapshot tick (`HubState.snapshots`) and
+from the audit trail (`Hub.audit`).
 The I/O shell replies with its rejections, publishes its events and hands it, whole, to
 `HistoryStore.append`. It names its engine and boot by plain keys, never by the live (mutable)
 `EngineRecord`.
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hub.core.decoding import Rejected
-from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
 
 __all__ = ["Gap", "Ingested"]
 
@@ -35,6 +36,7 @@ class Ingested:
     """
 
     __slots__ = (
+        "audit",
         "boot_id",
         "boots",
         "engine",
@@ -64,3 +66,4 @@ class Ingested:
         self.gaps: list[Gap] = []
         self.boots: list[BootChange] = []  # boots that started or ended (hello, bye, replaced)
         self.snapshots: list[MetricsSnapshot] = []
+        self.audit: list[AuditRecord] = []  # who did what (the shell adds these, not ingest)

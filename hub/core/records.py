@@ -98,3 +98,26 @@ class MetricsSnapshot(msgspec.Struct, frozen=True, gc=False):
     boot_id: str
     series: list[dict[str, Any]]
     card: dict[str, Any] = {}
+
+
+class AuditRecord(msgspec.Struct, frozen=True, gc=False):
+    """Who did what to the hub, and when: sign-ins, failures, tokens, forgets, silences.
+
+    `detail` never holds a secret: callers pass names, never passwords or tokens.
+    """
+
+    ts: float
+    actor: str  # a user or token name, "proxy:NAME", an address for failures, or "hub"
+    action: str  # e.g. "sign_in", "sign_in_failed", "credentials_reloaded", "engine_forgotten"
+    detail: str = ""
+    engine: str = ""  # the engine it concerns, "" for the hub as a whole
+
+    def view(self) -> dict[str, Any]:
+        """As the API and exports show it."""
+        return {
+            "timestamp": utc(self.ts),
+            "actor": self.actor,
+            "action": self.action,
+            "detail": self.detail,
+            "engine": self.engine or None,
+        }

@@ -7,10 +7,11 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 from hub.core.ingested import Ingested
-from hub.core.records import EventRecord, LogRecord, utc
+from hub.core.records import AuditRecord, EventRecord, LogRecord, utc
 
 __all__ = [
     "CommitCallback",
+    "HistoryKind",
     "HistoryQuery",
     "HistoryStore",
     "Restored",
@@ -66,6 +67,9 @@ class Restored:
     next_log_id: int = 1
 
 
+HistoryKind = Literal["events", "logs", "audit"]
+
+
 class HistoryStore(Protocol):
     """Keeps history beyond the in-memory rings; `open_store(db)` picks the backend."""
 
@@ -79,8 +83,9 @@ class HistoryStore(Protocol):
     def append(self, ingested: Ingested) -> None:
         """Queue what the core changed (one frame, a closed socket, snapshots); never blocks."""
 
-    async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
-        """Stored events (EventRecord) or log lines (LogRecord) matching `query`, newest first."""
+    async def history(self, kind: HistoryKind, query: HistoryQuery) -> list[Any]:
+        """Stored events (EventRecord), log lines (LogRecord) or audit entries (AuditRecord)
+        matching `query`, newest first (audit: `engine`, `since`, `until` and `limit` apply)."""
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """One engine's events, logs, errors, gaps, metrics and boots over a window (docs/api.md).
@@ -102,6 +107,7 @@ def make_bundle(
     gaps: list[dict[str, Any]],
     metrics: dict[str, Any] | None,
     truncated: bool,
+    audit: list[AuditRecord] | None = None,
 ) -> dict[str, Any]:
     """The incident bundle (docs/api.md): events and logs oldest first, boots by start, errors picked out."""
     return {
@@ -115,5 +121,6 @@ def make_bundle(
         "logs": logs,
         "gaps": gaps,
         "metrics": metrics,
+        "audit": [a.view() for a in audit or ()],  # the hub's own and this engine's, oldest first
         "truncated": truncated,
     }

@@ -4,17 +4,35 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from typing import Any, Literal
+from typing import Any
 
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
-from hub.core.records import EventRecord, LogRecord, MetricsSnapshot, utc
-from hub.stores.base import CommitCallback, HistoryQuery, Restored, UnknownEngine, make_bundle
+from hub.core.records import AuditRecord, EventRecord, LogRecord, MetricsSnapshot, utc
+from hub.stores.base import (
+    CommitCallback,
+    HistoryKind,
+    HistoryQuery,
+    Restored,
+    UnknownEngine,
+    make_bundle,
+)
 
 __all__ = ["MemoryStore"]
 
 MAX_BOOTS = 10_000  # the newest are kept
 MAX_GAPS = 10_000
+MAX_AUDIT = 10_000  # the newest are kept
+
+
+def _audit_matches(record: AuditRecord, query: HistoryQuery, hub_wide: bool = False) -> bool:
+    """An audit entry in `query`'s window, about its engine (or about the hub, if `hub_wide`)."""
+    engine = query.engine
+    return (
+        (engine is None or record.engine == engine or (hub_wide and not record.engine))
+        and (query.since is None or record.ts >= query.since)
+        and (query.until is None or record.ts < query.until)
+    )
 
 
 def _ignore(engine: str, boot_id: str, seq: int) -> None:
@@ -63,6 +81,7 @@ class MemoryStore:
         self._boots: dict[tuple[str, str], dict[str, Any]] = {}
         self._gaps: list[tuple[str, dict[str, Any]]] = []  # (engine, gap as exported)
         self._metrics: dict[str, tuple[MetricsSnapshot, float]] = {}  # and when it was noted
+        self._audit: deque[AuditRecord] = deque(maxlen=MAX_AUDIT)
         self._export_limit = export_limit
         self._on_commit: CommitCallback = _ignore
 
@@ -76,7 +95,7 @@ class MemoryStore:
         self._events.extend(ingested.events)
         if ingested.logs:
             self._logs.extend(ingested.logs)
-        if ingested.gaps or ingested.boots or ingested.snapshots:  # rare: not on the hot path
+        if ingested.gaps or ingested.boots or ingested.snapshots or ingested.audit:  # rare
             self._keep_rare(ingested)
         engine = ingested.engine
         if engine:
@@ -100,6 +119,7 @@ class MemoryStore:
                 boot["started"] = change.started
         for snapshot in ingested.snapshots:  # the latest per engine
             self._metrics[snapshot.engine] = (snapshot, time.time())
+        self._audit.extend(ingested.audit)
 
     def _boot(self, engine: str, boot_id: str) -> dict[str, Any]:
         """The boot's row as the export shows it, made (and the oldest dropped) when new."""
@@ -112,8 +132,11 @@ class MemoryStore:
             self._boots[(engine, boot_id)] = row
         return row
 
-    async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
+    async def history(self, kind: HistoryKind, query: HistoryQuery) -> list[Any]:
         """Newest first, filtered."""
+        if kind == "audit":
+            found = (a for a in reversed(self._audit) if _audit_matches(a, query))
+            return [a for _, a in zip(range(query.limit), found, strict=False)]
         records: deque[Any] = self._events if kind == "events" else self._logs
         out: list[Any] = []
         for record in reversed(records):
@@ -144,7 +167,10 @@ class MemoryStore:
         snapshot, noted = self._metrics.get(engine, (None, 0.0))
         metrics = None if snapshot is None else {"series": snapshot.series, "updated": utc(noted)}
         truncated = len(events) >= limit
-        return make_bundle(engine, since, until, boots, events, logs, gaps, metrics, truncated)
+        audit = [a for a in self._audit if _audit_matches(a, window, hub_wide=True)]
+        return make_bundle(
+            engine, since, until, boots, events, logs, gaps, metrics, truncated, audit[-limit:]
+        )
 
     async def close(self) -> None:
         """Nothing to flush."""

@@ -10,7 +10,7 @@ from typing import Any
 
 import msgspec
 
-from hub.core.records import EventRecord, LogRecord, utc
+from hub.core.records import AuditRecord, EventRecord, LogRecord, utc
 from hub.stores.base import HistoryQuery, StoreError, UnknownEngine, make_bundle
 from hub.stores.chunks import (
     CHUNK_COLUMNS,
@@ -25,12 +25,15 @@ __all__ = [
     "APPLICATION_ID",
     "connect",
     "export_bundle",
+    "read_audit",
     "read_events",
     "read_logs",
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-SCHEMA_VERSION = 4  # 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks; 1: row per event
+SCHEMA_VERSION = (
+    5  # 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks; 1: row per event
+)
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
 _id = attrgetter("id")
@@ -71,6 +74,10 @@ CREATE INDEX IF NOT EXISTS gaps_engine ON gaps (engine, at);
 CREATE TABLE IF NOT EXISTS metrics (
     engine TEXT PRIMARY KEY, boot_id TEXT NOT NULL, series BLOB NOT NULL, card BLOB,
     updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY, ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    detail TEXT NOT NULL, engine TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload) AS
@@ -153,6 +160,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
     chunk_columns = {row[1] for row in conn.execute("PRAGMA table_info(event_chunks)")}
     kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name = 'events'"))
     if "card" in columns and "size" in chunk_columns and kinds.get("events") != "table":
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # 4 -> 5: a new table only
         return
     conn.execute("BEGIN IMMEDIATE")
     if "card" not in columns:
@@ -240,6 +248,22 @@ def read_logs(conn: sqlite3.Connection, query: HistoryQuery) -> list[LogRecord]:
     return [_log(row) for row in conn.execute(sql, (*args, query.limit))]
 
 
+def read_audit(
+    conn: sqlite3.Connection, query: HistoryQuery, hub_wide: bool = False
+) -> list[AuditRecord]:
+    """Audit entries in `query`'s window, newest first: about its engine (and the hub as a whole,
+    if `hub_wide`), or all of them when it names none."""
+    where, args = _where(("ts >= ?", query.since), ("ts < ?", query.until))
+    if query.engine is not None:
+        where += " AND (engine = ? OR engine = '')" if hub_wide else " AND engine = ?"
+        args.append(query.engine)
+    sql = (
+        f"SELECT ts, actor, action, detail, engine FROM audit WHERE {where} "
+        "ORDER BY id DESC LIMIT ?"
+    )
+    return [AuditRecord(*row) for row in conn.execute(sql, (*args, query.limit))]
+
+
 def _holds(conn: sqlite3.Connection, engine: str) -> bool:
     """Whether anything of `engine` is stored (every table here is indexed by engine first)."""
     [(found,)] = conn.execute(
@@ -300,4 +324,5 @@ def export_bundle(
         gaps,
         {"series": _decode(metrics[0]), "updated": utc(metrics[1])} if metrics else None,
         len(events) >= limit,
+        list(reversed(read_audit(conn, window, hub_wide=True))),
     )

@@ -22,18 +22,18 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
-from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.settings import Settings
-from hub.stores.base import CommitCallback, HistoryQuery, Restored
+from hub.stores.base import CommitCallback, HistoryKind, HistoryQuery, Restored
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
 from hub.stores.retention import retain
-from hub.stores.schema import connect, export_bundle, read_events, read_logs
+from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
 
 __all__ = ["SQLiteStore"]
 
@@ -55,6 +55,7 @@ class _Batch:
     commits: dict[tuple[str, str], int] = field(default_factory=dict)
     boots: list[BootChange] = field(default_factory=list)
     metrics: dict[str, MetricsSnapshot] = field(default_factory=dict)
+    audit: list[AuditRecord] = field(default_factory=list)
 
     @property
     def size(self) -> int:
@@ -64,7 +65,13 @@ class _Batch:
     def empty(self) -> bool:
         """Nothing at all to write."""
         return not (
-            self.frames or self.logs or self.gaps or self.commits or self.boots or self.metrics
+            self.frames
+            or self.logs
+            or self.gaps
+            or self.commits
+            or self.boots
+            or self.metrics
+            or self.audit
         )
 
     def prepend(self, older: _Batch) -> None:
@@ -74,6 +81,7 @@ class _Batch:
         self.logs[:0] = older.logs
         self.gaps[:0] = older.gaps
         self.boots[:0] = older.boots
+        self.audit[:0] = older.audit
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
         self.metrics = {**older.metrics, **self.metrics}
@@ -150,6 +158,7 @@ class SQLiteStore:
                     (gap.engine, gap.boot_id, gap.first, gap.last, "client_dropped", now)
                 )
             batch.boots.extend(ingested.boots)
+            batch.audit.extend(ingested.audit)
             for snapshot in ingested.snapshots:  # the latest snapshot per engine wins
                 batch.metrics[snapshot.engine] = snapshot
             if engine:
@@ -291,6 +300,10 @@ class SQLiteStore:
                     for m in batch.metrics.values()
                 ],
             )
+            conn.executemany(
+                "INSERT INTO audit (ts, actor, action, detail, engine) VALUES (?, ?, ?, ?, ?)",
+                [(a.ts, a.actor, a.action, a.detail, a.engine) for a in batch.audit],
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
@@ -359,11 +372,10 @@ class SQLiteStore:
         with self._read_lock:
             return fn(self._reader, *args)
 
-    async def history(self, kind: Literal["events", "logs"], query: HistoryQuery) -> list[Any]:
-        """Stored events or log lines, newest first (read off the event loop)."""
-        return await asyncio.to_thread(
-            self._read, read_events if kind == "events" else read_logs, query
-        )
+    async def history(self, kind: HistoryKind, query: HistoryQuery) -> list[Any]:
+        """Stored events, log lines or audit entries, newest first (read off the event loop)."""
+        reader = {"events": read_events, "logs": read_logs, "audit": read_audit}[kind]
+        return await asyncio.to_thread(self._read, reader, query)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle for one engine over a window."""

@@ -1,4 +1,4 @@
-"""JSON REST API under `/api/telemetry` plus `/healthz`."""
+"""JSON REST API under `/api/telemetry` (and `/api/admin` for admins) plus `/healthz`."""
 
 from __future__ import annotations
 
@@ -93,6 +93,20 @@ async def events(request: Request) -> Response:
             "next_before": next_before,
             "events": [r.view() for r in records],
         }
+    )
+
+
+async def audit(request: Request) -> Response:
+    """The audit trail newest first (admins): `engine`, `since`, `until`, `limit` (capped)."""
+    hub, now = _hub(request), time.time()
+    limit = int_param(request, "limit", 100, 1, hub.settings.api_max_limit)
+    engine = engine_param(request)
+    since, until = time_param(request, "since", now), time_param(request, "until", now)
+    entries = await hub.store.history(
+        "audit", HistoryQuery(limit, engine, since=since, until=until)
+    )
+    return json_response(
+        {"asof": utc(now), "count": len(entries), "audit": [a.view() for a in entries]}
     )
 
 
@@ -230,5 +244,6 @@ routes = [
     Route("/api/telemetry/engine_logs", engine_logs),
     Route("/api/telemetry/metrics", metrics),
     Route("/api/telemetry/export", export),
+    Route("/api/admin/audit", audit),
     Route("/healthz", healthz),
 ]

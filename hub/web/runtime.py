@@ -10,7 +10,9 @@ from typing import Protocol
 
 from hub.core.access import Credentials
 from hub.core.decoding import FrameDecoder
+from hub.core.ingested import Ingested
 from hub.core.messages import CloseCode
+from hub.core.records import AuditRecord
 from hub.core.state import HubState
 from hub.core.stats import Topic
 from hub.live.dashboard_fanout import DashboardFanout
@@ -72,16 +74,30 @@ class Hub:
         self._tables_due = 0.0
         self._tasks: list[asyncio.Task[None]] = []
 
-    def reload_credentials(self, settings: Settings) -> None:
+    def reload_credentials(self, settings: Settings, actor: str = "hub") -> None:
         """Take users and tokens from freshly loaded settings (SIGHUP, the admin API): a token
-        removed from the file is refused from the next request or connection on."""
-        self.credentials = credentials_of(settings)
+        removed from the file is refused from the next request or connection on. What was
+        added or removed goes to the audit trail, by name (never a secret)."""
+        old, self.credentials = self.credentials, credentials_of(settings)
+        for action, names in old.changes_to(self.credentials).items():
+            for name in names:
+                self.audit(actor, action, name)
         log.info(
             "credentials reloaded: %d users, %d API tokens, %d engine tokens",
             len(settings.users),
             len(settings.api_tokens),
             len(settings.engine_tokens),
         )
+
+    def audit(self, actor: str, action: str, detail: str = "", engine: str = "") -> None:
+        """Record who did what (sign-ins, failures, tokens, forgets, silences) in history.
+
+        Callers pass names and reasons, never passwords or tokens.
+        """
+        log.info("audit: %s %s %s", actor, action, ascii(detail) if detail else "")
+        changes = Ingested()
+        changes.audit.append(AuditRecord(time.time(), actor, action, detail, engine))
+        self.store.append(changes)
 
     def next_conn_id(self) -> int:
         """A fresh connection id."""
