@@ -322,3 +322,14 @@ async def test_reloaded_credentials_reach_the_audit_trail_by_name_only(
     ]
     text = repr(trail) + caplog.text
     assert token not in text and entry.sha256 not in text and "argon2" not in text
+
+
+async def test_audit_page_lists_the_trail_as_escaped_text() -> None:
+    """/admin/audit shows each entry; a hostile detail is text, not markup, under the strict CSP."""
+    async with running_hub() as running:
+        running.hub.audit("alice", "sign_in_failed", '<script>alert("x")</script>')
+        response = await running.http.get("/admin/audit")
+    assert response.status_code == 200
+    assert "default-src 'self'" in response.headers["content-security-policy"]
+    assert "sign_in_failed" in response.text and "<script>alert" not in response.text
+    assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in response.text

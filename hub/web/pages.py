@@ -12,6 +12,7 @@ from starlette.staticfiles import StaticFiles
 
 from hub.live.resources import static_dir
 from hub.live.views import OVERVIEW, FragmentKey, Part
+from hub.stores import HistoryQuery
 from hub.web.api import error_response
 from hub.web.runtime import Hub
 
@@ -72,6 +73,13 @@ async def overview(request: Request) -> Response:
         logs=views.context(FragmentKey(Part.LOGS), now)["lines"],
     )
     return _page(request, "overview.html", context)
+
+
+async def audit_page(request: Request) -> Response:
+    """`/admin/audit`: the audit trail, newest first (admins)."""
+    hub, limit = _hub(request), 200
+    entries = await hub.store.history("audit", HistoryQuery(limit))
+    return _page(request, "audit.html", {"entries": entries, "limit": limit})
 
 
 async def engine_page(request: Request) -> Response:
@@ -158,6 +166,7 @@ async def card_fragment(request: Request) -> Response:
 
 
 routes = [
+    Route("/admin/audit", audit_page),
     Route("/", overview),
     Route("/engines/id/{index:int}", engine_by_index),
     Route("/engines/{name}", engine_page, name="engine_page"),
