@@ -225,6 +225,38 @@ def _token_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _token_embed(args: argparse.Namespace) -> int:
+    import re
+    import time
+
+    from hub.core.messages import ENGINE_NAME_PATTERN
+    from hub.web.embeds import EMBED_PARAM, EmbedLinks
+    from hub.web.params import parse_duration
+
+    settings = _settings(args)
+    try:
+        if not re.match(ENGINE_NAME_PATTERN, args.engine):
+            raise ValueError(f"{args.engine!r} is not an engine name ({ENGINE_NAME_PATTERN})")
+        links = EmbedLinks(settings.session_secret)
+        token, grant = links.make(args.engine, time.time() + parse_duration(args.ttl))
+    except ValueError as exc:
+        print(f"engine-hub token embed: {exc}", file=sys.stderr)
+        return 2
+    base = settings.public_url.rstrip("/")
+    print(f"{base}/embed/engines/{grant.engine}?{EMBED_PARAM}={token}")
+    print(
+        f"# shows the card of engine {grant.engine} only, until {_utc_text(grant.expires)}; to revoke"
+        f" it, add {_toml(grant.link_id)} to revoked_embeds and reload (kill -HUP the hub)"
+    )
+    return 0
+
+
+def _utc_text(ts: float) -> str:
+    from hub.core.records import utc
+
+    return utc(ts).isoformat(timespec="seconds")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="engine-hub",
@@ -317,6 +349,16 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--mode", help="modes it may report, comma-separated (default: any)")
     create.add_argument("--name", help="a label for the entry (who or what uses it)")
     create.set_defaults(run=_token_create, **no_server)
+    embed = token_commands.add_parser(
+        "embed",
+        help="make a signed, expiring, read-only link to one engine's card",
+        description="Prints the link (under public_url when set) on the first line. It is "
+        "signed with the settings' session_secret, which must be set (--config).",
+    )
+    embed.add_argument("--engine", required=True, help="the engine whose card the link shows")
+    embed.add_argument("--ttl", default="30d", help="how long the link works (default 30d)")
+    embed.add_argument("--config", help="TOML settings file (for session_secret and public_url)")
+    embed.set_defaults(run=_token_embed, **no_server)
     return parser
 
 

@@ -72,6 +72,7 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()  # addresses whose X-Forwarded-* / user header count
     proxy_user_header: str = ""  # e.g. X-Forwarded-User (oauth2-proxy), only from trusted_proxies
     proxy_admins: tuple[str, ...] = ()  # proxy-signed-in users who get the admin role
+    revoked_embeds: tuple[str, ...] = ()  # embed link ids that no longer work
     session_secret: str = field(
         default="", repr=False
     )  # signs session cookies and embed links; random per start if empty
@@ -155,6 +156,10 @@ class Settings:
             raise SettingsError(f"setting 'port' must be 0..65535 (got {self.port})")
         if self.max_message_bytes > self.max_frame_bytes:
             raise SettingsError("'max_message_bytes' must not exceed 'max_frame_bytes'")
+        if self.session_secret and len(self.session_secret) < 16:
+            raise SettingsError(
+                "'session_secret' is too short to sign anything: use 32 random characters or more"
+            )
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")
         # A partial map (e.g. only "cycle") overrides those types and keeps the other defaults.

@@ -84,7 +84,7 @@ def test_settings_never_show_secrets_in_their_repr() -> None:
     """Tokens, hashes and the session secret stay out of repr (and so out of logs)."""
     settings = Settings(
         token="shared-secret",
-        session_secret="signing-secret",
+        session_secret="signing-secret-of-some-length",
         users=(User("alice", Role.ADMIN, "$argon2id$hash"),),
     )
     text = repr(settings)

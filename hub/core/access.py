@@ -135,11 +135,13 @@ class Credentials:
         api_tokens: Iterable[ApiToken] = (),
         engine_tokens: Iterable[EngineToken] = (),
         shared_engine_token: str = "",
+        revoked_embeds: Iterable[str] = (),
     ) -> None:
         self.users = {user.name: user for user in users}
         self._api = {token.sha256: token for token in api_tokens}
         self._engine = {token.sha256: token for token in engine_tokens}
         self._shared = shared_engine_token
+        self.revoked_embeds = frozenset(revoked_embeds)
 
     def changes_to(self, newer: Credentials) -> dict[str, list[str]]:
         """Names of users and tokens added or removed in `newer`, by audit action."""
@@ -156,7 +158,8 @@ class Credentials:
         ]
         added = [name for old, new in pairs for key, name in new.items() if key not in old]
         removed = [name for old, new in pairs for key, name in old.items() if key not in new]
-        return {"credential_added": added, "credential_removed": removed}
+        revoked = sorted(f"embed link {i}" for i in newer.revoked_embeds - self.revoked_embeds)
+        return {"credential_added": added, "credential_removed": removed + revoked}
 
     @property
     def engines_need_a_token(self) -> bool:

@@ -46,7 +46,13 @@ class Session(Protocol):
 
 def credentials_of(settings: Settings) -> Credentials:
     """The credentials `settings` name, indexed for lookup."""
-    return Credentials(settings.users, settings.api_tokens, settings.engine_tokens, settings.token)
+    return Credentials(
+        settings.users,
+        settings.api_tokens,
+        settings.engine_tokens,
+        settings.token,
+        settings.revoked_embeds,
+    )
 
 
 class Hub:
