@@ -2,7 +2,7 @@
 
 Who may connect is decided twice: at the handshake (a token the current credentials know, when
 the hub needs one; else HTTP 403) and at `hello` (the engine name and mode that token admits; else
-close 1008).
+close 1008). A settings reload closes the open sockets whose token it took away (`close_revoked`).
 """
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from hub.core.access import ANY_ENGINE, EngineToken
+from hub.core.access import ANY_ENGINE, Credentials, EngineToken, digest
 from hub.core.decoding import ProtocolClose
 from hub.core.messages import CloseCode
 from hub.core.protocol import EngineConnection, TokenRefused
 from hub.web.runtime import Hub
 
-__all__ = ["EngineSession", "engine_endpoint"]
+__all__ = ["EngineSession", "close_revoked", "engine_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -32,10 +32,12 @@ class EngineSession:
         hub: Hub,
         websocket: WebSocket,
         grant: EngineToken = ANY_ENGINE,
+        token_digest: str | None = None,
     ) -> None:
         self.hub = hub
         self.websocket = websocket
         self.conn = EngineConnection(hub.next_conn_id(), hub.state, hub.decoder, grant)
+        self.token_digest = token_digest  # what a reload judges this socket by (never the token)
         self.engine_name: str | None = None
         self._wake = asyncio.Event()
         self._close: tuple[CloseCode, str] | None = None
@@ -45,9 +47,28 @@ class EngineSession:
         self._wake.set()
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
-        """Ask the writer to close the socket (used for replacement and shutdown)."""
+        """Ask the writer to close the socket (used for replacement, revocation and shutdown)."""
         self._close = (code, reason)
         self._wake.set()
+
+    @property
+    def closing(self) -> bool:
+        """Whether the socket was already asked to close."""
+        return self._close is not None
+
+    def revoked(self, credentials: Credentials) -> str | None:
+        """Why freshly reloaded `credentials` no longer admit this socket (None while they do)."""
+        if not credentials.engines_need_a_token:
+            self.conn.grant = ANY_ENGINE
+            return None
+        if self.token_digest is None:
+            return "this hub now requires an engine token"
+        grant = credentials.engine_grant(self.token_digest)
+        if grant is None:
+            return "token revoked"
+        self.conn.grant = grant  # a hello still to come is judged by the token's new terms
+        engine = self.conn.engine
+        return grant.refusal(engine.name, engine.mode) if engine is not None else None
 
     async def run(self) -> None:
         """Serve the socket until it closes; never lets an exception reach the client."""
@@ -151,6 +172,25 @@ class EngineSession:
             return  # the socket is already gone; the receive loop cleans up
 
 
+def close_revoked(hub: Hub) -> int:
+    """Close (1008) every engine socket the hub's current credentials no longer admit."""
+    credentials, closed = hub.credentials, 0
+    for session in list(hub.sessions.values()):
+        if not isinstance(session, EngineSession) or session.closing:
+            continue
+        reason = session.revoked(credentials)
+        if reason is not None:
+            hub.state.stats.drops["token_revoked"] += 1
+            log.warning(
+                "closing the socket of engine %s: %s",
+                session.engine_name or "(not yet said hello)",
+                reason,
+            )
+            session.close_soon(CloseCode.POLICY_VIOLATION, reason)
+            closed += 1
+    return closed
+
+
 def _bearer(websocket: WebSocket) -> str:
     """The handshake's `Authorization: Bearer <token>`, or "" without one."""
     scheme, _, given = websocket.headers.get("authorization", "").partition(" ")
@@ -179,7 +219,7 @@ async def engine_endpoint(websocket: WebSocket) -> None:
         )
         return
     credentials = hub.credentials  # read at every handshake: a reload applies at once
-    grant = ANY_ENGINE
+    grant, token_digest = ANY_ENGINE, None
     if credentials.engines_need_a_token:
         token = _bearer(websocket)
         found = credentials.engine_token(token) if token else None
@@ -194,6 +234,6 @@ async def engine_endpoint(websocket: WebSocket) -> None:
             # Before accept: the client sees HTTP 403.
             await websocket.close(CloseCode.POLICY_VIOLATION, "missing or wrong token")
             return
-        grant = found
+        grant, token_digest = found, digest(token)
     await websocket.accept()
-    await EngineSession(hub, websocket, grant).run()
+    await EngineSession(hub, websocket, grant, token_digest).run()
