@@ -30,7 +30,7 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from hub.web.server import serve
 
-    return serve(_settings(args))
+    return serve(_settings(args), reload=lambda: _settings(args))
 
 
 def _demo(args: argparse.Namespace) -> int:

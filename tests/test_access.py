@@ -61,6 +61,18 @@ def test_the_shared_token_admits_any_engine_and_per_engine_tokens_their_own() ->
     assert not Credentials().engines_need_a_token
 
 
+def test_an_open_socket_is_judged_by_its_token_digest_alone() -> None:
+    """engine_grant finds a token by the digest an open socket kept, and not once it is removed."""
+    token, grant = engine_token(("fno*",), ("paper",))
+    creds = Credentials(engine_tokens=[grant], shared_engine_token="s3cret-shared")
+    assert creds.engine_grant(digest(token)) is grant
+    assert creds.engine_grant(digest("s3cret-shared")) is ANY_ENGINE
+    assert creds.engine_grant(digest("wrong")) is None
+    revoked = Credentials(shared_engine_token="s3cret-shared")
+    assert revoked.engine_grant(digest(token)) is None
+    assert Credentials(engine_tokens=[grant]).engine_grant(digest("s3cret-shared")) is None
+
+
 @pytest.mark.parametrize(
     ("entry", "problem"),
     [

@@ -8,14 +8,16 @@ from typing import Any
 import pytest
 
 from hub import __version__
+from hub.core.access import EngineToken
 from hub.core.decoding import FrameDecoder, ProtocolClose
 from hub.core.engines import Health
-from hub.core.protocol import ConnectionPhase, EngineConnection
+from hub.core.protocol import ConnectionPhase, EngineConnection, TokenRefused
 from hub.core.state import HubState
 from hub.settings import Settings
 
 T0 = 1_700_000_000.0
 HELLO = {"kind": "hello", "engine": "fno", "mode": "paper", "pid": 3596, "boot_id": "boot-1"}
+FNO_PAPER = EngineToken("1" * 64, ("fno*",), ("paper",), "fno paper")
 
 
 def frame(*messages: dict[str, Any]) -> str:
@@ -32,11 +34,16 @@ def sent(conn: EngineConnection) -> list[dict[str, Any]]:
     return [json.loads(text) for text in conn.data_to_send()]
 
 
-def make(settings: Settings | None = None) -> tuple[EngineConnection, HubState]:
-    """A fresh connection (id 1) on a fresh hub state."""
+def make(
+    settings: Settings | None = None, grant: EngineToken | None = None
+) -> tuple[EngineConnection, HubState]:
+    """A fresh connection (id 1) on a fresh hub state, admitting what `grant` admits (or anything)."""
     settings = settings or Settings()
     state = HubState(settings)
-    return EngineConnection(1, state, FrameDecoder(settings, state.stats.drops)), state
+    decoder = FrameDecoder(settings, state.stats.drops)
+    if grant is None:
+        return EngineConnection(1, state, decoder), state
+    return EngineConnection(1, state, decoder, grant), state
 
 
 def opened(settings: Settings | None = None) -> tuple[EngineConnection, HubState]:
@@ -285,3 +292,49 @@ def test_frames_are_counted() -> None:
     conn.receive_text(frame(HELLO), T0)
     conn.receive_text(frame(event(1)), T0)
     assert state.stats.frames == 3
+
+
+def test_a_paper_token_cannot_say_hello_as_a_live_engine() -> None:
+    """A hello in a mode the token does not admit closes 1008 before it touches any state."""
+    conn, state = make(grant=FNO_PAPER)
+    with pytest.raises(TokenRefused) as info:
+        conn.receive_text(frame({**HELLO, "mode": "LIVE"}), T0)
+    assert info.value.code == 1008
+    assert info.value.reason == "this token does not admit mode 'LIVE' (it admits paper)"
+    assert conn.phase is ConnectionPhase.AWAITING_HELLO and conn.engine is None
+    assert state.engines == {} and state.stats.messages["hello"] == 0
+    assert state.dirty.drain() == set()
+    assert state.stats.drops["token_refused"] == 1
+    assert sent(conn) == []  # no welcome
+
+
+def test_a_token_cannot_speak_as_another_engine_nor_replace_it() -> None:
+    """A hello naming an engine outside the token's globs leaves that engine's live socket alone."""
+    settings = Settings()
+    state = HubState(settings)
+    equity = EngineConnection(1, state, FrameDecoder(settings))
+    equity.receive_text(frame({**HELLO, "engine": "equity", "mode": "live", "pid": 1}), T0)
+    record = state.engines["equity"]
+    before = (record.connected, record.conn_id, record.mode, record.pid, record.boot_id)
+    state.dirty.drain()
+    intruder = EngineConnection(2, state, FrameDecoder(settings), FNO_PAPER)
+    with pytest.raises(TokenRefused) as info:
+        intruder.receive_text(frame({**HELLO, "engine": "equity", "boot_id": "boot-2"}), T0 + 1)
+    assert "does not admit engine 'equity' (it admits fno*)" in info.value.reason
+    assert intruder.replaced is None
+    assert (record.connected, record.conn_id, record.mode, record.pid, record.boot_id) == before
+    assert record.replaced == 0 and state.stats.drops["replaced_connection"] == 0
+    assert state.dirty.drain() == set()
+
+
+def test_a_token_admits_the_engines_and_modes_it_names() -> None:
+    """A hello the grant admits is welcomed as usual; a batch refused at hello ingests nothing."""
+    conn, state = make(grant=FNO_PAPER)
+    ingested = conn.receive_text(frame({**HELLO, "engine": "fno-2"}, event(1)), T0)
+    assert ingested is not None and len(ingested.events) == 1
+    assert conn.phase is ConnectionPhase.OPEN and sent(conn)[0]["kind"] == "welcome"
+    assert state.engines["fno-2"].mode == "paper"
+    refused, other = make(grant=FNO_PAPER)
+    with pytest.raises(TokenRefused):
+        refused.receive_text(frame({**HELLO, "engine": "options"}, event(1)), T0)
+    assert other.engines == {} and other.rings.recent(10) == []

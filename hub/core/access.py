@@ -181,3 +181,15 @@ class Credentials:
         if self._shared and hmac.compare_digest(token.encode(), self._shared.encode()):
             return ANY_ENGINE
         return None
+
+    def engine_grant(self, sha256: str) -> EngineToken | None:
+        """The grant of the engine token with this digest, or None once it is gone from the settings.
+
+        An open engine socket keeps only its token's digest; a reload asks this whether it may stay.
+        """
+        entry = self._engine.get(sha256)
+        if entry is not None:
+            return entry
+        if self._shared and hmac.compare_digest(sha256, digest(self._shared)):
+            return ANY_ENGINE
+        return None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 
 from hub import __version__
+from hub.core.access import ANY_ENGINE, EngineToken
 from hub.core.decoding import FrameDecoder, ProtocolClose, Rejected
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Ingested
@@ -25,7 +26,7 @@ from hub.core.messages import (
 )
 from hub.core.state import HubState, TooManyEngines
 
-__all__ = ["ConnectionPhase", "EngineConnection"]
+__all__ = ["ConnectionPhase", "EngineConnection", "TokenRefused"]
 
 
 class ConnectionPhase(enum.Enum):
@@ -35,11 +36,25 @@ class ConnectionPhase(enum.Enum):
     OPEN = "open"
 
 
-class EngineConnection:
-    """One engine socket's protocol state. The I/O shell feeds frames and sends `data_to_send()`."""
+class TokenRefused(ProtocolClose):
+    """A hello the socket's token does not admit (that engine name or mode): close 1008."""
 
-    def __init__(self, conn_id: int, state: HubState, decoder: FrameDecoder) -> None:
+
+class EngineConnection:
+    """One engine socket's protocol state. The I/O shell feeds frames and sends `data_to_send()`.
+
+    `grant` is what the handshake's token admits (by default anything: the hub needs no token).
+    """
+
+    def __init__(
+        self,
+        conn_id: int,
+        state: HubState,
+        decoder: FrameDecoder,
+        grant: EngineToken = ANY_ENGINE,
+    ) -> None:
         self.conn_id = conn_id
+        self.grant = grant
         self.phase = ConnectionPhase.AWAITING_HELLO
         self.engine: EngineRecord | None = None
         self.boot_id = ""  # the boot this socket speaks for (the record may move on to a newer one)
@@ -80,6 +95,12 @@ class EngineConnection:
     ) -> list[EngineMessage | Rejected]:
         for index, item in enumerate(items):
             if isinstance(item, Hello):
+                # Before the hello touches any state: a refused one registers nothing, changes
+                # no mode and closes no other socket of that name.
+                refusal = self.grant.refusal(item.engine, item.mode)
+                if refusal is not None:
+                    self._state.stats.drops["token_refused"] += 1
+                    raise TokenRefused(CloseCode.POLICY_VIOLATION, refusal)
                 try:
                     engine, self.replaced = self._state.hello(item, self.conn_id, now, out)
                 except TooManyEngines as exc:

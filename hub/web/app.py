@@ -14,7 +14,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from hub.settings import Settings
-from hub.web import api, pages
+from hub.web import admin, api, pages
 from hub.web.api import error_response
 from hub.web.dashboard_ws import dashboard_endpoint
 from hub.web.engine_ws import engine_endpoint
@@ -87,6 +87,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     routes = [
         *api.routes,
+        *admin.routes,
         Route("/api/telemetry/stream", stream),
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/ws/engine", engine_endpoint),

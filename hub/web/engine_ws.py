@@ -1,20 +1,25 @@
-"""`/ws/engine`: the thin I/O shell around `EngineConnection` (receive -> core -> send)."""
+"""`/ws/engine`: the thin I/O shell around `EngineConnection` (receive -> core -> send).
+
+Who may connect is decided twice: at the handshake (a token the current credentials know, when
+the hub needs one; else HTTP 403) and at `hello` (the engine name and mode that token admits; else
+close 1008). A settings reload closes the open sockets whose token it took away (`close_revoked`).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from hub.core.access import ANY_ENGINE, Credentials, EngineToken, digest
 from hub.core.decoding import ProtocolClose
 from hub.core.messages import CloseCode
-from hub.core.protocol import EngineConnection
+from hub.core.protocol import EngineConnection, TokenRefused
 from hub.web.runtime import Hub
 
-__all__ = ["engine_endpoint"]
+__all__ = ["EngineSession", "close_revoked", "engine_endpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -22,10 +27,17 @@ log = logging.getLogger(__name__)
 class EngineSession:
     """One engine socket: a receive loop (this task) and a writer task for replies and acks."""
 
-    def __init__(self, hub: Hub, websocket: WebSocket) -> None:
+    def __init__(
+        self,
+        hub: Hub,
+        websocket: WebSocket,
+        grant: EngineToken = ANY_ENGINE,
+        token_digest: str | None = None,
+    ) -> None:
         self.hub = hub
         self.websocket = websocket
-        self.conn = EngineConnection(hub.next_conn_id(), hub.state, hub.decoder)
+        self.conn = EngineConnection(hub.next_conn_id(), hub.state, hub.decoder, grant)
+        self.token_digest = token_digest  # what a reload judges this socket by (never the token)
         self.engine_name: str | None = None
         self._wake = asyncio.Event()
         self._close: tuple[CloseCode, str] | None = None
@@ -35,9 +47,28 @@ class EngineSession:
         self._wake.set()
 
     def close_soon(self, code: CloseCode, reason: str) -> None:
-        """Ask the writer to close the socket (used for replacement and shutdown)."""
+        """Ask the writer to close the socket (used for replacement, revocation and shutdown)."""
         self._close = (code, reason)
         self._wake.set()
+
+    @property
+    def closing(self) -> bool:
+        """Whether the socket was already asked to close."""
+        return self._close is not None
+
+    def revoked(self, credentials: Credentials) -> str | None:
+        """Why freshly reloaded `credentials` no longer admit this socket (None while they do)."""
+        if not credentials.engines_need_a_token:
+            self.conn.grant = ANY_ENGINE
+            return None
+        if self.token_digest is None:
+            return "this hub now requires an engine token"
+        grant = credentials.engine_grant(self.token_digest)
+        if grant is None:
+            return "token revoked"
+        self.conn.grant = grant  # a hello still to come is judged by the token's new terms
+        engine = self.conn.engine
+        return grant.refusal(engine.name, engine.mode) if engine is not None else None
 
     async def run(self) -> None:
         """Serve the socket until it closes; never lets an exception reach the client."""
@@ -49,6 +80,10 @@ class EngineSession:
         except TimeoutError:
             reason = f"no hello within {hub.settings.hello_timeout:g} s"
             self.close_soon(CloseCode.POLICY_VIOLATION, reason)
+        except TokenRefused as exc:
+            what = f"an engine hello (token {conn.grant.name!r})"
+            _warn_refused(hub, self.websocket, "hello", what, exc.reason)
+            self.close_soon(exc.code, exc.reason)
         except ProtocolClose as exc:
             self.close_soon(exc.code, exc.reason)
         except WebSocketDisconnect:
@@ -137,10 +172,38 @@ class EngineSession:
             return  # the socket is already gone; the receive loop cleans up
 
 
-def _authorized(websocket: WebSocket, token: str) -> bool:
-    """Whether the handshake carries `Authorization: Bearer <token>` (compared in constant time)."""
+def close_revoked(hub: Hub) -> int:
+    """Close (1008) every engine socket the hub's current credentials no longer admit."""
+    credentials, closed = hub.credentials, 0
+    for session in list(hub.sessions.values()):
+        if not isinstance(session, EngineSession) or session.closing:
+            continue
+        reason = session.revoked(credentials)
+        if reason is not None:
+            hub.state.stats.drops["token_revoked"] += 1
+            log.warning(
+                "closing the socket of engine %s: %s",
+                session.engine_name or "(not yet said hello)",
+                reason,
+            )
+            session.close_soon(CloseCode.POLICY_VIOLATION, reason)
+            closed += 1
+    return closed
+
+
+def _bearer(websocket: WebSocket) -> str:
+    """The handshake's `Authorization: Bearer <token>`, or "" without one."""
     scheme, _, given = websocket.headers.get("authorization", "").partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(given.encode(), token.encode())
+    return given.strip() if scheme.lower() == "bearer" else ""
+
+
+def _warn_refused(hub: Hub, websocket: WebSocket, kind: str, what: str, why: str) -> None:
+    """One warning per address and kind per minute: a retrying engine must not flood the log."""
+    host = websocket.client.host if websocket.client is not None else "an unknown address"
+    held = hub.refusal_log.due(f"{kind} {host}", time.time())
+    if held is not None:
+        more = f" ({held} more from there since the last such line)" if held else ""
+        log.warning("refused %s from %s: %s%s", what, host, why, more)
 
 
 async def engine_endpoint(websocket: WebSocket) -> None:
@@ -155,13 +218,22 @@ async def engine_endpoint(websocket: WebSocket) -> None:
             CloseCode.TRY_AGAIN_LATER, "too many engine connections; try again later"
         )
         return
-    if hub.settings.token and not _authorized(websocket, hub.settings.token):
-        hub.state.stats.drops["unauthorized"] += 1
-        log.warning(
-            "refused an engine connection from %s: missing or wrong token", websocket.client
-        )
-        # Before accept: the client sees HTTP 403.
-        await websocket.close(CloseCode.POLICY_VIOLATION, "missing or wrong token")
-        return
+    credentials = hub.credentials  # read at every handshake: a reload applies at once
+    grant, token_digest = ANY_ENGINE, None
+    if credentials.engines_need_a_token:
+        token = _bearer(websocket)
+        found = credentials.engine_token(token) if token else None
+        if found is None:
+            hub.state.stats.drops["unauthorized"] += 1
+            why = (
+                "a token this hub does not know (revoked, or not in its settings)"
+                if token
+                else "no Authorization: Bearer <token> header"
+            )
+            _warn_refused(hub, websocket, "handshake", "an engine connection", why)
+            # Before accept: the client sees HTTP 403.
+            await websocket.close(CloseCode.POLICY_VIOLATION, "missing or wrong token")
+            return
+        grant, token_digest = found, digest(token)
     await websocket.accept()
-    await EngineSession(hub, websocket).run()
+    await EngineSession(hub, websocket, grant, token_digest).run()

@@ -15,6 +15,7 @@ from hub.core.messages import CloseCode
 from hub.core.records import AuditRecord
 from hub.core.state import HubState
 from hub.core.stats import Topic
+from hub.core.throttles import LogThrottle
 from hub.live.dashboard_fanout import DashboardFanout
 from hub.live.sse_fanout import Broadcaster
 from hub.live.templating import create_environment
@@ -72,6 +73,7 @@ class Hub:
             settings.dashboard_queue_bytes, settings.max_dashboards, self.state.stats.drops
         )
         self.credentials = credentials_of(settings)
+        self.refusal_log = LogThrottle()  # refused engines: one warning per address per minute
         self.sessions: dict[int, Session] = {}
         self.by_engine: dict[str, Session] = {}
         self.started_at = time.time()

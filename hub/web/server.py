@@ -20,6 +20,7 @@ from starlette.applications import Starlette
 
 from hub.settings import Settings
 from hub.stores import check_store
+from hub.web.admin import Reload, reload_credentials
 from hub.web.app import create_app
 from hub.web.runtime import Hub
 
@@ -48,10 +49,14 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
 
 
 class HubServer(uvicorn.Server):
-    """uvicorn's server that tells the hub to close engine sockets and streams on exit."""
+    """uvicorn's server that tells the hub to close engine sockets and streams on exit.
 
-    def __init__(self, settings: Settings) -> None:
+    `reload` loads the settings afresh (SIGHUP under `serve`, POST /api/admin/reload).
+    """
+
+    def __init__(self, settings: Settings, reload: Reload | None = None) -> None:
         self.app = create_app(settings)
+        self.app.state.reload_settings = reload  # what /api/admin/reload calls
         self.settings = settings
         self._switch_interval: float | None = None  # held for the store while serving
         super().__init__(uvicorn_config(self.app, settings))
@@ -85,6 +90,17 @@ class HubServer(uvicorn.Server):
         if hub is not None:
             asyncio.get_event_loop().call_soon_threadsafe(hub.begin_shutdown)
         super().handle_exit(sig, frame)
+
+    def reload(self) -> None:
+        """SIGHUP: take the credentials of freshly loaded settings; a bad file keeps the old ones."""
+        hub, reload = self.hub, self.app.state.reload_settings
+        if hub is None or reload is None:
+            log.warning("SIGHUP ignored: the hub has not started, or has no settings to reload")
+            return
+        try:
+            reload_credentials(hub, reload)
+        except (ValueError, OSError) as exc:  # SettingsError is a ValueError
+            log.error("reloading settings failed; the previous credentials stay in force: %s", exc)
 
     async def stop(self) -> None:
         """Shut down from inside the loop (tests, demo)."""
@@ -135,10 +151,13 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(settings: Settings) -> int:
-    """Serve until SIGINT/SIGTERM; returns the process exit code (StoreError for a bad db file)."""
+def serve(settings: Settings, reload: Reload | None = None) -> int:
+    """Serve until SIGINT/SIGTERM; returns the process exit code (StoreError for a bad db file).
+
+    With `reload` (what loads these settings again), SIGHUP reloads the credentials.
+    """
     check_store(settings)
-    server = HubServer(settings)
+    server = HubServer(settings, reload)
     try:
         sock = bind(settings.host, settings.port)
     except OSError as exc:
@@ -147,9 +166,22 @@ def serve(settings: Settings) -> int:
     exit_cleanly_on_sigterm()
     host, port = sock.getsockname()[:2]
     log.info("engine hub on http://%s:%d (engines: ws://%s:%d/ws/engine)", host, port, host, port)
-    asyncio.run(server.serve(sockets=[sock]))
+    asyncio.run(_serve(server, sock, reload_on_sighup=reload is not None))
     log.info("engine hub stopped")
     return 0
+
+
+async def _serve(server: HubServer, sock: socket.socket, reload_on_sighup: bool) -> None:
+    """Serve; meanwhile SIGHUP reloads the credentials (`serve` runs in the main thread)."""
+    if not reload_on_sighup:
+        await server.serve(sockets=[sock])
+        return
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, server.reload)
+    try:
+        await server.serve(sockets=[sock])
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)
 
 
 def exit_cleanly_on_sigterm() -> None:
