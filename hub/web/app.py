@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -18,6 +19,7 @@ from hub.web import api, pages
 from hub.web.api import error_response
 from hub.web.dashboard_ws import dashboard_endpoint
 from hub.web.engine_ws import engine_endpoint
+from hub.web.hosts import HostCheckMiddleware, HostPolicy
 from hub.web.params import BadRequest
 from hub.web.prometheus import metrics_endpoint, registry_for
 from hub.web.runtime import Hub
@@ -96,8 +98,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/ws/dashboard", _websocket_only),
         *pages.routes,
     ]
+    # Outermost first: nothing below the Host check (sign-in included) answers a name the hub
+    # does not own.
+    middleware = [
+        Middleware(HostCheckMiddleware, policy=HostPolicy.from_settings(settings)),
+    ]
     return Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             BadRequest: _bad_request,
