@@ -22,6 +22,7 @@ from hub.web.engine_ws import engine_endpoint
 from hub.web.hosts import HostCheckMiddleware, HostPolicy
 from hub.web.params import BadRequest
 from hub.web.prometheus import metrics_endpoint, registry_for
+from hub.web.proxies import ProxyHeadersMiddleware, TrustedProxies
 from hub.web.runtime import Hub
 from hub.web.sse import stream
 
@@ -98,9 +99,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/ws/dashboard", _websocket_only),
         *pages.routes,
     ]
-    # Outermost first: nothing below the Host check (sign-in included) answers a name the hub
-    # does not own.
+    # Outermost first: a trusted proxy's X-Forwarded-* make the scope what the client asked for,
+    # then the Host check, so nothing below (sign-in included) answers a name the hub does not own.
     middleware = [
+        Middleware(ProxyHeadersMiddleware, proxies=TrustedProxies.from_settings(settings)),
         Middleware(HostCheckMiddleware, policy=HostPolicy.from_settings(settings)),
     ]
     return Starlette(

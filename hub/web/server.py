@@ -29,7 +29,11 @@ log = logging.getLogger(__name__)
 
 
 def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
-    """uvicorn settings that enforce the hub's WebSocket limits."""
+    """uvicorn settings that enforce the hub's WebSocket limits.
+
+    uvicorn's own X-Forwarded-* handling is off (it trusts 127.0.0.1 by default): the app reads
+    those headers only from `trusted_proxies` (hub/web/proxies.py), whatever server runs it.
+    """
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -40,6 +44,7 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.graceful_timeout) or None,
         log_level=settings.log_level,
         log_config=None,
