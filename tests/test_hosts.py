@@ -83,12 +83,12 @@ def test_public_url_and_allowed_hosts_add_names_and_wildcards() -> None:
     """public_url's host, exact allowed_hosts and `*.domain` subdomains (not the domain itself)."""
     settings: dict[str, Any] = {
         "public_url": "https://Hub.Example.com:8443/",
-        "allowed_hosts": ("10.0.0.5", "*.corp.example", "[2001:db8::1]"),
+        "allowed_hosts": ("10.0.0.5", "*.corp.example", "[2001:db8::1]", "2001:db8::2"),
     }
     for host in ("hub.example.com", "hub.example.com:443", "10.0.0.5:8765", "a.corp.example"):
         assert allows(host, **settings), host
     assert allows("a.b.corp.example", **settings)
-    assert allows("[2001:db8:0::1]:8765", **settings)
+    assert allows("[2001:db8:0::1]:8765", **settings) and allows("[2001:db8::2]", **settings)
     for host in ("corp.example", "evilcorp.example", "example.com", EVIL):
         assert not allows(host, **settings), host
     assert allows(EVIL, allowed_hosts=("*",))  # documented as unsafe

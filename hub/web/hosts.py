@@ -182,6 +182,8 @@ class HostPolicy:
             if entry == "*":
                 continue
             pattern = entry.lower().removeprefix("*.")
+            if pattern.count(":") > 1 and not pattern.startswith("["):
+                pattern = f"[{pattern}]"  # a bare IPv6 address, as TOML lists it naturally
             host = split_host(pattern) if "*" not in pattern else None
             if host is None or host[1] is not None:
                 raise SettingsError(
