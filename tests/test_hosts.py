@@ -27,6 +27,7 @@ from hub.web.hosts import (
     same_origin,
     split_host,
 )
+from hub.web.proxies import ProxyHeadersMiddleware
 from tests.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -200,6 +201,13 @@ async def test_websocket_refusal_without_the_denial_extension_closes_before_acce
     assert reached == []
     assert [(m["type"], m["code"]) for m in sent] == [("websocket.close", 1008)]
     assert "allowed_hosts" in sent[0]["reason"]
+
+
+def test_proxy_headers_then_the_host_check_are_the_outermost_middlewares() -> None:
+    """Nothing of the app (sign-in included) runs before the Host check; only the proxy headers
+    it checks come first. (`app.add_middleware` would put a middleware outside both.)"""
+    stack = [m.cls for m in create_app(Settings()).user_middleware]
+    assert stack[:2] == [ProxyHeadersMiddleware, HostCheckMiddleware]
 
 
 def concrete(path: str) -> str:
