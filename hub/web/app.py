@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -18,8 +19,10 @@ from hub.web import admin, api, pages
 from hub.web.api import error_response
 from hub.web.dashboard_ws import dashboard_endpoint
 from hub.web.engine_ws import engine_endpoint
+from hub.web.hosts import HostCheckMiddleware, HostPolicy
 from hub.web.params import BadRequest
 from hub.web.prometheus import metrics_endpoint, registry_for
+from hub.web.proxies import ProxyHeadersMiddleware, TrustedProxies
 from hub.web.runtime import Hub
 from hub.web.sse import stream
 
@@ -97,8 +100,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/ws/dashboard", _websocket_only),
         *pages.routes,
     ]
+    # Outermost first: a trusted proxy's X-Forwarded-* make the scope what the client asked for,
+    # then the Host check, so nothing below (sign-in included) answers a name the hub does not own.
+    middleware = [
+        Middleware(ProxyHeadersMiddleware, proxies=TrustedProxies.from_settings(settings)),
+        Middleware(HostCheckMiddleware, policy=HostPolicy.from_settings(settings)),
+    ]
     return Starlette(
         routes=routes,
+        middleware=middleware,
         lifespan=lifespan,
         exception_handlers={
             BadRequest: _bad_request,

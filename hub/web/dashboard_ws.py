@@ -16,6 +16,7 @@ from hub.core.messages import CloseCode
 from hub.live.dashboard_fanout import NO_WRITER, Viewer
 from hub.live.views import OVERVIEW, ViewKey, ViewKind
 from hub.web.fastwrite import frame_writer
+from hub.web.hosts import same_origin
 from hub.web.runtime import Hub
 
 __all__ = ["dashboard_endpoint"]
@@ -36,11 +37,14 @@ def _view(websocket: WebSocket) -> ViewKey | None:
 
 
 def _origin_ok(websocket: WebSocket, hub: Hub) -> bool:
+    """A page may connect from the hub's own origin (public_url, or scheme://Host of this request,
+    whose Host the host check allowed) or from an allowlisted embedding origin."""
     origin = websocket.headers.get("origin")
     if origin is None:
         return True  # not a browser
-    host = websocket.headers.get("host", "")
-    return origin in (f"http://{host}", f"https://{host}") or origin in hub.settings.embed_origins
+    return (
+        same_origin(origin, websocket.scope, hub.settings) or origin in hub.settings.embed_origins
+    )
 
 
 class _DashboardEndpoint:

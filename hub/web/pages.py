@@ -14,6 +14,7 @@ from hub.live.resources import static_dir
 from hub.live.views import OVERVIEW, FragmentKey, Part
 from hub.stores import HistoryQuery
 from hub.web.api import error_response
+from hub.web.hosts import absolute_url
 from hub.web.runtime import Hub
 
 __all__ = ["csp", "routes"]
@@ -117,7 +118,8 @@ async def engine_by_index(request: Request) -> Response:
             {"status": "Engine not found", "message": "This engine is no longer known to the hub."},
             404,
         )
-    return RedirectResponse(request.url_for("engine_page", name=engine.name), 303)
+    path = str(request.app.url_path_for("engine_page", name=engine.name))
+    return RedirectResponse(absolute_url(request.scope, _hub(request).settings, path), 303)
 
 
 def _allowed_origin(request: Request) -> str | None:

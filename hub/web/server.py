@@ -22,6 +22,7 @@ from hub.settings import Settings
 from hub.stores import check_store
 from hub.web.admin import Reload, reload_credentials
 from hub.web.app import create_app
+from hub.web.hosts import check_hosts
 from hub.web.runtime import Hub
 
 __all__ = ["HubServer", "bind", "exit_cleanly_on_sigterm", "serve", "uvicorn_config"]
@@ -30,7 +31,11 @@ log = logging.getLogger(__name__)
 
 
 def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
-    """uvicorn settings that enforce the hub's WebSocket limits."""
+    """uvicorn settings that enforce the hub's WebSocket limits.
+
+    uvicorn's own X-Forwarded-* handling is off (it trusts 127.0.0.1 by default): the app reads
+    those headers only from `trusted_proxies` (hub/web/proxies.py), whatever server runs it.
+    """
     return uvicorn.Config(
         app,
         host=settings.host,
@@ -41,6 +46,7 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
         ws_per_message_deflate=False,
+        proxy_headers=False,
         timeout_graceful_shutdown=int(settings.graceful_timeout) or None,
         log_level=settings.log_level,
         log_config=None,
@@ -98,7 +104,7 @@ class HubServer(uvicorn.Server):
             log.warning("SIGHUP ignored: the hub has not started, or has no settings to reload")
             return
         try:
-            reload_credentials(hub, reload)
+            reload_credentials(hub, reload, actor="SIGHUP")
         except (ValueError, OSError) as exc:  # SettingsError is a ValueError
             log.error("reloading settings failed; the previous credentials stay in force: %s", exc)
 
@@ -157,6 +163,7 @@ def serve(settings: Settings, reload: Reload | None = None) -> int:
     With `reload` (what loads these settings again), SIGHUP reloads the credentials.
     """
     check_store(settings)
+    check_hosts(settings)  # off loopback, say which Host names to serve (no DNS rebinding)
     server = HubServer(settings, reload)
     try:
         sock = bind(settings.host, settings.port)
