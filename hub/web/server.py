@@ -23,6 +23,7 @@ from hub.stores import check_store
 from hub.web.admin import Reload, reload_credentials
 from hub.web.app import create_app
 from hub.web.hosts import check_hosts
+from hub.web.redaction import redact_query_strings
 from hub.web.runtime import Hub
 
 __all__ = ["HubServer", "bind", "exit_cleanly_on_sigterm", "serve", "uvicorn_config"]
@@ -65,6 +66,7 @@ class HubServer(uvicorn.Server):
         self.app.state.reload_settings = reload  # what /api/admin/reload calls
         self.settings = settings
         self._switch_interval: float | None = None  # held for the store while serving
+        redact_query_strings()  # embed tokens ride in WebSocket query strings
         super().__init__(uvicorn_config(self.app, settings))
 
     @property
