@@ -21,6 +21,7 @@ from starlette.applications import Starlette
 from hub.settings import Settings
 from hub.stores import check_store
 from hub.web.app import create_app
+from hub.web.exposure import anonymous_warning, serving_problem
 from hub.web.runtime import Hub
 
 __all__ = ["HubServer", "bind", "exit_cleanly_on_sigterm", "serve", "uvicorn_config"]
@@ -138,6 +139,12 @@ def bind(host: str, port: int) -> socket.socket:
 def serve(settings: Settings) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit code (StoreError for a bad db file)."""
     check_store(settings)
+    problem = serving_problem(settings)  # secure by default: checked before anything listens
+    if problem is not None:
+        log.error("%s", problem)
+        return 2
+    if (warning := anonymous_warning(settings)) is not None:
+        log.warning("%s", warning)
     server = HubServer(settings)
     try:
         sock = bind(settings.host, settings.port)
