@@ -9,15 +9,18 @@ from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from hub.settings import Settings
-from hub.web import api, pages
+from hub.web import api, login, pages
 from hub.web.api import error_response
+from hub.web.auth import AuthMiddleware
 from hub.web.dashboard_ws import dashboard_endpoint
 from hub.web.engine_ws import engine_endpoint
+from hub.web.identities import Auth
 from hub.web.params import BadRequest
 from hub.web.prometheus import metrics_endpoint, registry_for
 from hub.web.runtime import Hub
@@ -94,10 +97,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Plain HTTP on the socket paths: 426 rather than a 404 that says the path does not exist.
         Route("/ws/engine", _websocket_only),
         Route("/ws/dashboard", _websocket_only),
+        *login.routes,
         *pages.routes,
     ]
-    return Starlette(
+    auth = Auth(settings)  # viewer sign-in: every route is behind it (docs/security.md)
+    app = Starlette(
         routes=routes,
+        middleware=[Middleware(AuthMiddleware, auth=auth)],
         lifespan=lifespan,
         exception_handlers={
             BadRequest: _bad_request,
@@ -105,3 +111,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: _server_error,
         },
     )
+    app.state.auth = auth
+    return app

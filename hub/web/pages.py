@@ -48,7 +48,7 @@ def _page(
     html = (
         _hub(request)
         .env.get_template(template)
-        .render(context, now=round(time.time(), 3), oob=False)
+        .render(context, now=round(time.time(), 3), oob=False, viewer=request.scope.get("user"))
     )
     return HTMLResponse(html, status, headers=csp(frame_ancestors))
 
