@@ -195,6 +195,31 @@ async def test_sign_in_live_dashboard_and_sign_out_in_chromium(browser: Browser)
             assert watched.problems == [], watched.problems
 
 
+@pytest.mark.parametrize("how", ["closed", "refused"])
+async def test_a_page_whose_sign_in_ended_goes_to_sign_in_in_chromium(
+    browser: Browser, how: str
+) -> None:
+    """Signed out elsewhere, an open dashboard goes to /login instead of reconnecting forever:
+    whether the hub closes its socket (1008) or refuses its next one (HTTP 403, seen as 1006)."""
+    async with running_hub(users=SECURED.users) as running:
+        if how == "closed":
+            running.server.app.state.auth.live_recheck = 0.05
+        origin = f"http://127.0.0.1:{running.port}"
+        async with watched_page(browser) as watched:
+            page = watched.page
+            await page.goto(origin + "/login?next=/")
+            await _sign_in_in_browser(page)
+            await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+            value = next(
+                c["value"] for c in await page.context.cookies() if c["name"] == SESSION_COOKIE
+            )
+            headers = {**cookie(value), "Origin": origin}
+            assert (await running.http.post("/logout", headers=headers)).status_code == 303
+            if how == "refused":
+                running.hub.fanout.close()  # as at a restart: 1012, and the page reconnects
+            await expect(page).to_have_url(origin + "/login?next=%2F", timeout=MS)
+
+
 async def test_a_link_from_another_site_keeps_the_sign_in_in_chromium(browser: Browser) -> None:
     """Following a link from another site (no Strict cookie on that request) still lands signed in."""
     async with running_hub(users=SECURED.users) as running:
