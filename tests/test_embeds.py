@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
 
+from hub.core.access import ApiToken, Role, digest, new_token
 from hub.web.embeds import EMBED_PARAM, EmbedLinks
+from tests.conftest import connect_engine, running_hub
 
 SECRET = "an-embed-signing-secret-of-some-length"
 NOW = 1_700_000_000.0
@@ -65,3 +70,52 @@ def test_cli_prints_a_link_that_the_hub_would_accept(tmp_path: Path) -> None:
     grant = EmbedLinks(SECRET).read(token, NOW, frozenset())
     assert grant is not None and grant.engine == "fno"
     assert grant.link_id in result.stdout.splitlines()[1]  # the id to revoke it by
+
+
+# -- what a link admits on a hub with sign-in on -----------------------------------------------
+
+
+def secured(**changes: object) -> dict[str, object]:
+    """Hub settings with sign-in on (one API token) and a fixed signing secret."""
+    token = ApiToken(digest(new_token("ehv_")), Role.ADMIN, "ops")
+    return {"api_tokens": (token,), "session_secret": SECRET, **changes}
+
+
+async def test_an_embed_link_shows_its_one_card_and_nothing_else() -> None:
+    """The link opens fno's embed page, card fragment and live socket; not equity's, not the
+    API, not the overview; an expired link and a revoked one open nothing."""
+    links = EmbedLinks(SECRET)
+    token, grant = links.make("fno", time.time() + 3600)
+    expired, _ = links.make("fno", time.time() - 1)
+    q = {EMBED_PARAM: token}
+    async with running_hub(**secured()) as running:
+        fno = await connect_engine(running, "fno")
+        equity = await connect_engine(running, "equity")
+        index = {e.name: e.index for e in running.hub.state.engines.values()}
+        http = running.http
+        page = await http.get("/embed/engines/fno", params=q)
+        assert page.status_code == 200 and 'id="card-' in page.text
+        assert f"embed={token}" in page.text  # the page's socket carries the link on
+        assert (await http.get("/fragments/engines/fno/card", params=q)).status_code == 200
+        assert (await http.get("/embed/engines/equity", params=q)).status_code == 303
+        assert (await http.get("/fragments/engines/equity/card", params=q)).status_code == 401
+        assert (await http.get("/api/telemetry/engines", params=q)).status_code == 401
+        assert (await http.get("/", params=q)).status_code == 303
+        assert (
+            await http.get("/embed/engines/fno", params={EMBED_PARAM: expired})
+        ).status_code == 303
+        ws = f"ws://127.0.0.1:{running.port}/ws/dashboard"
+        async with websockets.connect(f"{ws}?view=embed&id={index['fno']}&embed={token}") as live:
+            assert 'id="card-' in await live.recv()  # the snapshot of its one card
+        for refused in (
+            f"{ws}?view=embed&id={index['equity']}&embed={token}",
+            f"{ws}?view=overview&embed={token}",
+            f"{ws}?view=engine&id={index['fno']}&embed={token}",
+        ):
+            with pytest.raises(InvalidStatus):
+                await websockets.connect(refused)
+        settings = running.hub.settings.replace(revoked_embeds=(grant.link_id,))
+        running.hub.reload_credentials(settings, "test")
+        assert (await http.get("/embed/engines/fno", params=q)).status_code == 303
+        await fno.close()
+        await equity.close()

@@ -80,7 +80,8 @@ async def reload_endpoint(request: Request) -> Response:
         )
         return error_response(409, "no_reload", detail)
     try:
-        reloaded = reload_credentials(hub, reload)
+        actor = request.user.display_name if request.user.is_authenticated else "anonymous"
+        reloaded = reload_credentials(hub, reload, actor)
     except (ValueError, OSError) as exc:  # SettingsError is a ValueError
         log.error("reloading settings failed; the previous credentials stay in force: %s", exc)
         detail = (

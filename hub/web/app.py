@@ -15,11 +15,13 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from hub.settings import Settings
-from hub.web import admin, api, pages
+from hub.web import admin, api, login, pages
 from hub.web.api import error_response
+from hub.web.auth import AuthMiddleware
 from hub.web.dashboard_ws import dashboard_endpoint
 from hub.web.engine_ws import engine_endpoint
 from hub.web.hosts import HostCheckMiddleware, HostPolicy
+from hub.web.identities import Auth
 from hub.web.params import BadRequest
 from hub.web.prometheus import metrics_endpoint, registry_for
 from hub.web.proxies import ProxyHeadersMiddleware, TrustedProxies
@@ -98,15 +100,19 @@ def create_app(settings: Settings | None = None) -> Starlette:
         # Plain HTTP on the socket paths: 426 rather than a 404 that says the path does not exist.
         Route("/ws/engine", _websocket_only),
         Route("/ws/dashboard", _websocket_only),
+        *login.routes,
         *pages.routes,
     ]
     # Outermost first: a trusted proxy's X-Forwarded-* make the scope what the client asked for,
-    # then the Host check, so nothing below (sign-in included) answers a name the hub does not own.
+    # then the Host check, so nothing below (sign-in included) answers a name the hub does not own;
+    # then sign-in, in front of every route (docs/security.md).
+    auth = Auth(settings)
     middleware = [
         Middleware(ProxyHeadersMiddleware, proxies=TrustedProxies.from_settings(settings)),
         Middleware(HostCheckMiddleware, policy=HostPolicy.from_settings(settings)),
+        Middleware(AuthMiddleware, auth=auth),
     ]
-    return Starlette(
+    app = Starlette(
         routes=routes,
         middleware=middleware,
         lifespan=lifespan,
@@ -116,3 +122,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Exception: _server_error,
         },
     )
+    app.state.auth = auth
+    return app

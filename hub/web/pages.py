@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -14,6 +16,7 @@ from hub.live.resources import static_dir
 from hub.live.views import OVERVIEW, FragmentKey, Part
 from hub.stores import HistoryQuery
 from hub.web.api import error_response
+from hub.web.embeds import EMBED_PARAM
 from hub.web.hosts import absolute_url
 from hub.web.runtime import Hub
 
@@ -23,6 +26,7 @@ _BASE_CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'"
 )
+_TOKEN_SHAPE = re.compile(r"^[A-Za-z0-9_.-]{1,512}$")
 
 
 def csp(frame_ancestors: str = "'none'") -> dict[str, str]:
@@ -50,7 +54,7 @@ def _page(
     html = (
         _hub(request)
         .env.get_template(template)
-        .render(context, now=round(time.time(), 3), oob=False)
+        .render(context, now=round(time.time(), 3), oob=False, viewer=request.scope.get("user"))
     )
     return HTMLResponse(html, status, headers=csp(frame_ancestors))
 
@@ -136,6 +140,11 @@ async def embed(request: Request) -> Response:
     if engine is None:
         return _not_found(request, request.path_params["name"], ancestors)
     context = {"card": hub.views.card_model(engine, now), "index": engine.index}
+    # An embed link's token rides along to the page's live socket (the auth middleware checked
+    # it for this engine); anything not shaped like one is left out rather than echoed.
+    token = request.query_params.get(EMBED_PARAM, "")
+    if _TOKEN_SHAPE.match(token):
+        context["embed_query"] = urlencode({EMBED_PARAM: token})
     return _page(request, "embed.html", context, frame_ancestors=ancestors)
 
 

@@ -18,10 +18,11 @@ from types import FrameType
 import uvicorn
 from starlette.applications import Starlette
 
-from hub.settings import Settings
+from hub.settings import Settings, SettingsError
 from hub.stores import check_store
 from hub.web.admin import Reload, reload_credentials
 from hub.web.app import create_app
+from hub.web.exposure import anonymous_warning, serving_problem
 from hub.web.hosts import check_hosts
 from hub.web.redaction import redact_query_strings
 from hub.web.runtime import Hub
@@ -165,7 +166,19 @@ def serve(settings: Settings, reload: Reload | None = None) -> int:
     With `reload` (what loads these settings again), SIGHUP reloads the credentials.
     """
     check_store(settings)
-    check_hosts(settings)  # off loopback, say which Host names to serve (no DNS rebinding)
+    # Secure by default, checked before anything listens: who may see (sign-in), and which host
+    # names the hub answers (no DNS rebinding). Both problems are told at once.
+    problems = [serving_problem(settings)]
+    try:
+        check_hosts(settings)
+    except SettingsError as exc:
+        problems.append(str(exc))
+    if any(problems):
+        for problem in filter(None, problems):
+            log.error("%s", problem)
+        return 2
+    if (warning := anonymous_warning(settings)) is not None:
+        log.warning("%s", warning)
     server = HubServer(settings, reload)
     try:
         sock = bind(settings.host, settings.port)

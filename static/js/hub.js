@@ -37,6 +37,31 @@
   document.addEventListener("htmx:ws:close", () => setConn("reconnecting", "reconnecting…"));
   document.addEventListener("htmx:ws:error", () => setConn("reconnecting", "reconnecting…"));
 
+  // 2b. A sign-in that ended must not reconnect forever. The hub closes a live socket with 1008
+  //     when its sign-in ends, and refuses a new one before accepting it (HTTP 403), which the
+  //     browser reports only as 1006 — as it does a hub that is down. So ask the page itself:
+  //     if it now redirects (to /login) or answers 401, go and sign in; otherwise keep reconnecting.
+  let checking = false;
+  const checkSignIn = async () => {
+    if (checking) return;
+    checking = true;
+    const here = location.pathname + location.search;
+    try {
+      const response = await fetch(here, { method: "HEAD", redirect: "manual", cache: "no-store" });
+      if (response.type === "opaqueredirect" || response.status === 401) {
+        location.assign("/login?next=" + encodeURIComponent(here));
+      }
+    } catch (error) {
+      // The hub is unreachable: hx-ws keeps reconnecting with backoff.
+    } finally {
+      checking = false;
+    }
+  };
+  document.addEventListener("htmx:ws:close", (event) => {
+    const code = event.detail && event.detail.code;
+    if (code === 1008 || code === 1006) checkSignIn();
+  });
+
   // 3. Ages ("3 s ago", uptime) stay current without any traffic: the server stamps Unix times.
   const serverNow = parseFloat(document.body.dataset.serverNow || "0");
   const skew = serverNow ? serverNow - Date.now() / 1000 : 0;
