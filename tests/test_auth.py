@@ -48,6 +48,7 @@ SECURED = Settings(
     proxy_user_header="X-Forwarded-User",
     trusted_proxies=(f"{PROXY}/32",),
     proxy_admins=("boss",),
+    allowed_hosts=("hub.test",),  # the name the in-process clients use (BASE)
 )
 BASE = "http://hub.test"
 SAME_SITE = {"Origin": BASE}
@@ -398,7 +399,10 @@ async def test_anonymous_viewers_when_opted_in_may_read_but_not_act() -> None:
 async def test_without_viewer_auth_the_local_operator_may_do_everything() -> None:
     """Auth off on loopback is today's hub: no credentials needed, any Authorization ignored,
     but a write from another site's page is still refused."""
-    async with app_for(Settings(db=":memory:"), ADMIN_ROUTES) as app, client(app) as http:
+    async with (
+        app_for(Settings(db=":memory:"), ADMIN_ROUTES) as app,
+        client(app, base="http://127.0.0.1") as http,  # loopback: it answers loopback names only
+    ):
         assert (await http.get("/", headers=bearer("whatever"))).status_code == 200
         assert (await http.post("/api/admin/echo")).status_code == 200
         evil = await http.post("/api/admin/echo", headers={"Origin": "https://evil.example"})

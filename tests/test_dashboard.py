@@ -481,7 +481,7 @@ HOSTILE = [
     '<button hx-on:click="window.__pwned=1">',
 ]
 OUR_IDS = re.compile(
-    r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter"
+    r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
     r"|(card|state|metrics|elogs|positions|decisions|cycles|eerrors)-\d+)$"
 )
 HUB_SCRIPTS = [
@@ -498,7 +498,8 @@ PAGE_SHAPE = """
   pwned: typeof window.__pwned,
   csp: window.__csp,
   injected: document.querySelectorAll(
-    "img, button, script:not([src]), [hx-get], [hx-trigger], [hx-on\\\\:click], [onerror]").length,
+    "img, button:not(#embed-form button), script:not([src]), [hx-get], [hx-trigger], " +
+    "[hx-on\\\\:click], [onerror]").length,  // the embed form is ours (admins only)
   scripts: Array.from(document.scripts, (s) => new URL(s.src).pathname),
   hubStatus: Array.from(document.querySelectorAll("#hub-status"), (e) => e.textContent.trim()),
   ids: Array.from(document.querySelectorAll("[id]"), (e) => e.id),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import html
+import re
 import subprocess
 import sys
 import time
@@ -13,6 +15,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from hub.core.access import ApiToken, Role, digest, new_token
+from hub.stores import HistoryQuery
 from hub.web.embeds import EMBED_PARAM, EmbedLinks
 from tests.conftest import connect_engine, running_hub
 
@@ -119,3 +122,36 @@ async def test_an_embed_link_shows_its_one_card_and_nothing_else() -> None:
         assert (await http.get("/embed/engines/fno", params=q)).status_code == 303
         await fno.close()
         await equity.close()
+
+
+async def test_an_admin_makes_a_link_from_the_engine_page_and_it_works() -> None:
+    """POST /admin/embeds (the engine page's form) gives an admin a working link, is audited,
+    is refused to a viewer, and says how to turn links on when the hub has no secret."""
+    admin, viewer = new_token("ehv_"), new_token("ehv_")
+    tokens = (
+        ApiToken(digest(admin), Role.ADMIN, "ops"),
+        ApiToken(digest(viewer), Role.VIEWER, "v"),
+    )
+    async with running_hub(api_tokens=tokens, session_secret=SECRET) as running:
+        fno = await connect_engine(running, "fno")
+        index = running.hub.state.engines["fno"].index
+        form = {"index": str(index), "ttl": "7d"}
+        made = await running.http.post("/admin/embeds", data=form, headers=bearer(admin))
+        assert made.status_code == 200, made.text
+        [link] = re.findall(r'class="embed-link" readonly value="([^"]+)"', made.text)
+        page = await running.http.get(html.unescape(link))  # no credentials: the link alone
+        assert page.status_code == 200 and 'id="card-' in page.text
+        refused = await running.http.post("/admin/embeds", data=form, headers=bearer(viewer))
+        assert refused.status_code == 403
+        trail = await running.hub.store.history("audit", HistoryQuery(10, engine="fno"))
+        assert [(a.actor, a.action) for a in trail] == [("ops", "embed_link_created")]
+        await fno.close()
+    async with running_hub(api_tokens=tokens) as running:
+        await connect_engine(running, "fno")
+        form = {"index": str(running.hub.state.engines["fno"].index), "ttl": "7d"}
+        off = await running.http.post("/admin/embeds", data=form, headers=bearer(admin))
+        assert off.status_code == 409 and "session_secret" in off.text
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

@@ -31,8 +31,11 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import InvalidStatus
 from websockets.typing import Origin
 
+from hub.core.access import ApiToken, Role, User, digest, new_token
 from hub.settings import load_settings
 from hub.web.hosts import check_hosts
+from hub.web.identities import SESSION_COOKIE
+from hub.web.passwords import hash_password
 from tests.conftest import WAIT, Engine, RunningHub, SSEReader, running_hub, unique
 from tests.test_hosts import resolving
 
@@ -43,6 +46,12 @@ UNIT = ROOT / "deploy" / "systemd" / "engine-hub.service"
 HUB_TOML = ROOT / "deploy" / "engine-hub" / "hub.toml"
 NAME = "hub.test"  # stands for hub.example.com; Chromium and the clients resolve it to 127.0.0.1
 MS = WAIT * 1000
+# Sign-in is on behind nginx, as deployed: a viewer with a password (Chromium signs in) and an
+# API token for the programs in these tests (engines use /ws/engine, which needs neither).
+PASSWORD = "through the proxy, please"
+VIEWER = User("viewer", Role.VIEWER, hash_password(PASSWORD))
+API_TOKEN = new_token("ehv_")
+BEARER = {"Authorization": f"Bearer {API_TOKEN}"}
 
 
 def documented(path: Path) -> str:
@@ -136,7 +145,7 @@ class Site:
         port = port or self.https_port
         return httpx.AsyncClient(
             base_url=f"{scheme}://127.0.0.1:{port}",
-            headers={"Host": f"{NAME}:{port}"},
+            headers={"Host": f"{NAME}:{port}", **BEARER},
             verify=self.tls,
             timeout=WAIT,
         )
@@ -144,6 +153,7 @@ class Site:
     def connect(self, path: str, **kwargs: Any) -> Any:
         """A WebSocket to `path` through nginx (TLS checked against the site's certificate)."""
         url = f"wss://{NAME}:{self.https_port}{path}"
+        kwargs.setdefault("additional_headers", BEARER)
         return websockets.connect(url, host="127.0.0.1", ssl=self.tls, **kwargs)
 
 
@@ -199,6 +209,8 @@ async def nginx_site(directory: Path) -> AsyncIterator[Site]:
         public_url=public_url,
         trusted_proxies=deployed.trusted_proxies,
         allowed_hosts=deployed.allowed_hosts,
+        users=(VIEWER,),
+        api_tokens=(ApiToken(digest(API_TOKEN), Role.VIEWER, "tests"),),
     ) as hub:
         site = directory / "engine-hub.conf"
         site.write_text(
@@ -269,12 +281,16 @@ async def engine_through(site: Site, name: str) -> Engine:
 
 
 async def sign_in(page: Page, site: Site) -> None:
-    """Sign in through nginx the way a viewer does, before the dashboard is opened.
-
-    The place for viewer sign-in (issue 13): the hub here runs without viewer auth, so there is
-    nothing to do yet. With it, this goes to {site.origin}/login, signs in, and checks that the
-    session cookie came back Secure (X-Forwarded-Proto made the request https).
-    """
+    """Sign in through nginx the way a viewer does: the dashboard sends Chromium to /login, the
+    form signs in, and the session cookie comes back Secure (X-Forwarded-Proto made it https)."""
+    await page.goto(f"{site.origin}/")
+    await expect(page).to_have_url(re.compile(r"/login\?next=%2F$"), timeout=MS)
+    await page.fill("input[name=user]", VIEWER.name)
+    await page.fill("input[name=password]", PASSWORD)
+    await page.click("button[type=submit]")
+    await expect(page).to_have_url(f"{site.origin}/", timeout=MS)
+    [session] = [c for c in await page.context.cookies() if c["name"] == SESSION_COOKIE]
+    assert session["secure"] and session["httpOnly"] and session["sameSite"] == "Strict"
 
 
 async def test_engine_ingest_through_nginx_is_acknowledged(site: Site) -> None:

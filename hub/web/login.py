@@ -12,7 +12,6 @@ import math
 import secrets
 import time
 from typing import Any
-from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
@@ -21,6 +20,7 @@ from starlette.routing import Route
 from hub.web.auth import safe_next
 from hub.web.identities import Auth, Identity, secure
 from hub.web.pages import csp
+from hub.web.params import small_form
 from hub.web.passwords import hash_password, verify_password
 from hub.web.runtime import Hub
 
@@ -28,7 +28,6 @@ __all__ = ["routes"]
 
 log = logging.getLogger(__name__)
 
-_MAX_FORM_BYTES = 8192
 _FAILED = "Wrong user name or password."
 
 
@@ -73,20 +72,6 @@ async def sign_in_page(request: Request) -> Response:
     return _render(request, next_path)
 
 
-async def _form(request: Request) -> dict[str, str] | None:
-    """The posted form's fields (first value of each), or None when it is too big or malformed."""
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > _MAX_FORM_BYTES:
-            return None
-    try:
-        fields = parse_qs(body.decode(), max_num_fields=8, strict_parsing=bool(body))
-    except (UnicodeDecodeError, ValueError):
-        return None
-    return {key: values[0] for key, values in fields.items()}
-
-
 async def _dummy_hash(auth: Auth) -> str:
     """A hash no password matches, made once with the same parameters as real ones."""
     if auth.dummy_hash is None:
@@ -103,7 +88,7 @@ async def sign_in(request: Request) -> Response:
         _hub(request).audit(client, "sign_in_limited")
         message = f"Too many sign-in attempts from your address; try again in {math.ceil(wait)} s."
         return _render(request, "/", message, 429, **{"Retry-After": str(math.ceil(wait))})
-    form = await _form(request)
+    form = await small_form(request)
     if form is None:
         return _render(request, "/", "That form could not be read; please try again.", 400)
     name, password = form.get("user", ""), form.get("password", "")

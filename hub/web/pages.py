@@ -16,8 +16,9 @@ from hub.live.resources import static_dir
 from hub.live.views import OVERVIEW, FragmentKey, Part
 from hub.stores import HistoryQuery
 from hub.web.api import error_response
-from hub.web.embeds import EMBED_PARAM
+from hub.web.embeds import EMBED_PARAM, EmbedLinks
 from hub.web.hosts import absolute_url
+from hub.web.params import small_form
 from hub.web.runtime import Hub
 
 __all__ = ["csp", "routes"]
@@ -87,6 +88,38 @@ async def audit_page(request: Request) -> Response:
     return _page(request, "audit.html", {"entries": entries, "limit": limit})
 
 
+_EMBED_TTLS = {"1d": 86_400.0, "7d": 7 * 86_400.0, "30d": 30 * 86_400.0, "90d": 90 * 86_400.0}
+
+
+async def make_embed_link(request: Request) -> Response:
+    """`POST /admin/embeds` (admins; form: index, ttl): a signed link to one engine's card."""
+    hub, now = _hub(request), time.time()
+    form = await small_form(request) or {}
+    raw_index, ttl = form.get("index", ""), form.get("ttl", "30d")
+    engine = hub.views.engine_by_index(int(raw_index)) if raw_index.isdigit() else None
+    context: dict[str, Any] = {"index": engine.index if engine else 0, "link": None}
+    if engine is None or ttl not in _EMBED_TTLS:
+        context |= {"status": "No such engine", "message": "Pick an engine and a lifetime."}
+        return _page(request, "embed_link.html", context, 400)
+    try:
+        links = EmbedLinks(hub.settings.session_secret)
+    except ValueError as exc:
+        context |= {"status": "Embed links are off", "message": str(exc)}
+        return _page(request, "embed_link.html", context, 409)
+    token, grant = links.make(engine.name, now + _EMBED_TTLS[ttl])
+    path = f"/embed/engines/{engine.name}?{urlencode({EMBED_PARAM: token})}"
+    actor = request.user.display_name if request.user.is_authenticated else "anonymous"
+    hub.audit(actor, "embed_link_created", f"id {grant.link_id}, {ttl}", engine=engine.name)
+    context |= {
+        "status": "Embed link",
+        "engine": engine.name,
+        "link": absolute_url(request.scope, hub.settings, path),
+        "link_id": grant.link_id,
+        "expires": grant.expires,
+    }
+    return _page(request, "embed_link.html", context)
+
+
 async def engine_page(request: Request) -> Response:
     """`/engines/{name}`: one engine in depth."""
     hub, now = _hub(request), time.time()
@@ -143,8 +176,7 @@ async def embed(request: Request) -> Response:
     # An embed link's token rides along to the page's live socket (the auth middleware checked
     # it for this engine); anything not shaped like one is left out rather than echoed.
     token = request.query_params.get(EMBED_PARAM, "")
-    if _TOKEN_SHAPE.match(token):
-        context["embed_query"] = urlencode({EMBED_PARAM: token})
+    context["embed_query"] = urlencode({EMBED_PARAM: token}) if _TOKEN_SHAPE.match(token) else ""
     return _page(request, "embed.html", context, frame_ancestors=ancestors)
 
 
@@ -178,6 +210,7 @@ async def card_fragment(request: Request) -> Response:
 
 routes = [
     Route("/admin/audit", audit_page),
+    Route("/admin/embeds", make_embed_link, methods=["POST"]),
     Route("/", overview),
     Route("/engines/id/{index:int}", engine_by_index),
     Route("/engines/{name}", engine_page, name="engine_page"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
@@ -17,6 +18,7 @@ __all__ = [
     "level_param",
     "parse_duration",
     "parse_when",
+    "small_form",
     "time_param",
 ]
 
@@ -114,3 +116,21 @@ def event_type_param(request: Request) -> str | None:
 def level_param(request: Request) -> str | None:
     """The minimum log `level` (DEBUG, INFO, WARNING, ERROR, CRITICAL)."""
     return _pattern_param(request, "level", _LEVEL, "a log level such as INFO or WARNING")
+
+
+MAX_FORM_BYTES = 8192  # our forms hold a few short fields
+
+
+async def small_form(request: Request) -> dict[str, str] | None:
+    """A posted urlencoded form's fields (first value of each), or None when it is too big or
+    malformed. Our forms are a few fields: no multipart parser needed."""
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    try:
+        fields = parse_qs(body.decode(), max_num_fields=8, strict_parsing=bool(body))
+    except (UnicodeDecodeError, ValueError):
+        return None
+    return {key: values[0] for key, values in fields.items()}
