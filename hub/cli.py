@@ -6,6 +6,7 @@ import argparse
 import getpass
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -37,7 +38,7 @@ def _demo(args: argparse.Namespace) -> int:
     import asyncio
 
     from hub.demo.supervisor import run_demo
-    from hub.web.server import exit_cleanly_on_sigterm
+    from hub.web.server import exit_cleanly_on_sigterm, startup_problems
 
     def ready(url: str) -> None:
         print(
@@ -48,6 +49,11 @@ def _demo(args: argparse.Namespace) -> int:
 
     # The demo keeps its history in memory unless asked: simulated engines stay out of engine-hub.db.
     settings = _settings(args, db=args.db or ":memory:")
+    problems = startup_problems(settings)  # off loopback the demo is held to serve's rules
+    for problem in problems:
+        print(f"engine-hub: {problem}", file=sys.stderr)
+    if problems:
+        return 2
     exit_cleanly_on_sigterm()
     try:
         asyncio.run(run_demo(settings, ready, args.incident_every))
@@ -107,8 +113,12 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     query = urllib.parse.urlencode({"engine": args.engine, "since": since, "until": until})
     url = f"{args.url.rstrip('/')}/api/telemetry/export?{query}"
+    # A hub with sign-in on wants an API token (engine-hub token create --role viewer).
+    token = args.token or os.environ.get("ENGINE_HUB_API_TOKEN", "")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     try:
-        with urllib.request.urlopen(url, timeout=60) as response:
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=60) as response:
             sys.stdout.buffer.write(response.read() + b"\n")
     except urllib.error.HTTPError as exc:
         body = exc.read()
@@ -120,6 +130,13 @@ def _export(args: argparse.Namespace) -> int:
             if detail:  # the hub's 404 (docs/api.md): no engine of that name
                 print(f"engine-hub export: {detail}", file=sys.stderr)
                 return 1
+        if exc.code == 401:
+            print(
+                "engine-hub export: this hub needs sign-in: pass --token TOKEN (or set "
+                "ENGINE_HUB_API_TOKEN) with a token from `engine-hub token create --role viewer`",
+                file=sys.stderr,
+            )
+            return 2
         print(
             f"engine-hub export: the hub answered {exc.code}: {body[:300].decode(errors='replace')}",
             file=sys.stderr,
@@ -317,6 +334,9 @@ def _parser() -> argparse.ArgumentParser:
         "--db",
         dest="db",
         help="read this database file (a path or sqlite:///path) instead of asking a hub",
+    )
+    export.add_argument(
+        "--token", help="API token for a hub with sign-in on (default: $ENGINE_HUB_API_TOKEN)"
     )
     export.add_argument("--config", help=argparse.SUPPRESS)
     export.set_defaults(run=_export, host=None, port=None, log_level=None)

@@ -152,3 +152,24 @@ async def test_the_opt_out_starts_and_warns() -> None:
         await proc.wait()
     warnings = [line for line in lines if b"WARNING" in line]
     assert any(b"allow_anonymous_viewers = true" in line for line in warnings), lines
+
+
+async def test_the_demo_off_loopback_is_held_to_the_same_rules() -> None:
+    """`engine-hub demo --host 0.0.0.0` refuses like serve, naming sign-in and host names at once."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub",
+        "demo",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(WAIT):
+        out, _ = await proc.communicate()
+    assert proc.returncode == 2, out
+    assert b"engine-hub user add" in out and b"public_url" in out
+    assert b"Traceback" not in out and b"open http" not in out

@@ -27,7 +27,14 @@ from hub.web.hosts import check_hosts
 from hub.web.redaction import redact_query_strings
 from hub.web.runtime import Hub
 
-__all__ = ["HubServer", "bind", "exit_cleanly_on_sigterm", "serve", "uvicorn_config"]
+__all__ = [
+    "HubServer",
+    "bind",
+    "exit_cleanly_on_sigterm",
+    "serve",
+    "startup_problems",
+    "uvicorn_config",
+]
 
 log = logging.getLogger(__name__)
 
@@ -160,21 +167,26 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def startup_problems(settings: Settings) -> list[str]:
+    """Secure by default, checked before anything listens (serve and demo): who may see
+    (sign-in) and which host names the hub answers (no DNS rebinding); every problem at once."""
+    problems = [serving_problem(settings)]
+    try:
+        check_hosts(settings)
+    except SettingsError as exc:
+        problems.append(str(exc))
+    return [problem for problem in problems if problem]
+
+
 def serve(settings: Settings, reload: Reload | None = None) -> int:
     """Serve until SIGINT/SIGTERM; returns the process exit code (StoreError for a bad db file).
 
     With `reload` (what loads these settings again), SIGHUP reloads the credentials.
     """
     check_store(settings)
-    # Secure by default, checked before anything listens: who may see (sign-in), and which host
-    # names the hub answers (no DNS rebinding). Both problems are told at once.
-    problems = [serving_problem(settings)]
-    try:
-        check_hosts(settings)
-    except SettingsError as exc:
-        problems.append(str(exc))
-    if any(problems):
-        for problem in filter(None, problems):
+    problems = startup_problems(settings)
+    if problems:
+        for problem in problems:
             log.error("%s", problem)
         return 2
     if (warning := anonymous_warning(settings)) is not None:
