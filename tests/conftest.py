@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
+import sys
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Iterator
@@ -314,3 +316,20 @@ async def watched_page(browser: Browser) -> AsyncIterator[WatchedPage]:
         yield watched
     finally:
         await context.close()
+
+
+async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
+    """`python -m hub ARGS` as a child process (with `env` added): exit code, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, **env},
+    )
+    async with asyncio.timeout(WAIT):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()

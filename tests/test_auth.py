@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,7 +27,7 @@ from hub.web.app import create_app
 from hub.web.auth import PUBLIC, needs_admin, safe_next
 from hub.web.identities import SESSION_COOKIE, Auth
 from hub.web.passwords import hash_password
-from tests.conftest import WAIT, RunningHub, connect_engine, running_hub
+from tests.conftest import WAIT, RunningHub, connect_engine, run_cli, running_hub
 
 DOCS = Path(__file__).resolve().parent.parent / "docs" / "security.md"
 PASSWORD = "correct horse battery"
@@ -421,24 +419,11 @@ async def test_export_from_a_hub_with_sign_in_takes_an_api_token() -> None:
         await engine.send({"kind": "event", "type": "cycle", "payload": {"n": 1}})
         await engine.wait_acked()
         url = f"http://127.0.0.1:{running.port}"
-        command = [sys.executable, "-m", "hub", "export", "--engine", "exported", "--url", url]
-
-        async def export(*extra: str, **env: str) -> tuple[int | None, bytes, bytes]:
-            proc = await asyncio.create_subprocess_exec(
-                *command,
-                *extra,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env={**os.environ, **env},
-            )
-            async with asyncio.timeout(WAIT):
-                out, err = await proc.communicate()
-            return proc.returncode, out, err
-
-        code, _, err = await export()
-        assert code == 2 and b"--token" in err and b"Traceback" not in err
-        code, out, _ = await export("--token", VIEWER_TOKEN)
+        command = ("export", "--engine", "exported", "--url", url)
+        code, _, err = await run_cli(*command)
+        assert code == 2 and "--token" in err and "Traceback" not in err
+        code, out, _ = await run_cli(*command, "--token", VIEWER_TOKEN)
         assert code == 0 and json.loads(out)["engine"] == "exported"
-        code, out, _ = await export(ENGINE_HUB_API_TOKEN=VIEWER_TOKEN)
+        code, out, _ = await run_cli(*command, ENGINE_HUB_API_TOKEN=VIEWER_TOKEN)
         assert code == 0 and json.loads(out)["events"][0]["payload"] == {"n": 1}
         await engine.close()

@@ -11,7 +11,7 @@ import pytest
 from hub.core.access import ApiToken, Role, digest, new_token
 from hub.settings import Settings
 from hub.web.exposure import anonymous_warning, is_loopback, serving_problem
-from tests.conftest import WAIT
+from tests.conftest import WAIT, run_cli
 from tests.test_server import LISTENING
 
 TOKEN = ApiToken(digest(new_token("ehv_")), Role.VIEWER, "scraper")
@@ -156,20 +156,7 @@ async def test_the_opt_out_starts_and_warns() -> None:
 
 async def test_the_demo_off_loopback_is_held_to_the_same_rules() -> None:
     """`engine-hub demo --host 0.0.0.0` refuses like serve, naming sign-in and host names at once."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        "demo",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        "0",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    async with asyncio.timeout(WAIT):
-        out, _ = await proc.communicate()
-    assert proc.returncode == 2, out
-    assert b"engine-hub user add" in out and b"public_url" in out
-    assert b"Traceback" not in out and b"open http" not in out
+    code, out, err = await run_cli("demo", "--host", "0.0.0.0", "--port", "0")
+    assert code == 2, (out, err)
+    assert "engine-hub user add" in err and "public_url" in err
+    assert "Traceback" not in err and "open http" not in out

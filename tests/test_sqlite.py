@@ -38,9 +38,7 @@ from tests.conftest import (
     running_hub,
     unique,
 )
-
-BOOT = "boot-1"
-
+from tests.test_store_contract import BOOT, event, log_line
 
 # -- helpers ---------------------------------------------------------------------------------
 
@@ -60,28 +58,6 @@ def rows(db: str | Path, sql: str, *args: Any) -> list[tuple[Any, ...]]:
 
 def when(ts: float) -> datetime:
     return datetime.fromtimestamp(ts, UTC)
-
-
-def event(
-    ident: int,
-    seq: int,
-    ts: float,
-    engine: str = "alpha",
-    kind: str = "cycle",
-    boot_id: str = BOOT,
-    **payload: Any,
-) -> EventRecord:
-    return EventRecord(
-        ident, kind, ts, engine, seq, boot_id, msgspec.Raw(msgspec.json.encode(payload))
-    )
-
-
-def log_line(
-    ident: int, seq: int, ts: float, engine: str = "alpha", level: str = "INFO", message: str = ""
-) -> LogRecord:
-    return LogRecord(
-        ident, engine, seq, when(ts), level, f"engine.{engine}", message or f"line {ident}"
-    )
 
 
 def frame(

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,7 +24,7 @@ from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, Me
 from hub.settings import Settings
 from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
 from hub.stores.sqlite import SQLiteStore
-from tests.conftest import WAIT, Engine, RunningHub, connect_engine, running_hub, unique
+from tests.conftest import WAIT, Engine, RunningHub, connect_engine, run_cli, running_hub, unique
 
 
 @dataclass(frozen=True)
@@ -597,22 +596,6 @@ async def test_export_bundle_keeps_one_engine_within_the_window(
     assert bundle["metrics"]["series"] == [{"name": "orders", "kind": "counter", "lifetime": 3.0}]
     assert bundle["truncated"] is False
     assert capped["truncated"] is True and [e.seq for e in capped["events"]] == [4, 12]
-
-
-async def run_cli(*args: str) -> tuple[int, str, str]:
-    """`python -m hub ARGS` as a child process: exit code, stdout, stderr."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(WAIT):
-        out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
 
 
 KEYS = ["format", "engine", "since", "until", "boots", "events", "errors", "logs", "gaps"]

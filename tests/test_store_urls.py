@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +9,7 @@ import pytest
 from hub.settings import Settings
 from hub.stores import MemoryStore, StoreError, StoreURL, check_store, open_store, parse_db
 from hub.stores.sqlite import SQLiteStore
-from tests.conftest import WAIT
+from tests.conftest import run_cli
 
 ACCEPTED = [
     (":memory:", StoreURL("memory")),
@@ -95,35 +93,15 @@ async def test_an_unknown_store_stops_every_command_with_one_line(
 ) -> None:
     """`engine-hub serve|demo|export --db postgres://x` exits 2 at once with one readable line
     naming the accepted forms, and no traceback."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        *command,
-        "--db",
-        "postgres://x",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(WAIT):
-        out, err = await proc.communicate()
-    assert proc.returncode == 2 and out == b""
-    [line] = err.decode().splitlines()
+    code, out, err = await run_cli(*command, "--db", "postgres://x")
+    assert code == 2 and out == ""
+    [line] = err.splitlines()
     assert "cannot use 'postgres://x'" in line and "sqlite:///" in line and "memory://" in line
 
 
 async def test_export_db_of_the_memory_store_says_to_ask_the_hub() -> None:
     """`engine-hub export --db memory://` has no file to read: exit 2, one line pointing to --url."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        *("export", "--engine", "fno", "--db", "memory://"),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(WAIT):
-        out, err = await proc.communicate()
-    assert proc.returncode == 2 and out == b""
-    [line] = err.decode().splitlines()
+    code, out, err = await run_cli("export", "--engine", "fno", "--db", "memory://")
+    assert code == 2 and out == ""
+    [line] = err.splitlines()
     assert "memory://" in line and "--url" in line
