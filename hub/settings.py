@@ -101,6 +101,8 @@ class Settings:
     max_future_seconds: float = 600.0
     max_metric_tags: int = 15
     max_series_per_engine: int = 5000
+    max_series_bytes_per_engine: int = 8 * 1024 * 1024  # metric names + tags, estimated bytes
+    max_series_bytes: int = 256 * 1024 * 1024  # the same, summed over every engine
     max_engines: int = 256
     max_engine_connections: int = 1024  # open /ws/engine sockets, including ones awaiting hello
     max_event_types: int = 64
@@ -160,6 +162,8 @@ class Settings:
             raise SettingsError(
                 "'session_secret' is too short to sign anything: use 32 random characters or more"
             )
+        if self.max_series_bytes_per_engine > self.max_series_bytes:
+            raise SettingsError("'max_series_bytes_per_engine' must not exceed 'max_series_bytes'")
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")
         # A partial map (e.g. only "cycle") overrides those types and keeps the other defaults.
