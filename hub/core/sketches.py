@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import math
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = ["Sketch", "sketch_from_dict", "sketch_to_dict"]
@@ -61,6 +63,18 @@ class Sketch:
             if seen > rank:
                 return self._clamp(_value(key))
         return self.max
+
+    def cumulative(self, bounds: Sequence[float]) -> list[int]:
+        """Observations <= each ascending positive bound (by bucket midpoint, within ~1%)."""
+        per_bound = [0] * (len(bounds) + 1)
+        for key, n in self._pos.items():
+            per_bound[bisect.bisect_left(bounds, _value(key))] += n
+        below = sum(self._neg.values()) + self._zero
+        out: list[int] = []
+        for n in per_bound[:-1]:
+            below += n
+            out.append(below)
+        return out
 
     def _clamp(self, value: float) -> float:
         return min(max(value, self.min), self.max)

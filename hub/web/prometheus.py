@@ -1,39 +1,43 @@
-"""Prometheus `/metrics`: a custom collector over the hub's state (no global registry)."""
+"""Prometheus `/metrics`: the hub's own families (`engine_hub_*`) and every engine metric.
+
+The hub's families come from a custom collector on a per-app registry. Engine metrics
+(`engine_metric_*`, naming in docs/api.md) are rendered here in chunks of a few thousand series,
+yielding to the event loop between chunks, so a scrape of a big hub never stalls it.
+"""
 
 from __future__ import annotations
 
-import re
+import asyncio
+import math
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    Metric,
-    SummaryMetricFamily,
-)
-from prometheus_client.samples import Sample
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import StreamingResponse
 
-from hub.core.engines import Health, derive_health
-from hub.core.metrics import MetricKind
+from hub.core.engines import EngineRecord, Health, derive_health
+from hub.core.metrics import (
+    HISTOGRAM_BUCKETS,
+    MetricKind,
+    MetricRegistry,
+    Series,
+    TagKey,
+)
 from hub.core.sketches import Sketch
 from hub.web.runtime import Hub
 
-__all__ = ["HubCollector", "metrics_endpoint", "registry_for"]
+__all__ = ["HubCollector", "engine_exposition", "metrics_endpoint", "registry_for"]
 
-_INVALID = re.compile(r"[^a-zA-Z0-9_]")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-
-
-def _family_name(name: str) -> str:
-    return "engine_" + _INVALID.sub("_", name)
+CHUNK_SERIES = 1000  # series rendered between two yields to the event loop
+_LE = tuple(repr(b) for b in HISTOGRAM_BUCKETS)
+_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 
 class HubCollector:
-    """Exposes hub health and every engine metric with `engine` and `mode` labels."""
+    """Exposes the hub's own families: engine health, message and drop counts, connections."""
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
@@ -99,51 +103,6 @@ class HubCollector:
         conns.add_metric(["engine"], float(len(hub.sessions)))
         conns.add_metric(["stream"], float(len(hub.broadcaster.subscribers)))
         yield from (messages, rejected, drops, evicted, size, conns)
-        yield from self._engine_metrics()
-
-    def _engine_metrics(self) -> Iterator[Metric]:
-        """Engine metrics as families `engine_<name>`; a name used with two kinds keeps the first."""
-        state = self._hub.state
-        families: dict[str, Metric] = {}
-        for engine_name, metrics in sorted(state.metrics.engines.items()):
-            record = state.engines.get(engine_name)
-            mode = record.mode if record is not None else ""
-            for (name, tags), series in sorted(metrics.series.items()):
-                family = _family_name(name)
-                metric = families.get(family)
-                kind = series.kind
-                if metric is None:
-                    if kind is MetricKind.COUNTER:
-                        metric = CounterMetricFamily(family, f"engine counter {name}")
-                    elif kind is MetricKind.GAUGE:
-                        metric = GaugeMetricFamily(family, f"engine gauge {name}")
-                    else:
-                        metric = SummaryMetricFamily(family, f"engine histogram {name} (session)")
-                    families[family] = metric
-                elif (
-                    metric.type
-                    != {"counter": "counter", "gauge": "gauge", "histogram": "summary"}[kind]
-                ):
-                    continue
-                labels = {**dict(tags), "engine": engine_name, "mode": mode}
-                if kind is MetricKind.COUNTER and isinstance(series.lifetime, float):
-                    metric.samples.append(Sample(family + "_total", labels, series.lifetime, None))
-                elif kind is MetricKind.GAUGE and isinstance(series.session, float):
-                    metric.samples.append(Sample(family, labels, series.session, None))
-                else:
-                    sketch = series.session
-                    assert isinstance(sketch, Sketch)
-                    for q in (0.5, 0.95, 0.99):
-                        value = sketch.quantile(q)
-                        if value is not None:
-                            metric.samples.append(
-                                Sample(family, {**labels, "quantile": str(q)}, value, None)
-                            )
-                    metric.samples.append(
-                        Sample(family + "_count", labels, float(sketch.count), None)
-                    )
-                    metric.samples.append(Sample(family + "_sum", labels, sketch.sum, None))
-        yield from families.values()
 
 
 def _counts(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
@@ -161,7 +120,71 @@ def registry_for(hub: Hub) -> CollectorRegistry:
     return registry
 
 
-async def metrics_endpoint(request: Request) -> Response:
-    """Prometheus text exposition."""
-    registry: CollectorRegistry = request.app.state.registry
-    return Response(generate_latest(registry), media_type=CONTENT_TYPE)
+def engine_exposition(
+    metrics: MetricRegistry, engines: Mapping[str, EngineRecord]
+) -> Iterator[bytes]:
+    """Engine metrics as exposition text, one chunk per at most CHUNK_SERIES series.
+
+    Safe to interleave with ingest between chunks: every list it walks is copied first, and a
+    family's lines stay together as the text format requires.
+    """
+    for family, owner in sorted(metrics.families.items()):
+        kind = owner.kind
+        # Text format 0.0.4 names a counter's family by its sample name, `_total` included.
+        named = family + "_total" if kind is MetricKind.COUNTER else family
+        head = f"# HELP {named} engine {kind.value} {owner.name}\n# TYPE {named} {kind.value}\n"
+        lines = [head]
+        for engine in sorted(owner.engines):
+            held = metrics.engines.get(engine)
+            if held is None:
+                continue
+            record = engines.get(engine)
+            extra = (("engine", engine), ("mode", record.mode if record is not None else ""))
+            items = list(held.by_name.get(owner.name, {}).values())
+            for start in range(0, len(items), CHUNK_SERIES):
+                for series in items[start : start + CHUNK_SERIES]:
+                    _render(lines, family, series, extra)
+                yield "".join(lines).encode()
+                lines = []
+        if lines:
+            yield "".join(lines).encode()
+
+
+def _num(value: float) -> str:
+    """A sample value as the text format spells it."""
+    if value == math.inf:
+        return "+Inf"
+    return "-Inf" if value == -math.inf else repr(float(value))
+
+
+def _labels(tags: TagKey) -> str:
+    return ",".join(f'{k}="{v.translate(_ESCAPES)}"' for k, v in tags)
+
+
+def _render(lines: list[str], family: str, series: Series, extra: TagKey) -> None:
+    """Append the sample lines of one series (counters and histograms use lifetime values)."""
+    labels = _labels(series.tags + extra)
+    value, current = series.lifetime, series.session
+    if series.kind is MetricKind.COUNTER and isinstance(value, float):
+        lines.append(f"{family}_total{{{labels}}} {_num(value)}\n")
+    elif series.kind is MetricKind.GAUGE and isinstance(current, float):
+        lines.append(f"{family}{{{labels}}} {_num(current)}\n")
+    elif isinstance(value, Sketch):
+        for le, count in zip(_LE, value.cumulative(HISTOGRAM_BUCKETS), strict=True):
+            lines.append(f'{family}_bucket{{{labels},le="{le}"}} {count}\n')
+        lines.append(f'{family}_bucket{{{labels},le="+Inf"}} {value.count}\n')
+        lines.append(f"{family}_count{{{labels}}} {value.count}\n")
+        lines.append(f"{family}_sum{{{labels}}} {_num(value.sum)}\n")
+
+
+async def _body(hub: Hub, registry: CollectorRegistry) -> AsyncIterator[bytes]:
+    yield generate_latest(registry)
+    for chunk in engine_exposition(hub.state.metrics, hub.state.engines):
+        yield chunk
+        await asyncio.sleep(0)  # let heartbeats, acks and /healthz run between chunks
+
+
+async def metrics_endpoint(request: Request) -> StreamingResponse:
+    """Prometheus text exposition, streamed in chunks."""
+    hub: Hub = request.app.state.hub
+    return StreamingResponse(_body(hub, request.app.state.registry), media_type=CONTENT_TYPE)
