@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from hub.core.messages import ErrorCode, Metric
-from hub.core.metrics import MetricRegistry, MetricRejected
+from hub.core.metrics import MetricRegistry, MetricRejected, series_bytes
 
 T0 = 1_700_000_000.0
 
@@ -149,3 +149,74 @@ def test_snapshot_sorted_and_empty() -> None:
     registry = applied(metric("inc", "zeta"), metric("inc", "alpha"), metric("set", "mid", 1))
     assert [c["name"] for c in registry.snapshot("fno")["counters"]] == ["alpha", "zeta"]
     assert registry.snapshot("nobody") == {"counters": [], "gauges": [], "histograms": []}
+
+
+@pytest.mark.parametrize("key", ["__name__", "__meta_x", "engine", "mode", "quantile", "le"])
+def test_reserved_tag_keys_are_refused(key: str) -> None:
+    """Tags /metrics adds itself or Prometheus reserves are rejected as bad_message, naming the tag."""
+    with pytest.raises(MetricRejected) as caught:
+        applied(metric("inc", "fills", **{key: "x"}))
+    assert caught.value.code is ErrorCode.BAD_MESSAGE and repr(key) in caught.value.detail
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("inc", "a.b"), ("inc", "a_b")),
+        (("set", "a-b"), ("set", "a:b")),
+        (("inc", "orders_total"), ("inc", "orders")),
+        (("inc", "orders"), ("set", "orders_total")),
+        (("observe", "lat"), ("set", "lat_count")),
+        (("observe", "lat"), ("observe", "lat_bucket")),
+        (("inc", "clash"), ("set", "clash")),
+    ],
+)
+def test_names_with_one_prometheus_name_are_refused_across_engines(
+    first: tuple[str, str], second: tuple[str, str]
+) -> None:
+    """A second name whose samples would land in another's Prometheus series is refused."""
+    registry = applied(metric(*first))
+    with pytest.raises(MetricRejected) as caught:
+        registry.apply("equity", metric(*second), T0)
+    assert caught.value.code is ErrorCode.METRIC_CONFLICT and "rename it" in caught.value.detail
+    assert registry.snapshot("equity") == {"counters": [], "gauges": [], "histograms": []}
+
+
+def test_same_name_and_kind_is_shared_by_engines() -> None:
+    """Two engines may both use one name with one kind; the family lists both."""
+    registry = applied(metric("inc", "fills"))
+    registry.apply("equity", metric("inc", "fills"), T0)
+    [family] = registry.families.values()
+    assert family.engines == {"fno", "equity"}
+
+
+def test_series_are_capped_by_bytes_per_engine_and_counted() -> None:
+    """5,000 series with 15 tags of 256 chars stop at the byte cap; another engine still gets in."""
+    registry = MetricRegistry(5000, max_series_bytes_per_engine=4_000_000, max_series_bytes=10**9)
+    refused = 0
+    for i in range(5000):
+        tags = {f"t{j}": f"{i:05d}" + "v" * 251 for j in range(15)}
+        try:
+            registry.apply("fno", metric("inc", "wide", **tags), T0)
+        except MetricRejected as exc:
+            assert exc.code is ErrorCode.TOO_MANY_SERIES
+            assert "max_series_bytes_per_engine=4000000" in exc.detail
+            refused += 1
+    kept = len(registry.engines["fno"].series)
+    assert kept + refused == 5000 and 0 < kept < 1000
+    assert registry.engines["fno"].bytes <= 4_000_000
+    assert registry.drops["metric_series_bytes"] == refused
+    registry.apply("equity", metric("inc", "wide", t0="x"), T0)
+    assert len(registry.engines["equity"].series) == 1
+
+
+def test_series_are_capped_by_bytes_hub_wide() -> None:
+    """The hub-wide byte cap refuses new series from any engine once all engines reach it."""
+    cost = series_bytes("m", (("k", "v" * 100),))
+    registry = MetricRegistry(5000, max_series_bytes_per_engine=10**9, max_series_bytes=3 * cost)
+    for engine in ("a", "b", "c"):
+        registry.apply(engine, metric("inc", "m", k="v" * 100), T0)
+    with pytest.raises(MetricRejected) as caught:
+        registry.apply("d", metric("inc", "m", k="v" * 100), T0)
+    assert "max_series_bytes=" in caught.value.detail
+    assert registry.drops["metric_series_bytes_hub"] == 1 and registry.bytes == 3 * cost

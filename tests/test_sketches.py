@@ -107,3 +107,11 @@ def test_memory_is_bounded_by_range_not_count() -> None:
     sketch = sketch_of([rng.uniform(1.0, 2.0) for _ in range(20_000)])
     assert sketch.count == 20_000
     assert len(sketch._pos) < 40
+
+
+def test_cumulative_counts_by_bound() -> None:
+    """cumulative gives Prometheus-style `le` counts; zero and negatives are under every bound."""
+    sketch = Sketch()
+    for value in (-1.0, 0.0, 0.004, 0.2, 0.2, 3.0, 500.0):
+        sketch.observe(value)
+    assert sketch.cumulative((0.001, 0.01, 0.5, 5.0, 60.0)) == [2, 3, 5, 6, 6]
