@@ -57,8 +57,8 @@ class HubState:
         self.engines: dict[str, EngineRecord] = {}
         self.rings = EventRings(settings)
         self.logs = LogTails(settings.log_tail_lines)
-        self.metrics = MetricRegistry(settings.max_series_per_engine)
         self.stats = Stats()
+        self.metrics = MetricRegistry.from_settings(settings, self.stats.drops)  # byte caps too
         self.dirty = DirtySet()
         self._event_ids = itertools.count(first_event_id)
         self._log_ids = itertools.count(first_log_id)

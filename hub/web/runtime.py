@@ -12,7 +12,6 @@ from hub.core.access import Credentials
 from hub.core.decoding import FrameDecoder
 from hub.core.ingested import Ingested
 from hub.core.messages import CloseCode
-from hub.core.metrics import MetricRegistry
 from hub.core.records import AuditRecord
 from hub.core.state import HubState
 from hub.core.stats import Topic
@@ -63,8 +62,6 @@ class Hub:
     def __init__(self, settings: Settings, store: HistoryStore | None = None) -> None:
         self.settings = settings
         self.state = HubState(settings)
-        # The byte caps and their drop counters; belongs in HubState once state.py can change.
-        self.state.metrics = MetricRegistry.from_settings(settings, self.state.stats.drops)
         self.decoder = FrameDecoder(settings, self.state.stats.drops)
         self.store = store or open_store(settings, self.state.stats.drops)
         self.broadcaster = Broadcaster(
