@@ -85,6 +85,8 @@ class Settings:
         "normal"  # "full" also survives power loss, at a cost (docs/operations.md)
     )
     commit_interval: float = 0.25
+    # /healthz says "degraded" once records have waited this long for a commit (0: never).
+    store_stall_after: float = 5.0
     store_max_pending: int = 200_000
     retention_events: int = 200_000  # per event type
     retention_logs: int = 100_000  # per engine
@@ -159,6 +161,11 @@ class Settings:
         if self.session_secret and len(self.session_secret) < 16:
             raise SettingsError(
                 "'session_secret' is too short to sign anything: use 32 random characters or more"
+            )
+        if self.store_stall_after and self.store_stall_after <= self.commit_interval:
+            raise SettingsError(
+                "'store_stall_after' must be longer than 'commit_interval' (or 0 to never "
+                "report a stalled store)"
             )
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")
