@@ -101,6 +101,8 @@ class Settings:
     max_log_line_bytes: int = 16 * 1024
     max_json_depth: int = 32
     max_future_seconds: float = 600.0
+    # Older timestamps are accepted but counted (stats "flagged": past_timestamp): clocks lie.
+    max_past_seconds: float = 7 * 86400.0
     max_metric_tags: int = 15
     max_series_per_engine: int = 5000
     max_engines: int = 256
@@ -166,6 +168,11 @@ class Settings:
             raise SettingsError(
                 "'store_stall_after' must be longer than 'commit_interval' (or 0 to never "
                 "report a stalled store)"
+            )
+        if self.max_past_seconds == 0:
+            raise SettingsError(
+                "'max_past_seconds' must be positive: it is how old a timestamp may be before it "
+                "is flagged (a week, 604800, is the default)"
             )
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")
