@@ -152,7 +152,6 @@ def test_missing_and_invalid_file(tmp_path: Path) -> None:
         ({"ENGINE_HUB_RING_CAPACITIES": "cycle=many"}, "ring_capacities"),
         ({"ENGINE_HUB_RING_CAPACITIES": "cycle=0"}, "ring_capacities"),
         ({"ENGINE_HUB_MAX_MESSAGE_BYTES": "99999999"}, "max_message_bytes"),
-        ({"ENGINE_HUB_STORE_STALL_AFTER": "0.1"}, "store_stall_after"),
         ({"ENGINE_HUB_MAX_PAST_SECONDS": "0"}, "max_past_seconds"),
     ],
 )
