@@ -231,10 +231,11 @@ async def healthz(request: Request) -> Response:
     problem, since = store.problem, store.pending_since
     waiting = round(max(now - since, 0.0), 3) if since is not None else 0.0
     reasons = [f"history store cannot write: {problem}"] if problem else []
-    if stall_after and waiting > stall_after:
+    # A record normally waits up to commit_interval; stalled is that much longer again.
+    if stall_after and waiting > stall_after + hub.settings.commit_interval:
         reasons.append(
             f"history store has not committed for {waiting:.1f} s (store_stall_after is "
-            f"{stall_after:g} s): engines are not being acked"
+            f"{stall_after:g} s past commit_interval): engines are not being acked"
         )
     return json_response(
         {
