@@ -140,6 +140,7 @@ async def stats(request: Request) -> Response:
             "messages": dict(state.stats.messages),
             "rejected": dict(state.stats.rejected),
             "drops": dict(state.stats.drops),
+            "flagged": dict(hub.decoder.flagged),
             "connections": {
                 "engines": len(hub.sessions),
                 "engines_connected": connected,
