@@ -168,3 +168,19 @@ def test_sparkline_scales_to_the_box_and_skips_non_finite() -> None:
         sparkline_points([1.0, math.nan, 3.0, math.inf], width=50, height=10) == "0.0,9.0 50.0,1.0"
     )
     assert sparkline_points([2.0, 2.0, 2.0]) == "0.0,19.0 50.0,19.0 100.0,19.0"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (None, "—"),
+        (0.1234, "+0.123 s"),
+        (-0.05, "-0.050 s"),
+        (-300.0, "-5.0 min"),
+        (3 * 3600.0, "+3.0 h"),
+        (86_400.0 - T0, "-19,675 d"),  # a 1970 heartbeat
+    ],
+)
+def test_skew_shows_a_signed_clock_difference(seconds: float | None, shown: str) -> None:
+    """Clock skew reads with its sign and a unit that fits its size."""
+    assert ENV.filters["skew"](seconds) == shown

@@ -33,6 +33,20 @@ def _cell(value: Any, limit: int = _MAX_CELL) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _skew(seconds: float | None) -> str:
+    """A signed clock difference: +0.120 s, -3.5 min, -19692 d ("—" when unknown)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    size = abs(seconds)
+    if size < 60:
+        return f"{seconds:+.3f} s"
+    if size < 7200:
+        return f"{seconds / 60:+.1f} min"
+    if size < 2 * 86400:
+        return f"{seconds / 3600:+.1f} h"
+    return f"{seconds / 86400:+,.0f} d"
+
+
 def _clock(value: datetime | float | None) -> str:
     """HH:MM:SS (UTC) of a timestamp (datetime or Unix seconds)."""
     if value is None:
@@ -84,5 +98,6 @@ def create_environment() -> jinja2.Environment:
     env.filters["cell"] = _cell
     env.filters["clock"] = _clock
     env.filters["number"] = _number
+    env.filters["skew"] = _skew
     env.globals["sparkline_points"] = sparkline_points
     return env
