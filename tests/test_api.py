@@ -375,3 +375,25 @@ async def test_healthz_is_degraded_while_a_held_write_lock_stalls_acks(tmp_path:
         body = await healthz_until(running, "ok")
         assert body["reasons"] == [] and body["store"]["acking"] is True
         await engine.close()
+
+
+async def test_a_1970_timestamp_is_stored_as_sent_and_flagged(hub: RunningHub) -> None:
+    """An event stamped in 1970 is accepted with its own time and counted in stats `flagged`;
+    a heartbeat stamped in 1970 shows as a clock skew of decades."""
+    engine = await connect_engine(hub, unique("epoch"))
+    before = (await hub.get("/api/telemetry/stats"))["flagged"].get("past_timestamp", 0)
+    await engine.send(
+        {"kind": "event", "type": "cycle", "ts": 86_400.0, "payload": {"n": 1}},
+        {"kind": "heartbeat", "ts": 86_400.0, "status": "running"},
+    )
+    await engine.wait_acked()
+    assert engine.errors == []
+    (stored,) = (await hub.get("/api/telemetry/events", engine=engine.name))["events"]
+    assert stored["timestamp"].startswith("1970-01-02T00:00:00")
+    assert (await hub.get("/api/telemetry/stats"))["flagged"]["past_timestamp"] == before + 2
+    (record,) = [
+        e for e in (await hub.get("/api/telemetry/engines"))["engines"] if e["name"] == engine.name
+    ]
+    assert record["clock_skew"] < -50 * 365 * 86400
+    assert record["last_heartbeat_ts"].startswith("1970-01-02")
+    await engine.close()
