@@ -85,6 +85,8 @@ class Settings:
         "normal"  # "full" also survives power loss, at a cost (docs/operations.md)
     )
     commit_interval: float = 0.25
+    # /healthz says "degraded" once records have waited this long past commit_interval (0: never).
+    store_stall_after: float = 5.0
     store_max_pending: int = 200_000
     retention_events: int = 200_000  # per event type
     retention_logs: int = 100_000  # per engine
@@ -99,6 +101,8 @@ class Settings:
     max_log_line_bytes: int = 16 * 1024
     max_json_depth: int = 32
     max_future_seconds: float = 600.0
+    # Older timestamps are accepted but counted (stats "flagged": past_timestamp): clocks lie.
+    max_past_seconds: float = 7 * 86400.0
     max_metric_tags: int = 15
     max_series_per_engine: int = 5000
     max_series_bytes_per_engine: int = 8 * 1024 * 1024  # metric names + tags, estimated bytes
@@ -164,6 +168,11 @@ class Settings:
             )
         if self.max_series_bytes_per_engine > self.max_series_bytes:
             raise SettingsError("'max_series_bytes_per_engine' must not exceed 'max_series_bytes'")
+        if self.max_past_seconds == 0:
+            raise SettingsError(
+                "'max_past_seconds' must be positive: it is how old a timestamp may be before it "
+                "is flagged (a week, 604800, is the default)"
+            )
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")
         # A partial map (e.g. only "cycle") overrides those types and keeps the other defaults.

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import re
+import sqlite3
+from contextlib import closing
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -333,3 +336,64 @@ async def test_audit_page_lists_the_trail_as_escaped_text() -> None:
     assert "default-src 'self'" in response.headers["content-security-policy"]
     assert "sign_in_failed" in response.text and "<script>alert" not in response.text
     assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in response.text
+
+
+async def healthz_until(running: RunningHub, status: str) -> dict[str, Any]:
+    """Poll /healthz until it reports `status` (its stall verdict is a matter of elapsed time)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            body: dict[str, Any] = await running.get("/healthz")
+            if body["status"] == status:
+                return body
+            await asyncio.sleep(0.05)  # polling a clock-driven verdict, not synchronizing
+
+
+async def test_healthz_is_degraded_while_a_held_write_lock_stalls_acks(tmp_path: Path) -> None:
+    """Another connection holding the SQLite write lock past store_stall_after while an engine
+    sends: /healthz says degraded (200) with the reason; once released it says ok and acks flow."""
+    db = str(tmp_path / "hub.db")
+    async with running_hub(db=db, commit_interval=0.05, store_stall_after=0.5) as running:
+        engine = await connect_engine(running, unique("stall"))
+        await engine.send({"kind": "event", "type": "cycle", "payload": {"n": 1}})
+        await engine.wait_acked()
+        assert (await running.get("/healthz"))["status"] == "ok"
+        with closing(sqlite3.connect(db, isolation_level=None)) as locker:
+            locker.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+            try:
+                sent = await engine.send({"kind": "event", "type": "cycle", "payload": {"n": 2}})
+                response = await running.http.get("/healthz")
+                assert response.status_code == 200 and response.json()["status"] == "ok"
+                body = await healthz_until(running, "degraded")
+                assert engine.acked < sent  # it really is stalled, not only said to be
+            finally:
+                locker.execute("ROLLBACK")
+        assert body["store"]["acking"] is False and body["store"]["pending_seconds"] > 0.5
+        assert body["store"]["problem"] is None  # not failing: waiting for the lock
+        (reason,) = body["reasons"]
+        assert "not committed" in reason and "store_stall_after" in reason
+        await engine.wait_acked()
+        body = await healthz_until(running, "ok")
+        assert body["reasons"] == [] and body["store"]["acking"] is True
+        await engine.close()
+
+
+async def test_a_1970_timestamp_is_stored_as_sent_and_flagged(hub: RunningHub) -> None:
+    """An event stamped in 1970 is accepted with its own time and counted in stats `flagged`;
+    a heartbeat stamped in 1970 shows as a clock skew of decades."""
+    engine = await connect_engine(hub, unique("epoch"))
+    before = (await hub.get("/api/telemetry/stats"))["flagged"].get("past_timestamp", 0)
+    await engine.send(
+        {"kind": "event", "type": "cycle", "ts": 86_400.0, "payload": {"n": 1}},
+        {"kind": "heartbeat", "ts": 86_400.0, "status": "running"},
+    )
+    await engine.wait_acked()
+    assert engine.errors == []
+    (stored,) = (await hub.get("/api/telemetry/events", engine=engine.name))["events"]
+    assert stored["timestamp"].startswith("1970-01-02T00:00:00")
+    assert (await hub.get("/api/telemetry/stats"))["flagged"]["past_timestamp"] == before + 2
+    (record,) = [
+        e for e in (await hub.get("/api/telemetry/engines"))["engines"] if e["name"] == engine.name
+    ]
+    assert record["clock_skew"] < -50 * 365 * 86400
+    assert record["last_heartbeat_ts"].startswith("1970-01-02")
+    await engine.close()

@@ -244,6 +244,40 @@ async def test_signals_orders_errors_and_logs_are_pushed(hub: RunningHub, browse
     await engine.close()
 
 
+ISOLATION = """
+(el) => {
+  const bdi = el.querySelector("bdi");
+  return [bdi.textContent, getComputedStyle(bdi).unicodeBidi, el.textContent.includes("\\u202e")];
+}
+"""
+
+
+async def test_a_bidi_override_in_a_log_line_renders_isolated_and_visible(
+    hub: RunningHub, browser: Browser
+) -> None:
+    """A log line with U+202E (right-to-left override) and an ANSI escape shows them as visible
+    ⟨U+XXXX⟩ marks inside an isolating <bdi>: the text after them keeps its order."""
+    name = unique("bidi")
+    engine = await connect_engine(hub, name)
+    async with live_page(browser, f"http://127.0.0.1:{hub.port}/engines/{name}") as watched:
+        marker = unique("m")
+        await engine.send(
+            {
+                "kind": "log",
+                "level": "INFO",
+                "logger": "engine.bidi",
+                "message": f"{marker} \u202eexe.txt \x1b[31mred",
+            }
+        )
+        line = watched.page.locator(".logs li .msg", has_text=marker)
+        await expect(line).to_have_count(1, timeout=MS)
+        text, bidi, raw = await line.evaluate(ISOLATION)
+        assert text == f"{marker} ⟨U+202E⟩exe.txt ⟨U+001B⟩[31mred"  # not "txt.exe", not hidden
+        assert bidi == "isolate" and raw is False
+        await assert_clean(watched, f"http://127.0.0.1:{hub.port}")
+    await engine.close()
+
+
 SIGNAL_CELLS = """
 () => Array.from(document.querySelectorAll("#signals tbody tr"),
   (tr) => [tr.cells[2].textContent, tr.cells[7].textContent])
@@ -417,8 +451,12 @@ async def test_engine_page_shows_everything_and_updates_live(
         assert index.isdigit()
 
         state = page.locator(f"#state-{index}")
-        await expect(state.locator("dt:text-is('next_cycle_at') + dd")).to_have_text("09:15:00")
-        await expect(state.locator("dt:text-is('trading_hours_active') + dd")).to_have_text("true")
+        await expect(state.locator("dt:has(bdi:text-is('next_cycle_at')) + dd")).to_have_text(
+            "09:15:00"
+        )
+        await expect(
+            state.locator("dt:has(bdi:text-is('trading_hours_active')) + dd")
+        ).to_have_text("true")
 
         metrics = page.locator(f"#metrics-{index}")
         counter = metrics.locator("tr", has_text="signals.long").locator("td")
@@ -457,7 +495,9 @@ async def test_engine_page_shows_everything_and_updates_live(
             {"kind": "log", "level": "ERROR", "logger": "engine.deep", "message": "cycle 2 failed"},
         )
         await expect(field(the_card, "loop")).to_have_text(starts("20"), timeout=MS)
-        await expect(state.locator("dt:text-is('trading_hours_active') + dd")).to_have_text("false")
+        await expect(
+            state.locator("dt:has(bdi:text-is('trading_hours_active')) + dd")
+        ).to_have_text("false")
         await expect(counter.nth(2)).to_have_text("4", timeout=MS)
         await expect(gauge.nth(2)).to_have_text("-50")
         await expect(page.locator(f"#positions-{index}")).to_contain_text("FINNIFTY", timeout=MS)

@@ -55,7 +55,7 @@ def shown_signals(frame: str) -> list[int] | None:
     if start < 0:
         return None
     table = frame[start : frame.find("</section>", start)]
-    return [int(n) for n in re.findall(r"<td>SIG(\d+)</td>", table)]
+    return [int(n) for n in re.findall(r"<td><bdi>SIG(\d+)</bdi></td>", table)]
 
 
 @pytest.mark.parametrize("path", PUSH_PATHS)

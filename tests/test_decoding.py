@@ -570,6 +570,22 @@ def test_timestamp_before_1970_is_rejected() -> None:
     assert_rejected(one(msg(kind="bye", seq=1, ts=-5)), ErrorCode.BAD_MESSAGE, 1, None)
 
 
+def test_timestamps_older_than_max_past_seconds_are_accepted_and_flagged() -> None:
+    """A 1970 timestamp (and one a month old) is kept as sent and counted as past_timestamp;
+    one within max_past_seconds is not counted, in a lone message and in a batch alike."""
+    decoder = FrameDecoder(SETTINGS)
+    events = [
+        {"kind": "event", "seq": i + 1, "type": "cycle", "ts": ts, "payload": {}}
+        for i, ts in enumerate([86_400.0, NOW - 30 * 86400, NOW - 60])
+    ]
+    items = decoder.decode(json.dumps(events), NOW).items
+    assert [item.ts for item in items if isinstance(item, Event)] == [e["ts"] for e in events]
+    assert decoder.flagged["past_timestamp"] == 2
+    decoder.decode(json.dumps({**events[0], "kind": "log", "message": "old"}), NOW)
+    assert decoder.flagged["past_timestamp"] == 3
+    assert SETTINGS.max_past_seconds < 30 * 86400  # the default really is shorter than a month
+
+
 @pytest.mark.parametrize(
     "iso",
     ["2023-11-14T22:13:20+00:00", "2023-11-14T22:13:20Z", "2023-11-15T03:43:20+05:30"],

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Frame, Opcode
 
+from hub.core.throttles import LogThrottle
 from hub.settings import KNOWN_EVENT_TYPES
+from hub.web.redaction import FrameFaultLines
 from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, sse, unique
 
 EVENT_TYPES = list(KNOWN_EVENT_TYPES)
@@ -136,6 +140,39 @@ async def test_second_engine_unaffected_by_bad_input(hub: RunningHub) -> None:
         for e in (await hub.get("/api/telemetry/events", engine=good.name))["events"]
     ]
     assert ids == [2, 1]
+    await good.close()
+
+
+def send_raw_text(ws: websockets.ClientConnection, payload: bytes) -> None:
+    """Send `payload` as one text frame as it is (websockets would refuse bytes that are not UTF-8)."""
+    ws.protocol.send_frame(Frame(Opcode.TEXT, payload))
+    ws.send_data()
+
+
+async def test_invalid_utf8_frames_close_1007_with_one_log_line(
+    hub: RunningHub, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two engines sending text frames that are not UTF-8: each closed with 1007, both counted,
+    one WARNING line in the log and no traceback; a third engine keeps being acked."""
+    (faults,) = [
+        f for f in logging.getLogger("uvicorn.error").filters if isinstance(f, FrameFaultLines)
+    ]
+    monkeypatch.setattr(faults, "throttle", LogThrottle(60.0))  # a fresh interval for this test
+    caplog.set_level(logging.INFO)
+    counted = hub.hub.state.stats.drops["invalid_utf8"]
+    good = await connect_engine(hub, unique("good"))
+    for _ in range(2):
+        bad = await connect_engine(hub, unique("utf8"))
+        send_raw_text(bad.ws, b'{"kind":"log","seq":1,"message":"\xff\xfe"}')
+        code, _ = await closed_with(bad.ws)
+        assert code == 1007
+    await good.send({"kind": "event", "type": "order_event", "payload": {"id": 1}})
+    await good.wait_acked()
+    assert hub.hub.state.stats.drops["invalid_utf8"] == counted + 2
+    lines = [r for r in caplog.records if "UTF-8" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert lines[0].levelno == logging.WARNING and lines[0].exc_info is None
+    assert "Traceback" not in caplog.text and "\n" not in lines[0].getMessage()
     await good.close()
 
 

@@ -7,7 +7,10 @@ from typing import Any
 import pytest
 
 from hub.core.engines import EngineRecord, Health, derive_health
-from hub.core.messages import Status
+from hub.core.ingested import Ingested
+from hub.core.messages import Heartbeat, Hello, Status
+from hub.core.records import utc
+from hub.core.state import HubState
 from hub.settings import Settings
 
 T0 = 1_700_000_000.0
@@ -150,3 +153,22 @@ def test_new_boot_forgets_per_boot_facts() -> None:
     assert (record.boot_id, record.boots, record.hwm, record.gaps) == ("boot-2", 1, 3, 0)
     assert (record.loop_tick, record.loop_rate, record.tick_changed_at) == (None, None, None)
     assert (record.last_error, record.state, record.status) == (None, {}, Status.STARTING)
+
+
+def test_clock_skew_is_the_heartbeat_ts_minus_the_hub_receive_time() -> None:
+    """A heartbeat's own ts is kept beside the hub's receive time; the API shows both and the
+    skew, and a 1970 ts shows as a skew of decades; a heartbeat without ts leaves it unknown."""
+    state = HubState(SETTINGS)
+    record, _ = state.hello(Hello(engine="fno", boot_id="b1"), 1, T0, Ingested())
+    assert record.as_dict(T0, SETTINGS)["clock_skew"] is None
+    state.ingest(record, [Heartbeat(seq=1, ts=T0 + 1.25)], T0 + 1.0)
+    data = record.as_dict(T0 + 2, SETTINGS)
+    assert data["clock_skew"] == 0.25
+    assert data["last_heartbeat"] == utc(T0 + 1.0)  # the hub's receive time
+    assert data["last_heartbeat_ts"] == utc(T0 + 1.25)  # the engine's own time
+    state.ingest(record, [Heartbeat(seq=2, ts=86_400.0)], T0 + 3)
+    assert record.clock_skew == 86_400.0 - (T0 + 3)
+    state.ingest(record, [Heartbeat(seq=3)], T0 + 4)
+    assert (
+        record.clock_skew is None and record.as_dict(T0 + 4, SETTINGS)["last_heartbeat_ts"] is None
+    )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import sys
 from pathlib import Path
 
 import httpx
@@ -13,7 +14,7 @@ import websockets
 from websockets.exceptions import InvalidStatus
 
 from hub.core.access import digest, new_token
-from hub.web.redaction import QueryRedaction
+from hub.web.redaction import FrameFaultLines, QueryRedaction
 from tests.conftest import WAIT
 from tests.test_server import serve_process
 
@@ -69,3 +70,45 @@ async def test_no_secret_reaches_the_log_of_a_running_hub(tmp_path: Path) -> Non
     assert "WebSocket /ws/dashboard?[query not logged]" in output  # the line is still there
     for secret in (secret_query, engine_token, wrong):
         assert secret not in output
+
+
+def test_the_filter_drops_the_query_of_an_http_access_line() -> None:
+    """uvicorn.access lines (when another server runs the app with access logs) lose the query."""
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        "x",
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/api/telemetry/engines?token=SECRET", "1.1", 200),
+        None,
+    )
+    assert QueryRedaction().filter(record)
+    assert "SECRET" not in record.getMessage()
+    assert "GET /api/telemetry/engines?[query not logged] HTTP/1.1" in record.getMessage()
+
+
+def test_frame_fault_lines_are_one_warning_per_interval_without_traceback() -> None:
+    """uvicorn's invalid UTF-8 ERROR becomes a WARNING without exc_info; repeats within the
+    interval are held back and the next line says how many."""
+    now = [0.0]
+    faults = FrameFaultLines(interval=60.0, clock=lambda: now[0])
+
+    def fault() -> logging.LogRecord:
+        try:
+            b"\xff".decode()
+        except UnicodeDecodeError:
+            info = sys.exc_info()
+        msg = "Invalid UTF-8 sequence received from client."
+        return logging.LogRecord("uvicorn.error", logging.ERROR, "x", 1, msg, (), info)
+
+    first = fault()
+    assert faults.filter(first)
+    assert first.levelno == logging.WARNING and first.exc_info is None
+    assert "1007" in first.getMessage()
+    assert not faults.filter(fault()) and not faults.filter(fault())
+    now[0] = 61.0
+    later = fault()
+    assert faults.filter(later) and "2 more" in later.getMessage()
+    other = logging.LogRecord("uvicorn.error", logging.ERROR, "x", 1, "boom", (), None)
+    assert faults.filter(other) and other.levelno == logging.ERROR

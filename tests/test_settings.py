@@ -152,6 +152,7 @@ def test_missing_and_invalid_file(tmp_path: Path) -> None:
         ({"ENGINE_HUB_RING_CAPACITIES": "cycle=many"}, "ring_capacities"),
         ({"ENGINE_HUB_RING_CAPACITIES": "cycle=0"}, "ring_capacities"),
         ({"ENGINE_HUB_MAX_MESSAGE_BYTES": "99999999"}, "max_message_bytes"),
+        ({"ENGINE_HUB_MAX_PAST_SECONDS": "0"}, "max_past_seconds"),
     ],
 )
 def test_bad_environment_value_names_the_setting(environ: dict[str, str], name: str) -> None:

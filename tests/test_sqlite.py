@@ -271,6 +271,35 @@ async def test_failed_write_sets_problem_and_holds_acks_until_it_succeeds(
     assert rows(settings.db, "SELECT seq FROM events ORDER BY seq") == [(1,), (2,), (3,)]
 
 
+async def test_pending_since_is_when_the_oldest_uncommitted_record_was_queued(
+    tmp_path: Path,
+) -> None:
+    """`pending_since` is None with everything committed, the oldest waiting record's queue time
+    while another connection holds the write lock, and None again once that commits."""
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    alpha = EngineRecord("alpha", time.time(), boot_id=BOOT)
+    now = time.time()
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        store.append(frame(alpha, [event(1, 1, now)]))
+        await commits.wait(1)
+        assert store.pending_since is None
+        with closing(sqlite3.connect(settings.db, isolation_level=None)) as locker:
+            locker.execute("BEGIN IMMEDIATE")
+            try:
+                before = time.time()
+                store.append(frame(alpha, [event(2, 2, now)]))
+                since = store.pending_since
+                assert since is not None and before <= since <= time.time()
+                store.append(frame(alpha, [event(3, 3, now)]))
+                assert store.pending_since == since  # the oldest, not the newest
+                assert commits.seq() == 1
+            finally:
+                locker.execute("ROLLBACK")
+        await commits.wait(3)
+        assert store.pending_since is None
+
+
 async def test_an_unexpected_error_in_the_writer_is_shown_and_retried_not_fatal(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store_log: LogLines
 ) -> None:

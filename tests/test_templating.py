@@ -7,6 +7,7 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import jinja2
 import pytest
@@ -168,3 +169,45 @@ def test_sparkline_scales_to_the_box_and_skips_non_finite() -> None:
         sparkline_points([1.0, math.nan, 3.0, math.inf], width=50, height=10) == "0.0,9.0 50.0,1.0"
     )
     assert sparkline_points([2.0, 2.0, 2.0]) == "0.0,19.0 50.0,19.0 100.0,19.0"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (None, "—"),
+        (0.1234, "+0.123 s"),
+        (-0.05, "-0.050 s"),
+        (-300.0, "-5.0 min"),
+        (3 * 3600.0, "+3.0 h"),
+        (86_400.0 - T0, "-19,675 d"),  # a 1970 heartbeat
+    ],
+)
+def test_skew_shows_a_signed_clock_difference(seconds: float | None, shown: str) -> None:
+    """Clock skew reads with its sign and a unit that fits its size."""
+    assert ENV.filters["skew"](seconds) == shown
+
+
+def test_text_isolates_engine_text_and_shows_its_control_characters() -> None:
+    """`text` wraps in <bdi>, escapes markup, and shows C0/C1 controls and bidi controls as
+    ⟨U+XXXX⟩; tab and newline (spaces to HTML) and ordinary scripts stay as they are."""
+    html = ENV.from_string("{{ v | text(200) }}").render(
+        v="a\u202eb\u2066c\u200fd\x1b[0m\x85\x00<i>\tשלום\n"
+    )
+    assert html == (
+        "<bdi>a⟨U+202E⟩b⟨U+2066⟩c⟨U+200F⟩d⟨U+001B⟩[0m⟨U+0085⟩⟨U+0000⟩&lt;i&gt;\tשלום\n</bdi>"
+    )
+    assert ENV.from_string("{{ v | text(5) }}").render(v="abcdefgh") == "<bdi>abcd…</bdi>"
+    assert ENV.from_string("{{ v | text }}").render(v=None) == "<bdi></bdi>"
+
+
+def test_every_partial_renders_engine_text_through_text() -> None:
+    """No partial shows a payload value or log field through `cell` alone (it neither isolates
+    nor shows controls); only the hub's own store message may."""
+    partials = Path(__file__).parent.parent / "templates" / "partials"
+    uses = {
+        p.name: re.findall(r"\{\{[^}]*\|\s*cell\b[^}]*\}\}", p.read_text())
+        for p in partials.glob("_*.html")
+    }
+    assert {name: found for name, found in uses.items() if found} == {
+        "_hub_status.html": ["{{ hub.store_problem | cell(60) }}"]
+    }

@@ -110,6 +110,7 @@ class FrameDecoder:
     def __init__(self, settings: Settings, drops: Counter[str] | None = None) -> None:
         self._settings = settings
         self.drops: Counter[str] = drops if drops is not None else Counter()
+        self.flagged: Counter[str] = Counter()  # accepted, but worth a look (past_timestamp)
         self._typed = msgspec.json.Decoder(EngineMessage)
         self._typed_batch = msgspec.json.Decoder(list[EngineMessage])
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
@@ -177,11 +178,12 @@ class FrameDecoder:
         out: list[EngineMessage | Rejected] = []
         append, known = out.append, self._event_types
         latest = now + self._settings.max_future_seconds
+        earliest = now - self._settings.max_past_seconds  # older ones are counted in `_check`
         verbatim = True
         for index, msg in enumerate(messages):
             if not walk and type(msg) is Event and msg.type in known:
                 ts = msg.ts
-                if (ts is None or (type(ts) is float and 0 <= ts <= latest)) and _first_byte(
+                if (ts is None or (type(ts) is float and earliest <= ts <= latest)) and _first_byte(
                     msg.payload
                 ) == _OPEN_BRACE:
                     append(msg)
@@ -263,6 +265,8 @@ class FrameDecoder:
                 )
             if ts < 0:
                 return (ErrorCode.BAD_MESSAGE, "ts must not be before 1970")
+            if ts < now - settings.max_past_seconds:
+                self.flagged["past_timestamp"] += 1  # kept as sent: the clock may be wrong
         if isinstance(msg, Event):  # the common case: a known type name, an object payload
             if msg.type not in self._event_types:
                 if not _EVENT_TYPE.match(msg.type):

@@ -39,7 +39,8 @@ class EngineRecord:
     boots: int = 0
     status: Status = Status.STARTING
     started_at: float | None = None
-    last_heartbeat: float | None = None
+    last_heartbeat: float | None = None  # when the hub received it
+    heartbeat_ts: float | None = None  # the time the engine put in it (its own clock)
     loop_tick: int | None = None
     loop_rate: float | None = None
     tick_changed_at: float | None = None
@@ -73,12 +74,19 @@ class EngineRecord:
         self.boots += 1
         self.hwm = self.committed = last_seq
         self.status = Status.STARTING
-        self.loop_tick = self.loop_rate = self.tick_changed_at = None
+        self.loop_tick = self.loop_rate = self.tick_changed_at = self.heartbeat_ts = None
         self.last_error = None
         self.state = {}
         self.gaps = 0
         self.client_dropped = {}
         self.rate_history.clear()
+
+    @property
+    def clock_skew(self) -> float | None:
+        """The engine's clock minus the hub's at its last heartbeat (None: it sent no ts)."""
+        if self.heartbeat_ts is None or self.last_heartbeat is None:
+            return None
+        return self.heartbeat_ts - self.last_heartbeat
 
     def card_facts(self) -> dict[str, Any]:
         """What the engine last reported, kept by the history store so a restarted hub shows it."""
@@ -106,6 +114,8 @@ class EngineRecord:
             "status": self.status,
             "started_at": utc(self.started_at) if self.started_at is not None else None,
             "last_heartbeat": utc(last) if last is not None else None,
+            "last_heartbeat_ts": utc(self.heartbeat_ts) if self.heartbeat_ts is not None else None,
+            "clock_skew": round(skew, 3) if (skew := self.clock_skew) is not None else None,
             "loop_tick": self.loop_tick,
             "universe_size": self.universe_size,
             "open_positions": self.open_positions,

@@ -372,6 +372,7 @@ class HubState:
         self.snapshot_due.add(engine.name)
         previous = engine.last_heartbeat
         engine.last_heartbeat = now
+        engine.heartbeat_ts = hb.ts  # type: ignore[assignment]  # seconds (decoder); skew
         if hb.status is not UNSET:
             engine.status = hb.status
         if hb.loop_tick is not UNSET:

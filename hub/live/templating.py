@@ -8,12 +8,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from hub.live.resources import templates_dir
 
-__all__ = ["create_environment", "sparkline_points"]
+__all__ = ["create_environment", "sparkline_points", "visible"]
 
 _MAX_CELL = 120
+# Characters that would hide or reorder engine text: C0 controls but tab and newline (HTML shows
+# those as spaces), DEL, C1 controls, the bidi marks, embeddings, overrides and isolates.
+_INVISIBLE = (
+    [c for c in range(0x20) if c not in (0x09, 0x0A)]
+    + list(range(0x7F, 0xA0))
+    + [0x061C, 0x200E, 0x200F]
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2066, 0x206A))
+)
+_SHOWN = {c: f"\u27e8U+{c:04X}\u27e9" for c in _INVISIBLE}  # e.g. ⟨U+202E⟩
 
 
 def _cell(value: Any, limit: int = _MAX_CELL) -> str:
@@ -31,6 +42,30 @@ def _cell(value: Any, limit: int = _MAX_CELL) -> str:
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def visible(text: str) -> str:
+    """`text` with control and bidi-override characters replaced by a visible ⟨U+XXXX⟩."""
+    return text.translate(_SHOWN)
+
+
+def _text(value: Any, limit: int = _MAX_CELL) -> Markup:
+    """Engine text for HTML: short (as `cell`), controls made visible, bidi-isolated in <bdi>."""
+    return Markup("<bdi>{}</bdi>").format(visible(_cell(value, limit)))
+
+
+def _skew(seconds: float | None) -> str:
+    """A signed clock difference: +0.120 s, -3.5 min, -19692 d ("—" when unknown)."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    size = abs(seconds)
+    if size < 60:
+        return f"{seconds:+.3f} s"
+    if size < 7200:
+        return f"{seconds / 60:+.1f} min"
+    if size < 2 * 86400:
+        return f"{seconds / 3600:+.1f} h"
+    return f"{seconds / 86400:+,.0f} d"
 
 
 def _clock(value: datetime | float | None) -> str:
@@ -84,5 +119,7 @@ def create_environment() -> jinja2.Environment:
     env.filters["cell"] = _cell
     env.filters["clock"] = _clock
     env.filters["number"] = _number
+    env.filters["skew"] = _skew
+    env.filters["text"] = _text
     env.globals["sparkline_points"] = sparkline_points
     return env

@@ -74,6 +74,7 @@ TABLE_ROWS = 25  # a panel shows about 20 rows; more only costs bytes on every p
 SECTION_ROWS = 20
 LOG_ROWS = 50  # overview log tail
 ENGINE_LOG_ROWS = 100
+CLOCK_SKEW_WARN = 60.0  # seconds: beyond network delay, the engine's clock itself is off
 
 # Overview tables: part -> event type.
 _TABLES = {Part.SIGNALS: "signal_event", Part.ORDERS: "order_event", Part.ERRORS: "error"}
@@ -236,6 +237,8 @@ class Views:
             "pid": engine.pid,
             "started_at": engine.started_at,
             "last_heartbeat": engine.last_heartbeat,
+            "clock_skew": (skew := engine.clock_skew),
+            "clock_warn": skew is not None and abs(skew) > CLOCK_SKEW_WARN,
             "loop_tick": engine.loop_tick,
             "loop_rate": engine.loop_rate,
             "universe_size": engine.universe_size,

@@ -77,6 +77,10 @@ class HistoryStore(Protocol):
     # The GIL switch interval in seconds the server sets while this store runs (None: leave it).
     switch_interval: float | None
 
+    @property
+    def pending_since(self) -> float | None:
+        """When the oldest record not yet committed was queued (None: nothing waits)."""
+
     async def start(self, on_commit: CommitCallback) -> Restored:
         """Open the store and return the history to refill the hub's state with."""
 

@@ -73,6 +73,7 @@ class MemoryStore:
     """Keeps the last `capacity` events and log lines; everything appended is committed at once."""
 
     problem: str | None = None
+    pending_since: float | None = None  # everything appended is committed at once
     switch_interval: float | None = None  # no writer thread: the interpreter's default is fine
 
     def __init__(self, capacity: int = 100_000, export_limit: int = 100_000) -> None:

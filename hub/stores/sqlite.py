@@ -56,6 +56,7 @@ class _Batch:
     boots: list[BootChange] = field(default_factory=list)
     metrics: dict[str, MetricsSnapshot] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
+    since: float | None = None  # when the oldest thing in it was queued (Unix seconds)
 
     @property
     def size(self) -> int:
@@ -82,6 +83,7 @@ class _Batch:
         self.gaps[:0] = older.gaps
         self.boots[:0] = older.boots
         self.audit[:0] = older.audit
+        self.since = older.since if self.since is None else min(self.since, older.since or 1e18)
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
         self.metrics = {**older.metrics, **self.metrics}
@@ -107,6 +109,7 @@ class SQLiteStore:
         self._read_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_commit: CommitCallback | None = None
+        self._writing_since: float | None = None  # the batch the writer holds, uncommitted
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -133,6 +136,15 @@ class SQLiteStore:
             with self._read_lock:
                 self._reader.close()
 
+    @property
+    def pending_since(self) -> float | None:
+        """When the oldest record not yet committed was queued (None: nothing waits)."""
+        with self._lock:  # the writer swaps both at once
+            queued, writing = self._batch.since, self._writing_since
+        if queued is None or writing is None:
+            return writing if queued is None else queued
+        return min(queued, writing)
+
     # -- writes (event loop side) -------------------------------------------------------------
 
     def append(self, ingested: Ingested) -> None:
@@ -141,6 +153,8 @@ class SQLiteStore:
         engine, boot_id = ingested.engine, ingested.boot_id
         with self._lock:
             batch = self._batch
+            if batch.since is None:
+                batch.since = now
             if batch.size >= self.settings.store_max_pending and (ingested.events or ingested.logs):
                 seqs = [r.seq for r in ingested.events] + [r.seq for r in ingested.logs]
                 self.drops["store_overflow"] += len(seqs)
@@ -187,6 +201,7 @@ class SQLiteStore:
                 self._wake.clear()
                 with self._lock:
                     batch, self._batch = self._batch, _Batch()
+                    self._writing_since = batch.since
                 if batch.empty():
                     if self._stopping:
                         return
@@ -194,7 +209,8 @@ class SQLiteStore:
                     try:
                         self._write(conn, batch)
                     except Exception as exc:  # a bug of ours, too, must not end the writer
-                        self._failed(batch, exc)
+                        self._failed(batch, exc)  # back in the queue, `since` and all
+                        self._writing_since = None
                         backoff = min(max(backoff * 2, 0.25), 5.0)
                         deadline = deadline or time.monotonic() + self.settings.graceful_timeout
                         if self._stopping and time.monotonic() > deadline:
@@ -203,7 +219,7 @@ class SQLiteStore:
                             )
                             return
                         continue
-                    backoff, deadline = 0.0, None
+                    backoff, deadline, self._writing_since = 0.0, None, None
                     if self.problem is not None:
                         self.problem = None
                         log.warning("history store recovered: writing and acking again")

@@ -140,6 +140,7 @@ async def stats(request: Request) -> Response:
             "messages": dict(state.stats.messages),
             "rejected": dict(state.stats.rejected),
             "drops": dict(state.stats.drops),
+            "flagged": dict(hub.decoder.flagged),
             "connections": {
                 "engines": len(hub.sessions),
                 "engines_connected": connected,
@@ -222,17 +223,33 @@ async def metrics(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """Liveness: 200 while serving ("degraded" when the history store cannot write); 503 when stopping."""
-    hub = _hub(request)
+    """Liveness: 200 while serving, "degraded" with `reasons` when the history store fails or
+    its commits (and so the engines' acks) have stalled; 503 only when stopping."""
+    hub, now = _hub(request), time.time()
     if hub.shutting_down:
         return json_response({"status": "shutting_down"}, 503)
-    problem = hub.store.problem
+    store, stall_after = hub.store, hub.settings.store_stall_after
+    problem, since = store.problem, store.pending_since
+    waiting = round(max(now - since, 0.0), 3) if since is not None else 0.0
+    reasons = [f"history store cannot write: {problem}"] if problem else []
+    # A record normally waits up to commit_interval; stalled is that much longer again.
+    if stall_after and waiting > stall_after + hub.settings.commit_interval:
+        reasons.append(
+            f"history store has not committed for {waiting:.1f} s (store_stall_after is "
+            f"{stall_after:g} s past commit_interval): engines are not being acked"
+        )
     return json_response(
         {
-            "status": "degraded" if problem else "ok",
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "version": __version__,
             "engines": len(hub.state.engines),
-            "store": {"ok": problem is None, "problem": problem, "acking": problem is None},
+            "store": {
+                "ok": problem is None,
+                "problem": problem,
+                "acking": not reasons,
+                "pending_seconds": waiting,
+            },
         }
     )
 

@@ -61,7 +61,7 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s", request.url.path, exc_info=exc)
+    log.exception("unhandled error on %r", request.url.path, exc_info=exc)  # %r: no forged lines
     return error_response(500, "internal", "internal error; see the hub's log")
 
 

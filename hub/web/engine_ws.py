@@ -86,8 +86,9 @@ class EngineSession:
             self.close_soon(exc.code, exc.reason)
         except ProtocolClose as exc:
             self.close_soon(exc.code, exc.reason)
-        except WebSocketDisconnect:
-            pass
+        except WebSocketDisconnect as exc:
+            if exc.code == CloseCode.INVALID_DATA:  # uvicorn closed it: a text frame not UTF-8
+                hub.state.stats.drops["invalid_utf8"] += 1  # its one log line: hub/web/redaction.py
         except Exception:  # a bug of ours must not reach the client or other engines
             log.exception("engine connection %d failed", conn.conn_id)
             self.close_soon(CloseCode.INTERNAL_ERROR, "internal error")
@@ -145,7 +146,7 @@ class EngineSession:
         old = self.hub.sessions.get(replaced) if replaced is not None else None
         if old is not None:
             log.warning(
-                "engine %s reconnected (boot %s): closing its older socket",
+                "engine %r reconnected (boot %r): closing its older socket",
                 engine.name,
                 engine.boot_id,
             )
@@ -183,7 +184,8 @@ def close_revoked(hub: Hub) -> int:
             hub.state.stats.drops["token_revoked"] += 1
             log.warning(
                 "closing the socket of engine %s: %s",
-                session.engine_name or "(not yet said hello)",
+                session.engine_name
+                or "(not yet said hello)",  # a name the hello's pattern admitted
                 reason,
             )
             session.close_soon(CloseCode.POLICY_VIOLATION, reason)
