@@ -161,11 +161,11 @@ class AcceptErrors(logging.Filter):
             return False
         error = record.exc_info[1] if record.exc_info else None
         record.msg = (
-            "cannot accept connections: %s (%d times in %.0f s; asyncio retries every second). "
+            "cannot accept connections: %s (%d times since last logged; asyncio retries every second). "
             "Raise the open-file limit (systemd LimitNOFILE=, ulimit -n) or lower "
             "max_engine_connections, max_dashboards and max_sse_clients"
         )
-        record.args = (error, self._count, self.interval)
+        record.args = (error, self._count)
         record.exc_info = record.exc_text = None
         self._count = 0
         self._due = now + self.interval
