@@ -22,7 +22,7 @@ import websockets
 from hub.settings import Settings
 from hub.web.guards import AcceptErrors
 from hub.web.limits import Handshakes, RequestHead, budget, fit_caps
-from tests.conftest import WAIT, Engine, RunningHub, running_hub
+from tests.conftest import WAIT, Engine, running_hub
 
 # ------------------------------------------------------------------ sans-I/O
 

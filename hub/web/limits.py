@@ -17,7 +17,9 @@ from hub.settings import Settings
 
 __all__ = ["CAPS", "HEADROOM", "Admission", "Handshakes", "RequestHead", "budget", "fit_caps"]
 
-HEADROOM = 64  # descriptors for the store (db, WAL, shm), logs, the listening socket, stdio, threads
+HEADROOM = (
+    64  # descriptors for the store (db, WAL, shm), logs, the listening socket, stdio, threads
+)
 CAPS = ("max_engine_connections", "max_dashboards", "max_sse_clients")
 
 K = TypeVar("K")
