@@ -114,6 +114,8 @@ class Settings:
 
     # Connection behaviour.
     hello_timeout: float = 5.0
+    handshake_timeout: float = 5.0  # to send a whole request head (HTTP or WebSocket upgrade)
+    max_pending_per_ip: int = 64  # connections from one address still sending their request head
     ack_interval: float = 0.1
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
@@ -172,6 +174,10 @@ class Settings:
             raise SettingsError(
                 "'max_past_seconds' must be positive: it is how old a timestamp may be before it "
                 "is flagged (a week, 604800, is the default)"
+            )
+        if self.handshake_timeout <= 0 or self.max_pending_per_ip < 1:
+            raise SettingsError(
+                "'handshake_timeout' must be above 0 and 'max_pending_per_ip' at least 1"
             )
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")

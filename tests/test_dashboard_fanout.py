@@ -53,11 +53,15 @@ def woken(viewer: Viewer) -> bool:
 
 
 class Socket:
-    """A FrameWriter double: takes every frame while `open`, refuses them otherwise."""
+    """A FrameWriter double: takes every frame while `open`, refuses them otherwise; holds `held` bytes."""
 
     def __init__(self, open: bool = True) -> None:
         self.open = open
         self.written: list[bytes] = []
+        self.held = 0  # bytes its transport has not sent yet
+
+    def backlog(self) -> int:
+        return self.held
 
     def write(self, wire: bytes) -> bool:
         if self.open:
@@ -398,3 +402,22 @@ def test_a_page_for_an_unknown_engine_does_not_break_other_views() -> None:
     hub.push_views(T0)
     assert len(overview.queue) == 1
     assert 'id="card-999"' in bogus.queue[0]
+
+
+def test_bytes_the_transport_holds_count_like_a_queue_on_the_direct_path() -> None:
+    """A frozen browser on the direct path (its transport holds more than the budget) is given a
+    snapshot, then cut off as slow and counted, exactly as when its queue overflows."""
+    fanout, drops = make_fanout(max_chars=100)
+    frozen, held = direct(fanout)
+    other, fine = direct(fanout)
+    held.held = 95  # written earlier, never read
+    for round_ in range(4):
+        publish(fanout, OVERVIEW, "x" * 11)
+        assert frozen.needs_snapshot or frozen.closed
+        assert fine.written[-1] == text_frame("x" * 11)
+        if round_ < 3:
+            frozen.needs_snapshot = False  # the tick offers the snapshot: still no room
+    assert held.written == []
+    assert frozen.closed and frozen.gone.is_set()
+    assert drops == {"dashboard_backlog_replaced": 3, "dashboard_slow_disconnect": 1}
+    assert not other.closed

@@ -93,6 +93,9 @@ class CountingWriter:
             self.written.append(wire)
         return wrote
 
+    def backlog(self) -> int:
+        return self.writer.backlog()
+
 
 async def test_a_hub_servers_dashboards_get_the_direct_writer_and_its_frames() -> None:
     """A dashboard socket of a `HubServer` gets the direct writer with the installed uvicorn, and

@@ -4,7 +4,8 @@ A frame is framed as a WebSocket message once and written straight to every sock
 now (its `FrameWriter`: only while the socket is writable and nothing older is queued); the others
 get it through their queue and the ASGI sender task, under the policy below.
 
-Policy for a browser that falls behind: when its queue would exceed its budget (characters) the backlog is
+Policy for a browser that falls behind: when its queue, plus what its writer still holds (bytes the
+socket has not taken), would exceed its budget (characters) the backlog is
 dropped and it is marked for a fresh snapshot instead; if it is still behind after
 `stuck_after` snapshots in a row it is disconnected. Nothing here ever waits for a browser.
 """
@@ -40,12 +41,18 @@ class FrameWriter(Protocol):
     def write(self, wire: bytes) -> bool:
         """Write `wire` whole and return True, or write nothing and return False."""
 
+    def backlog(self) -> int:
+        """Bytes written but not yet taken by the socket (they count against the viewer's budget)."""
+
 
 class _NoWriter:
     """The null writer: every frame goes through the queue and the ASGI sender."""
 
     def write(self, wire: bytes) -> bool:
         return False
+
+    def backlog(self) -> int:
+        return 0
 
 
 NO_WRITER: FrameWriter = _NoWriter()
@@ -139,12 +146,14 @@ class DashboardFanout:
         """Write `frame` (framed: `wire`) to the socket now, else queue it; snapshot or cut off if behind."""
         if viewer.closed or viewer.needs_snapshot:
             return
+        # A frozen browser's bytes pile up in the transport on the direct path: they count too.
+        behind = viewer.queued_chars + viewer.writer.backlog() + len(frame) > self._max_chars
         # Straight to the socket only when nothing older is still on its way, so order holds.
-        if not viewer.queue and not viewer.sending:
+        if not behind and not viewer.queue and not viewer.sending:
             if viewer.writer.write(text_frame(frame) if wire is None else wire):
                 viewer.snapshots = 0
                 return
-        if viewer.queued_chars + len(frame) > self._max_chars:
+        if behind:
             viewer.queue.clear()
             viewer.queued_chars = 0
             viewer.snapshots += 1

@@ -47,6 +47,9 @@ class _UvicornWriter:
         protocol.transport.write(wire)
         return True
 
+    def backlog(self) -> int:
+        return int(self._protocol.transport.get_write_buffer_size())
+
 
 def frame_writer(receive: Receive) -> FrameWriter:
     """A direct writer if `receive` belongs to uvicorn's websockets-sansio socket, else NO_WRITER."""

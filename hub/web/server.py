@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 import socket
 import sys
@@ -23,7 +24,9 @@ from hub.stores import check_store
 from hub.web.admin import Reload, reload_credentials
 from hub.web.app import create_app
 from hub.web.exposure import anonymous_warning, serving_problem
+from hub.web.guards import AcceptErrors, ConnectionGuard
 from hub.web.hosts import check_hosts
+from hub.web.limits import budget, fit_caps
 from hub.web.redaction import redact_query_strings
 from hub.web.runtime import Hub
 
@@ -31,6 +34,7 @@ __all__ = [
     "HubServer",
     "bind",
     "exit_cleanly_on_sigterm",
+    "raise_open_file_limit",
     "serve",
     "startup_problems",
     "uvicorn_config",
@@ -39,8 +43,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
-    """uvicorn settings that enforce the hub's WebSocket limits.
+def uvicorn_config(
+    app: Starlette, settings: Settings, http: type[asyncio.Protocol] | str = "auto"
+) -> uvicorn.Config:
+    """uvicorn settings that enforce the hub's WebSocket limits (`http`: HubServer's guarded h11).
 
     uvicorn's own X-Forwarded-* handling is off (it trusts 127.0.0.1 by default): the app reads
     those headers only from `trusted_proxies` (hub/web/proxies.py), whatever server runs it.
@@ -50,6 +56,7 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
         host=settings.host,
         port=settings.port,
         lifespan="on",
+        http=http,
         ws="websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval,
@@ -66,16 +73,25 @@ def uvicorn_config(app: Starlette, settings: Settings) -> uvicorn.Config:
 class HubServer(uvicorn.Server):
     """uvicorn's server that tells the hub to close engine sockets and streams on exit.
 
-    `reload` loads the settings afresh (SIGHUP under `serve`, POST /api/admin/reload).
+    `reload` loads the settings afresh (SIGHUP under `serve`, POST /api/admin/reload). The
+    connection caps are fitted to the process's open-file limit (hub/web/limits.py) and every
+    connection passes the guard (hub/web/guards.py) until its request head is in.
     """
 
     def __init__(self, settings: Settings, reload: Reload | None = None) -> None:
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if nofile != resource.RLIM_INFINITY:
+            settings, warning = fit_caps(settings, nofile)
+            if warning is not None:
+                log.warning("%s", warning)
+        connections = budget(nofile) if nofile != resource.RLIM_INFINITY else 1 << 20
+        self.guard = ConnectionGuard(settings, connections)
         self.app = create_app(settings)
         self.app.state.reload_settings = reload  # what /api/admin/reload calls
         self.settings = settings
         self._switch_interval: float | None = None  # held for the store while serving
         redact_query_strings()  # embed tokens ride in WebSocket query strings
-        super().__init__(uvicorn_config(self.app, settings))
+        super().__init__(uvicorn_config(self.app, settings, self.guard.http_protocol()))
 
     @property
     def hub(self) -> Hub | None:
@@ -84,9 +100,12 @@ class HubServer(uvicorn.Server):
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's serve; afterwards (the store closed) the process gets its switch interval back."""
+        accept_errors = AcceptErrors()  # asyncio's, logged at most once a minute while serving
+        logging.getLogger("asyncio").addFilter(accept_errors)
         try:
             await super().serve(sockets=sockets)
         finally:
+            logging.getLogger("asyncio").removeFilter(accept_errors)
             if self._switch_interval is not None:
                 _SWITCH_INTERVAL.release(self._switch_interval)
                 self._switch_interval = None
@@ -96,6 +115,9 @@ class HubServer(uvicorn.Server):
         the store asks for."""
         await super().startup(sockets=sockets)
         hub = self.hub
+        if hub is not None:  # what the guard counted from here on shows with the hub's drops
+            hub.state.stats.drops.update(self.guard.counts)
+            self.guard.counts = hub.state.stats.drops
         if hub is not None and hub.store.switch_interval is not None:
             self._switch_interval = hub.store.switch_interval
             _SWITCH_INTERVAL.hold(self._switch_interval)
@@ -167,6 +189,18 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def raise_open_file_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (connections need descriptors); the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+            return soft
+    return hard
+
+
 def startup_problems(settings: Settings) -> list[str]:
     """Secure by default, checked before anything listens (serve and demo): who may see
     (sign-in) and which host names the hub answers (no DNS rebinding); every problem at once."""
@@ -191,6 +225,7 @@ def serve(settings: Settings, reload: Reload | None = None) -> int:
         return 2
     if (warning := anonymous_warning(settings)) is not None:
         log.warning("%s", warning)
+    raise_open_file_limit()
     server = HubServer(settings, reload)
     try:
         sock = bind(settings.host, settings.port)
