@@ -10,6 +10,7 @@ from typing import assert_never
 
 from msgspec import UNSET
 
+from hub.core.buckets import EngineBudget
 from hub.core.decoding import Rejected
 from hub.core.engines import EngineRecord, Health, derive_health
 from hub.core.ingested import Gap, Ingested
@@ -55,6 +56,8 @@ class HubState:
     def __init__(self, settings: Settings, first_event_id: int = 1, first_log_id: int = 1) -> None:
         self.settings = settings
         self.engines: dict[str, EngineRecord] = {}
+        # Per engine name, kept across reconnects: a socket cannot reset its engine's bucket.
+        self.budgets: dict[str, EngineBudget] = {}
         self.rings = EventRings(settings)
         self.logs = LogTails(settings.log_tail_lines)
         self.metrics = MetricRegistry(settings.max_series_per_engine)
@@ -122,6 +125,13 @@ class HubState:
         )
         return engine
 
+    def budget(self, name: str, now: float) -> EngineBudget:
+        """The rate-limit buckets of engine `name` (full ones for an engine not seen before)."""
+        budget = self.budgets.get(name)
+        if budget is None:
+            budget = self.budgets[name] = EngineBudget(self.settings, now)
+        return budget
+
     def continue_ids(self, next_event_id: int, next_log_id: int) -> None:
         """Continue event and log ids after those a store already holds (ids stay unique)."""
         self._event_ids = itertools.count(next_event_id)
@@ -138,6 +148,7 @@ class HubState:
             )
         oldest = min(gone, key=lambda e: e.disconnected_at or e.first_seen)
         del self.engines[oldest.name]
+        self.budgets.pop(oldest.name, None)
         self.stats.drops["engine_forgotten"] += 1
         self.dirty.mark(Topic.ENGINES)
 
