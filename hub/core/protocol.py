@@ -156,8 +156,8 @@ class EngineConnection:
         reply = ErrorReply(
             ErrorCode.RATE_LIMITED,
             f"engine {engine.name!r} is over its rate limit "
-            f"({self._state.settings.engine_messages_per_second:g} messages/s, "
-            f"{self._state.settings.engine_bytes_per_second:g} bytes/s): resend from seq "
+            f"({self._state.settings.engine_messages_per_second:,.0f} messages/s, "
+            f"{self._state.settings.engine_bytes_per_second:,.0f} bytes/s): resend from seq "
             f"{self._held} after {retry:g} s",
             retry_after=retry,
         )
