@@ -232,7 +232,7 @@ class HubState:
                 if kind != last_type:
                     out.runs += 1
                     if ring is not None:
-                        ring.total += len(events) - run_start
+                        ring.added(name, len(events) - run_start)
                     ring = rings.get(kind)
                     if ring is None:
                         engine.hwm = hwm
@@ -241,10 +241,11 @@ class HubState:
                             continue
                         ring = rings[kind]  # it holds `record` already
                         run_start = len(events) + 1
+                        ring_append = (ring.lanes.get(name) or ring.lane(name)).append
                     else:
-                        ring.items.append(record)
+                        ring_append = (ring.lanes.get(name) or ring.lane(name)).append
+                        ring_append(record)
                         run_start = len(events)
-                    ring_append = ring.items.append
                     last_type = kind
                     marks.add(ring_marks.get(kind) or self._ring_mark(kind))
                 else:
@@ -254,7 +255,7 @@ class HubState:
                 events.append(record)
                 continue
             if ring is not None:  # end the run: the slow path below may start another
-                ring.total += len(events) - run_start
+                ring.added(name, len(events) - run_start)
                 ring, last_type = None, None
             engine.hwm = hwm
             self._apply(
@@ -262,7 +263,7 @@ class HubState:
             )
             hwm = engine.hwm
         if ring is not None:
-            ring.total += len(events) - run_start
+            ring.added(name, len(events) - run_start)
         engine.hwm = out.seq = hwm
         engine.events += len(events)
         stats.messages["event"] += len(events)
