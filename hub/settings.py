@@ -112,6 +112,14 @@ class Settings:
     max_event_types: int = 64
     max_pending_replies: int = 256
 
+    # Per-engine fairness (docs/operations.md, "Limits and what is counted"); 0 turns one off.
+    engine_messages_per_second: float = 2000.0  # refilled steadily into the engine's bucket
+    engine_message_burst: int = 10_000  # messages an engine may send at once above that rate
+    engine_bytes_per_second: float = 2 * 1024 * 1024  # frame text, refilled likewise
+    engine_byte_burst: int = 10 * 1024 * 1024
+    flood_close_after: float = 10.0  # refused for this long without one accepted frame: close 1008
+    max_bad_frames_in_a_row: int = 100  # frames whose every message was rejected: close 1008
+
     # Connection behaviour.
     hello_timeout: float = 5.0
     handshake_timeout: float = 5.0  # to send a whole request head (HTTP or WebSocket upgrade)
@@ -179,6 +187,14 @@ class Settings:
             raise SettingsError(
                 "'handshake_timeout' must be above 0 and 'max_pending_per_ip' at least 1"
             )
+        for rate, burst in (
+            ("engine_messages_per_second", "engine_message_burst"),
+            ("engine_bytes_per_second", "engine_byte_burst"),
+        ):
+            if getattr(self, rate) > 0 and getattr(self, burst) < 1:
+                raise SettingsError(
+                    f"{burst!r} must be at least 1 while {rate!r} is set (0 turns the limit off)"
+                )
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")
         # A partial map (e.g. only "cycle") overrides those types and keeps the other defaults.

@@ -132,6 +132,27 @@ async def test_rejected_message_does_not_break_the_client(hub: RunningHub) -> No
     await asyncio.to_thread(client.close)
 
 
+async def test_a_client_over_the_rate_limit_slows_down_and_loses_nothing() -> None:
+    """Publishing faster than the hub's limit: rate_limited, then every event stored exactly once."""
+    name, count = unique("limited"), 1500
+    limits = {"engine_messages_per_second": 1000, "engine_message_burst": 100}
+    async with running_hub(**limits, ring_default_capacity=5000, api_max_limit=5000) as running:
+        client = EngineClient(running.ws_url, engine=name, max_batch=50, **FAST).start()
+        for n in range(count):  # all at once: about 1.5 s of the limit
+            client.publish("limited_probe", {"n": n})
+        assert await asyncio.to_thread(client.flush, 3 * WAIT), client.stats
+        stats = client.stats
+        events = (await running.get("/api/telemetry/events", engine=name, limit=5000))["events"]
+        numbers = sorted(e["payload"]["n"] for e in events)
+        assert numbers == list(range(count)), "every event exactly once, none missing"
+        card = await card_of(running, name)
+        assert stats.rejected.get("rate_limited", 0) > 0 and card["rate_limited"] > 0
+        assert not stats.dropped and card["gaps"] == 0
+        drops = (await running.get("/api/telemetry/stats"))["drops"]
+        assert drops["rate_limited"] == card["rate_limited"] and "gap" not in drops
+        await asyncio.to_thread(client.close)
+
+
 async def test_log_handler_ships_records_with_fields(hub: RunningHub) -> None:
     """Log records arrive with level, logger, message, exception text and extra fields."""
     name = unique("logs")

@@ -355,6 +355,41 @@ def test_error_reply_consumes_the_seq() -> None:
     assert set(seqs) - {bad} <= set(resent)
 
 
+def test_rate_limited_keeps_the_refused_messages_and_holds_sending() -> None:
+    """rate_limited: messages from resume_seq are sent again, in order, after the hub's hint."""
+    core = make_core(max_batch=3)
+    online(core)
+    for n in range(9):
+        event(core, n=n)
+    core.collect(1.0)
+    frames = sent(core)
+    seqs = [m["seq"] for f in frames for m in f]
+    assert len(frames) == 3
+    resume = frames[1][0]["seq"]  # the hub took the first frame and refused from the second on
+    limited = {"kind": "error", "code": "rate_limited", "detail": "slow down", "seq": None}
+    core.receive(json.dumps({**limited, "retry_after": 0.25, "resume_seq": resume}))
+    assert core.take_hold() == 0.25 and core.take_hold() == 0.0
+    again = [m["seq"] for f in sent(core) for m in f]
+    assert again == [s for s in seqs if s >= resume]
+    assert core.stats().rejected == {"rate_limited": 1} and not core.stats().dropped
+    core.receive(json.dumps({"kind": "ack", "seq": seqs[-1]}))
+    assert core.is_acked(seqs[-1])
+
+
+def test_rate_limited_from_an_older_hub_shape_resends_everything_unacked() -> None:
+    """Without resume_seq or retry_after the client resends all unacked and waits a second."""
+    core = make_core()
+    online(core)
+    core.receive(json.dumps({"kind": "ack", "seq": core.last_seq}))
+    for n in range(3):
+        event(core, n=n)
+    core.collect(1.0)
+    seqs = [m["seq"] for m in messages(core)]
+    core.receive(json.dumps({"kind": "error", "code": "rate_limited", "detail": "x"}))
+    assert core.take_hold() == 1.0
+    assert [m["seq"] for m in messages(core)] == seqs
+
+
 def test_unknown_or_broken_hub_frames_are_ignored() -> None:
     """Garbage from the hub changes nothing and does not raise."""
     core = make_core()

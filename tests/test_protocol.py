@@ -338,3 +338,109 @@ def test_a_token_admits_the_engines_and_modes_it_names() -> None:
     with pytest.raises(TokenRefused):
         refused.receive_text(frame({**HELLO, "engine": "options"}, event(1)), T0)
     assert other.engines == {} and other.rings.recent(10) == []
+
+
+LIMITED = Settings(engine_messages_per_second=10, engine_message_burst=20, flood_close_after=5.0)
+
+
+def test_a_frame_over_the_rate_is_refused_whole_with_a_retry_hint() -> None:
+    """Over the limit: nothing of the frame is ingested; one rate_limited error says when and where."""
+    conn, state = opened(LIMITED)
+    assert conn.receive_text(frame(*(event(s) for s in range(1, 21))), T0) is not None
+    refused = conn.receive_text(frame(*(event(s) for s in range(21, 26))), T0)
+    assert refused is not None and not refused.events and not refused.engine
+    [error] = [r for r in sent(conn) if r["kind"] == "error"]
+    assert error["code"] == "rate_limited"
+    assert error["seq"] is None  # an older client must not forget the message
+    assert error["resume_seq"] == 21
+    assert error["retry_after"] == pytest.approx(0.5)
+    engine = state.engines["fno"]
+    assert engine.hwm == 20 and engine.rate_limited == 5
+    assert state.stats.drops["rate_limited"] == 5
+    assert engine.as_dict(T0, LIMITED)["rate_limited"] == 5
+
+
+def test_nothing_after_a_refused_frame_is_taken_before_its_resend() -> None:
+    """A later frame is refused until the refused seqs come again: rate limits never make gaps."""
+    conn, state = opened(LIMITED)
+    conn.receive_text(frame(*(event(s) for s in range(1, 21))), T0)
+    conn.receive_text(frame(event(21), event(22)), T0)  # refused: resume from 21
+    later = conn.receive_text(frame(event(23)), T0 + 2)  # tokens enough, but it would skip 21
+    assert later is not None and not later.events
+    assert [r.get("resume_seq") for r in sent(conn)] == [21, 21]
+    resend = conn.receive_text(frame(event(21), event(22), event(23)), T0 + 2)
+    assert resend is not None and [r.seq for r in resend.events] == [21, 22, 23]
+    assert state.engines["fno"].gaps == 0
+    assert conn.receive_text(frame(event(24)), T0 + 2) is not None
+    assert state.engines["fno"].hwm == 24
+
+
+def test_an_engine_that_ignores_the_hint_is_closed_with_1008() -> None:
+    """Refused without one accepted frame for flood_close_after seconds: close 1008, counted."""
+    conn, state = opened(LIMITED)
+    conn.receive_text(frame(*(event(s) for s in range(1, 21))), T0)
+    seq = 21
+    for step in range(100):  # keeps sending new seqs, never the refused ones again
+        now = T0 + step * 0.1
+        if now - T0 >= 5.0:
+            with pytest.raises(ProtocolClose) as closed:
+                conn.receive_text(frame(event(seq)), now)
+            assert closed.value.code == 1008 and "rate limit" in closed.value.reason
+            assert state.stats.drops["flood_closed"] == 1
+            return
+        conn.receive_text(frame(event(seq)), now)
+        seq += 1
+    raise AssertionError("never closed")
+
+
+def test_an_engine_that_honours_the_hint_is_never_closed() -> None:
+    """Publishing above the limit but resending after each hint keeps the socket open, no gaps."""
+    conn, state = opened(LIMITED)
+    now, next_seq, pending = T0, 1, list(range(1, 21))
+    for _ in range(200):  # about 20 s of an engine that always has 5 more to send
+        batch = pending + list(range(next_seq + len(pending), next_seq + len(pending) + 5))
+        result = conn.receive_text(frame(*(event(s) for s in batch)), now)
+        errors = [r for r in sent(conn) if r["kind"] == "error"]
+        if errors:
+            now += errors[-1]["retry_after"]
+            pending = batch
+        else:
+            assert result is not None and len(result.events) == len(batch)
+            next_seq, pending = batch[-1] + 1, []
+            now += 0.05
+    engine = state.engines["fno"]
+    assert engine.gaps == 0 and engine.hwm == next_seq - 1 and engine.rate_limited > 0
+
+
+def test_bad_frames_in_a_row_close_with_1008() -> None:
+    """N frames whose every message is rejected close the socket; a good frame resets the count."""
+    conn, state = opened(Settings(max_bad_frames_in_a_row=3))
+    conn.receive_text("{not json", T0)
+    conn.receive_text("{not json", T0)
+    conn.receive_text(frame(event(1)), T0)  # a good one in between
+    conn.receive_text("{not json", T0)
+    conn.receive_text("[1, 2]", T0)
+    with pytest.raises(ProtocolClose) as closed:
+        conn.receive_text("{not json", T0)
+    assert closed.value.code == 1008
+    assert "3 frames in a row" in closed.value.reason and "bad_json" in closed.value.reason
+    assert state.stats.drops["bad_frames_closed"] == 1
+
+
+def test_bad_frames_before_hello_also_close() -> None:
+    """An endless stream without hello is closed after N frames, not answered forever."""
+    conn, _ = make(Settings(max_bad_frames_in_a_row=2))
+    conn.receive_text(frame(event(1)), T0)
+    with pytest.raises(ProtocolClose, match="no hello"):
+        conn.receive_text(frame(event(2)), T0)
+
+
+def test_the_bucket_is_the_engines_not_the_sockets() -> None:
+    """Reconnecting does not refill an engine's bucket."""
+    conn, state = opened(LIMITED)
+    conn.receive_text(frame(*(event(s) for s in range(1, 21))), T0)
+    decoder = FrameDecoder(LIMITED, state.stats.drops)
+    again = EngineConnection(2, state, decoder)
+    again.receive_text(frame(HELLO), T0)
+    refused = again.receive_text(frame(event(21)), T0)
+    assert refused is not None and not refused.events

@@ -156,3 +156,52 @@ def test_oldest_id() -> None:
     for i in range(10, 12):
         rings.append(record(i, "order_event"))
     assert rings.oldest_id() == 7
+
+
+SHARED = Settings(ring_capacities={"signal_event": 10})
+
+
+def test_a_flooding_engine_evicts_its_own_events_not_the_others() -> None:
+    """One engine far above the others keeps the rest; the others keep every recent event."""
+    rings = filled(record(1, engine="calm"), record(2, engine="calm"), settings=SHARED)
+    for id in range(3, 1000):
+        rings.append(record(id, engine="flood"))
+    ring = rings.rings["signal_event"]
+    assert ids(rings.recent(10, engine="calm")) == [2, 1]
+    assert len(ring.lanes["flood"]) == 8 and ring.size == 10
+    assert (ring.total, ring.evicted) == (999, 989)
+
+
+def test_each_engine_keeps_at_least_its_share() -> None:
+    """A quiet engine's new event evicts the most represented engine's oldest one."""
+    rings = filled(*(record(id, engine="flood") for id in range(1, 11)), settings=SHARED)
+    rings.append(record(11, engine="calm"))
+    rings.append(record(12, engine="other"))
+    ring = rings.rings["signal_event"]
+    assert ids(ring.lanes["flood"]) == list(range(3, 11))
+    assert ids(rings.recent(20)) == [12, 11, *range(10, 2, -1)]
+    for id in range(13, 40):  # three engines: at its share (10 // 3) calm evicts its own oldest
+        rings.append(record(id, engine="calm"))
+    assert ids(ring.lanes["calm"]) == [37, 38, 39] and ids(ring.lanes["other"]) == [12]
+    assert ids(ring.lanes["flood"]) == list(range(5, 11)) and ring.size == 10
+
+
+def test_the_hot_path_lanes_trim_like_append() -> None:
+    """Appending straight to a lane and calling `added` once trims like appending one by one."""
+    ring = filled(record(1, engine="calm"), settings=SHARED).rings["signal_event"]
+    lane = ring.lane("flood")
+    for id in range(2, 102):
+        lane.append(record(id, engine="flood"))
+    ring.added("flood", 100)
+    assert ids(ring.items) == [1, *range(93, 102)]
+    assert (ring.size, ring.total, ring.evicted_upto) == (10, 101, 92)
+
+
+def test_horizon_is_above_every_evicted_id_of_any_engine() -> None:
+    """Below the horizon some engine's events may be gone: readers take those from the store."""
+    rings = filled(record(1, engine="calm"), settings=SHARED)
+    assert rings.horizon() == 0
+    for id in range(2, 30):
+        rings.append(record(id, engine="flood"))
+    assert rings.horizon("signal_event") == 21 and rings.oldest_id() == 1
+    assert [r.id for r in rings.after(25)] == [26, 27, 28, 29]

@@ -22,6 +22,7 @@ from hub.client.outbox import Outbox
 from hub.core.messages import (
     Ack,
     Bye,
+    ErrorCode,
     ErrorReply,
     Event,
     Heartbeat,
@@ -97,6 +98,7 @@ class ClientCore:
         self._bye_sent = False
         self._rewound = 0
         self._unconfirmed = 0  # evicted after sending, not yet known to be stored
+        self._hold = 0.0  # seconds the hub asked us to wait before sending more (rate_limited)
         self.acked_seq = 0
         self.sent_messages = self.sent_frames = self.replayed = self.connects = 0
         self.rejected: dict[str, int] = {}
@@ -208,11 +210,18 @@ class ClientCore:
                         self._unconfirmed = 0  # the hub stored what we evicted after sending
                 case ErrorReply():
                     self.rejected[reply.code] = self.rejected.get(reply.code, 0) + 1
-                    if reply.seq is not None:
+                    if reply.code == ErrorCode.RATE_LIMITED:
+                        self._rate_limited(reply)
+                    elif reply.seq is not None:
                         self.outbox.reject(reply.seq)
                 case _:
                     assert_never(reply)
         return replies
+
+    def take_hold(self) -> float:
+        """Seconds the hub asked to wait before sending more (0.0 if it did not); resets it."""
+        hold, self._hold = self._hold, 0.0
+        return hold
 
     def connection_lost(self) -> None:
         """The socket is gone: unacked messages will be replayed after the next welcome."""
@@ -283,6 +292,13 @@ class ClientCore:
         if welcome.max_frame_bytes > 0:
             self._max_frame = min(self.options.max_frame_bytes, welcome.max_frame_bytes)
         self._next_beat = -math.inf  # a full heartbeat right away
+
+    def _rate_limited(self, reply: ErrorReply) -> None:
+        """The hub took nothing from `resume_seq` on: keep it all, resend it after the hint."""
+        resume = reply.resume_seq if isinstance(reply.resume_seq, int) else self.acked_seq + 1
+        self.outbox.rewind_from(resume)
+        retry = reply.retry_after if isinstance(reply.retry_after, float | int) else 1.0
+        self._hold = max(self._hold, min(float(retry), self.options.backoff_max))
 
     def _drop(self, reason: DropReason, count: int = 1) -> None:
         if count:

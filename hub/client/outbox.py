@@ -96,6 +96,14 @@ class Outbox:
         self.inflight.clear()
         return count
 
+    def rewind_from(self, seq: int) -> int:
+        """The hub took nothing from `seq` on (rate limited): send those again, in order."""
+        moved: list[Entry] = []
+        while self.inflight and self.inflight[-1][0] >= seq:
+            moved.append(self.inflight.pop())
+        self.unsent.extendleft(moved)  # newest first: extendleft puts them back oldest first
+        return len(moved)
+
     def oldest_seq(self) -> int | None:
         """The lowest seq still held, or None when empty."""
         if self.inflight:

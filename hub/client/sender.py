@@ -22,7 +22,7 @@ from hub.client.core import ClientCore, ConnectionState
 from hub.client.handlers import SHIPPING
 from hub.client.intake import DropReason
 from hub.client.options import ClientOptions
-from hub.core.messages import CloseCode, ErrorReply
+from hub.core.messages import CloseCode, ErrorCode, ErrorReply
 
 __all__ = ["Sender"]
 
@@ -67,6 +67,7 @@ class Sender:
         self._interrupt = asyncio.Event()  # cut a backoff pause short (stop)
         self._stopping = False
         self._deadline = math.inf
+        self._send_after = 0.0  # loop time before which nothing is sent (the hub's retry hint)
         self._quiet = False  # a failure was logged; stay quiet until the next success
         self._refusal_logged = False
         self._warned: set[str] = set()
@@ -144,7 +145,12 @@ class Sender:
                 self._collect(chunk)
                 ws = self._ws
                 # `ws is self._ws`: never send a frame of a newer connection on an older socket.
-                while ws is not None and ws is self._ws and (frame := self._core.next_frame()):
+                while (
+                    ws is not None
+                    and ws is self._ws
+                    and self._loop.time() >= self._send_after
+                    and (frame := self._core.next_frame())
+                ):
                     await ws.send(frame, text=True)
                 if ws is not None and self._done():
                     await ws.close()
@@ -157,8 +163,9 @@ class Sender:
             if self._core.intake.items:
                 await asyncio.sleep(0)
                 continue
+            held = self._send_after - self._loop.time()  # rate limited: resend when it ends
             try:
-                async with asyncio.timeout(self._options.flush_interval):
+                async with asyncio.timeout(held if held > 0 else self._options.flush_interval):
                     await self._wakeup.wait()
             except TimeoutError:
                 pass
@@ -197,10 +204,18 @@ class Sender:
 
     def _received(self, data: str | bytes) -> None:
         for reply in self._core.receive(data):
-            if isinstance(reply, ErrorReply):
+            if isinstance(reply, ErrorReply) and reply.code == ErrorCode.RATE_LIMITED:
+                self._warn_once(
+                    reply.code, "hub rate-limits this engine, slowing down: %s", reply.detail
+                )
+            elif isinstance(reply, ErrorReply):
                 self._warn_once(
                     reply.code, "hub rejected seq %s: %s (%s)", reply.seq, reply.detail, reply.code
                 )
+        hold = self._core.take_hold()
+        if hold:  # nothing is lost: the refused messages wait in the outbox
+            self._send_after = max(self._send_after, self._loop.time() + hold)
+            self._wakeup.set()  # the pump re-arms its wait to end with the hold
         self._progress.set()
 
     def _closed(self, code: int | None, reason: str) -> float:

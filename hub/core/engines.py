@@ -61,6 +61,7 @@ class EngineRecord:
     client_dropped: dict[str, int] = field(default_factory=dict)
     replaced: int = 0
     rejected: int = 0
+    rate_limited: int = 0  # messages refused by the engine's rate limit (the client resends them)
     events: int = 0
     logs: int = 0
     errors: int = 0
@@ -134,6 +135,7 @@ class EngineRecord:
             "dropped": self.client_dropped,
             "replaced": self.replaced,
             "rejected": self.rejected,
+            "rate_limited": self.rate_limited,
             "events": self.events,
             "logs": self.logs,
             "errors": self.errors,

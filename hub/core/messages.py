@@ -81,6 +81,7 @@ class ErrorCode(enum.StrEnum):
     TOO_MANY_SERIES = "too_many_series"
     TOO_MANY_ENGINES = "too_many_engines"
     METRIC_CONFLICT = "metric_conflict"
+    RATE_LIMITED = "rate_limited"  # the whole frame: resend from `resume_seq` after `retry_after`
 
 
 Name = Annotated[str, Meta(pattern=ENGINE_NAME_PATTERN)]
@@ -202,12 +203,19 @@ class Ack(_Message, tag="ack"):
 
 
 class ErrorReply(_Message, tag="error", omit_defaults=False):
-    """One message was rejected; the connection stays open (`seq`/`index` are null when unknown)."""
+    """One message was rejected; the connection stays open (`seq`/`index` are null when unknown).
+
+    `rate_limited` alone carries `retry_after` (seconds) and `resume_seq` (the first seq the hub
+    did not take); they are left out of every other error, and clients that predate them ignore
+    them (and lose nothing: `seq` is null, so nothing is marked as rejected).
+    """
 
     code: ErrorCode
     detail: str
     seq: int | None = None
     index: int | None = None
+    retry_after: float | UnsetType = UNSET
+    resume_seq: int | UnsetType = UNSET
 
 
 HubMessage = Welcome | Ack | ErrorReply

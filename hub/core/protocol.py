@@ -11,6 +11,7 @@ import enum
 
 from hub import __version__
 from hub.core.access import ANY_ENGINE, EngineToken
+from hub.core.buckets import EngineBudget
 from hub.core.decoding import FrameDecoder, ProtocolClose, Rejected
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Ingested
@@ -25,6 +26,7 @@ from hub.core.messages import (
     encoder,
 )
 from hub.core.state import HubState, TooManyEngines
+from hub.settings import Settings
 
 __all__ = ["ConnectionPhase", "EngineConnection", "TokenRefused"]
 
@@ -34,6 +36,9 @@ class ConnectionPhase(enum.Enum):
 
     AWAITING_HELLO = "awaiting_hello"
     OPEN = "open"
+
+
+_UNLIMITED = EngineBudget(Settings(engine_messages_per_second=0, engine_bytes_per_second=0), 0.0)
 
 
 class TokenRefused(ProtocolClose):
@@ -63,6 +68,10 @@ class EngineConnection:
         self._state = state
         self._decoder = decoder
         self._outbox: list[str] = []
+        self._budget = _UNLIMITED  # the engine's own, once it said hello
+        self._held: int | None = None  # refused from this seq on: take nothing later before it
+        self._flooding_since = 0.0  # when the current run of refused frames began
+        self._bad_frames = 0  # frames in a row whose every message was rejected
 
     def receive_bytes(self, data: bytes) -> None:
         """A binary frame: always fatal (close 1003)."""
@@ -80,15 +89,98 @@ class EngineConnection:
             items = self._handshake(items, now, out)
             engine = self.engine
             if engine is None:
+                self._bad_frame(None)
                 return None
         else:
+            # One charge per frame; a frame after a refused one passes only as its resend.
+            wait = self._budget.charge(total, len(text), now) if self._held is None else -1.0
+            if wait:
+                refused = self._refuse(engine, items, len(text), wait, now)
+                if refused is not None:
+                    return refused
             out = Ingested(engine.name, engine.boot_id)
         self._state.ingest(engine, items, now, total - len(items) if decoded.batch else None, out)
         if len(out.events) == total and out.runs == 1:
             out.frame, out.received = decoded.text, now
-        for rejected in out.rejected:
-            self._reply(rejected)
+        if out.rejected:
+            for rejected in out.rejected:
+                self._reply(rejected)
+            if len(out.rejected) == total:
+                self._bad_frame(out.rejected[-1])
+            else:
+                self._bad_frames = 0
+        elif self._bad_frames:
+            self._bad_frames = 0
         return out
+
+    def _refuse(
+        self,
+        engine: EngineRecord,
+        items: list[EngineMessage | Rejected],
+        size: int,
+        wait: float,
+        now: float,
+    ) -> Ingested | None:
+        """Over the engine's rate (`wait` > 0) or held (`wait` < 0): refuse the frame, whole.
+
+        Returns None for the resend of the held frame once the bucket takes it. Nothing after a
+        refused message is taken before it, so rate limiting never turns into a seq gap.
+        """
+        first = next(
+            (seq for item in items if (seq := getattr(item, "seq", None)) is not None), None
+        )
+        if wait < 0:  # held: only the resend, from the first refused seq, may pass
+            held = self._held
+            assert held is not None
+            if first is not None and first <= held:
+                wait = self._budget.charge(len(items), size, now)
+                if not wait:
+                    self._held = None
+                    return None
+            else:
+                wait = self._budget.shortfall(len(items), size)
+        if self._held is None:
+            self._held = first if first is not None else engine.hwm + 1
+            self._flooding_since = now
+        else:
+            limit = self._state.settings.flood_close_after
+            if limit and now - self._flooding_since >= limit:
+                self._state.stats.drops["flood_closed"] += 1
+                raise ProtocolClose(
+                    CloseCode.POLICY_VIOLATION,
+                    f"over the rate limit for {limit:g} s: wait retry_after on rate_limited",
+                )
+        engine.rate_limited += len(items)
+        self._state.stats.drops["rate_limited"] += len(items)
+        retry = max(round(wait, 3), 0.001)
+        reply = ErrorReply(
+            ErrorCode.RATE_LIMITED,
+            f"engine {engine.name!r} is over its rate limit "
+            f"({self._state.settings.engine_messages_per_second:,.0f} messages/s, "
+            f"{self._state.settings.engine_bytes_per_second:,.0f} bytes/s): resend from seq "
+            f"{self._held} after {retry:g} s",
+            retry_after=retry,
+        )
+        reply.resume_seq = self._held
+        out = Ingested()  # nothing to keep or commit; the rejection wakes the shell's writer
+        out.rejected.append(Rejected(ErrorCode.RATE_LIMITED, reply.detail))
+        if len(self._outbox) < self._state.settings.max_pending_replies:
+            self._outbox.append(encoder.encode(reply).decode())
+        else:
+            self._state.stats.drops["error_reply"] += 1
+        return out
+
+    def _bad_frame(self, last: Rejected | None) -> None:
+        """A frame had every message rejected: close after `max_bad_frames_in_a_row` of them."""
+        self._bad_frames += 1
+        limit = self._state.settings.max_bad_frames_in_a_row
+        if limit and self._bad_frames >= limit:
+            self._state.stats.drops["bad_frames_closed"] += 1
+            why = f" (last: {last.code})" if last is not None else " (no hello)"
+            raise ProtocolClose(
+                CloseCode.POLICY_VIOLATION,
+                f"{self._bad_frames} frames in a row were all rejected{why}: fix the messages",
+            )
 
     def _handshake(
         self, items: list[EngineMessage | Rejected], now: float, out: Ingested
@@ -106,6 +198,7 @@ class EngineConnection:
                 except TooManyEngines as exc:
                     raise ProtocolClose(CloseCode.POLICY_VIOLATION, str(exc)) from None
                 self.engine, self.boot_id = engine, engine.boot_id
+                self._budget = self._state.budget(engine.name, now)
                 out.engine, out.boot_id = engine.name, engine.boot_id
                 self.phase = ConnectionPhase.OPEN
                 self._acked = engine.committed

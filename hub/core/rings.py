@@ -20,24 +20,76 @@ class TooManyTypes(Exception):
 
 @dataclass(slots=True)
 class Ring:
-    """Recent events of one type: evicts the oldest when full and counts it."""
+    """Recent events of one type in one lane per engine; evicts and counts when full.
+
+    Fair share: when the ring is full, the engine appending loses its own oldest event if it
+    holds at least `capacity // engines` of them, else the engine holding the most loses its
+    oldest. So a flooding engine evicts itself, and every engine keeps its share of recent events.
+    """
 
     capacity: int
-    items: deque[EventRecord] = field(init=False)
+    lanes: dict[str, deque[EventRecord]] = field(default_factory=dict)  # engine -> oldest first
+    size: int = 0  # events held, in all lanes
     total: int = 0
-
-    def __post_init__(self) -> None:
-        self.items = deque(maxlen=self.capacity)
+    evicted_upto: int = 0  # the highest id evicted (0: none yet)
 
     @property
     def evicted(self) -> int:
         """How many events this ring has dropped to make room (everything appended but not held)."""
-        return self.total - len(self.items)
+        return self.total - self.size
+
+    @property
+    def items(self) -> list[EventRecord]:
+        """Every event held, oldest first (a merged copy: for stats and tests, not hot paths)."""
+        return list(heapq.merge(*self.lanes.values(), key=lambda r: r.id))
+
+    def lane(self, engine: str) -> deque[EventRecord]:
+        """The events of `engine`; append to it, then call `added` (the ingest hot path)."""
+        lane = self.lanes.get(engine)
+        if lane is None:
+            lane = self.lanes[engine] = deque()
+        return lane
 
     def append(self, record: EventRecord) -> None:
-        """Keep `record`, evicting the oldest one if the ring is full."""
-        self.items.append(record)
-        self.total += 1
+        """Keep `record`, evicting by fair share if the ring is full."""
+        self.lane(record.engine).append(record)
+        self.added(record.engine, 1)
+
+    def added(self, engine: str, count: int) -> None:
+        """`count` events were appended to `engine`'s lane: count them, and trim to capacity."""
+        self.total += count
+        self.size += count
+        if self.size > self.capacity:
+            self._trim(engine)
+
+    def _trim(self, engine: str) -> None:
+        lanes = self.lanes
+        excess, share = self.size - self.capacity, self.capacity // len(lanes)
+        lane = lanes.get(engine)
+        if lane is not None and len(lane) - excess >= share:  # the usual case: it pays itself
+            for _ in range(excess - 1):
+                lane.popleft()
+            last = lane.popleft()
+            if last.id > self.evicted_upto:
+                self.evicted_upto = last.id
+            self.size = self.capacity
+            return
+        while excess > 0:
+            name = engine
+            lane = lanes.get(engine)
+            if lane is None or len(lane) <= share:  # below its share: the biggest pays
+                name = max(lanes, key=lambda n: len(lanes[n]))
+                lane = lanes[name]
+            take = min(excess, max(1, len(lane) - share))
+            for _ in range(take - 1):
+                lane.popleft()
+            last = lane.popleft()
+            if last.id > self.evicted_upto:
+                self.evicted_upto = last.id
+            excess -= take
+            self.size -= take
+            if not lane:
+                del lanes[name]
 
 
 class EventRings:
@@ -78,11 +130,16 @@ class EventRings:
         until: float | None = None,
     ) -> list[EventRecord]:
         """Up to `limit` most recent events, newest first, optionally filtered (times in Unix s)."""
-        newest_first = heapq.merge(
-            *(reversed(ring.items) for ring in self._selected(event_type)),
-            key=lambda r: r.id,
-            reverse=True,
+        lanes = (
+            [lane for ring in self._selected(event_type) for lane in ring.lanes.values()]
+            if engine is None
+            else [
+                lane
+                for ring in self._selected(event_type)
+                if (lane := ring.lanes.get(engine)) is not None
+            ]
         )
+        newest_first = heapq.merge(*map(reversed, lanes), key=lambda r: r.id, reverse=True)
         out: list[EventRecord] = []
         for record in newest_first:
             if before_id is not None and record.id >= before_id:
@@ -102,18 +159,18 @@ class EventRings:
         """Events with id greater than `last_id`, oldest first (for SSE resume)."""
         tails = []
         for ring in self._selected(event_type):
-            newer = list(takewhile(lambda r: r.id > last_id, reversed(ring.items)))
-            if newer:
-                newer.reverse()
-                tails.append(newer)
+            for lane in ring.lanes.values():
+                newer = list(takewhile(lambda r: r.id > last_id, reversed(lane)))
+                if newer:
+                    newer.reverse()
+                    tails.append(newer)
         return heapq.merge(*tails, key=lambda r: r.id)
 
     def horizon(self, event_type: str | None = None) -> int:
         """Below this id the rings may be missing events (some ring evicted); 0 if none did."""
-        held = [r.items[0].id for r in self._selected(event_type) if r.evicted and r.items]
-        return max(held, default=0)
+        return max((r.evicted_upto + 1 for r in self._selected(event_type) if r.evicted), default=0)
 
     def oldest_id(self) -> int | None:
         """The smallest id still held in any ring (None when empty)."""
-        heads = [ring.items[0].id for ring in self.rings.values() if ring.items]
+        heads = [lane[0].id for ring in self.rings.values() for lane in ring.lanes.values()]
         return min(heads) if heads else None

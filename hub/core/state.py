@@ -10,6 +10,7 @@ from typing import assert_never
 
 from msgspec import UNSET
 
+from hub.core.buckets import EngineBudget
 from hub.core.decoding import Rejected
 from hub.core.engines import EngineRecord, Health, derive_health
 from hub.core.ingested import Gap, Ingested
@@ -55,6 +56,8 @@ class HubState:
     def __init__(self, settings: Settings, first_event_id: int = 1, first_log_id: int = 1) -> None:
         self.settings = settings
         self.engines: dict[str, EngineRecord] = {}
+        # Per engine name, kept across reconnects: a socket cannot reset its engine's bucket.
+        self.budgets: dict[str, EngineBudget] = {}
         self.rings = EventRings(settings)
         self.logs = LogTails(settings.log_tail_lines)
         self.stats = Stats()
@@ -122,6 +125,13 @@ class HubState:
         )
         return engine
 
+    def budget(self, name: str, now: float) -> EngineBudget:
+        """The rate-limit buckets of engine `name` (full ones for an engine not seen before)."""
+        budget = self.budgets.get(name)
+        if budget is None:
+            budget = self.budgets[name] = EngineBudget(self.settings, now)
+        return budget
+
     def continue_ids(self, next_event_id: int, next_log_id: int) -> None:
         """Continue event and log ids after those a store already holds (ids stay unique)."""
         self._event_ids = itertools.count(next_event_id)
@@ -138,6 +148,7 @@ class HubState:
             )
         oldest = min(gone, key=lambda e: e.disconnected_at or e.first_seen)
         del self.engines[oldest.name]
+        self.budgets.pop(oldest.name, None)
         self.stats.drops["engine_forgotten"] += 1
         self.dirty.mark(Topic.ENGINES)
 
@@ -221,7 +232,7 @@ class HubState:
                 if kind != last_type:
                     out.runs += 1
                     if ring is not None:
-                        ring.total += len(events) - run_start
+                        ring.added(name, len(events) - run_start)
                     ring = rings.get(kind)
                     if ring is None:
                         engine.hwm = hwm
@@ -230,10 +241,11 @@ class HubState:
                             continue
                         ring = rings[kind]  # it holds `record` already
                         run_start = len(events) + 1
+                        ring_append = (ring.lanes.get(name) or ring.lane(name)).append
                     else:
-                        ring.items.append(record)
+                        ring_append = (ring.lanes.get(name) or ring.lane(name)).append
+                        ring_append(record)
                         run_start = len(events)
-                    ring_append = ring.items.append
                     last_type = kind
                     marks.add(ring_marks.get(kind) or self._ring_mark(kind))
                 else:
@@ -243,7 +255,7 @@ class HubState:
                 events.append(record)
                 continue
             if ring is not None:  # end the run: the slow path below may start another
-                ring.total += len(events) - run_start
+                ring.added(name, len(events) - run_start)
                 ring, last_type = None, None
             engine.hwm = hwm
             self._apply(
@@ -251,7 +263,7 @@ class HubState:
             )
             hwm = engine.hwm
         if ring is not None:
-            ring.total += len(events) - run_start
+            ring.added(name, len(events) - run_start)
         engine.hwm = out.seq = hwm
         engine.events += len(events)
         stats.messages["event"] += len(events)

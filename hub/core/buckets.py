@@ -1,0 +1,68 @@
+"""Per-engine token buckets on messages/s and bytes/s, sans-I/O (`now` is passed in).
+
+A frame is charged whole, once: a batch of 100 messages costs 100 message tokens and its length
+in byte tokens, so the cost on the ingest path is a few float operations per frame. A refused
+frame spends nothing: an engine that honours the retry hint gets through on its next try.
+"""
+
+from __future__ import annotations
+
+from hub.settings import Settings
+
+__all__ = ["EngineBudget"]
+
+# A limit that is off: a bucket so deep that nothing an engine sends can empty it (a finite
+# number, so that no inf * 0 turns into NaN).
+_UNLIMITED = 1e18
+
+
+class EngineBudget:
+    """One engine's message and byte buckets: `charge` a frame, or learn how long to wait."""
+
+    __slots__ = (
+        "at",
+        "byte_burst",
+        "byte_rate",
+        "bytes",
+        "message_burst",
+        "message_rate",
+        "messages",
+    )
+
+    def __init__(self, settings: Settings, now: float) -> None:
+        rate, burst = settings.engine_messages_per_second, settings.engine_message_burst
+        self.message_rate = rate if rate > 0 else _UNLIMITED
+        self.message_burst = float(burst) if rate > 0 else _UNLIMITED
+        rate, burst = settings.engine_bytes_per_second, settings.engine_byte_burst
+        self.byte_rate = rate if rate > 0 else _UNLIMITED
+        self.byte_burst = float(burst) if rate > 0 else _UNLIMITED
+        self.messages = self.message_burst  # tokens: an engine starts with a full burst
+        self.bytes = self.byte_burst
+        self.at = now
+
+    def charge(self, messages: int, size: int, now: float) -> float:
+        """Spend a frame of `messages` and `size` bytes: 0.0 if allowed, else seconds to wait.
+
+        A frame larger than a burst passes when that bucket is full and leaves it in debt, so no
+        frame the hub accepts at all can be refused forever.
+        """
+        elapsed = now - self.at
+        if elapsed > 0:
+            self.at = now
+            tokens = self.messages + elapsed * self.message_rate
+            self.messages = tokens if tokens < self.message_burst else self.message_burst
+            tokens = self.bytes + elapsed * self.byte_rate
+            self.bytes = tokens if tokens < self.byte_burst else self.byte_burst
+        if self.messages >= min(messages, self.message_burst) and self.bytes >= min(
+            size, self.byte_burst
+        ):
+            self.messages -= messages
+            self.bytes -= size
+            return 0.0
+        return self.shortfall(messages, size)
+
+    def shortfall(self, messages: int, size: int) -> float:
+        """Seconds until a frame of `messages` and `size` bytes would pass (0.0 if it would now)."""
+        short_messages = min(messages, self.message_burst) - self.messages
+        short_bytes = min(size, self.byte_burst) - self.bytes
+        return max(0.0, short_messages / self.message_rate, short_bytes / self.byte_rate)
