@@ -375,6 +375,21 @@ def test_nothing_after_a_refused_frame_is_taken_before_its_resend() -> None:
     assert state.engines["fno"].hwm == 24
 
 
+def test_a_frame_the_held_bucket_cannot_take_is_refused_undecoded() -> None:
+    """During a hold with an empty bucket a frame is refused unread: no decoding, no decode error."""
+    conn, state = opened(LIMITED)
+    conn.receive_text(frame(*(event(s) for s in range(1, 21))), T0)
+    conn.receive_text(frame(event(21)), T0)  # refused (decoded): the hold starts at 21
+    sent(conn)
+    refused = conn.receive_text("{not json", T0 + 0.01)  # a decoder would reply invalid_json
+    assert refused is not None and not refused.events
+    [error] = sent(conn)
+    assert error["code"] == "rate_limited" and error["resume_seq"] == 21
+    assert state.stats.drops["rate_limited_frames"] == 1 and state.engines["fno"].rate_limited == 1
+    resend = conn.receive_text(frame(event(21)), T0 + 0.2)  # refilled: read and taken
+    assert resend is not None and [r.seq for r in resend.events] == [21]
+
+
 def test_an_engine_that_ignores_the_hint_is_closed_with_1008() -> None:
     """Refused without one accepted frame for flood_close_after seconds: close 1008, counted."""
     conn, state = opened(LIMITED)

@@ -61,6 +61,16 @@ class EngineBudget:
             return 0.0
         return self.shortfall(messages, size)
 
+    def refill(self, now: float) -> None:
+        """Add the tokens earned since the last charge or refill (before `shortfall`)."""
+        elapsed = now - self.at
+        if elapsed > 0:
+            self.at = now
+            tokens = self.messages + elapsed * self.message_rate
+            self.messages = tokens if tokens < self.message_burst else self.message_burst
+            tokens = self.bytes + elapsed * self.byte_rate
+            self.bytes = tokens if tokens < self.byte_burst else self.byte_burst
+
     def shortfall(self, messages: int, size: int) -> float:
         """Seconds until a frame of `messages` and `size` bytes would pass (0.0 if it would now)."""
         short_messages = min(messages, self.message_burst) - self.messages

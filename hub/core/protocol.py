@@ -80,6 +80,10 @@ class EngineConnection:
     def receive_text(self, text: str, now: float) -> Ingested | None:
         """Process one text frame; returns what it changed once the engine said hello."""
         self._state.stats.frames += 1
+        if self._held is not None and self._hopeless(len(text), now):
+            # Held, and the bucket could not take even this frame's bytes and one message: it is
+            # refused whatever it holds, so refuse it undecoded (a flood costs no decoding).
+            return self._refuse_undecoded(len(text), now)
         decoded = self._decoder.decode(text, now)
         items = decoded.items
         total = len(items)
@@ -143,25 +147,52 @@ class EngineConnection:
             self._held = first if first is not None else engine.hwm + 1
             self._flooding_since = now
         else:
-            limit = self._state.settings.flood_close_after
-            if limit and now - self._flooding_since >= limit:
-                self._state.stats.drops["flood_closed"] += 1
-                raise ProtocolClose(
-                    CloseCode.POLICY_VIOLATION,
-                    f"over the rate limit for {limit:g} s: wait retry_after on rate_limited",
-                )
+            self._check_flood(now)
         engine.rate_limited += len(items)
         self._state.stats.drops["rate_limited"] += len(items)
+        return self._rate_limited(engine, wait)
+
+    def _hopeless(self, size: int, now: float) -> bool:
+        """True if the bucket could not take a frame of `size` bytes even of one message."""
+        budget = self._budget
+        budget.refill(now)
+        return bool(budget.shortfall(1, size))
+
+    def _refuse_undecoded(self, size: int, now: float) -> Ingested:
+        """A frame during a hold that the bucket cannot take: refused without decoding it.
+
+        Its messages are not counted (nobody read them): `drops["rate_limited_frames"]` counts
+        such frames instead.
+        """
+        engine = self.engine
+        assert engine is not None and self._held is not None
+        self._check_flood(now)
+        self._state.stats.drops["rate_limited_frames"] += 1
+        return self._rate_limited(engine, self._budget.shortfall(1, size))
+
+    def _check_flood(self, now: float) -> None:
+        limit = self._state.settings.flood_close_after
+        if limit and now - self._flooding_since >= limit:
+            self._state.stats.drops["flood_closed"] += 1
+            raise ProtocolClose(
+                CloseCode.POLICY_VIOLATION,
+                f"over the rate limit for {limit:g} s: wait retry_after on rate_limited",
+            )
+
+    def _rate_limited(self, engine: EngineRecord, wait: float) -> Ingested:
+        """Queue the rate_limited reply: resend from the held seq after `wait` seconds."""
+        held = self._held
+        assert held is not None
         retry = max(round(wait, 3), 0.001)
         reply = ErrorReply(
             ErrorCode.RATE_LIMITED,
             f"engine {engine.name!r} is over its rate limit "
             f"({self._state.settings.engine_messages_per_second:,.0f} messages/s, "
             f"{self._state.settings.engine_bytes_per_second:,.0f} bytes/s): resend from seq "
-            f"{self._held} after {retry:g} s",
+            f"{held} after {retry:g} s",
             retry_after=retry,
         )
-        reply.resume_seq = self._held
+        reply.resume_seq = held
         out = Ingested()  # nothing to keep or commit; the rejection wakes the shell's writer
         out.rejected.append(Rejected(ErrorCode.RATE_LIMITED, reply.detail))
         if len(self._outbox) < self._state.settings.max_pending_replies:
