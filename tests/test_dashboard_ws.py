@@ -34,7 +34,7 @@ async def test_the_slower_asgi_path_is_logged_once(
     """Dashboards that cannot be written to directly are named in the log, once per hub, with
     the reason: a server the fast path does not recognise, or the setting that turned it off."""
     if path == "other server":
-        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
+        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive, cap: NO_WRITER)
     caplog.set_level(logging.INFO, logger="hub.web.dashboard_ws")
     async with running_hub(dashboard_direct_writes=path != "off by setting") as running:
         for _ in range(2):
