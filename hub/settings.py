@@ -153,6 +153,9 @@ class Settings:
 
     # Dashboard.
     dashboard_queue_bytes: int = 1024 * 1024
+    # The kernel send buffer of a dashboard socket on the direct path; Linux would autotune it to
+    # MiBs that a frozen browser holds uncounted by dashboard_queue_bytes. 0 leaves the kernel's.
+    dashboard_socket_buffer_bytes: int = 256 * 1024
     max_dashboards: int = 1000
     max_browser_message_bytes: int = 4096
     embed_origins: tuple[str, ...] = ()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import socket
 import sqlite3
 import sys
 import uuid
@@ -128,6 +130,27 @@ async def dashboard(running: RunningHub) -> AsyncIterator[ClientConnection]:
         async with asyncio.timeout(WAIT):
             await ws.recv()
         yield ws
+
+
+async def open_frozen(port: int) -> socket.socket:
+    """A dashboard socket that completes the handshake and then never reads again."""
+    loop = asyncio.get_running_loop()
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
+    sock.setblocking(False)
+    await loop.sock_connect(sock, ("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    request = (
+        "GET /ws/dashboard?view=overview HTTP/1.1\r\n"
+        f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    await loop.sock_sendall(sock, request.encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += await loop.sock_recv(sock, 1)  # byte by byte: nothing past the response head
+    assert b" 101 " in head.split(b"\r\n", 1)[0], head
+    return sock
 
 
 @dataclass

@@ -4,11 +4,8 @@ slow browsers, on both paths."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
-import os
 import re
-import socket
 
 import pytest
 
@@ -21,6 +18,7 @@ from tests.conftest import (
     RunningHub,
     connect_engine,
     dashboard,
+    open_frozen,
     running_hub,
     unique,
     use_push_path,
@@ -34,7 +32,7 @@ async def test_the_slower_asgi_path_is_logged_once(
     """Dashboards that cannot be written to directly are named in the log, once per hub, with
     the reason: a server the fast path does not recognise, or the setting that turned it off."""
     if path == "other server":
-        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive: NO_WRITER)
+        monkeypatch.setattr(dashboard_ws, "frame_writer", lambda receive, cap: NO_WRITER)
     caplog.set_level(logging.INFO, logger="hub.web.dashboard_ws")
     async with running_hub(dashboard_direct_writes=path != "off by setting") as running:
         for _ in range(2):
@@ -82,27 +80,6 @@ async def test_frames_arrive_whole_and_in_order(
                 newest = shown[0]
         assert shown == list(range(total - 1, total - 1 - TABLE_ROWS, -1))
     await engine.close()
-
-
-async def open_frozen(port: int) -> socket.socket:
-    """A dashboard socket that completes the handshake and then never reads again."""
-    loop = asyncio.get_running_loop()
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connect: a small window
-    sock.setblocking(False)
-    await loop.sock_connect(sock, ("127.0.0.1", port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    request = (
-        "GET /ws/dashboard?view=overview HTTP/1.1\r\n"
-        f"Host: 127.0.0.1:{port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    await loop.sock_sendall(sock, request.encode())
-    head = b""
-    while b"\r\n\r\n" not in head:
-        head += await loop.sock_recv(sock, 1)  # byte by byte: nothing past the response head
-    assert b" 101 " in head.split(b"\r\n", 1)[0], head
-    return sock
 
 
 @pytest.mark.parametrize("path", PUSH_PATHS)

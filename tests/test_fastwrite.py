@@ -34,7 +34,15 @@ from hub.live.views import OVERVIEW
 from hub.settings import Settings
 from hub.web import fastwrite
 from hub.web.server import uvicorn_config
-from tests.conftest import WAIT, RunningHub, connect_engine, dashboard, running_hub, unique
+from tests.conftest import (
+    WAIT,
+    RunningHub,
+    connect_engine,
+    dashboard,
+    open_frozen,
+    running_hub,
+    unique,
+)
 
 _PIN = re.search(
     r"^uvicorn==(\S+)$",
@@ -266,4 +274,74 @@ async def test_with_direct_writes_off_frames_take_the_asgi_path() -> None:
             async with asyncio.timeout(WAIT):
                 while name not in str(await ws.recv()):
                     pass
+            await engine.close()
+
+
+def close_code(stream: bytes) -> int | None:
+    """The code of the close frame that ends `stream` (server frames, unmasked), if it ends so."""
+    at, code = 0, None
+    while at + 2 <= len(stream):
+        opcode, size, at = stream[at] & 0x0F, stream[at + 1] & 0x7F, at + 2
+        if size >= 126:
+            width = 2 if size == 126 else 8
+            size, at = int.from_bytes(stream[at : at + width], "big"), at + width
+        payload, at = stream[at : at + size], at + size
+        code = int.from_bytes(payload[:2], "big") if opcode == 0x8 else None
+    return code if at == len(stream) else None
+
+
+async def test_a_frozen_dashboard_on_the_fast_path_is_disconnected_and_counted() -> None:
+    """A browser that stops reading on the direct path is closed as too slow (1013) and counted,
+    while another keeps getting frames; all the hub ever accepted for the frozen socket stays
+    within its budget plus the capped kernel send buffer, not the MiBs Linux autotunes it to."""
+    budget, cap = 256 * 1024, 64 * 1024
+    settings = {"dashboard_queue_bytes": budget, "dashboard_socket_buffer_bytes": cap}
+    async with running_hub(**settings, view_tick=0.02, table_refresh=0.02) as running:
+        engine = await connect_engine(running, unique("frozen"))
+        frozen = await open_frozen(running.port)
+        try:
+            [viewer] = overview_viewers(running)
+            async with dashboard(running) as ws, asyncio.timeout(2 * WAIT):
+                writer = viewer.writer  # set by now: the second socket was accepted after it
+                assert isinstance(writer, fastwrite._UvicornWriter), FIX
+                server_sock = writer._protocol.transport.get_extra_info("socket")
+                # Linux doubles the size asked for (its bookkeeping) and no longer autotunes it.
+                assert server_sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) <= 2 * cap
+                # About 100 KB per frame (the 50-line log tail of the overview).
+                line = "x" * 1990
+                frames = 0
+                while not viewer.gone.is_set():
+                    logs = [
+                        {"kind": "log", "level": "INFO", "logger": "flood", "message": line}
+                        for _ in range(10)
+                    ]
+                    await engine.send(*logs, batch=True)
+                    await engine.wait_acked()
+                    await ws.recv()  # the healthy dashboard keeps getting frames meanwhile
+                    frames += 1
+                drops = (await running.get("/api/telemetry/stats"))["drops"]
+                assert drops["dashboard_slow_disconnect"] == 1, drops
+                assert drops["dashboard_backlog_replaced"] >= 3, drops
+                await engine.send({"kind": "heartbeat", "loop_tick": 424242})
+                while "424,242" not in str(await ws.recv()):
+                    pass
+            # Everything the hub accepted for the frozen socket, read at last: it ends with the
+            # close frame, which the browser answers (masked, RFC 6455 5.3); then the stream ends.
+            loop = asyncio.get_running_loop()
+            received = bytearray()
+            async with asyncio.timeout(WAIT):
+                while close_code(bytes(received)) is None:
+                    chunk = await loop.sock_recv(frozen, 1 << 16)
+                    assert chunk, f"the stream ended without a close frame after {len(received)} B"
+                    received += chunk
+                await loop.sock_sendall(frozen, b"\x88\x82\0\0\0\0" + (1000).to_bytes(2, "big"))
+                assert await loop.sock_recv(frozen, 1) == b""
+            assert close_code(bytes(received)) == 1013
+            window = frozen.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            # Budget (queue + transport) + kernel send buffer + the browser's receive window,
+            # with room for one more frame and the close frame; uncapped, Linux takes MiBs.
+            bound = budget + 2 * cap + window + 128 * 1024
+            assert len(received) <= bound, (len(received), bound, frames)
+        finally:
+            frozen.close()
             await engine.close()

@@ -74,7 +74,8 @@ class _DashboardEndpoint:
             return
         await websocket.accept()
         direct = hub.settings.dashboard_direct_writes
-        viewer.writer = frame_writer(receive) if direct else NO_WRITER
+        cap = hub.settings.dashboard_socket_buffer_bytes
+        viewer.writer = frame_writer(receive, cap) if direct else NO_WRITER
         if viewer.writer is NO_WRITER and not hub.fanout.noted_asgi_path:
             hub.fanout.noted_asgi_path = True
             _note_asgi_path(direct)

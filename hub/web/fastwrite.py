@@ -10,6 +10,8 @@ turns it off (docs/dashboard.md).
 from __future__ import annotations
 
 import asyncio
+import logging
+import socket
 from typing import Any
 
 from starlette.types import Receive
@@ -17,6 +19,8 @@ from starlette.types import Receive
 from hub.live.dashboard_fanout import NO_WRITER, FrameWriter
 
 __all__ = ["frame_writer"]
+
+log = logging.getLogger(__name__)
 
 
 class _UvicornWriter:
@@ -51,8 +55,11 @@ class _UvicornWriter:
         return int(self._protocol.transport.get_write_buffer_size())
 
 
-def frame_writer(receive: Receive) -> FrameWriter:
-    """A direct writer if `receive` belongs to uvicorn's websockets-sansio socket, else NO_WRITER."""
+def frame_writer(receive: Receive, send_buffer_bytes: int = 0) -> FrameWriter:
+    """A direct writer if `receive` belongs to uvicorn's websockets-sansio socket, else NO_WRITER.
+
+    With `send_buffer_bytes` the socket's kernel send buffer is capped to it (see `_cap_send_buffer`).
+    """
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
         from websockets.protocol import State
@@ -73,4 +80,25 @@ def frame_writer(receive: Receive) -> FrameWriter:
         )
     except AttributeError:
         return NO_WRITER
-    return _UvicornWriter(protocol, State.OPEN) if usable else NO_WRITER
+    if not usable:
+        return NO_WRITER
+    if send_buffer_bytes:
+        _cap_send_buffer(transport, send_buffer_bytes)
+    return _UvicornWriter(protocol, State.OPEN)
+
+
+def _cap_send_buffer(transport: asyncio.WriteTransport, size: int) -> None:
+    """Cap the kernel send buffer of the transport's socket at `size` bytes (Linux doubles it).
+
+    The fan-out charges a browser only for what the transport holds (`backlog`); what the kernel
+    took is out of its sight, and Linux autotunes a socket's send buffer up to tcp_wmem's maximum
+    (4 MiB by default), all of which a frozen browser would hold uncounted. A fixed size also
+    turns that autotuning off for this socket.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None:  # pragma: no cover - uvicorn's TCP and Unix transports have one
+        return
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, size)
+    except OSError as exc:  # pragma: no cover - the kernel clamps sizes rather than refusing them
+        log.debug("could not cap a dashboard socket's send buffer: %s", exc)
