@@ -148,7 +148,9 @@ async def open_frozen(port: int) -> socket.socket:
     await loop.sock_sendall(sock, request.encode())
     head = b""
     while b"\r\n\r\n" not in head:
-        head += await loop.sock_recv(sock, 1)  # byte by byte: nothing past the response head
+        byte = await loop.sock_recv(sock, 1)  # byte by byte: nothing past the response head
+        assert byte, f"the hub closed during the handshake: {head!r}"
+        head += byte
     assert b" 101 " in head.split(b"\r\n", 1)[0], head
     return sock
 
