@@ -46,13 +46,7 @@ class EngineBudget:
         A frame larger than a burst passes when that bucket is full and leaves it in debt, so no
         frame the hub accepts at all can be refused forever.
         """
-        elapsed = now - self.at
-        if elapsed > 0:
-            self.at = now
-            tokens = self.messages + elapsed * self.message_rate
-            self.messages = tokens if tokens < self.message_burst else self.message_burst
-            tokens = self.bytes + elapsed * self.byte_rate
-            self.bytes = tokens if tokens < self.byte_burst else self.byte_burst
+        self.refill(now)
         if self.messages >= min(messages, self.message_burst) and self.bytes >= min(
             size, self.byte_burst
         ):
