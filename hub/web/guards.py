@@ -20,6 +20,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from hub.core.throttles import LogThrottle
 from hub.settings import Settings
 from hub.web.limits import Handshakes, RequestHead
 
@@ -147,17 +148,14 @@ class AcceptErrors(logging.Filter):
 
     def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
-        self.interval = interval
+        self._throttle = LogThrottle(interval, max_keys=1)
         self._clock = clock
-        self._count = 0
-        self._due = float("-inf")
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not record.getMessage().startswith(self.MESSAGE):
             return True
-        self._count += 1
-        now = self._clock()
-        if now < self._due:
+        held = self._throttle.due("accept", self._clock())
+        if held is None:
             return False
         error = record.exc_info[1] if record.exc_info else None
         record.msg = (
@@ -165,8 +163,6 @@ class AcceptErrors(logging.Filter):
             "Raise the open-file limit (systemd LimitNOFILE=, ulimit -n) or lower "
             "max_engine_connections, max_dashboards and max_sse_clients"
         )
-        record.args = (error, self._count)
+        record.args = (error, held + 1)
         record.exc_info = record.exc_text = None
-        self._count = 0
-        self._due = now + self.interval
         return True

@@ -24,13 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.settings import Settings, SettingsError
 from hub.web.api import error_response
+from hub.web.exposure import is_loopback
 
 __all__ = [
     "HostCheckMiddleware",
     "HostPolicy",
     "absolute_url",
     "check_hosts",
-    "is_loopback",
     "public_origin",
     "request_origin",
     "same_origin",
@@ -69,16 +69,6 @@ def split_host(value: str) -> tuple[str, int | None] | None:
     if not name or name.startswith(".") or ".." in name:
         return None
     return name, port
-
-
-def is_loopback(name: str) -> bool:
-    """`localhost` or a loopback address (127.0.0.0/8, ::1)."""
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
 
 
 def _unspecified(name: str) -> bool:
