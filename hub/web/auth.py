@@ -28,6 +28,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from hub.core.access import Credentials, Role
 from hub.core.messages import CloseCode
+from hub.settings import Settings
+from hub.web import hosts
 from hub.web.api import error_response
 from hub.web.identities import Auth, Identity, Via, origin_of, secure
 from hub.web.pages import csp
@@ -86,15 +88,14 @@ def safe_next(raw: str | None) -> str:
     return raw
 
 
-def same_origin(conn: HTTPConnection, public_origin: str | None) -> bool | None:
-    """Whether a request came from the hub's own pages: its Origin, else its Referer, is the
-    request's own scheme and host (or `public_origin`); None when it carries neither."""
+def same_origin(conn: HTTPConnection, settings: Settings) -> bool | None:
+    """Whether a request came from the hub's own pages: its Origin, else its Referer, is the hub's
+    own origin (`hosts.same_origin`); None when it carries neither."""
     claimed = conn.headers.get("origin") or conn.headers.get("referer")
     if not claimed:
         return None
-    scheme = "https" if secure(conn.scope) else "http"
-    own = {f"{scheme}://{conn.headers.get('host', '')}".lower(), public_origin}
-    return origin_of(claimed) in own
+    origin = origin_of(claimed)  # a Referer's path goes
+    return origin is not None and hosts.same_origin(origin, conn.scope, settings)
 
 
 class AuthMiddleware:
@@ -163,7 +164,7 @@ class AuthMiddleware:
     ) -> Response | None:
         """CSRF: refuse a write from another site's page; with neither Origin nor Referer, refuse
         it when a browser's ambient credentials (cookie, proxy sign-in) or signing in are at stake."""
-        same = same_origin(conn, self.auth.public_origin)
+        same = same_origin(conn, self.auth.settings)
         ambient = identity is not None and identity.via in (Via.SESSION, Via.PROXY)
         if same is None and (ambient or (method, path) in _SIGN_IN_OUT):
             why = "it carries neither Origin nor Referer"

@@ -111,7 +111,7 @@ class Auth:
         self._signer = URLSafeSerializer(secret, salt="engine-hub.session")
         self._proxy_header = settings.proxy_user_header
         self._proxy_admins = frozenset(settings.proxy_admins)
-        self.public_origin = origin_of(settings.public_url) if settings.public_url else None
+        self.settings = settings
         self.live_recheck = 30.0  # how often an open live socket's sign-in is checked again
         self.dummy_hash: str | None = None  # what unknown users' passwords are checked against
         # Embed links are signed with the configured secret only: a random one would make links

@@ -15,9 +15,9 @@ from starlette.staticfiles import StaticFiles
 from hub.live.resources import static_dir
 from hub.live.views import OVERVIEW, FragmentKey, Part
 from hub.stores import HistoryQuery
+from hub.web import hosts
 from hub.web.api import error_response
 from hub.web.embeds import EMBED_PARAM, EmbedLinks
-from hub.web.hosts import absolute_url
 from hub.web.params import small_form
 from hub.web.runtime import Hub
 
@@ -113,7 +113,7 @@ async def make_embed_link(request: Request) -> Response:
     context |= {
         "status": "Embed link",
         "engine": engine.name,
-        "link": absolute_url(request.scope, hub.settings, path),
+        "link": hosts.absolute_url(request.scope, hub.settings, path),
         "link_id": grant.link_id,
         "expires": grant.expires,
     }
@@ -156,7 +156,7 @@ async def engine_by_index(request: Request) -> Response:
             404,
         )
     path = str(request.app.url_path_for("engine_page", name=engine.name))
-    return RedirectResponse(absolute_url(request.scope, _hub(request).settings, path), 303)
+    return RedirectResponse(hosts.absolute_url(request.scope, _hub(request).settings, path), 303)
 
 
 def _allowed_origin(request: Request) -> str | None:
@@ -185,7 +185,7 @@ async def card_fragment(request: Request) -> Response:
     hub, now = _hub(request), time.time()
     origin = request.headers.get("origin")
     allowed = _allowed_origin(request)
-    same_origin = origin is None or origin == f"{request.url.scheme}://{request.url.netloc}"
+    same_origin = origin is None or hosts.same_origin(origin, request.scope, hub.settings)
     if not same_origin and allowed is None:
         detail = (
             f"origin {str(origin)[:100]!r} is not allowed to embed engine cards; "
