@@ -7,10 +7,11 @@ address, the hub refuses to start unless viewers must sign in, or the operator o
 
 from __future__ import annotations
 
-import ipaddress
 from urllib.parse import urlsplit
 
-from hub.settings import Settings
+from hub.settings import Settings, SettingsError
+from hub.web.hosts import is_loopback
+from hub.web.proxies import TrustedProxies
 
 __all__ = [
     "anonymous_warning",
@@ -19,16 +20,6 @@ __all__ = [
     "serving_problem",
     "viewer_auth_configured",
 ]
-
-
-def is_loopback(host: str) -> bool:
-    """Whether `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
-    if host.lower().rstrip(".") == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name or a wildcard (0.0.0.0, ::, ""): assume the network
 
 
 def viewer_auth_configured(settings: Settings) -> bool:
@@ -60,15 +51,10 @@ def serving_problem(settings: Settings) -> str | None:
             "addresses (or CIDRs) of the reverse proxies allowed to set it, e.g. "
             'trusted_proxies = ["127.0.0.1"] (docs/security.md)'
         )
-    for entry in settings.trusted_proxies:
-        if entry == "*":  # any peer (only where nothing but the proxy reaches the hub)
-            continue
-        try:
-            ipaddress.ip_network(entry, strict=False)
-        except ValueError:
-            return (
-                f"trusted_proxies entry {entry!r} is not an IP address or CIDR such as 10.0.0.0/8"
-            )
+    try:
+        TrustedProxies.from_settings(settings)  # the one parser of trusted_proxies
+    except SettingsError as exc:
+        return str(exc)
     where = exposure(settings)
     if where is None or viewer_auth_configured(settings) or settings.allow_anonymous_viewers:
         return None

@@ -24,13 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hub.settings import Settings, SettingsError
 from hub.web.api import error_response
-from hub.web.exposure import is_loopback
 
 __all__ = [
     "HostCheckMiddleware",
     "HostPolicy",
     "absolute_url",
     "check_hosts",
+    "is_loopback",
     "public_origin",
     "request_origin",
     "same_origin",
@@ -69,6 +69,16 @@ def split_host(value: str) -> tuple[str, int | None] | None:
     if not name or name.startswith(".") or ".." in name:
         return None
     return name, port
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is only reachable from this machine (127.0.0.0/8, ::1, localhost)."""
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name or a wildcard (0.0.0.0, ::, ""): assume the network
 
 
 def _unspecified(name: str) -> bool:
