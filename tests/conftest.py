@@ -6,12 +6,13 @@ import asyncio
 import base64
 import json
 import os
+import re
 import socket
 import sqlite3
 import sys
 import uuid
 import zlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, closing, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -358,3 +359,41 @@ async def run_cli(*args: str, **env: str) -> tuple[int, str, str]:
         out, err = await proc.communicate()
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+LISTENING = re.compile(rb"engine hub on http://127\.0\.0\.1:(\d+)")
+
+
+@asynccontextmanager
+async def serve_process(
+    *args: str, preexec_fn: Callable[[], None] | None = None, **env: str
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int, str]]:
+    """Run `python -m hub serve --port 0 --db :memory: ARGS` (with `env` added); yield it, the
+    port it reports and what it logged before listening. Killed afterwards if still running."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "hub",
+        "serve",
+        "--port",
+        "0",
+        "--db",
+        ":memory:",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, **env},
+        preexec_fn=preexec_fn,
+    )
+    assert proc.stdout is not None
+    said = b""
+    try:
+        async with asyncio.timeout(WAIT):
+            while not (match := LISTENING.search(line := await proc.stdout.readline())):
+                assert line, f"the hub exited before listening: {said.decode(errors='replace')}"
+                said += line
+        yield proc, int(match.group(1)), said.decode(errors="replace")
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -11,8 +11,7 @@ import pytest
 from hub.core.access import ApiToken, Role, digest, new_token
 from hub.settings import Settings
 from hub.web.exposure import anonymous_warning, is_loopback, serving_problem
-from tests.conftest import WAIT, run_cli
-from tests.test_server import LISTENING
+from tests.conftest import WAIT, run_cli, serve_process
 
 TOKEN = ApiToken(digest(new_token("ehv_")), Role.VIEWER, "scraper")
 
@@ -127,29 +126,8 @@ async def test_serve_on_every_address_without_auth_exits_2() -> None:
 
 async def test_the_opt_out_starts_and_warns() -> None:
     """With allow_anonymous_viewers the hub starts, and logs a WARNING saying so first."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        "serve",
-        "--port",
-        "0",
-        "--db",
-        ":memory:",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "ENGINE_HUB_ALLOW_ANONYMOUS_VIEWERS": "true"},
-    )
-    assert proc.stdout is not None
-    lines: list[bytes] = []
-    try:
-        async with asyncio.timeout(WAIT):
-            while not LISTENING.search(line := await proc.stdout.readline()):
-                assert line, b"".join(lines)  # it exited without listening
-                lines.append(line)
-    finally:
-        proc.kill()
-        await proc.wait()
+    async with serve_process(ENGINE_HUB_ALLOW_ANONYMOUS_VIEWERS="true") as (_, _, said):
+        lines = said.encode().splitlines()
     warnings = [line for line in lines if b"WARNING" in line]
     assert any(b"allow_anonymous_viewers = true" in line for line in warnings), lines
 

@@ -8,10 +8,8 @@ import base64
 import json
 import logging
 import os
-import re
 import resource
 import signal
-import sys
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -22,7 +20,7 @@ import websockets
 from hub.settings import Settings
 from hub.web.guards import AcceptErrors
 from hub.web.limits import Handshakes, RequestHead, budget, fit_caps
-from tests.conftest import WAIT, Engine, running_hub
+from tests.conftest import WAIT, Engine, running_hub, serve_process
 
 # ------------------------------------------------------------------ sans-I/O
 
@@ -192,36 +190,8 @@ async def hub_process(
     def limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        "serve",
-        "--port",
-        "0",
-        "--db",
-        ":memory:",
-        "--log-level",
-        "info",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, **env},
-        preexec_fn=limit,
-    )
-    assert proc.stdout is not None
-    said = b""
-    try:
-        async with asyncio.timeout(WAIT):
-            while b"engine hub on http://" not in (line := await proc.stdout.readline()):
-                assert line, "the hub exited before listening"
-                said += line
-        match = re.search(rb"engine hub on http://127\.0\.0\.1:(\d+)", line)
-        assert match is not None, line
-        yield proc, int(match.group(1)), said.decode()
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+    async with serve_process("--log-level", "info", preexec_fn=limit, **env) as started:
+        yield started
 
 
 async def test_under_256_open_files_300_sockets_leave_healthz_and_engines_working() -> None:

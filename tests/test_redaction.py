@@ -15,8 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from hub.core.access import digest, new_token
 from hub.web.redaction import FrameFaultLines, QueryRedaction
-from tests.conftest import WAIT
-from tests.test_server import serve_process
+from tests.conftest import WAIT, serve_process
 
 
 def test_the_filter_drops_the_query_of_a_handshake_line() -> None:
@@ -47,7 +46,7 @@ async def test_no_secret_reaches_the_log_of_a_running_hub(tmp_path: Path) -> Non
         f'[hub]\nlog_level = "info"\n[[engine_tokens]]\nengines = ["*"]\nsha256 = "{digest(engine_token)}"\n'
     )
     secret_query = "query-secret-" + new_token("")
-    async with serve_process("--config", str(config)) as (proc, port):
+    async with serve_process("--config", str(config)) as (proc, port, _):
         async with websockets.connect(
             f"ws://127.0.0.1:{port}/ws/dashboard?view=overview&embed={secret_query}"
         ) as dashboard:

@@ -4,53 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 import signal
 import sys
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import WAIT
-
-LISTENING = re.compile(rb"engine hub on http://127\.0\.0\.1:(\d+)")
-
-
-@asynccontextmanager
-async def serve_process(*args: str) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """Run `python -m hub serve --port 0 ...` and yield it with the port it reports."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "hub",
-        "serve",
-        "--port",
-        "0",
-        "--db",
-        ":memory:",
-        *args,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(WAIT):
-            while not (match := LISTENING.search(await proc.stdout.readline())):
-                pass
-        yield proc, int(match.group(1))
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+from tests.conftest import WAIT, serve_process
 
 
 async def test_sigterm_closes_engines_with_1012_and_ends_streams() -> None:
     """SIGTERM closes engine sockets with 1012, ends SSE streams and exits within the timeout."""
-    async with serve_process("--log-level", "info") as (proc, port):
+    async with serve_process("--log-level", "info") as (proc, port, _):
         ws = await websockets.connect(f"ws://127.0.0.1:{port}/ws/engine")
         await ws.send(json.dumps({"kind": "hello", "engine": "term", "boot_id": "b"}))
         assert json.loads(await ws.recv())["kind"] == "welcome"
@@ -94,7 +61,7 @@ async def test_serve_reads_environment_and_rejects_bad_settings() -> None:
 
 async def test_port_in_use_is_a_clear_error() -> None:
     """Serving on a taken port fails fast with a readable message and exit code 2."""
-    async with serve_process() as (_, port):
+    async with serve_process() as (_, port, _):
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
