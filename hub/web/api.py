@@ -179,7 +179,7 @@ async def engine_logs(request: Request) -> Response:
         query = HistoryQuery(lines - len(newest), engine, None, since, until, cursor, floor)
         newest += await hub.store.history("logs", query)
     newest.reverse()
-    return json_response({"asof": utc(now), "engine": engine, "lines": newest})
+    return json_response({"asof": utc(now), "engine": engine, "lines": [r.view() for r in newest]})
 
 
 async def export(request: Request) -> Response:
