@@ -58,7 +58,7 @@ async def engines(request: Request) -> Response:
     """Every known engine with reported fields and hub-derived health."""
     hub, now = _hub(request), time.time()
     items = [
-        e.as_dict(now, hub.settings)
+        {**e.as_dict(now, hub.settings), "flagged_timestamps": e.flagged_timestamps}
         for e in sorted(hub.state.engines.values(), key=lambda e: e.name)
     ]
     return json_response({"asof": utc(now), "engines": items})
