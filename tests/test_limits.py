@@ -15,11 +15,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import uvicorn
 import websockets
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
 
 from hub.settings import Settings
-from hub.web.guards import AcceptErrors
+from hub.web.guards import AcceptErrors, ConnectionGuard
 from hub.web.limits import Handshakes, RequestHead, budget, fit_caps
+from hub.web.server import bind, uvicorn_config
 from tests.conftest import WAIT, Engine, running_hub, serve_process
 
 # ------------------------------------------------------------------ sans-I/O
@@ -157,6 +162,79 @@ async def test_half_sent_request_and_drip_are_closed_at_the_deadline() -> None:
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
         assert 0.4 < time.monotonic() - start < 2.0
         assert running.hub.state.stats.drops["handshake_timeout"] == 2
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One whole HTTP response (head and Content-Length body) from a keep-alive connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return head + await reader.readexactly(int(value))
+    raise AssertionError(f"no Content-Length in {head!r}")
+
+
+async def test_a_slow_later_request_on_a_keep_alive_connection_gets_408_at_its_deadline() -> None:
+    """Every request head on a keep-alive connection has the deadline, not only the first: two
+    whole requests are answered on one connection, and a third that stops halfway gets 408 and
+    the close (uvicorn alone would wait for it forever)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    async with running_hub(handshake_timeout=0.5) as running:
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        try:
+            async with asyncio.timeout(WAIT):
+                for _ in range(2):
+                    writer.write(request)
+                    assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
+                writer.write(request[:20])  # the third request stops halfway through its head
+                answer = await reader.read()  # until the hub closes
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert running.hub.state.stats.drops["handshake_timeout"] == 1
+
+
+async def test_an_upgrade_the_app_does_not_answer_in_time_gets_503_and_a_close() -> None:
+    """The deadline covers a WebSocket upgrade until the app accepts or refuses it: an app that
+    has done neither by then leaves the client a 503 and a closed socket, counted; one that
+    accepts in time is not touched."""
+    release = asyncio.Event()
+
+    async def stalled(websocket: WebSocket) -> None:
+        await release.wait()  # e.g. an event loop too busy to get to it
+        await websocket.accept()
+
+    async def prompt(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+
+    app = Starlette(routes=[WebSocketRoute("/stalled", stalled), WebSocketRoute("/ws", prompt)])
+    settings = Settings(log_level="warning", handshake_timeout=0.5)
+    guard = ConnectionGuard(settings, 100)
+    server = uvicorn.Server(uvicorn_config(app, settings, guard.http_protocol()))
+    sock = bind("127.0.0.1", 0)  # listening already: connections wait for the server's loop
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        stuck = upgrade().replace(b"/ws/engine", b"/stalled")
+        answer, _ = await answer_and_close(port, stuck)
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]
+        assert b"not accepted in time" in answer
+        assert guard.counts["upgrade_timeout"] == 1
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            # A head begun after this socket's: once it gets its 408, this one's deadline is past.
+            half, _ = await answer_and_close(port, upgrade()[:40])
+            assert half.startswith(b"HTTP/1.1 408 ")
+            await ws.send("still open")
+            async with asyncio.timeout(WAIT):
+                assert await ws.recv() == "still open"
+        assert guard.counts["upgrade_timeout"] == 1 and guard.counts["handshake_timeout"] == 1
+    finally:
+        release.set()
+        server.should_exit = True
+        async with asyncio.timeout(WAIT):
+            await task
+        sock.close()
 
 
 async def test_one_address_cannot_hold_more_than_its_handshakes_but_a_real_request_gets_in() -> (
