@@ -97,6 +97,11 @@ def test_accept_errors_are_said_once_per_interval_with_a_count() -> None:
     now[0] = 61.0
     later = record()
     assert errors.filter(later) and "(501 times" in later.getMessage()
+    retry = AcceptErrors.RETRY + "<function Server._accept_connection ...>)"
+    moot = (ValueError, ValueError("Invalid file descriptor: -1"), None)
+    assert not errors.filter(logging.LogRecord("asyncio", 40, "", 0, retry, (), moot))
+    odd = (OSError, OSError("something else"), None)
+    assert errors.filter(logging.LogRecord("asyncio", 40, "", 0, retry, (), odd))
     other = logging.LogRecord("asyncio", logging.ERROR, "", 0, "something else", (), None)
     assert errors.filter(other)
 
@@ -305,3 +310,36 @@ async def test_under_256_open_files_300_sockets_leave_healthz_and_engines_workin
             log = (await proc.stdout.read()).decode()
     assert "max_engine_connections 1024 ->" in startup  # the caps were fitted to 256 files
     assert log.count("Too many open files") <= 2
+
+
+async def test_a_real_emfile_is_logged_once_without_a_traceback_and_the_hub_recovers() -> None:
+    """Below what the descriptor budget assumes (RLIMIT_NOFILE 32), a burst of connections the
+    hub accepts at once runs it out of descriptors for real (EMFILE): the log says so in one line
+    with a count, never a traceback, and once the sockets go /healthz answers again."""
+    env = {"ENGINE_HUB_HANDSHAKE_TIMEOUT": "30"}
+    async with hub_process(32, **env) as (proc, port, _):
+        assert proc.stdout is not None
+        held = []
+        proc.send_signal(signal.SIGSTOP)  # the kernel queues the connections: one burst at SIGCONT
+        try:
+            for _ in range(64):
+                held.append((await asyncio.open_connection("127.0.0.1", port))[1])
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        said = []
+        async with asyncio.timeout(WAIT):
+            while not said or "cannot accept connections" not in said[-1]:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "".join(said)
+                said.append(line)
+        for writer in held:
+            writer.close()
+        async with httpx.AsyncClient(timeout=WAIT) as http:
+            response = await http.get(f"http://127.0.0.1:{port}/healthz")
+        assert response.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(WAIT):
+            log = "".join(said) + (await proc.stdout.read()).decode()
+    assert "[Errno 24] Too many open files (1 times since last logged" in said[-1], said[-1]
+    assert log.count("Too many open files") == 1, log
+    assert "Traceback" not in log, log

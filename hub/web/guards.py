@@ -172,10 +172,13 @@ class AcceptErrors(logging.Filter):
     """Collapses asyncio's "accept() out of system resource" errors to one line per interval.
 
     asyncio already backs off (it stops accepting for a second after EMFILE/ENFILE), but logs an
-    ERROR with a traceback each time; this keeps the first of each interval, with a count.
+    ERROR with a traceback each time; this keeps the first of each interval, with a count. The
+    retry asyncio scheduled may fire after the server closed its socket (at shutdown), where it
+    fails with a ValueError traceback that means nothing: that one is dropped.
     """
 
     MESSAGE = "socket.accept() out of system resource"
+    RETRY = "Exception in callback BaseSelectorEventLoop._start_serving("
 
     def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -183,7 +186,11 @@ class AcceptErrors(logging.Filter):
         self._clock = clock
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith(self.MESSAGE):
+        message = record.getMessage()
+        if message.startswith(self.RETRY):
+            error = record.exc_info[1] if record.exc_info else None
+            return not isinstance(error, ValueError)  # the listening socket is gone already
+        if not message.startswith(self.MESSAGE):
             return True
         held = self._throttle.due("accept", self._clock())
         if held is None:
