@@ -228,6 +228,7 @@ class HubState:
                     number,
                     boot_id,
                     item.payload,
+                    now,  # the frame's receive time, beside the engine's
                 )
                 if kind != last_type:
                     out.runs += 1
@@ -316,6 +317,7 @@ class HubState:
                     item.message,
                     item.exc,
                     item.extra,
+                    now,
                 )
                 self.logs.append(log)
                 engine.logs += 1
