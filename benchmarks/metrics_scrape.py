@@ -4,9 +4,9 @@ Run: `.venv/bin/python benchmarks/metrics_scrape.py` (256 engines x 5,000 series
 minutes and several GiB to build), `--quick` (32 engines), `--engines N`, `--series M`,
 `--scrapes K`. Like the other benchmarks it reports and exits 0; it is not a timed test.
 
-Set-up: one hub (`HubServer` on a pre-bound port-0 socket) in this process, its metric registry
-filled directly through `MetricRegistry.apply` (counters with two tags each; every 50th series
-a histogram) with caps raised to fit. A probe task on the hub's event loop sleeps 5 ms at a time
+Set-up: one hub (`HubServer` on a pre-bound port-0 socket) in this process, its engines added and
+its metric registry filled directly through `MetricRegistry.apply` (counters with two tags each;
+every 50th series a histogram) with caps raised to fit. A probe task on the hub's event loop sleeps 5 ms at a time
 and records how late it wakes (the loop lag every request on the hub would see). The clients run
 in their own spawned processes, so they share neither the GIL nor the loop with the hub: a prober
 requests `/healthz` every 20 ms and records its latency, a scraper reads `/metrics` K times back
@@ -42,12 +42,14 @@ READ = 1 << 20
 
 
 def fill(server: HubServer, engines: int, series: int) -> None:
-    """Give `engines` engines `series` series each, straight into the registry."""
+    """Give `engines` engines `series` series each, straight into the hub's state."""
     hub = server.hub
     assert hub is not None
     now = time.time()
     for e in range(engines):
         name = f"engine{e:03d}"
+        # A record too, so the hub's own families (engine_hub_*) have every engine, as in a real hub.
+        hub.state.add_engine(name, now).mode = "live"
         for s in range(series):
             if s % 50 == 0:
                 msg = Metric(seq=1, op="observe", name=f"latency.s{s % 7}", value=s / series)

@@ -191,17 +191,26 @@ def test_chunks_are_byte_bounded_and_join_to_the_whole() -> None:
 
 
 async def test_large_metrics_stream_is_the_whole_exposition() -> None:
-    """A big /metrics response carries exactly the engine text rendered in one go, valid text."""
+    """A big /metrics response is the engine text rendered in one go, plus the hub's families."""
     async with running_hub() as running:
         fill_registry(running.hub.state.metrics, 2, 1500)
+        for engine in ("big-0", "big-1"):
+            running.hub.state.add_engine(engine, 0.0).mode = "live"
         response = await running.http.get("/metrics")
         assert response.status_code == 200
         body = response.content
         whole = "".join(engine_lines(running.hub.state.metrics, running.hub.state.engines))
         assert body[body.index(b"# HELP engine_metric_") :] == whole.encode()
         assert len(whole) > 10 * CHUNK_BYTES  # many chunks
-        families = {f.name for f in text_string_to_metric_families(response.text)}
-        assert {"engine_metric_fills_k0", "engine_metric_lat", "engine_hub_drops"} <= families
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+        assert {"engine_metric_fills_k0", "engine_metric_lat", "engine_hub_drops"} <= set(families)
+        health = families["engine_hub_engine_health"].samples
+        assert {(s.labels["engine"], s.labels["mode"]) for s in health} == {
+            ("big-0", "live"),
+            ("big-1", "live"),
+        }
+        assert sum(s.value for s in health) == 2  # one current health per engine
+        assert families["engine_hub_engine_gap_messages"].type == "counter"
         tool = os.environ.get("PROMTOOL") or shutil.which("promtool")
         if tool:
             result = subprocess.run(
