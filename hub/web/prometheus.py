@@ -144,6 +144,7 @@ def chunked(lines: Iterable[str], chunk_bytes: int = CHUNK_BYTES) -> Iterator[by
 
     A chunk is never larger than `chunk_bytes` plus one piece (one series' lines; a histogram's
     are 20), and pieces stay in order, so a family's lines stay together as the format requires.
+    Sizes are counted in characters: bytes for ASCII, up to 4x that for other engine text.
     """
     pieces: list[str] = []
     size = 0
