@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 _MAX_CHIPS = 12
-_MAX_CHIP = 60
+_MAX_CHIP = 80
 _ISO = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 _TIME_KEY = re.compile(r"(_at|_time|_ts|timestamp)$")
 # Unix seconds between 2001 and 2096: anything else under a time-like key stays a number.
