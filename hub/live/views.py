@@ -78,7 +78,7 @@ TABLE_ROWS = 25  # a panel shows about 20 rows; more only costs bytes on every p
 SECTION_ROWS = 20
 LOG_ROWS = 50  # overview log tail
 ENGINE_LOG_ROWS = 100
-ORDER_SCAN = 500  # order events folded per render (one order takes a few)
+ORDER_SCAN = 120  # order events folded per render: a few per order, and decoding costs
 CLOCK_SKEW_WARN = 60.0  # seconds: beyond network delay, the engine's clock itself is off
 
 # Overview tables: part -> event type.
