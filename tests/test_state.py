@@ -415,15 +415,17 @@ def test_old_boot_hwm_is_remembered(state: HubState) -> None:
 
 
 def test_max_engines_evicts_the_oldest_disconnected() -> None:
-    """At the engine limit the engine that disconnected longest ago is forgotten."""
+    """At the engine limit the engine that disconnected longest ago is forgotten, series and all."""
     state = HubState(Settings(max_engines=2))
     a = connect(state, "a", conn_id=1)
     b = connect(state, "b", conn_id=2)
+    state.ingest(b, [Metric(seq=1, op="inc", name="fills")], T0)
     state.disconnected(b, 2, T0 + 1, Ingested())
     state.disconnected(a, 1, T0 + 2, Ingested())
     connect(state, "c", conn_id=3)
     assert set(state.engines) == {"a", "c"}
     assert state.stats.drops["engine_forgotten"] == 1
+    assert "b" not in state.metrics.engines  # its series are freed with it
 
 
 def test_max_engines_all_connected_raises() -> None:

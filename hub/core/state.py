@@ -170,10 +170,7 @@ class HubState:
                 "raise max_engines or stop some"
             )
         oldest = min(gone, key=lambda e: e.disconnected_at or e.first_seen)
-        del self.engines[oldest.name]
-        self.budgets.pop(oldest.name, None)
-        self.stats.drops["engine_forgotten"] += 1
-        self.dirty.mark(Topic.ENGINES)
+        self.forget(oldest.name)  # its rings, tail and metric series go too (history stays)
 
     def forget(self, name: str) -> Forgotten:
         """Drop a retired engine from the live state: registry, rings, log tail and metric series.
