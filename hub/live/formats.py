@@ -22,6 +22,7 @@ __all__ = [
     "duration",
     "fixed",
     "read_state",
+    "side",
     "timestamp",
     "without",
 ]
@@ -54,6 +55,17 @@ def _shown(value: Any, limit: int = _MAX_CHIP) -> str:
         text = str(value)
     text = visible(text)
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_BUY = frozenset(("long", "buy", "BUY", "LONG", "Buy", "Long"))
+_SELL = frozenset(("short", "sell", "SELL", "SHORT", "Sell", "Short"))
+
+
+def side(value: Any) -> str:
+    """A trade side as our class word: buy, sell or other (engine text never becomes a class)."""
+    if isinstance(value, str):
+        return "buy" if value in _BUY else "sell" if value in _SELL else "other"
+    return "other"
 
 
 def fixed(value: Any, digits: int = 2) -> str:

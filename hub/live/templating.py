@@ -125,5 +125,5 @@ def create_environment() -> jinja2.Environment:
     from hub.live import formats  # engine page and filters: typed values (formats imports us)
 
     env.filters.update(fixed=formats.fixed, duration=formats.duration, chips=formats.chips)
-    env.filters.update(amount=formats.amount, without=formats.without)
+    env.filters.update(amount=formats.amount, side=formats.side, without=formats.without)
     return env
