@@ -7,9 +7,14 @@ import re
 import time
 from typing import Any
 
+import msgspec
 from playwright.async_api import Browser, Page, expect
 
 from hub.core.access import ApiToken, Role, digest, new_token
+from hub.core.records import EventRecord
+from hub.live.filters import RowFilter
+from hub.live.formats import amount, chips, duration, fixed, read_state, timestamp
+from hub.live.orders import MAX_STEPS, Stage, fold_orders
 from tests.conftest import (
     WAIT,
     Engine,
@@ -259,3 +264,90 @@ async def test_forget_api_needs_an_admin_and_refuses_a_connected_engine() -> Non
         assert name not in running.hub.state.engines
         missing = await running.http.post(path, headers=as_admin)
         assert missing.status_code == 404 and "already forgotten" in missing.json()["detail"]
+
+
+# -- the sans-I/O pieces: formats, order folding, the URL filter ------------------------------
+
+
+def test_values_format_by_type() -> None:
+    """Fixed precision per column, durations with units, tags as escaped chips."""
+    assert [fixed(v) for v in (598.7735, 15866.63, 3, None, "n/a")] == [
+        "598.77",
+        "15,866.63",
+        "3.00",
+        "",
+        "n/a",
+    ]
+    assert [duration(v) for v in (0.00085, 0.0123, 1.24, 245, 7380, 3 * 86400 + 3600)] == [
+        "850 µs",
+        "12.3 ms",
+        "1.24 s",
+        "4m 05s",
+        "2h 03m",
+        "3d 1h",
+    ]
+    assert amount(50) == "50" and amount(12.5) == "12.5" and amount(True) == "true"
+    html = str(chips({"side": "<b>", "inputs": {"rsi": 41.2}}))
+    assert html.count('class="chip"') == 2 and "&lt;b&gt;" in html and "inputs.rsi" in html
+
+
+def test_engine_state_reads_known_keys_as_words_and_times_as_times() -> None:
+    """next_cycle_at (Unix seconds or ISO) is a time with "in ..."; hours and strategies are
+    words; a time-like key in the rest is a time; other values stay as they are."""
+    now = 1_796_210_000.0
+    view = read_state(
+        {
+            "next_cycle_at": now + 245,
+            "trading_hours_active": False,
+            "trading_hours": "06:00-19:00 UTC",
+            "strategies": ["mean_reversion", "breakout"],
+            "last_fill_at": "2026-12-02T14:02:11+00:00",
+            "pnl": 12.5,
+            "not_a_time_at": 42,
+        },
+        now,
+    )
+    known = {item.label: item for item in view.known}
+    assert known["next cycle"].ts == now + 245 and known["next cycle"].words == "in 4m 05s"
+    assert known["trading hours"].words == "closed (06:00-19:00 UTC)"
+    assert known["strategies"].words == "mean_reversion, breakout"
+    rest = {item.label: item for item in view.rest}
+    assert rest["last_fill_at"].ts == timestamp("2026-12-02T14:02:11Z")
+    assert rest["pnl"].ts is None and rest["not_a_time_at"].ts is None
+    assert timestamp(now, "pnl") is None and timestamp(now, "updated_ts") == now
+
+
+def test_orders_fold_to_one_row_per_order_with_their_progression() -> None:
+    """Events newest first become one row per (engine, order id): newest facts, steps oldest
+    first, bounded; an order beyond the limit is left out."""
+
+    def record(seq: int, engine: str, order_id: str, status: str, **extra: Any) -> EventRecord:
+        payload = msgspec.json.encode({"order_id": order_id, "status": status, **extra})
+        return EventRecord(seq, "order_event", float(seq), engine, seq, "b", msgspec.Raw(payload))
+
+    events = [
+        record(1, "a", "o1", "create", quantity=50, price=10.0),
+        record(2, "a", "o1", "partial", price=10.5),
+        record(3, "b", "o1", "create"),
+        record(4, "a", "o1", "fill"),
+        record(5, "a", "o2", "create"),
+        record(6, "a", "o2", "rejected", reason="margin exceeded"),
+    ]
+    rows = fold_orders(reversed(events), limit=2)
+    assert [(r.engine, r.order_id) for r in rows] == [("a", "o2"), ("a", "o1")]
+    o2, o1 = rows
+    assert [word for _, word in o1.steps] == ["create", "partial", "fill"]
+    assert o1.stage is Stage.FILLED and o1.get("price") == 10.5 and o1.get("quantity") == 50
+    assert o2.stage is Stage.REJECTED and o2.get("reason") == "margin exceeded"
+    many = [record(i, "a", "o", "partial") for i in range(1, MAX_STEPS + 4)]
+    [row] = fold_orders(reversed(many), limit=5)
+    assert len(row.steps) == MAX_STEPS and row.more_steps == 3
+
+
+def test_the_url_filter_ignores_malformed_parts() -> None:
+    """engine must be digits, mode live or paper, text is capped; rows pass by index and mode."""
+    f = RowFilter.from_query({"engine": "3", "mode": "live", "q": "x" * 500})
+    assert (f.engine, f.mode, len(f.q)) == (3, "live", 100)
+    assert f.admits((3, "live")) and not f.admits((3, "paper")) and not f.admits((4, "live"))
+    loose = RowFilter.from_query({"engine": "3; drop", "mode": "LIVE<script>"})
+    assert (loose.engine, loose.mode) == (None, "") and loose.admits((9, "paper"))
