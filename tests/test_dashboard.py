@@ -239,7 +239,7 @@ async def test_signals_orders_errors_and_logs_are_pushed(hub: RunningHub, browse
         await expect(log).to_have_class(re.compile(r"\blvl-warning\b"), timeout=MS)
         await expect(log.locator(".eng")).to_have_text(name)
         await expect(field(card(page, name), "status")).to_have_text("starting")
-        await expect(card(page, name).locator("p.last-error")).to_have_text("broker slow")
+        await expect(card(page, name).locator("p.last-error .what")).to_have_text("broker slow")
         await assert_clean(watched, f"http://127.0.0.1:{hub.port}")
     await engine.close()
 
@@ -352,7 +352,7 @@ async def test_bye_stopped_kill_offline_silence_late_then_stale(
         stopped_card = card(page, stopping.name)
         await expect(stopped_card.locator(".health")).to_have_text("stopped", timeout=MS)
         await expect(stopped_card).to_have_class(re.compile(r"\bhealth-stopped\b"))
-        await expect(field(stopped_card, "status")).to_have_text("stopped")
+        await expect(field(stopped_card, "status")).to_have_text(starts("stopped at"))
         offline_card = card(page, killed.name)
         await expect(offline_card.locator(".health")).to_have_text("offline", timeout=MS)
         await expect(offline_card).to_have_class(re.compile(r"\bhealth-offline\b"))
@@ -521,7 +521,7 @@ HOSTILE = [
     '<button hx-on:click="window.__pwned=1">',
 ]
 OUR_IDS = re.compile(
-    r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
+    r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account|tz-toggle"
     r"|(card|state|metrics|elogs|positions|decisions|cycles|eerrors)-\d+)$"
 )
 HUB_SCRIPTS = [
@@ -538,8 +538,8 @@ PAGE_SHAPE = """
   pwned: typeof window.__pwned,
   csp: window.__csp,
   injected: document.querySelectorAll(
-    "img, button:not(#embed-form button), script:not([src]), [hx-get], [hx-trigger], " +
-    "[hx-on\\\\:click], [onerror]").length,  // the embed form is ours (admins only)
+    "img, button:not(#embed-form button, #tz-toggle), script:not([src]), [hx-get], [hx-trigger], " +
+    "[hx-on\\\\:click], [onerror]").length,  // the embed form (admins) and the time zone toggle are ours
   scripts: Array.from(document.scripts, (s) => new URL(s.src).pathname),
   hubStatus: Array.from(document.querySelectorAll("#hub-status"), (e) => e.textContent.trim()),
   ids: Array.from(document.querySelectorAll("[id]"), (e) => e.id),
@@ -578,7 +578,7 @@ def hostile_messages(values: list[str]) -> list[dict[str, Any]]:
 
 def expected_texts(values: list[str], index: str) -> dict[str, dict[str, list[str]]]:
     """Per page kind: selector -> texts that must be visible verbatim."""
-    card_error = {f"#card-{index} p.last-error": [" ".join(values)]}
+    card_error = {f"#card-{index} p.last-error .what": [" ".join(values)]}
     logs = {
         "span.logger": values,
         "span.msg": values,
