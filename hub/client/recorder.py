@@ -109,7 +109,9 @@ class Recorder:
         pnl: dict[str, Any] = {k: v for k, v in report.items() if v is not None}
         if currency:
             pnl["currency"] = currency
-        self.heartbeat(state={"pnl": pnl})
+        # As a keyword of its own (it lands in state["pnl"]), not state={...}: pending heartbeat
+        # fields coalesce per keyword, so a state= here would replace the engine's own pending one.
+        self.heartbeat(pnl=pnl)
 
     def mark_stopped(self) -> None:
         """Report status `stopped` and send `bye` after everything recorded so far."""
