@@ -863,7 +863,8 @@ async def test_no_horizontal_page_overflow(hub: RunningHub, browser: Browser, wi
             assert scroll <= inner, (url, width, scroll, inner)
         await page.goto(origin + "/")
         cell = page.locator("#signals td", has_text="mean_reversion_with").first
-        assert await cell.evaluate("(e) => e.scrollWidth > e.clientWidth")  # truncated...
+        shown = cell.locator("bdi")
+        assert await shown.evaluate("(e) => e.scrollWidth > e.clientWidth")  # truncated...
         await cell.hover()
         await expect(cell).to_have_attribute("title", long)  # ...but never silently
     await engine.close()

@@ -146,7 +146,9 @@
   // 3d. A truncated cell shows its whole text on hover (CSS ellipsis; never clipped silently).
   document.addEventListener("pointerover", (event) => {
     const cell = event.target instanceof Element ? event.target.closest("td, th") : null;
-    if (cell && !cell.title && cell.scrollWidth > cell.clientWidth) cell.title = cell.textContent.trim();
+    if (!cell || cell.title) return;
+    const cut = [cell, ...cell.querySelectorAll("bdi")].some((el) => el.scrollWidth > el.clientWidth);
+    if (cut) cell.title = cell.textContent.trim();
   });
 
   const refresh = () => {
