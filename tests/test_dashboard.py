@@ -992,3 +992,22 @@ async def test_times_switch_between_utc_and_local_and_the_choice_is_remembered(
     finally:
         await context.close()
     await engine.close()
+
+
+async def test_the_theme_follows_the_system_colour_scheme(
+    hub: RunningHub, browser: Browser
+) -> None:
+    """A light system gets a light page and a dark one a dark page (prefers-color-scheme)."""
+    backgrounds = {}
+    for scheme in ("light", "dark"):
+        context = await browser.new_context(color_scheme=scheme)
+        try:
+            page = await context.new_page()
+            await page.goto(f"http://127.0.0.1:{hub.port}/")
+            backgrounds[scheme] = await page.evaluate(
+                "() => getComputedStyle(document.body).backgroundColor"
+                ".match(/\\d+/g).slice(0, 3).reduce((a, b) => a + Number(b), 0)"
+            )
+        finally:
+            await context.close()
+    assert backgrounds["light"] > 600 > 100 > backgrounds["dark"], backgrounds

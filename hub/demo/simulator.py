@@ -260,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, sim.stop)
     with client:
         client.heartbeat(status="running", **sim.health())
+        sim.report_pnl()  # flat at the start, so the card shows P&L from the first heartbeat
         engine_log.info("engine %s started (pid %d)", args.engine, os.getpid())
         sim.run()
         engine_log.info("engine %s stopping", args.engine)
