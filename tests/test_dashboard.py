@@ -981,6 +981,7 @@ async def test_times_switch_between_utc_and_local_and_the_choice_is_remembered(
         await toggle.click()
         await expect(first).to_have_text("03:43:20")
         await expect(toggle).to_have_text("local time")
+        assert "time (UTC)" not in await page.locator("main").inner_text()  # headings follow
         await page.reload()
         await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
         await expect(first).to_have_text("03:43:20")  # remembered

@@ -107,6 +107,13 @@
       if (el.textContent !== text) el.textContent = text;
       el.title = local ? date.toString() : date.toISOString();
     });
+    // Column headings say which zone the times are in: "time (UTC)" or "time (local)".
+    const label = zone === "local" ? "(local)" : "(UTC)";
+    document.querySelectorAll("th").forEach((th) => {
+      if (/\((UTC|local)\)$/.test(th.textContent) && !th.textContent.endsWith(label)) {
+        th.textContent = th.textContent.replace(/\((UTC|local)\)$/, label);
+      }
+    });
     const button = document.getElementById("tz-toggle");
     if (button) {
       button.textContent = zone === "local" ? "local time" : "UTC";
