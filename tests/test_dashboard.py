@@ -966,7 +966,8 @@ async def test_times_switch_between_utc_and_local_and_the_choice_is_remembered(
     name = unique("tz")
     engine = await connect_engine(hub, name)
     await engine.send(
-        {"kind": "log", "level": "INFO", "message": "first line", "ts": 1_700_000_000}
+        {"kind": "log", "level": "INFO", "message": "first line", "ts": 1_700_000_000},
+        {"kind": "event", "type": "error", "payload": {"message": "a table with times"}},
     )
     await engine.wait_acked()
     context = await browser.new_context(timezone_id="Asia/Kolkata")  # UTC+05:30
@@ -978,6 +979,7 @@ async def test_times_switch_between_utc_and_local_and_the_choice_is_remembered(
         await expect(first).to_have_text("22:13:20")
         toggle = page.locator("#tz-toggle")
         await expect(toggle).to_have_text("UTC")
+        assert "time (UTC)" in await page.locator("main").inner_text()
         await toggle.click()
         await expect(first).to_have_text("03:43:20")
         await expect(toggle).to_have_text("local time")
