@@ -813,10 +813,18 @@ async def test_each_health_state_differs_in_more_than_colour(
     async with watched_page(browser) as watched:
         page = watched.page
         await page.goto(f"http://127.0.0.1:{hub.port}/")
+        # A container of our own: live pushes swap #cards, and must not replace these cards.
         await page.evaluate(
-            "(html) => { document.getElementById('cards').innerHTML = html; }", html
+            """(html) => {
+              const shapes = document.createElement("section");
+              shapes.id = "shapes";
+              shapes.className = "cards";
+              shapes.innerHTML = html;
+              document.querySelector("main").prepend(shapes);
+            }""",
+            html,
         )
-        cards = page.locator("#cards article.card")
+        cards = page.locator("#shapes article.card")
         await expect(cards).to_have_count(len(shapes))
         seen = await cards.evaluate_all(HEALTH_SIGNATURE)
     assert [s["health"] for s in seen] == [h.value for h in shapes]
