@@ -235,5 +235,5 @@ def test_heartbeats_and_error_events_time_the_error_through_hub_state() -> None:
     assert record.error_at == T0 + 1  # the same error repeated is not a new one
     state.ingest(record, [Heartbeat(seq=4, status=Status.RUNNING, last_error=None)], T0 + 3)
     assert (record.last_error, record.error_text, record.recovered_at) == (None, "E: boom", T0 + 3)
-    state.ingest(record, [Bye(seq=5, status=Status.STOPPED)], T0 + 4)
+    state.ingest(record, [Bye(seq=5, status=Status.ERROR)], T0 + 4)  # a failed exit stops too
     assert record.ended_at() == T0 + 4

@@ -136,6 +136,12 @@ class EngineRecord:
             self.recovered_at = now
         self.status = status
 
+    def note_bye(self, status: Status, now: float) -> None:
+        """The engine said `bye` at `now` (with `status`, error included): it stopped then."""
+        self.note_status(status, now)
+        if self.stopped_at is None:
+            self.stopped_at = now
+
     def ended_at(self) -> float | None:
         """When the engine went away (stopped or disconnected); None while it is here."""
         if self.status is Status.STOPPED or self.said_bye:

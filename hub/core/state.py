@@ -322,7 +322,7 @@ class HubState:
                 dirty.mark(Topic.LOGS, name)
                 out.logs.append(log)
             case Bye():
-                engine.note_status(item.status, now)
+                engine.note_bye(item.status, now)
                 engine.said_bye = True
                 dirty.mark(Topic.ENGINE, name)
                 out.boots.append(self._boot(engine, now, f"bye:{item.status}"))
