@@ -836,3 +836,16 @@ def test_urls_are_normalized_to_the_engine_endpoint() -> None:
     assert engine_url("ws://h:1") == "ws://h:1/ws/engine"
     assert engine_url("https://h/") == "wss://h/ws/engine"
     assert engine_url("ws://h:1/custom/path") == "ws://h:1/custom/path"
+
+
+def test_report_pnl_rides_on_heartbeat_state() -> None:
+    """report_pnl sets state["pnl"] in the documented shape, leaving other state keys alone."""
+    app = client()
+    core = app._core
+    connect(core)
+    app.heartbeat(state={"next_cycle_at": 5})
+    app.report_pnl(realized=120.5, unrealized=-20, exposure=1000, currency="INR")
+    app.report_pnl(realized=130.0, currency="INR")  # replaces the whole report
+    core.collect(1.0)
+    (beat,) = messages(core, "heartbeat")
+    assert beat["state"] == {"next_cycle_at": 5, "pnl": {"realized": 130.0, "currency": "INR"}}

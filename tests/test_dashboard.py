@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -12,6 +13,8 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
+from hub.core.engines import EngineRecord, Health
+from hub.core.messages import Status
 from hub.live.views import TABLE_ROWS
 from tests.conftest import (
     PUSH_PATHS,
@@ -239,7 +242,7 @@ async def test_signals_orders_errors_and_logs_are_pushed(hub: RunningHub, browse
         await expect(log).to_have_class(re.compile(r"\blvl-warning\b"), timeout=MS)
         await expect(log.locator(".eng")).to_have_text(name)
         await expect(field(card(page, name), "status")).to_have_text("starting")
-        await expect(card(page, name).locator("p.last-error")).to_have_text("broker slow")
+        await expect(card(page, name).locator("p.last-error .what")).to_have_text("broker slow")
         await assert_clean(watched, f"http://127.0.0.1:{hub.port}")
     await engine.close()
 
@@ -352,7 +355,7 @@ async def test_bye_stopped_kill_offline_silence_late_then_stale(
         stopped_card = card(page, stopping.name)
         await expect(stopped_card.locator(".health")).to_have_text("stopped", timeout=MS)
         await expect(stopped_card).to_have_class(re.compile(r"\bhealth-stopped\b"))
-        await expect(field(stopped_card, "status")).to_have_text("stopped")
+        await expect(field(stopped_card, "status")).to_have_text(starts("stopped at"))
         offline_card = card(page, killed.name)
         await expect(offline_card.locator(".health")).to_have_text("offline", timeout=MS)
         await expect(offline_card).to_have_class(re.compile(r"\bhealth-offline\b"))
@@ -519,7 +522,7 @@ HOSTILE = [
 ]
 OUR_IDS = re.compile(
     r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
-    r"|filters|forget-form"
+    r"|tz-toggle|filters|forget-form"
     r"|(card|state|metrics|elogs|esignals|eorders|positions|decisions|cycles|eerrors)-\d+)$"
 )
 HUB_SCRIPTS = [
@@ -536,9 +539,9 @@ PAGE_SHAPE = """
   pwned: typeof window.__pwned,
   csp: window.__csp,
   injected: document.querySelectorAll(
-    "img, button:not(#embed-form button, #forget-form button), script:not([src]), " +
+    "img, button:not(#embed-form button, #forget-form button, #tz-toggle), script:not([src]), " +
     "[hx-get], [hx-trigger], " +
-    "[hx-on\\\\:click], [onerror]").length,  // the embed form is ours (admins only)
+    "[hx-on\\\\:click], [onerror]").length,  // the embed and forget forms (admins) and the time zone toggle are ours
   scripts: Array.from(document.scripts, (s) => new URL(s.src).pathname),
   hubStatus: Array.from(document.querySelectorAll("#hub-status"), (e) => e.textContent.trim()),
   ids: Array.from(document.querySelectorAll("[id]"), (e) => e.id),
@@ -577,7 +580,7 @@ def hostile_messages(values: list[str]) -> list[dict[str, Any]]:
 
 def expected_texts(values: list[str], index: str) -> dict[str, dict[str, list[str]]]:
     """Per page kind: selector -> texts that must be visible verbatim."""
-    card_error = {f"#card-{index} p.last-error": [" ".join(values)]}
+    card_error = {f"#card-{index} p.last-error .what": [" ".join(values)]}
     logs = {
         "span.logger": values,
         "span.msg": values,
@@ -693,3 +696,340 @@ async def test_engine_text_is_inert_on_every_page(
         assert frames, "no live frames were seen"
         assert not [f for f in frames if "<script>window" in f or "<img src=x" in f]
     await engine.close()
+
+
+# -- cards that cannot mislead (issue 15) ------------------------------------------------------
+
+
+async def test_an_error_then_recovery_shows_the_error_as_past_with_its_age(
+    hub: RunningHub, browser: Browser
+) -> None:
+    """An error is red with its time and age; after a running heartbeat it is muted and 'recovered'."""
+    name = unique("heals")
+    engine = await connect_engine(hub, name)
+    await engine.send({"kind": "heartbeat", "status": "running", "loop_tick": 1})
+    async with live_page(browser, f"http://127.0.0.1:{hub.port}/") as watched:
+        the_card = card(watched.page, name)
+        await engine.send(
+            {"kind": "event", "type": "error", "payload": {"message": "no quote for TCS"}}
+        )
+        error = the_card.locator("p.last-error")
+        await expect(error).to_have_text(
+            re.compile(r"^error \d\d:\d\d:\d\d \((just now|\d+ s ago)\): no quote for TCS$"),
+            timeout=MS,
+        )
+        await expect(error).not_to_have_class(re.compile(r"\bpast\b"))
+        await expect(field(the_card, "errors 15 min")).to_have_text("1")
+        await engine.wait_acked()
+        await engine.send({"kind": "heartbeat", "status": "running", "loop_tick": 2})
+        await expect(error).to_have_class(re.compile(r"\bpast\b"), timeout=MS)
+        await expect(error).to_have_text(
+            re.compile(
+                r"^last error \d\d:\d\d:\d\d \((just now|\d+ s ago)\) · recovered "
+                r"(just now|\d+ s ago): no quote for TCS$"
+            )
+        )
+        colours = await error.evaluate(
+            "(e) => [getComputedStyle(e).color, getComputedStyle(e.closest('article')"
+            ".querySelector('dt')).color]"
+        )
+        assert colours[0] == colours[1], colours  # muted like the labels, not alarm red
+        await assert_clean(watched, f"http://127.0.0.1:{hub.port}")
+    await engine.close()
+
+
+async def test_a_killed_engine_is_offline_since_and_its_uptime_stands_still(
+    hub: RunningHub, browser: Browser
+) -> None:
+    """A dropped socket: 'offline since HH:MM:SS (…)', and uptime no longer advances."""
+    name = unique("killed")
+    started = time.time() - 100
+    engine = await connect_engine(hub, name, started_at=started)
+    await engine.send({"kind": "heartbeat", "status": "running", "loop_tick": 1})
+    await engine.wait_acked()
+    url = f"http://127.0.0.1:{hub.port}/"
+    async with live_page(browser, url) as watched:
+        page = watched.page
+        the_card = card(page, name)
+        uptime = field(the_card, "uptime")
+        await expect(uptime).to_have_text(re.compile(r"^1m 4\ds$"))
+        await engine.close()  # no bye
+        status = field(the_card, "status")
+        await expect(status).to_have_text(
+            re.compile(r"^offline since \d\d:\d\d:\d\d \(0m \d\ds\)$"), timeout=MS
+        )
+        frozen = await uptime.inner_text()
+        offline_for = await status.locator("[data-since]").inner_text()
+        # Look again once the offline age itself has moved on (the page's ticker, not a sleep).
+        await expect(status.locator("[data-since]")).not_to_have_text(offline_for, timeout=MS)
+        await expect(uptime).to_have_text(frozen)
+        await page.reload()  # a fresh server render at a later `now`
+        await expect(field(card(page, name), "uptime")).to_have_text(frozen)
+        await expect(card(page, name).locator(".health")).to_have_text("offline")
+
+
+HEALTH_SIGNATURE = """
+(cards) => cards.map((c) => {
+  const state = c.querySelector(".state"), style = getComputedStyle(c);
+  return {
+    health: c.querySelector(".health").textContent,
+    icon: c.querySelector(".icon").textContent,
+    border: `${style.borderLeftStyle} ${style.borderLeftWidth}`,
+    boxed: getComputedStyle(state).borderTopStyle,
+    visible: c.querySelector(".icon").checkVisibility() && state.checkVisibility(),
+  };
+})
+"""
+
+
+async def test_each_health_state_differs_in_more_than_colour(
+    hub: RunningHub, browser: Browser
+) -> None:
+    """Every health's card has its own icon (and label) on screen, not only its own colour."""
+    now = time.time()
+    interval = hub.hub.settings.heartbeat_interval
+    base = {
+        "status": Status.RUNNING,
+        "connected": True,
+        "connected_at": now - 1000,
+        "last_heartbeat": now,
+        "loop_tick": 1,
+        "tick_changed_at": now,
+        "started_at": now - 1000,
+    }
+    shapes = {
+        Health.OK: {},
+        Health.LATE: {"last_heartbeat": now - 3 * interval},
+        Health.STALE: {"last_heartbeat": now - 10 * interval},
+        Health.STALLED: {"tick_changed_at": now - 10 * interval},
+        Health.ERROR: {"status": Status.ERROR},
+        Health.OFFLINE: {"connected": False, "disconnected_at": now - 5},
+        Health.STOPPED: {"said_bye": True, "status": Status.STOPPED, "stopped_at": now - 5},
+    }
+    views = hub.hub.views
+    html = ""
+    for i, (health, fields) in enumerate(shapes.items()):
+        record = EngineRecord(f"shape{i}", now, index=900 + i, **{**base, **fields})
+        model = views.card_model(record, now)
+        assert model["health"] == health.value
+        html += views.env.get_template("partials/_card.html").render(card=model, oob=False)
+    async with watched_page(browser) as watched:
+        page = watched.page
+        await page.goto(f"http://127.0.0.1:{hub.port}/")
+        # A container of our own: live pushes swap #cards, and must not replace these cards.
+        await page.evaluate(
+            """(html) => {
+              const shapes = document.createElement("section");
+              shapes.id = "shapes";
+              shapes.className = "cards";
+              shapes.innerHTML = html;
+              document.querySelector("main").prepend(shapes);
+            }""",
+            html,
+        )
+        cards = page.locator("#shapes article.card")
+        await expect(cards).to_have_count(len(shapes))
+        seen = await cards.evaluate_all(HEALTH_SIGNATURE)
+    assert [s["health"] for s in seen] == [h.value for h in shapes]
+    assert all(s["visible"] for s in seen), seen
+    icons = [s["icon"] for s in seen]
+    assert len(set(icons)) == len(icons), seen  # a shape per state: readable in greyscale
+    marks = {(s["icon"], s["border"], s["boxed"]) for s in seen}
+    assert len(marks) == len(seen), seen
+
+
+OVERFLOW = "() => [document.documentElement.scrollWidth, window.innerWidth]"
+TRUNCATED = """
+(text) => {
+  const shown = [...document.querySelectorAll("#signals td bdi")].find(
+    (e) => e.textContent.startsWith(text));
+  return shown !== undefined && shown.scrollWidth > shown.clientWidth;
+}
+"""
+
+
+@pytest.mark.parametrize("width", [390, 1600])
+async def test_no_horizontal_page_overflow(hub: RunningHub, browser: Browser, width: int) -> None:
+    """Overview and engine page fit a phone and a desktop; a truncated cell shows its text on hover."""
+    name = unique("wide")
+    engine = await connect_engine(hub, name, mode="live")
+    long = "mean_reversion_with_a_very_long_strategy_name_" * 2  # under the 120-char cell cap
+    await engine.send(
+        {
+            "kind": "heartbeat",
+            "status": "running",
+            "loop_tick": 1,
+            "state": {"note": "x" * 300, "pnl": {"realized": 123456789.5, "currency": "INR"}},
+        },
+        {
+            "kind": "event",
+            "type": "signal_event",
+            "payload": {"symbol": "BANKNIFTY 48000 CE", "side": "long", "strategy": long},
+        },
+        {"kind": "event", "type": "error", "payload": {"message": "y" * 280}},
+        {"kind": "log", "level": "INFO", "message": "z" * 400},
+    )
+    await engine.wait_acked()
+    origin = f"http://127.0.0.1:{hub.port}"
+    async with live_page(browser, origin + "/") as watched:
+        page = watched.page
+        await page.set_viewport_size({"width": width, "height": 900})
+        for url in (origin + "/", f"{origin}/engines/{name}"):
+            await page.goto(url)
+            await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+            scroll, inner = await page.evaluate(OVERFLOW)
+            assert scroll <= inner, (url, width, scroll, inner)
+        await page.goto(origin + "/")
+        # Find and measure in one script turn: a live push may replace the table at any moment.
+        assert await page.evaluate(TRUNCATED, "mean_reversion_with")  # truncated...
+        cell = page.locator("#signals td", has_text="mean_reversion_with").first
+        async with asyncio.timeout(WAIT):
+            while await cell.get_attribute("title") != long:  # ...but never silently
+                await cell.hover()  # (again, if a push replaced the cell after the last hover)
+    await engine.close()
+
+
+async def test_first_paint_without_javascript_shows_ages_and_uptime(
+    hub: RunningHub, browser: Browser
+) -> None:
+    """With JavaScript off the server-rendered card already says uptime and heartbeat age."""
+    name = unique("nojs")
+    engine = await connect_engine(hub, name, started_at=time.time() - 3700)
+    await engine.send({"kind": "heartbeat", "status": "running", "loop_tick": 1})
+    await engine.wait_acked()
+    context = await browser.new_context(java_script_enabled=False)
+    try:
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{hub.port}/")
+        the_card = card(page, name)
+        await expect(field(the_card, "uptime")).to_have_text(re.compile(r"^1h 01m$"))
+        await expect(field(the_card, "heartbeat")).to_have_text(re.compile(r"just now|\d+ s ago"))
+        await expect(the_card.locator(".time, time").first).to_have_count(0)  # nothing pending
+        assert await page.evaluate("typeof htmx") == "undefined"  # really no script ran
+    finally:
+        await context.close()
+    await engine.close()
+
+
+async def test_top_bar_totals_pnl_per_mode_and_currency(browser: Browser) -> None:
+    """Paper and live are totalled apart, and so are currencies; the card shows its own P&L."""
+    async with running_hub() as own:
+        reports = {
+            "p1": ("paper", {"realized": 100.0, "unrealized": 10.0, "currency": "INR"}),
+            "p2": ("paper", {"realized": 50.0, "exposure": 9000.0, "currency": "INR"}),
+            "l1": ("live", {"realized": -30.0, "currency": "INR"}),
+            "u1": ("paper", {"unrealized": 7.0, "currency": "USD"}),
+        }
+        engines = []
+        for name, (mode, pnl) in reports.items():
+            engine = await connect_engine(own, name, mode=mode)
+            await engine.send({"kind": "heartbeat", "status": "running", "state": {"pnl": pnl}})
+            await engine.wait_acked()
+            engines.append(engine)
+        async with live_page(browser, f"http://127.0.0.1:{own.port}/") as watched:
+            page = watched.page
+            pills = page.locator("#hub-status .pnl-total")
+            await expect(pills).to_have_text(
+                ["LIVE P&L -30.00 INR", "PAPER P&L +160.00 INR", "PAPER P&L +7.00 USD"]
+            )
+            await expect(field(card(page, "p1"), "P&L")).to_have_text("+110.00 INR")
+            await expect(field(card(page, "p2"), "exposure")).to_have_text("9,000 INR")
+            await engines[0].send({"kind": "heartbeat", "state": {"pnl": {"realized": 0.0}}})
+            await expect(pills).to_have_text(  # live: p1 now reports no currency
+                [
+                    "LIVE P&L -30.00 INR",
+                    "PAPER P&L +0.00",
+                    "PAPER P&L +50.00 INR",
+                    "PAPER P&L +7.00 USD",
+                ],
+                timeout=MS,
+            )
+            await page.goto(f"http://127.0.0.1:{own.port}/engines/p2")
+            await expect(field(page.locator("article.card"), "P&L")).to_have_text("+50.00 INR")
+        for engine in engines:
+            await engine.close()
+
+
+async def test_tab_title_counts_problems_on_first_paint_and_live(browser: Browser) -> None:
+    """'(2) Engine Hub — 1 error, 1 offline', server-rendered and then kept current."""
+    async with running_hub() as own:
+        fine = await connect_engine(own, "fine")
+        failing = await connect_engine(own, "failing")
+        killed = await connect_engine(own, "killed")
+        for engine in (fine, failing, killed):
+            await engine.send({"kind": "heartbeat", "status": "running", "loop_tick": 1})
+            await engine.wait_acked()
+        await failing.send({"kind": "heartbeat", "status": "error", "last_error": "E: down"})
+        await failing.wait_acked()
+        await killed.close()
+        expected = "(2) Engine Hub \u2014 1 error, 1 offline"
+        async with asyncio.timeout(WAIT):
+            while expected not in (await own.http.get("/")).text:  # a disconnect is asynchronous
+                await asyncio.sleep(0.05)  # polling the hub's verdict, not synchronizing a test
+        async with live_page(browser, f"http://127.0.0.1:{own.port}/") as watched:
+            page = watched.page
+            await expect(page).to_have_title(expected)
+            await failing.send({"kind": "heartbeat", "status": "running"})
+            await expect(page).to_have_title("(1) Engine Hub \u2014 1 offline", timeout=MS)
+            again = await connect_engine(own, "killed")
+            await expect(page).to_have_title("Engine Hub", timeout=MS)
+            await again.close()
+        await fine.close()
+        await failing.close()
+
+
+async def test_times_switch_between_utc_and_local_and_the_choice_is_remembered(
+    hub: RunningHub, browser: Browser
+) -> None:
+    """The top-bar switch shows every time (pushed ones too) in local time, and survives a reload."""
+    name = unique("tz")
+    engine = await connect_engine(hub, name)
+    await engine.send(
+        {"kind": "log", "level": "INFO", "message": "first line", "ts": 1_700_000_000},
+        {"kind": "event", "type": "error", "payload": {"message": "a table with times"}},
+    )
+    await engine.wait_acked()
+    context = await browser.new_context(timezone_id="Asia/Kolkata")  # UTC+05:30
+    try:
+        page = await context.new_page()
+        await page.goto(f"http://127.0.0.1:{hub.port}/engines/{name}")
+        await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+        first = page.locator("li", has_text="first line").locator("time")
+        await expect(first).to_have_text("22:13:20")
+        toggle = page.locator("#tz-toggle")
+        await expect(toggle).to_have_text("UTC")
+        assert "time (UTC)" in await page.locator("main").inner_text()
+        await toggle.click()
+        await expect(first).to_have_text("03:43:20")
+        await expect(toggle).to_have_text("local time")
+        assert "time (UTC)" not in await page.locator("main").inner_text()  # headings follow
+        await page.reload()
+        await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+        await expect(first).to_have_text("03:43:20")  # remembered
+        await engine.send(
+            {"kind": "log", "level": "INFO", "message": "pushed", "ts": 1_700_003_600}
+        )
+        pushed = page.locator("li", has_text="pushed").locator("time")
+        await expect(pushed).to_have_text("04:43:20", timeout=MS)
+    finally:
+        await context.close()
+    await engine.close()
+
+
+async def test_the_theme_follows_the_system_colour_scheme(
+    hub: RunningHub, browser: Browser
+) -> None:
+    """A light system gets a light page and a dark one a dark page (prefers-color-scheme)."""
+    backgrounds = {}
+    for scheme in ("light", "dark"):
+        context = await browser.new_context(color_scheme=scheme)
+        try:
+            page = await context.new_page()
+            await page.goto(f"http://127.0.0.1:{hub.port}/")
+            backgrounds[scheme] = await page.evaluate(
+                "() => getComputedStyle(document.body).backgroundColor"
+                ".match(/\\d+/g).slice(0, 3).reduce((a, b) => a + Number(b), 0)"
+            )
+        finally:
+            await context.close()
+    assert backgrounds["light"] > 600 > 100 > backgrounds["dark"], backgrounds

@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from hub.core.engines import EngineRecord, Health, derive_health
+from hub.core.engines import EngineRecord, Health, RecentCount, derive_health
 from hub.core.ingested import Ingested
-from hub.core.messages import Heartbeat, Hello, Status
+from hub.core.messages import Bye, Heartbeat, Hello, Status
 from hub.core.records import utc
 from hub.core.state import HubState
 from hub.settings import Settings
@@ -172,3 +172,68 @@ def test_clock_skew_is_the_heartbeat_ts_minus_the_hub_receive_time() -> None:
     assert (
         record.clock_skew is None and record.as_dict(T0 + 4, SETTINGS)["last_heartbeat_ts"] is None
     )
+
+
+# -- what the card shows: errors in time, recovery, the moment it went away ----------------------
+
+
+def test_recent_count_counts_a_trailing_window_in_bounded_memory() -> None:
+    """RecentCount keeps one bucket per minute of its window, however many events arrive."""
+    recent = RecentCount(window=15 * 60)
+    for i in range(1000):
+        recent.add(T0 + i)  # ~17 minutes of one event a second
+    assert len(recent._buckets) <= 16
+    assert recent.count(T0 + 999) < 1000
+    assert 14 * 60 <= recent.count(T0 + 999) <= 15 * 60 + 60
+    assert recent.count(T0 + 999 + 16 * 60) == 0
+
+
+def test_an_error_is_timed_and_healed_by_a_later_running_status() -> None:
+    """note_error stamps the error; running at a later time marks it recovered, not the same batch."""
+    record = engine()
+    record.note_error("feed down", T0 + 1)
+    record.note_status(Status.RUNNING, T0 + 1)  # the batch that brought the error
+    assert (record.error_at, record.recovered_at) == (T0 + 1, None)
+    record.note_status(Status.ERROR, T0 + 2)
+    assert record.recovered_at is None
+    record.note_status(Status.RUNNING, T0 + 3)
+    assert record.recovered_at == T0 + 3
+    record.note_status(Status.RUNNING, T0 + 4)
+    assert record.recovered_at == T0 + 3  # the first healthy report, not the latest
+    assert record.recent_errors.count(T0 + 4) == 1
+    record.note_error("again", T0 + 5)
+    assert (record.error_text, record.recovered_at) == ("again", None)
+
+
+def test_uptime_freezes_when_the_engine_goes_away() -> None:
+    """Uptime counts while connected, stops at the disconnect or the stop, and stays there."""
+    record = engine(started_at=T0 - 60)
+    assert record.uptime(T0 + 10) == 70
+    assert record.ended_at() is None
+    record.connected, record.disconnected_at = False, T0 + 20
+    assert record.uptime(T0 + 30) == record.uptime(T0 + 3000) == 80
+    stopped = engine(started_at=T0 - 60)
+    stopped.note_status(Status.STOPPED, T0 + 5)
+    assert stopped.ended_at() == T0 + 5
+    assert stopped.uptime(T0 + 500) == 65
+    stopped.new_boot("b2", 0)
+    assert stopped.stopped_at is None
+
+
+def test_heartbeats_and_error_events_time_the_error_through_hub_state() -> None:
+    """An error event counts; a heartbeat's changed last_error is timed but not counted twice."""
+    state = HubState(SETTINGS)
+    record, _ = state.hello(Hello(engine="fno", boot_id="b1"), 1, T0, Ingested())
+    state.ingest(record, [Heartbeat(seq=1, status=Status.RUNNING, loop_tick=1)], T0)
+    state.ingest(record, [Heartbeat(seq=2, status=Status.ERROR, last_error="E: boom")], T0 + 1)
+    assert (record.error_text, record.error_at, record.recent_errors.count(T0 + 1)) == (
+        "E: boom",
+        T0 + 1,
+        0,
+    )
+    state.ingest(record, [Heartbeat(seq=3, status=Status.ERROR, last_error="E: boom")], T0 + 2)
+    assert record.error_at == T0 + 1  # the same error repeated is not a new one
+    state.ingest(record, [Heartbeat(seq=4, status=Status.RUNNING, last_error=None)], T0 + 3)
+    assert (record.last_error, record.error_text, record.recovered_at) == (None, "E: boom", T0 + 3)
+    state.ingest(record, [Bye(seq=5, status=Status.ERROR)], T0 + 4)  # a failed exit stops too
+    assert record.ended_at() == T0 + 4

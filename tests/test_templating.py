@@ -90,16 +90,46 @@ def india_time(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 def test_clock_shows_datetimes_in_utc(india_time: None) -> None:
-    """An aware datetime is shown as HH:MM:SS in UTC, whatever its zone; None is empty."""
-    assert clock(datetime.fromtimestamp(T0, UTC)) == "22:13:20"
-    assert clock(datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=1)))) == "02:04:05"
+    """An aware datetime is a <time> showing HH:MM:SS in UTC, whatever its zone; None is empty."""
+    assert clock(datetime.fromtimestamp(T0, UTC)) == (
+        f'<time datetime="2023-11-14T22:13:20Z" data-ts="{T0:.3f}">22:13:20</time>'
+    )
+    shown = clock(datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=1))))
+    assert 'datetime="2024-01-02T02:04:05Z"' in shown and shown.endswith(">02:04:05</time>")
     assert clock(None) == ""
 
 
 def test_clock_shows_unix_seconds_in_utc(india_time: None) -> None:
     """Unix seconds are shown in UTC, like the event and log timestamps, whatever the server zone."""
     assert time.strftime("%H:%M", time.localtime(T0)) == "03:43"  # the fixture took effect
-    assert clock(T0) == "22:13:20"
+    assert clock(T0).endswith(">22:13:20</time>")
+    assert f'data-ts="{T0:.3f}"' in clock(T0)
+    assert clock(float("nan")) == ""
+
+
+def test_clock_is_markup_the_page_renders_as_an_element() -> None:
+    """The filter's <time> is not escaped again by autoescape (it holds only our digits)."""
+    html = ENV.from_string("{{ t | clock }}").render(t=T0)
+    assert html.startswith("<time datetime=") and "&lt;" not in html
+
+
+@pytest.mark.parametrize(
+    ("seconds", "age", "length"),
+    [
+        (None, "—", "—"),
+        (0.4, "just now", "0m 00s"),
+        (42.9, "42 s ago", "0m 42s"),
+        (600, "10 min ago", "10m 00s"),
+        (3 * 3600 + 300, "3 h ago", "3h 05m"),
+        (2 * 86400 + 4 * 3600, "52 h ago", "2d 4h"),
+    ],
+)
+def test_ages_and_durations_read_like_the_page_script(
+    seconds: float | None, age: str, length: str
+) -> None:
+    """`ago` and `duration` write what static/js/hub.js writes, so the first paint matches."""
+    assert ENV.filters["ago"](seconds) == age
+    assert ENV.filters["duration"](seconds) == length
 
 
 # -- number --------------------------------------------------------------------------------------

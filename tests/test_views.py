@@ -308,7 +308,11 @@ TEMPLATE_ATTRIBUTES = {
     "preserveaspectratio",
     "role",
     "aria-label",
+    "aria-hidden",
     "points",
+    "datetime",  # the `clock` filter's <time>: our digits only
+    "data-ts",
+    "data-title",  # the hub status's tab title: our words and counts only
 }
 DERIVED_ID = re.compile(
     r"^(hub-status|cards|signals|orders|errors|logs|"

@@ -96,6 +96,23 @@ class Recorder:
         except Exception:
             self._intake.count_drop(DropReason.INVALID)
 
+    def report_pnl(
+        self,
+        /,
+        realized: float | None = None,
+        unrealized: float | None = None,
+        exposure: float | None = None,
+        currency: str | None = None,
+    ) -> None:
+        """Report P&L and exposure; rides on heartbeat `state["pnl"]` (see docs/protocol.md)."""
+        report = {"realized": realized, "unrealized": unrealized, "exposure": exposure}
+        pnl: dict[str, Any] = {k: v for k, v in report.items() if v is not None}
+        if currency:
+            pnl["currency"] = currency
+        # As a keyword of its own (it lands in state["pnl"]), not state={...}: pending heartbeat
+        # fields coalesce per keyword, so a state= here would replace the engine's own pending one.
+        self.heartbeat(pnl=pnl)
+
     def mark_stopped(self) -> None:
         """Report status `stopped` and send `bye` after everything recorded so far."""
         self._finish(Status.STOPPED)

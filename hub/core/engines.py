@@ -11,7 +11,32 @@ from hub.core.messages import Status
 from hub.core.records import utc
 from hub.settings import Settings
 
-__all__ = ["EngineRecord", "Health", "derive_health"]
+__all__ = ["ERROR_WINDOW", "EngineRecord", "Health", "RecentCount", "derive_health"]
+
+ERROR_WINDOW = 15 * 60.0  # seconds: cards count the errors of the last 15 minutes
+
+
+class RecentCount:
+    """Events per minute over a trailing window: bounded (one small bucket per minute)."""
+
+    __slots__ = ("_buckets", "_window")
+
+    def __init__(self, window: float = ERROR_WINDOW) -> None:
+        self._window = window
+        self._buckets: deque[list[int]] = deque(maxlen=int(window // 60) + 1)  # [minute, count]
+
+    def add(self, now: float) -> None:
+        """Count one event at `now`."""
+        minute = int(now // 60)
+        if self._buckets and self._buckets[-1][0] == minute:
+            self._buckets[-1][1] += 1
+        else:
+            self._buckets.append([minute, 1])
+
+    def count(self, now: float) -> int:
+        """Events in the window ending at `now` (to the minute)."""
+        first = int((now - self._window) // 60) + 1
+        return sum(n for minute, n in self._buckets if minute >= first)
 
 
 class Health(enum.StrEnum):
@@ -65,6 +90,13 @@ class EngineRecord:
     events: int = 0
     logs: int = 0
     errors: int = 0
+    # The last error as the card shows it: kept after the engine clears `last_error`, so the card
+    # can say it is past ("recovered 12 min ago") instead of hiding or repeating it.
+    error_text: str | None = None
+    error_at: float | None = None  # hub time the error arrived
+    recovered_at: float | None = None  # first healthy heartbeat after it
+    recent_errors: RecentCount = field(default_factory=RecentCount)
+    stopped_at: float | None = None  # hub time the engine said it stopped (bye or status)
     health: Health = Health.OK
     health_since: float = 0.0
     rate_history: deque[float] = field(default_factory=lambda: deque(maxlen=120))
@@ -77,12 +109,55 @@ class EngineRecord:
         self.boots += 1
         self.hwm = self.committed = last_seq
         self.status = Status.STARTING
+        self.stopped_at = None
         self.loop_tick = self.loop_rate = self.tick_changed_at = self.heartbeat_ts = None
         self.last_error = None
         self.state = {}
         self.gaps = 0
         self.client_dropped = {}
         self.rate_history.clear()
+
+    def note_error(self, text: str, now: float, count: bool = True) -> None:
+        """A new error arrived at `now` (`count`: an `error` event, counted on the card)."""
+        self.error_text, self.error_at, self.recovered_at = text, now, None
+        if count:
+            self.recent_errors.add(now)
+
+    def note_status(self, status: Status, now: float) -> None:
+        """The engine reported `status` at `now`: a stop is timed, running after an error heals it."""
+        if status is Status.STOPPED and self.status is not Status.STOPPED:
+            self.stopped_at = now
+        elif status is not Status.STOPPED:
+            self.stopped_at = None
+        if (
+            status is Status.RUNNING
+            and self.error_at is not None
+            and self.recovered_at is None
+            and now > self.error_at  # not the batch that brought the error
+        ):
+            self.recovered_at = now
+        self.status = status
+
+    def note_bye(self, status: Status, now: float) -> None:
+        """The engine said `bye` at `now` (with `status`, error included): it stopped then."""
+        self.note_status(status, now)
+        if self.stopped_at is None:
+            self.stopped_at = now
+
+    def ended_at(self) -> float | None:
+        """When the engine went away (stopped or disconnected); None while it is here."""
+        if self.status is Status.STOPPED or self.said_bye:
+            return self.stopped_at or self.disconnected_at or self.last_heartbeat
+        if not self.connected:
+            return self.disconnected_at or self.last_heartbeat
+        return None
+
+    def uptime(self, now: float) -> float | None:
+        """Seconds since the boot started, frozen at the moment the engine went away."""
+        if self.started_at is None:
+            return None
+        end = self.ended_at()
+        return max(0.0, (now if end is None else end) - self.started_at)
 
     @property
     def clock_skew(self) -> float | None:
@@ -130,7 +205,7 @@ class EngineRecord:
             "boots": self.boots,
             "heartbeat_interval": self.heartbeat_interval,
             "last_heartbeat_age": round(now - last, 3) if last is not None else None,
-            "uptime_seconds": round(now - self.started_at, 3) if self.started_at else None,
+            "uptime_seconds": round(up, 3) if (up := self.uptime(now)) is not None else None,
             "loop_rate": self.loop_rate,
             "seq": self.hwm,
             "gaps": self.gaps,

@@ -300,7 +300,7 @@ class HubState:
                 else:
                     ring_append(record)
                 if kind == "error":
-                    self._error_event(engine, record)
+                    self._error_event(engine, record, now)
                 events.append(record)
                 continue
             if ring is not None:  # end the run: the slow path below may start another
@@ -372,7 +372,7 @@ class HubState:
                 dirty.mark(Topic.LOGS, name)
                 out.logs.append(log)
             case Bye():
-                engine.status = item.status
+                engine.note_bye(item.status, now)
                 engine.said_bye = True
                 dirty.mark(Topic.ENGINE, name)
                 out.boots.append(self._boot(engine, now, f"bye:{item.status}"))
@@ -416,12 +416,13 @@ class HubState:
             return False
         return True
 
-    def _error_event(self, engine: EngineRecord, record: EventRecord) -> None:
+    def _error_event(self, engine: EngineRecord, record: EventRecord, now: float) -> None:
         """An `error` event counts on the engine and becomes its last error."""
         engine.errors += 1
         payload = record.data()
         message = payload.get("message") or payload.get("error_type")
         engine.last_error = str(message)[:4096] if message else engine.last_error
+        engine.note_error(engine.last_error or "error", now)
         self.dirty.mark(Topic.ENGINE, engine.name)
         self.snapshot_due.add(engine.name)
 
@@ -435,8 +436,10 @@ class HubState:
         previous = engine.last_heartbeat
         engine.last_heartbeat = now
         engine.heartbeat_ts = hb.ts  # type: ignore[assignment]  # seconds (decoder); skew
+        if hb.last_error is not UNSET and hb.last_error and hb.last_error != engine.last_error:
+            engine.note_error(hb.last_error, now, count=False)  # its `error` event counts it
         if hb.status is not UNSET:
-            engine.status = hb.status
+            engine.note_status(hb.status, now)
         if hb.loop_tick is not UNSET:
             tick: int = hb.loop_tick
             if engine.loop_tick is not None and previous is not None and now > previous:

@@ -83,9 +83,22 @@ class Simulator:
             "state": {
                 "next_cycle_at": round(now + self.profile.cycle_seconds, 3),
                 "trading_hours_active": True,
-                "pnl": round(self.pnl, 2),
             },
         }
+
+    def report_pnl(self) -> None:
+        """Realised P&L so far, open positions marked to the last price, and gross exposure."""
+        unrealized = exposure = 0.0
+        for symbol, quantity in self.positions.items():
+            price = self.prices.get(symbol, 0.0)
+            exposure += abs(quantity) * price
+            unrealized += quantity * price * self.rng.gauss(0, 0.001)  # a mark-to-market wobble
+        self.client.report_pnl(
+            realized=round(self.pnl, 2),
+            unrealized=round(unrealized, 2),
+            exposure=round(exposure, 2),
+            currency="INR",
+        )
 
     def price(self, symbol: str) -> float:
         """A random walk per symbol."""
@@ -114,6 +127,8 @@ class Simulator:
                 "universe_scan",
                 {"scanned": len(self.profile.symbols), "candidates": rng.randint(0, 3)},
             )
+        if self.tick % 10 == 0:
+            self.report_pnl()
         if self.tick % 30 == 0:
             client.publish("performance_update", {"pnl": round(self.pnl, 2), "trades": self.orders})
             client.set_gauge("pnl", self.pnl)
@@ -245,6 +260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, sim.stop)
     with client:
         client.heartbeat(status="running", **sim.health())
+        sim.report_pnl()  # flat at the start, so the card shows P&L from the first heartbeat
         engine_log.info("engine %s started (pid %d)", args.engine, os.getpid())
         sim.run()
         engine_log.info("engine %s stopping", args.engine)

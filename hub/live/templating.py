@@ -68,15 +68,51 @@ def _skew(seconds: float | None) -> str:
     return f"{seconds / 86400:+,.0f} d"
 
 
-def _clock(value: datetime | float | None) -> str:
-    """HH:MM:SS (UTC) of a timestamp (datetime or Unix seconds)."""
+def _clock(value: datetime | float | None) -> Markup:
+    """A timestamp (datetime or Unix seconds) as `<time>` showing HH:MM:SS UTC.
+
+    `data-ts` lets the page's script show it in the viewer's local time when they ask for it.
+    """
     if value is None:
-        return ""
+        return Markup("")
     if not isinstance(value, datetime):
+        if not math.isfinite(value):
+            return Markup("")
         value = datetime.fromtimestamp(value, UTC)
-    elif value.tzinfo is not None:
-        value = value.astimezone(UTC)
-    return value.strftime("%H:%M:%S")
+    elif value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)  # the hub keeps naive datetimes in UTC
+    value = value.astimezone(UTC)
+    return Markup('<time datetime="{}" data-ts="{}">{}</time>').format(
+        value.strftime("%Y-%m-%dT%H:%M:%SZ"), f"{value.timestamp():.3f}", value.strftime("%H:%M:%S")
+    )
+
+
+def _duration(seconds: float | None) -> str:
+    """A length of time as the page's script writes it: 42m 07s, 3h 05m, 2d 4h."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    s = max(0, int(seconds))
+    d, h, m = s // 86400, s % 86400 // 3600, s % 3600 // 60
+    return f"{d}d {h}h" if d else f"{h}h {m:02d}m" if h else f"{m}m {s % 60:02d}s"
+
+
+def _ago(seconds: float | None) -> str:
+    """An age as the page's script writes it: just now, 12 s ago, 4 min ago, 3 h ago."""
+    if seconds is None or not math.isfinite(seconds):
+        return "—"
+    s = max(0.0, seconds)
+    if s < 1:
+        return "just now"
+    if s < 90:
+        return f"{int(s)} s ago"
+    return f"{int(s // 60)} min ago" if s < 5400 else f"{int(s // 3600)} h ago"
+
+
+def _signed(value: float | None, digits: int = 2) -> str:
+    """A signed amount with thousands separators: +1,234.50, -12.00 ("—" when unknown)."""
+    if value is None or not math.isfinite(value):
+        return "—"
+    return f"{value:+,.{digits}f}"
 
 
 def _number(value: float | int | None, digits: int = 2) -> str:
@@ -116,8 +152,11 @@ def create_environment() -> jinja2.Environment:
         lstrip_blocks=True,
         auto_reload=False,
     )
+    env.filters["ago"] = _ago
     env.filters["cell"] = _cell
     env.filters["clock"] = _clock
+    env.filters["duration"] = _duration
+    env.filters["signed"] = _signed
     env.filters["number"] = _number
     env.filters["skew"] = _skew
     env.filters["text"] = _text

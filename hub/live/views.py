@@ -16,14 +16,13 @@ from typing import Any
 
 import jinja2
 
-from hub.core.engines import EngineRecord, derive_health
-from hub.core.metrics import MetricKind
+from hub.core.engines import EngineRecord
 from hub.core.records import EventRecord
 from hub.core.state import HubState
 from hub.core.stats import Dirty, Topic
+from hub.live.cards import card_model, hub_model
 from hub.live.formats import read_state
 from hub.live.orders import OrderRow, fold_orders
-from hub.live.templating import sparkline_points
 
 __all__ = ["OVERVIEW", "FragmentKey", "Part", "ViewKey", "ViewKind", "Views"]
 
@@ -79,7 +78,6 @@ SECTION_ROWS = 20
 LOG_ROWS = 50  # overview log tail
 ENGINE_LOG_ROWS = 100
 ORDER_SCAN = 120  # order events folded per render: a few per order, and decoding costs
-CLOCK_SKEW_WARN = 60.0  # seconds: beyond network delay, the engine's clock itself is off
 
 # Overview tables: part -> event type.
 _TABLES = {Part.SIGNALS: "signal_event", Part.ORDERS: "order_event", Part.ERRORS: "error"}
@@ -238,58 +236,11 @@ class Views:
 
     def card_model(self, engine: EngineRecord, now: float) -> dict[str, Any]:
         """Everything a card shows, computed by our code (engine text stays text)."""
-        health = derive_health(engine, now, self.state.settings)
-        return {
-            "index": engine.index,
-            "name": engine.name,
-            "mode": engine.mode.upper(),
-            "live": engine.mode.lower() == "live",
-            "health": health.value,
-            "status": engine.status.value,
-            "pid": engine.pid,
-            "started_at": engine.started_at,
-            "last_heartbeat": engine.last_heartbeat,
-            "clock_skew": (skew := engine.clock_skew),
-            "clock_warn": skew is not None and abs(skew) > CLOCK_SKEW_WARN,
-            "loop_tick": engine.loop_tick,
-            "loop_rate": engine.loop_rate,
-            "universe_size": engine.universe_size,
-            "open_positions": engine.open_positions,
-            "last_error": engine.last_error,
-            "gaps": engine.gaps,
-            "dropped": sum(engine.client_dropped.values()),
-            "rejected": engine.rejected,
-            "connected": engine.connected,
-            "sparkline": sparkline_points(engine.rate_history),
-            "counters": self._card_counters(engine.name),
-            "counters_scope": self.state.settings.card_metrics,
-        }
-
-    def _card_counters(self, engine: str, limit: int = 4) -> list[tuple[str, float]]:
-        """The first counters by name (tags summed), session or lifetime per `card_metrics`."""
-        metrics = self.state.metrics.engines.get(engine)
-        if metrics is None:
-            return []
-        lifetime = self.state.settings.card_metrics == "lifetime"
-        totals: dict[str, float] = {}
-        for series in metrics.series.values():
-            value = series.lifetime if lifetime else series.session
-            if series.kind is MetricKind.COUNTER and isinstance(value, float):
-                totals[series.name] = totals.get(series.name, 0.0) + value
-        return sorted(totals.items())[:limit]
+        return card_model(self.state, engine, now)
 
     def hub_model(self, now: float) -> dict[str, Any]:
-        """Hub status line: engines by health, events per second."""
-        counts: dict[str, int] = {}
-        for engine in self.state.engines.values():
-            health = derive_health(engine, now, self.state.settings).value
-            counts[health] = counts.get(health, 0) + 1
-        return {
-            "engines": len(self.state.engines),
-            "by_health": sorted(counts.items()),
-            "events_per_second": self.state.stats.events_per_second,
-            "store_problem": self.store_problem,
-        }
+        """Hub status line: engines by health, P&L per mode and currency, events per second."""
+        return hub_model(self.state, now, self.store_problem)
 
     def _where(self) -> dict[str, tuple[int, str]]:
         """Engine name -> (hub index, "live" or "paper"): what filterable rows carry as data."""

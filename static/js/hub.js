@@ -62,7 +62,9 @@
     if (code === 1008 || code === 1006) checkSignIn();
   });
 
-  // 3. Ages ("3 s ago", uptime) stay current without any traffic: the server stamps Unix times.
+  // 3. Ages ("3 s ago", uptime) stay current without any traffic: the server renders them (so the
+  //    first paint is right without JavaScript) and stamps Unix times; this only keeps them ticking.
+  //    The formats match hub/live/templating.py's `ago` and `duration` filters.
   const serverNow = parseFloat(document.body.dataset.serverNow || "0");
   const skew = serverNow ? serverNow - Date.now() / 1000 : 0;
   const ago = (s) => (s < 1 ? "just now" : s < 90 ? `${Math.floor(s)} s ago` : s < 5400 ? `${Math.floor(s / 60)} min ago` : `${Math.floor(s / 3600)} h ago`);
@@ -79,9 +81,93 @@
       el.textContent = el.dataset.style === "duration" ? duration(now - since) : ago(now - since);
     });
   };
-  document.addEventListener("htmx:after:swap", tick);
-  document.addEventListener("DOMContentLoaded", tick);
   setInterval(tick, 1000);
+
+  // 3b. Times: the server writes <time data-ts> in UTC; the viewer may prefer local time. The
+  //     choice is remembered in this browser and applied to every time, including swapped-in ones.
+  const TZ_KEY = "engine-hub.tz";
+  const pad = (n) => String(n).padStart(2, "0");
+  const readZone = () => {
+    try {
+      return localStorage.getItem(TZ_KEY) === "local" ? "local" : "utc";
+    } catch (error) {
+      return "utc"; // storage disabled: UTC, as the server renders
+    }
+  };
+  let zone = readZone();
+  const showTimes = () => {
+    document.querySelectorAll("time[data-ts]").forEach((el) => {
+      const date = new Date(parseFloat(el.dataset.ts) * 1000);
+      if (Number.isNaN(date.getTime())) return;
+      const local = zone === "local";
+      const parts = local
+        ? [date.getHours(), date.getMinutes(), date.getSeconds()]
+        : [date.getUTCHours(), date.getUTCMinutes(), date.getUTCSeconds()];
+      const text = parts.map(pad).join(":");
+      if (el.textContent !== text) el.textContent = text;
+      el.title = local ? date.toString() : date.toISOString();
+    });
+    // Column headings say which zone the times are in: "time (UTC)" or "time (local)".
+    const label = zone === "local" ? "(local)" : "(UTC)";
+    document.querySelectorAll("th").forEach((th) => {
+      if (/\((UTC|local)\)$/.test(th.textContent) && !th.textContent.endsWith(label)) {
+        th.textContent = th.textContent.replace(/\((UTC|local)\)$/, label);
+      }
+    });
+    const button = document.getElementById("tz-toggle");
+    if (button) {
+      button.textContent = zone === "local" ? "local time" : "UTC";
+      button.setAttribute("aria-pressed", String(zone === "local"));
+    }
+    document.documentElement.dataset.tz = zone;
+  };
+  const addToggle = () => {
+    const bar = document.querySelector(".topbar");
+    if (!bar || document.getElementById("tz-toggle")) return;
+    const button = document.createElement("button");
+    button.type = "button";
+    button.id = "tz-toggle";
+    button.className = "tz-toggle";
+    button.title = "show times in UTC or in this computer's time zone";
+    button.addEventListener("click", () => {
+      zone = zone === "local" ? "utc" : "local";
+      try {
+        localStorage.setItem(TZ_KEY, zone);
+      } catch (error) {
+        // storage disabled: the choice lasts for this page only
+      }
+      showTimes();
+    });
+    const conn = document.getElementById("conn");
+    bar.insertBefore(button, conn);
+  };
+
+  // 3c. The tab title carries the problem count, as the pushed hub status says it.
+  const showTitle = () => {
+    const status = document.getElementById("hub-status");
+    if (status && status.dataset.title && document.title !== status.dataset.title) {
+      document.title = status.dataset.title;
+    }
+  };
+
+  // 3d. A truncated cell shows its whole text on hover (CSS ellipsis; never clipped silently).
+  document.addEventListener("pointerover", (event) => {
+    const cell = event.target instanceof Element ? event.target.closest("td, th") : null;
+    if (!cell || cell.title) return;
+    const cut = [cell, ...cell.querySelectorAll("bdi")].some((el) => el.scrollWidth > el.clientWidth);
+    if (cut) cell.title = cell.textContent.trim();
+  });
+
+  const refresh = () => {
+    tick();
+    showTimes();
+    showTitle();
+  };
+  document.addEventListener("htmx:after:swap", refresh);
+  document.addEventListener("DOMContentLoaded", () => {
+    addToggle();
+    refresh();
+  });
 
   // 4. Log level filter on engine pages: a class on <body>, so it survives fragment swaps.
   document.addEventListener("change", (event) => {
