@@ -2,14 +2,15 @@
 
 A frame is charged whole, once: a batch of 100 messages costs 100 message tokens and its length
 in byte tokens, so the cost on the ingest path is a few float operations per frame. A refused
-frame spends nothing: an engine that honours the retry hint gets through on its next try.
+frame spends nothing: an engine that honours the retry hint gets through on its next try. With
+both limits off an engine gets `NULL_BUDGET`, whose charge is one call that returns 0.0.
 """
 
 from __future__ import annotations
 
 from hub.settings import Settings
 
-__all__ = ["EngineBudget"]
+__all__ = ["NULL_BUDGET", "EngineBudget", "NullBudget", "budget_for"]
 
 # A limit that is off: a bucket so deep that nothing an engine sends can empty it (a finite
 # number, so that no inf * 0 turns into NaN).
@@ -70,3 +71,35 @@ class EngineBudget:
         short_messages = min(messages, self.message_burst) - self.messages
         short_bytes = min(size, self.byte_burst) - self.bytes
         return max(0.0, short_messages / self.message_rate, short_bytes / self.byte_rate)
+
+
+class NullBudget(EngineBudget):
+    """Both limits off: every frame passes, and nothing is refilled or counted."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.message_rate = self.message_burst = self.messages = _UNLIMITED
+        self.byte_rate = self.byte_burst = self.bytes = _UNLIMITED
+        self.at = 0.0
+
+    def charge(self, messages: int, size: int, now: float) -> float:
+        """Always allowed."""
+        return 0.0
+
+    def refill(self, now: float) -> None:
+        """Nothing to refill."""
+
+    def shortfall(self, messages: int, size: int) -> float:
+        """Never short."""
+        return 0.0
+
+
+NULL_BUDGET = NullBudget()  # stateless, so one is shared by every engine and connection
+
+
+def budget_for(settings: Settings, now: float) -> EngineBudget:
+    """A fresh engine's buckets under `settings` (`NULL_BUDGET` when both limits are off)."""
+    if settings.engine_messages_per_second <= 0 and settings.engine_bytes_per_second <= 0:
+        return NULL_BUDGET
+    return EngineBudget(settings, now)
