@@ -354,6 +354,9 @@ def test_a_frame_over_the_rate_is_refused_whole_with_a_retry_hint() -> None:
     assert error["seq"] is None  # an older client must not forget the message
     assert error["resume_seq"] == 21
     assert error["retry_after"] == pytest.approx(0.5)
+    # The limits, so that the client can pace itself below them (hub/client/pacing.py).
+    assert error["messages_per_second"] == 10
+    assert error["bytes_per_second"] == LIMITED.engine_bytes_per_second
     engine = state.engines["fno"]
     assert engine.hwm == 20 and engine.rate_limited == 5
     assert state.stats.drops["rate_limited"] == 5

@@ -11,7 +11,7 @@ import enum
 
 from hub import __version__
 from hub.core.access import ANY_ENGINE, EngineToken
-from hub.core.buckets import EngineBudget
+from hub.core.buckets import NULL_BUDGET, EngineBudget
 from hub.core.decoding import FrameDecoder, ProtocolClose, Rejected
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Ingested
@@ -26,7 +26,6 @@ from hub.core.messages import (
     encoder,
 )
 from hub.core.state import HubState, TooManyEngines
-from hub.settings import Settings
 
 __all__ = ["ConnectionPhase", "EngineConnection", "TokenRefused"]
 
@@ -36,9 +35,6 @@ class ConnectionPhase(enum.Enum):
 
     AWAITING_HELLO = "awaiting_hello"
     OPEN = "open"
-
-
-_UNLIMITED = EngineBudget(Settings(engine_messages_per_second=0, engine_bytes_per_second=0), 0.0)
 
 
 class TokenRefused(ProtocolClose):
@@ -68,7 +64,7 @@ class EngineConnection:
         self._state = state
         self._decoder = decoder
         self._outbox: list[str] = []
-        self._budget = _UNLIMITED  # the engine's own, once it said hello
+        self._budget: EngineBudget = NULL_BUDGET  # the engine's own, once it said hello
         self._held: int | None = None  # refused from this seq on: take nothing later before it
         self._flooding_since = 0.0  # when the current run of refused frames began
         self._bad_frames = 0  # frames in a row whose every message was rejected
@@ -193,6 +189,9 @@ class EngineConnection:
             retry_after=retry,
         )
         reply.resume_seq = held
+        settings = self._state.settings  # the limits, so that a client can pace itself below them
+        reply.messages_per_second = max(settings.engine_messages_per_second, 0.0)
+        reply.bytes_per_second = max(settings.engine_bytes_per_second, 0.0)
         out = Ingested()  # nothing to keep or commit; the rejection wakes the shell's writer
         out.rejected.append(Rejected(ErrorCode.RATE_LIMITED, reply.detail))
         if len(self._outbox) < self._state.settings.max_pending_replies:
