@@ -229,7 +229,7 @@ class Sender:
         if hold:  # nothing is lost: the refused messages wait in the outbox
             self._send_after = max(self._send_after, self._loop.time() + hold)
             self._wakeup.set()  # the pump re-arms its wait to end with the hold
-        if limited is not None:
+        if limited is not None and hold:  # not a stale refusal (the core ignored it)
             self._pace(limited)
         self._progress.set()
 

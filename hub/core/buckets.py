@@ -51,10 +51,14 @@ class EngineBudget:
         if self.messages >= min(messages, self.message_burst) and self.bytes >= min(
             size, self.byte_burst
         ):
-            self.messages -= messages
-            self.bytes -= size
+            self.spend(messages, size)
             return 0.0
         return self.shortfall(messages, size)
+
+    def spend(self, messages: int, size: int) -> None:
+        """Take a frame's tokens whatever the buckets hold (after `refill`): debt is repaid first."""
+        self.messages -= messages
+        self.bytes -= size
 
     def refill(self, now: float) -> None:
         """Add the tokens earned since the last charge or refill (before `shortfall`)."""
@@ -86,6 +90,9 @@ class NullBudget(EngineBudget):
     def charge(self, messages: int, size: int, now: float) -> float:
         """Always allowed."""
         return 0.0
+
+    def spend(self, messages: int, size: int) -> None:
+        """Nothing to take."""
 
     def refill(self, now: float) -> None:
         """Nothing to refill."""
