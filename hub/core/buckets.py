@@ -48,10 +48,12 @@ class EngineBudget:
         frame the hub accepts at all can be refused forever.
         """
         self.refill(now)
-        if self.messages >= min(messages, self.message_burst) and self.bytes >= min(
-            size, self.byte_burst
+        tokens, octets = self.messages, self.bytes
+        # `tokens >= min(messages, burst)`, without two calls to min() on every frame.
+        if (tokens >= messages or tokens >= self.message_burst) and (
+            octets >= size or octets >= self.byte_burst
         ):
-            self.spend(messages, size)
+            self.messages, self.bytes = tokens - messages, octets - size
             return 0.0
         return self.shortfall(messages, size)
 

@@ -75,7 +75,12 @@ class Ring:
         lane = self.lanes.get(engine)
         if lane is not None and len(lane) - excess >= self.share:  # usual: it pays itself
             self.size = self.capacity
-            self._evict(lane, excess)
+            if excess == 1:  # one event per frame: no further call
+                last = lane.popleft()
+                if last.id > self.evicted_upto:
+                    self.evicted_upto = last.id
+            else:
+                self._evict(lane, excess)
         else:
             self.size = size
             self._trim(engine)
