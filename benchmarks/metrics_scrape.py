@@ -4,43 +4,52 @@ Run: `.venv/bin/python benchmarks/metrics_scrape.py` (256 engines x 5,000 series
 minutes and several GiB to build), `--quick` (32 engines), `--engines N`, `--series M`,
 `--scrapes K`. Like the other benchmarks it reports and exits 0; it is not a timed test.
 
-Set-up: one hub (`HubServer` on a pre-bound port-0 socket) in this process, its metric registry
-filled directly through `MetricRegistry.apply` (counters with two tags each; every 50th series
-a histogram) with caps raised to fit. A probe task on the hub's event loop sleeps 5 ms at a time
-and records how late it wakes (the loop lag every request on the hub would see). A thread
-requests `/healthz` every 20 ms and records its latency. Both run for an idle window, then
-while another thread scrapes `/metrics` K times back to back. Reported: p50/p99/max of both,
-and the during/idle ratios; scrape duration and size.
+Set-up: one hub (`HubServer` on a pre-bound port-0 socket) in this process, its engines added and
+its metric registry filled directly through `MetricRegistry.apply` (counters with two tags each;
+every 50th series a histogram) with caps raised to fit. A probe task on the hub's event loop sleeps 5 ms at a time
+and records how late it wakes (the loop lag every request on the hub would see). The clients run
+in their own spawned processes, so they share neither the GIL nor the loop with the hub: a prober
+requests `/healthz` every 20 ms and records its latency, a scraper reads `/metrics` K times back
+to back. Both clients start before the registry is filled (forking a process with a big heap is
+not what is measured), and one scrape of the empty hub warms it up (the first streamed response
+of a process imports anyio's backend, once). Probe and prober run for an idle window, then during the scrapes.
+Reported: p50/p99/max of both, the during/idle p99 ratios, scrape duration and size, the hub's
+RSS and CPU seconds per scrape.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import http.client
+import multiprocessing as mp
+import os
 import statistics
-import sys
-import threading
 import time
-import urllib.request
-from pathlib import Path
+from multiprocessing.connection import Connection
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _procs import HOST, proc_cpu  # also puts this checkout's hub first on sys.path
 
-from hub.core.messages import Metric  # noqa: E402
-from hub.settings import Settings  # noqa: E402
-from hub.web.server import HubServer, bind  # noqa: E402
+from hub.core.messages import Metric
+from hub.settings import Settings
+from hub.web.server import HubServer, bind
 
 PROBE = 0.005
 HEALTHZ_EVERY = 0.02
+IDLE_SECONDS = 3.0
+READ = 1 << 20
 
 
 def fill(server: HubServer, engines: int, series: int) -> None:
-    """Give `engines` engines `series` series each, straight into the registry."""
+    """Give `engines` engines `series` series each, straight into the hub's state."""
     hub = server.hub
     assert hub is not None
     now = time.time()
     for e in range(engines):
         name = f"engine{e:03d}"
+        # A record too, so the hub's own families (engine_hub_*) have every engine, as in a real hub.
+        hub.state.add_engine(name, now).mode = "live"
         for s in range(series):
             if s % 50 == 0:
                 msg = Metric(seq=1, op="observe", name=f"latency.s{s % 7}", value=s / series)
@@ -57,14 +66,52 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered) * 1e3, p99 * 1e3, ordered[-1] * 1e3
 
 
-def healthz_loop(port: int, stop: threading.Event, out: list[float]) -> None:
-    """Request /healthz every HEALTHZ_EVERY seconds until `stop`, recording latencies."""
-    while not stop.is_set():
-        start = time.perf_counter()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=30) as r:
-            r.read()
-        out.append(time.perf_counter() - start)
-        stop.wait(HEALTHZ_EVERY)
+def _get(port: int, path: str) -> int:
+    """GET `path` on a new connection, reading the body in 1 MiB pieces; returns its size."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=600)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        size = 0
+        while piece := response.read(READ):
+            size += len(piece)
+        assert response.status == 200, response.status
+        return size
+    finally:
+        conn.close()
+
+
+def _prober_child(control: Connection, port: int) -> None:
+    """Prober process: on each "start", GET /healthz every 20 ms until the next message."""
+    while control.recv() == "start":
+        latencies: list[float] = []
+        while not control.poll(HEALTHZ_EVERY):  # pacing the prober, not synchronizing a test
+            start = time.perf_counter()
+            _get(port, "/healthz")
+            latencies.append(time.perf_counter() - start)
+        control.recv()
+        control.send(latencies)
+
+
+def _scraper_child(control: Connection, port: int) -> None:
+    """Scraper process: for each count K received, scrape /metrics K times; send sizes, times."""
+    while (count := control.recv()) is not None:
+        sizes, times = [], []
+        for _ in range(count):
+            start = time.perf_counter()
+            sizes.append(_get(port, "/metrics"))
+            times.append(time.perf_counter() - start)
+        control.send((sizes, times))
+
+
+def spawn(target: Any, port: int) -> tuple[Any, Connection]:
+    """Start `target(control, port)` in a fresh interpreter; returns (process, control pipe)."""
+    ctx = mp.get_context("spawn")
+    parent, child = ctx.Pipe()
+    process = ctx.Process(target=target, args=(child, port), daemon=True)
+    process.start()
+    child.close()
+    return process, parent
 
 
 async def probe(stop: asyncio.Event, out: list[float]) -> None:
@@ -75,38 +122,46 @@ async def probe(stop: asyncio.Event, out: list[float]) -> None:
         out.append(time.perf_counter() - start - PROBE)
 
 
-async def window(port: int, seconds: float, scrapes: int) -> tuple[list[float], list[float], str]:
-    """Probe and /healthz samples over an idle window (scrapes=0) or during scrapes."""
+async def window(
+    prober: Connection, scraper: Connection, scrapes: int
+) -> tuple[list[float], list[float], tuple[list[int], list[float]]]:
+    """Loop lags and /healthz latencies over an idle window (scrapes=0) or during scrapes."""
     lags: list[float] = []
-    latencies: list[float] = []
-    stop, thread_stop = asyncio.Event(), threading.Event()
-    prober = asyncio.create_task(probe(stop, lags))
-    checker = threading.Thread(target=healthz_loop, args=(port, thread_stop, latencies))
-    checker.start()
-    note = ""
+    stop = asyncio.Event()
+    probing = asyncio.create_task(probe(stop, lags))
+    prober.send("start")
+    result: tuple[list[int], list[float]] = ([], [])
     if scrapes:
-
-        def scrape() -> str:
-            sizes, times = [], []
-            for _ in range(scrapes):
-                start = time.perf_counter()
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=600) as r:
-                    sizes.append(len(r.read()))
-                times.append(time.perf_counter() - start)
-            return f"{scrapes} scrapes, {sizes[-1] / 2**20:.1f} MiB each, {statistics.median(times):.2f} s median"
-
-        note = await asyncio.to_thread(scrape)
+        scraper.send(scrapes)
+        # The pipe read blocks in a helper thread with the GIL released; the loop stays free.
+        result = await asyncio.to_thread(scraper.recv)
     else:
-        await asyncio.sleep(seconds)
+        await asyncio.sleep(IDLE_SECONDS)
+    prober.send("stop")
+    latencies = await asyncio.to_thread(prober.recv)
     stop.set()
-    thread_stop.set()
-    await prober
-    await asyncio.to_thread(checker.join)
-    return lags, latencies, note
+    await probing
+    return lags, latencies, result
+
+
+def rss_mib() -> float:
+    """This process's resident set in MiB (Linux /proc)."""
+    with open("/proc/self/statm") as fh:
+        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def report(label: str, idle: list[float], busy: list[float]) -> None:
+    """One line: idle and during-scrape percentiles and the p99 ratio."""
+    i50, i99, imax = percentiles(idle)
+    b50, b99, bmax = percentiles(busy)
+    print(
+        f"{label:9} idle p50 {i50:6.2f} p99 {i99:6.2f} max {imax:6.2f} ms | during scrapes "
+        f"p50 {b50:6.2f} p99 {b99:6.2f} max {bmax:7.2f} ms | p99 ratio {b99 / max(i99, 1e-3):5.1f}x"
+    )
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--engines", type=int, default=256)
     parser.add_argument("--series", type=int, default=5000)
     parser.add_argument("--scrapes", type=int, default=3)
@@ -125,28 +180,38 @@ async def main() -> None:
         max_series_bytes=max(2**40, total),
     )
     server = HubServer(settings)
-    sock = bind("127.0.0.1", 0)
+    sock = bind(HOST, 0)
     port = sock.getsockname()[1]
     task = asyncio.create_task(server.serve(sockets=[sock]))
+    prober_process, prober = spawn(_prober_child, port)
+    scraper_process, scraper = spawn(_scraper_child, port)
     # The socket already listens; this request completes once the lifespan has started.
-    await asyncio.to_thread(
-        lambda: urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz").read()
-    )
+    await asyncio.to_thread(_get, port, "/healthz")
+    # The first streamed response of a process imports anyio's backend (~100 ms, once): a hub
+    # that has served one scrape or SSE stream before is what is measured.
+    await asyncio.to_thread(_get, port, "/metrics")
+    rss_before = rss_mib()
     start = time.perf_counter()
     fill(server, args.engines, args.series)
+    built = time.perf_counter() - start
+    rss_built = rss_mib()
     print(
-        f"built {args.engines} engines x {args.series} series in {time.perf_counter() - start:.1f} s"
+        f"built {args.engines} engines x {args.series} series in {built:.1f} s, "
+        f"hub RSS {rss_before:.0f} -> {rss_built:.0f} MiB"
     )
-    idle_lag, idle_hz, _ = await window(port, 3.0, 0)
-    busy_lag, busy_hz, note = await window(port, 0.0, args.scrapes)
-    print(note)
-    for label, idle, busy in (("loop lag", idle_lag, busy_lag), ("/healthz", idle_hz, busy_hz)):
-        i50, i99, imax = percentiles(idle)
-        b50, b99, bmax = percentiles(busy)
-        print(
-            f"{label:9} idle p50 {i50:6.2f} p99 {i99:6.2f} max {imax:6.2f} ms | during scrape "
-            f"p50 {b50:6.2f} p99 {b99:6.2f} max {bmax:6.2f} ms | p99 ratio {b99 / max(i99, 1e-3):5.1f}x"
-        )
+    idle_lag, idle_hz, _ = await window(prober, scraper, 0)
+    cpu = proc_cpu(os.getpid())
+    busy_lag, busy_hz, (sizes, times) = await window(prober, scraper, args.scrapes)
+    cpu = proc_cpu(os.getpid()) - cpu
+    print(
+        f"{args.scrapes} scrapes, {sizes[-1] / 2**20:.1f} MiB each, {statistics.median(times):.2f} s "
+        f"median, hub CPU {cpu / args.scrapes:.2f} s per scrape, hub RSS after {rss_mib():.0f} MiB"
+    )
+    report("loop lag", idle_lag, busy_lag)
+    report("/healthz", idle_hz, busy_hz)
+    for control, process in ((prober, prober_process), (scraper, scraper_process)):
+        control.send(None)
+        process.join(10)
     await server.stop()
     await task
     sock.close()

@@ -103,6 +103,7 @@ class Settings:
     max_future_seconds: float = 600.0
     # Older timestamps are accepted but counted (stats "flagged": past_timestamp): clocks lie.
     max_past_seconds: float = 7 * 86400.0
+    reject_past_timestamps: bool = False  # refuse them instead (error past_timestamp)
     max_metric_tags: int = 15
     max_series_per_engine: int = 5000
     max_series_bytes_per_engine: int = 8 * 1024 * 1024  # metric names + tags, estimated bytes

@@ -379,7 +379,8 @@ async def test_healthz_is_degraded_while_a_held_write_lock_stalls_acks(tmp_path:
 
 async def test_a_1970_timestamp_is_stored_as_sent_and_flagged(hub: RunningHub) -> None:
     """An event stamped in 1970 is accepted with its own time and counted in stats `flagged`;
-    a heartbeat stamped in 1970 shows as a clock skew of decades."""
+    a heartbeat stamped in 1970 shows as a clock skew of decades. The engine counts both, and a
+    rejected far-future one, in `flagged_timestamps`."""
     engine = await connect_engine(hub, unique("epoch"))
     before = (await hub.get("/api/telemetry/stats"))["flagged"].get("past_timestamp", 0)
     await engine.send(
@@ -388,6 +389,8 @@ async def test_a_1970_timestamp_is_stored_as_sent_and_flagged(hub: RunningHub) -
     )
     await engine.wait_acked()
     assert engine.errors == []
+    await engine.send({"kind": "log", "message": "from the future", "ts": 4e9})
+    assert (await engine.next_error())["code"] == "future_timestamp"
     (stored,) = (await hub.get("/api/telemetry/events", engine=engine.name))["events"]
     assert stored["timestamp"].startswith("1970-01-02T00:00:00")
     assert (await hub.get("/api/telemetry/stats"))["flagged"]["past_timestamp"] == before + 2
@@ -396,4 +399,29 @@ async def test_a_1970_timestamp_is_stored_as_sent_and_flagged(hub: RunningHub) -
     ]
     assert record["clock_skew"] < -50 * 365 * 86400
     assert record["last_heartbeat_ts"].startswith("1970-01-02")
+    assert record["flagged_timestamps"] == 3
     await engine.close()
+
+
+async def test_reject_past_timestamps_answers_past_timestamp_and_stores_nothing() -> None:
+    """With reject_past_timestamps an event a month old is refused with `past_timestamp` and a
+    reason naming the limit; it is not stored and counts on the engine and in stats `rejected`."""
+    async with running_hub(reject_past_timestamps=True) as running:
+        engine = await connect_engine(running, unique("strict"))
+        await engine.send({"kind": "event", "type": "cycle", "ts": 1e9, "payload": {"n": 1}})
+        error = await engine.next_error()
+        assert (error["code"], error["seq"]) == ("past_timestamp", 1)
+        assert "in the past; the limit is 604800 s" in error["detail"]
+        await engine.send({"kind": "event", "type": "cycle", "payload": {"n": 2}})
+        await engine.wait_acked()
+        events = (await running.get("/api/telemetry/events", engine=engine.name))["events"]
+        assert [e["payload"] for e in events] == [{"n": 2}]
+        stats = await running.get("/api/telemetry/stats")
+        assert stats["rejected"]["past_timestamp"] == 1 and "past_timestamp" not in stats["flagged"]
+        (record,) = [
+            e
+            for e in (await running.get("/api/telemetry/engines"))["engines"]
+            if e["name"] == engine.name
+        ]
+        assert record["flagged_timestamps"] == 1 and record["rejected"] == 1
+        await engine.close()

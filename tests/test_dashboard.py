@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -135,6 +134,7 @@ async def test_overview_loads_clean_and_goes_live(hub: RunningHub, browser: Brow
             "/static/vendor/htmx-4.0.1/htmx.min.js",
             "/static/vendor/htmx-4.0.1/ext/hx-ws.min.js",
             "/static/js/hub.js",
+            "/static/js/filters.js",
         ]
         await assert_clean(watched, origin)
 
@@ -231,7 +231,7 @@ async def test_signals_orders_errors_and_logs_are_pushed(hub: RunningHub, browse
         await expect(signal).to_contain_text("zscore>2")
         order = page.locator("#orders tbody tr", has_text=order_id)
         await expect(order).to_have_count(1, timeout=MS)
-        await expect(order.locator("td.status-fill")).to_have_text("filled")
+        await expect(order.locator("td.steps .step.stage-filled")).to_have_text("filled")
         await expect(order).to_contain_text(symbol)
         error = page.locator("#errors tbody tr", has_text=name)
         await expect(error).to_contain_text("broker slow", timeout=MS)
@@ -451,28 +451,27 @@ async def test_engine_page_shows_everything_and_updates_live(
         assert index.isdigit()
 
         state = page.locator(f"#state-{index}")
-        await expect(state.locator("dt:has(bdi:text-is('next_cycle_at')) + dd")).to_have_text(
-            "09:15:00"
-        )
-        await expect(
-            state.locator("dt:has(bdi:text-is('trading_hours_active')) + dd")
-        ).to_have_text("true")
+        await expect(state.locator("dt:text-is('next cycle') + dd")).to_have_text("09:15:00")
+        await expect(state.locator("dt:text-is('trading hours') + dd")).to_have_text("open")
 
         metrics = page.locator(f"#metrics-{index}")
         counter = metrics.locator("tr", has_text="signals.long").locator("td")
-        await expect(counter.nth(1)).to_have_text('{"strategy":"mr"}')
+        await expect(counter.nth(1)).to_have_text("strategy=mr")
         await expect(counter.nth(2)).to_have_text("3")  # session
         await expect(counter.nth(3)).to_have_text("3")  # lifetime
         gauge = metrics.locator("tr", has_text="pnl").locator("td")
-        await expect(gauge.nth(2)).to_have_text("1,234.5000")
+        await expect(gauge.nth(2)).to_have_text("1,234.50")
         histogram = metrics.locator("tr", has_text="cycle.seconds").locator("td")
         await expect(histogram.nth(7)).to_have_text("5")  # count
-        p50, p95, p99 = [float(await histogram.nth(i).inner_text()) for i in (4, 5, 6)]
+        p50, p95, p99 = [
+            float((await histogram.nth(i).inner_text()).removesuffix(" ms")) / 1000
+            for i in (4, 5, 6)
+        ]
         assert 0.1 <= p50 <= p95 <= p99 <= 0.5, (p50, p95, p99)
 
         await expect(page.locator(f"#positions-{index}")).to_contain_text("BANKNIFTY")
         await expect(page.locator(f"#decisions-{index}")).to_contain_text("hold")
-        await expect(page.locator(f"#cycles-{index}")).to_contain_text("duration_ms 42")
+        await expect(page.locator(f"#cycles-{index}")).to_contain_text("duration_ms=42")
         await expect(page.locator(f"#eerrors-{index}")).to_contain_text("tick gap")
         await expect(page.locator(f"#elogs-{index} li")).to_have_text(re.compile("cycle 1 done"))
 
@@ -495,14 +494,12 @@ async def test_engine_page_shows_everything_and_updates_live(
             {"kind": "log", "level": "ERROR", "logger": "engine.deep", "message": "cycle 2 failed"},
         )
         await expect(field(the_card, "loop")).to_have_text(starts("20"), timeout=MS)
-        await expect(
-            state.locator("dt:has(bdi:text-is('trading_hours_active')) + dd")
-        ).to_have_text("false")
+        await expect(state.locator("dt:text-is('trading hours') + dd")).to_have_text("closed")
         await expect(counter.nth(2)).to_have_text("4", timeout=MS)
-        await expect(gauge.nth(2)).to_have_text("-50")
+        await expect(gauge.nth(2)).to_have_text("-50.00")
         await expect(page.locator(f"#positions-{index}")).to_contain_text("FINNIFTY", timeout=MS)
         await expect(page.locator(f"#decisions-{index}")).to_contain_text("buy")
-        await expect(page.locator(f"#cycles-{index}")).to_contain_text("duration_ms 43")
+        await expect(page.locator(f"#cycles-{index}")).to_contain_text("duration_ms=43")
         failed = page.locator(f"#elogs-{index} li", has_text="cycle 2 failed")
         await expect(failed).to_have_class(re.compile(r"\blvl-error\b"), timeout=MS)
         await expect(page.locator(f"#elogs-{index} li")).to_have_count(2)
@@ -522,7 +519,8 @@ HOSTILE = [
 ]
 OUR_IDS = re.compile(
     r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
-    r"|(card|state|metrics|elogs|positions|decisions|cycles|eerrors)-\d+)$"
+    r"|filters|forget-form"
+    r"|(card|state|metrics|elogs|esignals|eorders|positions|decisions|cycles|eerrors)-\d+)$"
 )
 HUB_SCRIPTS = [
     "/static/vendor/htmx-4.0.1/htmx.min.js",
@@ -538,7 +536,8 @@ PAGE_SHAPE = """
   pwned: typeof window.__pwned,
   csp: window.__csp,
   injected: document.querySelectorAll(
-    "img, button:not(#embed-form button), script:not([src]), [hx-get], [hx-trigger], " +
+    "img, button:not(#embed-form button, #forget-form button), script:not([src]), " +
+    "[hx-get], [hx-trigger], " +
     "[hx-on\\\\:click], [onerror]").length,  // the embed form is ours (admins only)
   scripts: Array.from(document.scripts, (s) => new URL(s.src).pathname),
   hubStatus: Array.from(document.querySelectorAll("#hub-status"), (e) => e.textContent.trim()),
@@ -584,7 +583,7 @@ def expected_texts(values: list[str], index: str) -> dict[str, dict[str, list[st
         "span.msg": values,
         "pre.exc": values,
     }
-    tags = [json.dumps({"note": v}, separators=(",", ":")) for v in values]
+    chips = [f"note={v}" for v in values]
     return {
         "overview": {
             **card_error,
@@ -595,13 +594,16 @@ def expected_texts(values: list[str], index: str) -> dict[str, dict[str, list[st
         },
         "engine": {
             **card_error,
-            f"#state-{index} dt": values,
-            f"#state-{index} dd": values,
-            f"#metrics-{index} td": tags,
-            f"#positions-{index} span.kv": [f"symbol {v}" for v in values],
-            f"#decisions-{index} span.kv": [f"reason {v}" for v in values],
-            f"#cycles-{index} span.kv": [f"note {v}" for v in values],
-            f"#eerrors-{index} span.kv": [f"message {v}" for v in values],
+            f"#state-{index} th": values,
+            f"#state-{index} td": values,
+            f"#metrics-{index} .chip": chips,
+            f"#esignals-{index} td": values,
+            f"#eorders-{index} td": values,
+            f"#positions-{index} td": values,
+            f"#positions-{index} .chip": [f"side={v}" for v in values],
+            f"#decisions-{index} td": values,
+            f"#cycles-{index} .chip": chips,
+            f"#eerrors-{index} td": values,
             **{f"#elogs-{index} {sel}": texts for sel, texts in logs.items()},
         },
         "embed": card_error,
@@ -624,7 +626,8 @@ async def assert_inert(kind: str, watched: WatchedPage) -> list[str]:
     assert shape["pwned"] == "undefined", kind
     assert shape["csp"] == [], (kind, shape["csp"])
     assert shape["injected"] == 0, kind
-    assert shape["scripts"] == HUB_SCRIPTS, (kind, shape["scripts"])
+    scripts = [*HUB_SCRIPTS, "/static/js/filters.js"] if kind == "overview" else HUB_SCRIPTS
+    assert shape["scripts"] == scripts, (kind, shape["scripts"])
     ids = shape["ids"]
     assert len(ids) == len(set(ids)) and all(OUR_IDS.match(i) for i in ids), (kind, ids)
     if kind == "overview":

@@ -586,6 +586,37 @@ def test_timestamps_older_than_max_past_seconds_are_accepted_and_flagged() -> No
     assert SETTINGS.max_past_seconds < 30 * 86400  # the default really is shorter than a month
 
 
+def test_reject_past_timestamps_refuses_old_ones_and_each_frame_says_how_many_were_odd() -> None:
+    """With reject_past_timestamps a too-old ts is `past_timestamp` with the limit and a fix in
+    the detail, not flagged; either way a frame counts its out-of-range timestamps (old kept,
+    old refused, future refused) for its engine, and frames without any count none."""
+    old, future, fine = NOW - 8 * 86400, NOW + 3600, NOW - 60
+    frame = json.dumps(
+        [
+            {"kind": "event", "seq": i + 1, "type": "cycle", "ts": ts, "payload": {}}
+            for i, ts in enumerate([old, future, fine, old])
+        ]
+    )
+    keeping = FrameDecoder(SETTINGS)
+    decoded = keeping.decode(frame, NOW)
+    assert [type(item).__name__ for item in decoded.items] == [
+        "Event",
+        "Rejected",
+        "Event",
+        "Event",
+    ]
+    assert decoded.flagged == 3 and keeping.flagged["past_timestamp"] == 2
+    refusing = FrameDecoder(Settings(reject_past_timestamps=True))
+    decoded = refusing.decode(frame, NOW)
+    first, _, third, fourth = decoded.items
+    assert_rejected(first, ErrorCode.PAST_TIMESTAMP, 1, 0)
+    assert_rejected(fourth, ErrorCode.PAST_TIMESTAMP, 4, 3)
+    assert "691200 s in the past; the limit is 604800 s" in first.detail
+    assert "clock" in first.detail and isinstance(third, Event)
+    assert decoded.flagged == 3 and refusing.flagged["past_timestamp"] == 0
+    assert refusing.decode(msg(kind="bye", seq=5, ts=fine), NOW).flagged == 0
+
+
 @pytest.mark.parametrize(
     "iso",
     ["2023-11-14T22:13:20+00:00", "2023-11-14T22:13:20Z", "2023-11-15T03:43:20+05:30"],

@@ -20,6 +20,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import pytest
 import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
@@ -32,7 +33,7 @@ from websockets.server import ServerProtocol
 from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer, text_frame
 from hub.live.views import OVERVIEW
 from hub.settings import Settings
-from hub.web import fastwrite
+from hub.web import dashboard_ws, fastwrite
 from hub.web.server import uvicorn_config
 from tests.conftest import (
     WAIT,
@@ -61,6 +62,7 @@ FIX = (
 SHAPE: dict[str, type] = {
     "close_sent": bool,
     "handshake_complete": bool,
+    "disconnected": bool,  # abort() asks it whether the socket is still open
     "writable": asyncio.Event,
     "transport": asyncio.WriteTransport,
     "conn": ServerProtocol,
@@ -256,6 +258,7 @@ def test_frame_writer_falls_back_when_uvicorns_socket_looks_different() -> None:
     protocol.conn = ServerProtocol()
     protocol.transport = asyncio.Transport()
     protocol.close_sent, protocol.handshake_complete = False, True
+    protocol.disconnected = False
     protocol.writable = object()  # not an asyncio.Event
     assert fastwrite.frame_writer(protocol.receive) is NO_WRITER
     protocol.writable = asyncio.Event()
@@ -342,6 +345,50 @@ async def test_a_frozen_dashboard_on_the_fast_path_is_disconnected_and_counted()
             # with room for one more frame and the close frame; uncapped, Linux takes MiBs.
             bound = budget + 2 * cap + window + 128 * 1024
             assert len(received) <= bound, (len(received), bound, frames)
+        finally:
+            frozen.close()
+            await engine.close()
+
+
+async def test_a_frozen_dashboard_that_never_reads_is_dropped_at_the_close_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A browser disconnected as slow that never reads again (so never takes the close frame,
+    nor answers it) does not keep its socket: CLOSE_TIMEOUT after the close began the hub drops
+    it, the server-side descriptor is closed and the connection gone, and it is counted."""
+    monkeypatch.setattr(dashboard_ws, "CLOSE_TIMEOUT", 0.5)
+    settings = {"dashboard_queue_bytes": 256 * 1024, "dashboard_socket_buffer_bytes": 64 * 1024}
+    async with running_hub(**settings, view_tick=0.02, table_refresh=0.02) as running:
+        engine = await connect_engine(running, unique("stuck"))
+        frozen = await open_frozen(running.port)
+        try:
+            [viewer] = overview_viewers(running)
+            writer = viewer.writer
+            assert isinstance(writer, fastwrite._UvicornWriter), FIX
+            protocol = writer._protocol
+            server_sock = protocol.transport.get_extra_info("socket")
+            lost = asyncio.Event()
+            connection_lost = protocol.connection_lost
+
+            def noted(exc: Exception | None) -> None:
+                connection_lost(exc)
+                lost.set()
+
+            protocol.connection_lost = noted  # the transport calls this once the socket is gone
+            logs = [
+                {"kind": "log", "level": "INFO", "logger": "flood", "message": "x" * 1990}
+                for _ in range(10)
+            ]
+            async with asyncio.timeout(2 * WAIT):
+                while not viewer.gone.is_set():
+                    await engine.send(*logs, batch=True)
+                    await engine.wait_acked()
+                await lost.wait()  # the frozen client still has not read a byte
+            assert server_sock.fileno() == -1  # the descriptor is closed, not merely "closing"
+            assert protocol not in running.server.server_state.connections
+            drops = (await running.get("/api/telemetry/stats"))["drops"]
+            assert drops["dashboard_slow_disconnect"] == 1, drops
+            assert drops["dashboard_close_aborted"] == 1, drops
         finally:
             frozen.close()
             await engine.close()

@@ -15,11 +15,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import uvicorn
 import websockets
+from starlette.applications import Starlette
+from starlette.routing import WebSocketRoute
+from starlette.websockets import WebSocket
 
 from hub.settings import Settings
-from hub.web.guards import AcceptErrors
+from hub.web.guards import AcceptErrors, ConnectionGuard
 from hub.web.limits import Handshakes, RequestHead, budget, fit_caps
+from hub.web.server import bind, uvicorn_config
 from tests.conftest import WAIT, Engine, running_hub, serve_process
 
 # ------------------------------------------------------------------ sans-I/O
@@ -92,6 +97,11 @@ def test_accept_errors_are_said_once_per_interval_with_a_count() -> None:
     now[0] = 61.0
     later = record()
     assert errors.filter(later) and "(501 times" in later.getMessage()
+    retry = AcceptErrors.RETRY + "<function Server._accept_connection ...>)"
+    moot = (ValueError, ValueError("Invalid file descriptor: -1"), None)
+    assert not errors.filter(logging.LogRecord("asyncio", 40, "", 0, retry, (), moot))
+    odd = (OSError, OSError("something else"), None)
+    assert errors.filter(logging.LogRecord("asyncio", 40, "", 0, retry, (), odd))
     other = logging.LogRecord("asyncio", logging.ERROR, "", 0, "something else", (), None)
     assert errors.filter(other)
 
@@ -157,6 +167,79 @@ async def test_half_sent_request_and_drip_are_closed_at_the_deadline() -> None:
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
         assert 0.4 < time.monotonic() - start < 2.0
         assert running.hub.state.stats.drops["handshake_timeout"] == 2
+
+
+async def read_response(reader: asyncio.StreamReader) -> bytes:
+    """One whole HTTP response (head and Content-Length body) from a keep-alive connection."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            return head + await reader.readexactly(int(value))
+    raise AssertionError(f"no Content-Length in {head!r}")
+
+
+async def test_a_slow_later_request_on_a_keep_alive_connection_gets_408_at_its_deadline() -> None:
+    """Every request head on a keep-alive connection has the deadline, not only the first: two
+    whole requests are answered on one connection, and a third that stops halfway gets 408 and
+    the close (uvicorn alone would wait for it forever)."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    async with running_hub(handshake_timeout=0.5) as running:
+        reader, writer = await asyncio.open_connection("127.0.0.1", running.port)
+        try:
+            async with asyncio.timeout(WAIT):
+                for _ in range(2):
+                    writer.write(request)
+                    assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
+                writer.write(request[:20])  # the third request stops halfway through its head
+                answer = await reader.read()  # until the hub closes
+        finally:
+            writer.close()
+        assert answer.startswith(b"HTTP/1.1 408 "), answer[:80]
+        assert running.hub.state.stats.drops["handshake_timeout"] == 1
+
+
+async def test_an_upgrade_the_app_does_not_answer_in_time_gets_503_and_a_close() -> None:
+    """The deadline covers a WebSocket upgrade until the app accepts or refuses it: an app that
+    has done neither by then leaves the client a 503 and a closed socket, counted; one that
+    accepts in time is not touched."""
+    release = asyncio.Event()
+
+    async def stalled(websocket: WebSocket) -> None:
+        await release.wait()  # e.g. an event loop too busy to get to it
+        await websocket.accept()
+
+    async def prompt(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text(await websocket.receive_text())
+
+    app = Starlette(routes=[WebSocketRoute("/stalled", stalled), WebSocketRoute("/ws", prompt)])
+    settings = Settings(log_level="warning", handshake_timeout=0.5)
+    guard = ConnectionGuard(settings, 100)
+    server = uvicorn.Server(uvicorn_config(app, settings, guard.http_protocol()))
+    sock = bind("127.0.0.1", 0)  # listening already: connections wait for the server's loop
+    port = sock.getsockname()[1]
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        stuck = upgrade().replace(b"/ws/engine", b"/stalled")
+        answer, _ = await answer_and_close(port, stuck)
+        assert answer.startswith(b"HTTP/1.1 503 "), answer[:80]
+        assert b"not accepted in time" in answer
+        assert guard.counts["upgrade_timeout"] == 1
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws") as ws:
+            # A head begun after this socket's: once it gets its 408, this one's deadline is past.
+            half, _ = await answer_and_close(port, upgrade()[:40])
+            assert half.startswith(b"HTTP/1.1 408 ")
+            await ws.send("still open")
+            async with asyncio.timeout(WAIT):
+                assert await ws.recv() == "still open"
+        assert guard.counts["upgrade_timeout"] == 1 and guard.counts["handshake_timeout"] == 1
+    finally:
+        release.set()
+        server.should_exit = True
+        async with asyncio.timeout(WAIT):
+            await task
+        sock.close()
 
 
 async def test_one_address_cannot_hold_more_than_its_handshakes_but_a_real_request_gets_in() -> (
@@ -227,3 +310,36 @@ async def test_under_256_open_files_300_sockets_leave_healthz_and_engines_workin
             log = (await proc.stdout.read()).decode()
     assert "max_engine_connections 1024 ->" in startup  # the caps were fitted to 256 files
     assert log.count("Too many open files") <= 2
+
+
+async def test_a_real_emfile_is_logged_once_without_a_traceback_and_the_hub_recovers() -> None:
+    """Below what the descriptor budget assumes (RLIMIT_NOFILE 32), a burst of connections the
+    hub accepts at once runs it out of descriptors for real (EMFILE): the log says so in one line
+    with a count, never a traceback, and once the sockets go /healthz answers again."""
+    env = {"ENGINE_HUB_HANDSHAKE_TIMEOUT": "30"}
+    async with hub_process(32, **env) as (proc, port, _):
+        assert proc.stdout is not None
+        held = []
+        proc.send_signal(signal.SIGSTOP)  # the kernel queues the connections: one burst at SIGCONT
+        try:
+            for _ in range(64):
+                held.append((await asyncio.open_connection("127.0.0.1", port))[1])
+        finally:
+            proc.send_signal(signal.SIGCONT)
+        said = []
+        async with asyncio.timeout(WAIT):
+            while not said or "cannot accept connections" not in said[-1]:
+                line = (await proc.stdout.readline()).decode()
+                assert line, "".join(said)
+                said.append(line)
+        for writer in held:
+            writer.close()
+        async with httpx.AsyncClient(timeout=WAIT) as http:
+            response = await http.get(f"http://127.0.0.1:{port}/healthz")
+        assert response.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(WAIT):
+            log = "".join(said) + (await proc.stdout.read()).decode()
+    assert "[Errno 24] Too many open files (1 times since last logged" in said[-1], said[-1]
+    assert log.count("Too many open files") == 1, log
+    assert "Traceback" not in log, log

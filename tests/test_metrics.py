@@ -220,3 +220,17 @@ def test_series_are_capped_by_bytes_hub_wide() -> None:
         registry.apply("d", metric("inc", "m", k="v" * 100), T0)
     assert "max_series_bytes=" in caught.value.detail
     assert registry.drops["metric_series_bytes_hub"] == 1 and registry.bytes == 3 * cost
+
+
+def test_forget_frees_an_engines_series_bytes_and_unshared_families() -> None:
+    """forget() drops an engine's series and bytes; a family only it used is released."""
+    registry = applied(metric("inc", "fills"), metric("set", "pnl", 3.0, book="a"))
+    registry.apply("eq", metric("inc", "fills"), T0)
+    shared_bytes = registry.engines["eq"].bytes
+    assert registry.forget("fno") == 2
+    assert "fno" not in registry.engines
+    assert registry.bytes == shared_bytes
+    assert registry.families["engine_metric_fills"].engines == {"eq"}
+    assert "engine_metric_pnl" not in registry.families
+    registry.apply("eq", metric("observe", "pnl", 0.5), T0)  # the name is free for another kind
+    assert registry.forget("nobody") == 0

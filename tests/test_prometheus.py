@@ -9,7 +9,10 @@ import subprocess
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import RunningHub, connect_engine, unique
+from hub.core.messages import Metric
+from hub.core.metrics import MetricRegistry
+from hub.web.prometheus import CHUNK_BYTES, engine_exposition, engine_lines
+from tests.conftest import RunningHub, connect_engine, running_hub, unique
 
 
 async def test_metrics_exposition(hub: RunningHub) -> None:
@@ -143,3 +146,78 @@ async def test_promtool_accepts_hostile_names_and_tags(hub: RunningHub) -> None:
     assert 'quantile="0.5"' not in text and '__name__="x"' not in text
     for engine in engines:
         await engine.close()
+
+
+def fill_registry(metrics: MetricRegistry, engines: int, series: int) -> None:
+    """Counters with long tags (some needing escapes), a gauge, and a histogram every 25th."""
+    for e in range(engines):
+        engine = f"big-{e}"
+        for s in range(series):
+            tags = {"symbol": f"SYM{s:05d}" + "x" * (s % 200), "side": 'b"u\\y\n' if s % 7 else "s"}
+            metrics.apply(engine, Metric(seq=1, op="inc", name=f"fills.k{s % 3}", tags=tags), 0.0)
+            if s % 25 == 0:
+                msg = Metric(seq=1, op="observe", name="lat", value=s / 1000, tags={"k": str(s)})
+                metrics.apply(engine, msg, 0.0)
+        metrics.apply(engine, Metric(seq=1, op="set", name="equity", value=float(e)), 0.0)
+
+
+def big_registry() -> MetricRegistry:
+    metrics = MetricRegistry(10_000, 2**30, 2**30)
+    fill_registry(metrics, 3, 1500)
+    return metrics
+
+
+def test_chunks_are_byte_bounded_and_join_to_the_whole() -> None:
+    """Chunks end with a line, stay under the byte bound plus one series, and join to the text."""
+    metrics = big_registry()
+    whole = "".join(engine_lines(metrics, {})).encode()
+    assert [whole] == list(engine_exposition(metrics, {}, chunk_bytes=len(whole) + 1))
+    longest = max(len(text.encode()) for text in engine_lines(metrics, {}))
+    chunks = list(engine_exposition(metrics, {}, chunk_bytes=4096))
+    assert b"".join(chunks) == whole
+    for chunk in chunks:
+        assert chunk.endswith(b"\n") and len(chunk) < 4096 + longest
+    assert min(len(chunk) for chunk in chunks[:-1]) >= 4096  # no needless yields either
+    # A family's HELP, TYPE and samples are one run of lines, never split by another family.
+    seen: list[str] = []
+    for line in whole.decode().splitlines():
+        name = line.split()[2] if line.startswith("#") else line.split("{")[0]
+        family = name.removesuffix("_bucket").removesuffix("_count").removesuffix("_sum")
+        if not seen or seen[-1] != family:
+            assert family not in seen, f"{family} appears again after {seen[-1]}"
+            seen.append(family)
+    samples = sum(len(f.samples) for f in text_string_to_metric_families(whole.decode()))
+    assert samples == 3 * (1500 + 60 * 20 + 1)
+
+
+async def test_large_metrics_stream_is_the_whole_exposition() -> None:
+    """A big /metrics response is the engine text rendered in one go, plus the hub's families."""
+    async with running_hub() as running:
+        fill_registry(running.hub.state.metrics, 2, 1500)
+        for engine in ("big-0", "big-1"):
+            running.hub.state.add_engine(engine, 0.0).mode = "live"
+        response = await running.http.get("/metrics")
+        assert response.status_code == 200
+        body = response.content
+        whole = "".join(engine_lines(running.hub.state.metrics, running.hub.state.engines))
+        assert body[body.index(b"# HELP engine_metric_") :] == whole.encode()
+        assert len(whole) > 10 * CHUNK_BYTES  # many chunks
+        families = {f.name: f for f in text_string_to_metric_families(response.text)}
+        assert {"engine_metric_fills_k0", "engine_metric_lat", "engine_hub_drops"} <= set(families)
+        health = families["engine_hub_engine_health"].samples
+        assert {(s.labels["engine"], s.labels["mode"]) for s in health} == {
+            ("big-0", "live"),
+            ("big-1", "live"),
+        }
+        assert sum(s.value for s in health) == 2  # one current health per engine
+        assert families["engine_hub_engine_gap_messages"].type == "counter"
+        tool = os.environ.get("PROMTOOL") or shutil.which("promtool")
+        if tool:
+            result = subprocess.run(
+                [tool, "check", "metrics"],
+                input=response.text,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert "error" not in (result.stdout + result.stderr).lower(), result.stderr[-2000:]

@@ -436,7 +436,9 @@ async def test_history_walks_chunks_like_the_memory_store(
                     seq = engine.hwm + len(events) + 1
                     ts = received if verbatim and rng.random() < 0.3 else t0 + rng.uniform(0, 300)
                     kind = kind if verbatim else rng.choice(kinds)
-                    events.append(event(next(ids), seq, ts, engine.name, kind, n=seq))
+                    events.append(
+                        event(next(ids), seq, ts, engine.name, kind, received=received, n=seq)
+                    )
                 ingested = frame(engine, events)
                 if verbatim:  # as the decoder leaves it: the text, when the hub got it
                     ingested.frame, ingested.received = sent(events, received), received
@@ -510,7 +512,9 @@ async def test_an_older_chunked_database_is_upgraded_in_place(tmp_path: Path, ve
     stored = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(1, 4)]
     old_rows = [chunk_row(stored)]
     if version == 3:
-        framed = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(4, 4 + VERBATIM)]
+        framed = [
+            event(n, n, 1_763_736_090.5 + n, received=0.0, n=n) for n in range(4, 4 + VERBATIM)
+        ]
         kept = verbatim(framed, sent(framed, 0.0), 0.0)
         assert kept is not None
         old_rows.append(frames_row([kept]))
@@ -532,7 +536,10 @@ async def test_an_older_chunked_database_is_upgraded_in_place(tmp_path: Path, ve
     engine.hwm = stored[-1].seq
     async with started(SQLiteStore(settings.db, settings), commits) as store:
         first = engine.hwm + 1
-        more = [event(n, n, 1_763_736_090.5 + n, n=n) for n in range(first, first + VERBATIM)]
+        more = [
+            event(n, n, 1_763_736_090.5 + n, received=0.0, n=n)
+            for n in range(first, first + VERBATIM)
+        ]
         ingested = frame(engine, more)
         ingested.frame, ingested.received = sent(more, 0.0), 0.0
         store.append(ingested)
@@ -544,6 +551,49 @@ async def test_an_older_chunked_database_is_upgraded_in_place(tmp_path: Path, ve
     ) == [(1, 1, None), *([(0, 1, None)] if version == 3 else []), (0, 0, 1)]
     assert rows(db, "SELECT id, seq, ts, payload FROM events ORDER BY id") == [
         (e.id, e.seq, e.ts, f'{{"n":{e.seq}}}') for e in stored + more
+    ]
+
+
+async def test_a_schema_5_database_is_upgraded_in_place_its_old_records_received_none(
+    tmp_path: Path,
+) -> None:
+    """A database of schema 5 (no receive times: records of [id, ts, seq, payload], logs without
+    the column) opens with its events and lines intact, `received` None; what is stored from then
+    on keeps the hub's receive time, and the `events` view shows both."""
+    db = tmp_path / "hub.db"
+    ts = 1_763_736_090.5
+    with closing(connect(str(db))) as conn:  # today's schema, taken back to schema 5
+        conn.execute("DROP VIEW events")
+        conn.execute("ALTER TABLE logs DROP COLUMN received")
+        body = msgspec.json.encode([[1, ts, 1, {"n": 1}]])
+        conn.execute(
+            "INSERT INTO event_chunks VALUES (1, 1, 'alpha', ?, 'cycle', 1, 1, ?, ?, 1, ?, NULL, ?)",
+            (BOOT, ts, ts, body, len(body)),
+        )
+        conn.execute(
+            "INSERT INTO logs VALUES (1, 'alpha', ?, 2, ?, 'INFO', 20, 'x', 'old', NULL, '{}')",
+            (BOOT, ts),
+        )
+        conn.execute("PRAGMA user_version = 5")
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    engine = EngineRecord("alpha", 0.0, boot_id=BOOT)
+    engine.hwm = 2
+    received = ts + 7.25
+    new_event = event(2, 3, ts + 1, received=received, n=3)
+    new_line = log_line(2, 4, ts + 1, received=received)
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        store.append(frame(engine, [new_event], [new_line]))
+        await commits.wait(engine.hwm)
+        events = await store.history("events", HistoryQuery(10))
+        lines = await store.history("logs", HistoryQuery(10))
+    assert [(e.id, e.received) for e in events] == [(2, received), (1, None)]
+    assert [(r.message, r.received) for r in lines] == [("line 2", received), ("old", None)]
+    assert events[0] == new_event and lines[0] == new_line
+    assert rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)]
+    assert rows(db, "SELECT id, ts, received FROM events ORDER BY id") == [
+        (1, ts, None),
+        (2, ts + 1, received),
     ]
 
 

@@ -13,7 +13,7 @@ from hub.core.engines import EngineRecord, Health
 from hub.core.ingested import Gap, Ingested
 from hub.core.messages import Bye, ErrorCode, Event, Heartbeat, Hello, Log, Metric, Status
 from hub.core.records import utc
-from hub.core.state import DirtySet, HealthChange, HubState, TooManyEngines
+from hub.core.state import CannotForget, DirtySet, HealthChange, HubState, TooManyEngines
 from hub.core.stats import Dirty, Topic
 from hub.settings import Settings
 
@@ -415,15 +415,17 @@ def test_old_boot_hwm_is_remembered(state: HubState) -> None:
 
 
 def test_max_engines_evicts_the_oldest_disconnected() -> None:
-    """At the engine limit the engine that disconnected longest ago is forgotten."""
+    """At the engine limit the engine that disconnected longest ago is forgotten, series and all."""
     state = HubState(Settings(max_engines=2))
     a = connect(state, "a", conn_id=1)
     b = connect(state, "b", conn_id=2)
+    state.ingest(b, [Metric(seq=1, op="inc", name="fills")], T0)
     state.disconnected(b, 2, T0 + 1, Ingested())
     state.disconnected(a, 1, T0 + 2, Ingested())
     connect(state, "c", conn_id=3)
     assert set(state.engines) == {"a", "c"}
     assert state.stats.drops["engine_forgotten"] == 1
+    assert "b" not in state.metrics.engines  # its series are freed with it
 
 
 def test_max_engines_all_connected_raises() -> None:
@@ -520,3 +522,44 @@ def test_snapshots_cover_each_changed_engine_once() -> None:
     ]
     assert [row["name"] for row in taken.snapshots[1].series] == ["orders"]
     assert state.snapshots() is None
+
+
+def test_forget_drops_a_disconnected_engine_from_the_live_state() -> None:
+    """forget() removes the engine, its ring events, log tail and metric series, and marks views."""
+    state = HubState(Settings())
+    engine = connect(state)
+    other = connect(state, engine="eq", conn_id=2)
+    state.ingest(
+        engine,
+        [
+            event(1),
+            event(2, "order_event", order_id="a"),
+            Log(seq=3, message="hi"),
+            Metric(seq=4, op="inc", name="fills"),
+        ],
+        T0,
+    )
+    state.ingest(other, [event(1)], T0)
+    state.disconnected(engine, 1, T0, Ingested())
+    state.dirty.drain()
+    forgotten = state.forget("fno")
+    assert (forgotten.events, forgotten.logs, forgotten.series) == (2, 1, 1)
+    assert forgotten.index == engine.index
+    assert list(state.engines) == ["eq"]
+    assert [r.engine for r in state.rings.recent(10)] == ["eq"]
+    assert state.rings.rings["signal_event"].evicted == 0  # released, not evicted
+    assert state.logs.tail("fno", 10) == []
+    assert "fno" not in state.metrics.engines
+    assert {Dirty(Topic.ENGINES), Dirty(Topic.EVENTS, "order_event")} <= state.dirty.drain()
+    again = connect(state, conn_id=3)  # it comes back as a new engine
+    assert again.index > other.index
+
+
+def test_forget_refuses_a_connected_or_unknown_engine(state: HubState) -> None:
+    """A connected engine is refused with a message saying what to do; so is an unknown one."""
+    connect(state)
+    with pytest.raises(CannotForget, match="is connected; stop it"):
+        state.forget("fno")
+    assert "fno" in state.engines
+    with pytest.raises(CannotForget, match="no engine named 'nope'"):
+        state.forget("nope")

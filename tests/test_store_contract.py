@@ -129,20 +129,25 @@ def event(
     engine: str = "alpha",
     kind: str = "cycle",
     boot_id: str = BOOT,
+    received: float | None = None,
     **payload: Any,
 ) -> EventRecord:
-    return EventRecord(
-        ident, kind, ts, engine, seq, boot_id, msgspec.Raw(msgspec.json.encode(payload))
-    )
+    raw = msgspec.Raw(msgspec.json.encode(payload))
+    return EventRecord(ident, kind, ts, engine, seq, boot_id, raw, received)
 
 
 def log_line(
-    ident: int, seq: int, ts: float, engine: str = "alpha", level: str = "INFO", message: str = ""
+    ident: int,
+    seq: int,
+    ts: float,
+    engine: str = "alpha",
+    level: str = "INFO",
+    message: str = "",
+    received: float | None = None,
 ) -> LogRecord:
     when = datetime.fromtimestamp(ts, UTC)
-    return LogRecord(
-        ident, engine, seq, when, level, f"engine.{engine}", message or f"line {ident}"
-    )
+    text = message or f"line {ident}"
+    return LogRecord(ident, engine, seq, when, level, f"engine.{engine}", text, received=received)
 
 
 def as_json(value: Any) -> Any:
@@ -181,7 +186,8 @@ async def test_what_a_hub_ingests_reads_back_as_it_showed_it_live(
     backend: Backend, tmp_path: Path
 ) -> None:
     """Events (batches of one type, mixed batches, lone messages, ISO times, odd payloads) and log
-    lines an engine sends come back from the store exactly as the hub showed them live."""
+    lines an engine sends come back from the store exactly as the hub showed them live, the
+    hub's receive time beside the engine's time included."""
     name = unique("ingest")
     t0 = time.time() - 60
     payload = {"é": "✓", "esc": '\\"\u2028', "big": 2**62, "deep": [[{"x": 1e-300}]]}
@@ -210,7 +216,12 @@ async def test_what_a_hub_ingests_reads_back_as_it_showed_it_live(
         logs = await running.hub.store.history("logs", HistoryQuery(1000, engine=name))
     assert live["count"] == 33
     assert as_json([e.view() for e in events]) == live["events"]
-    assert as_json(logs[::-1]) == tail["lines"]
+    assert as_json([line.view() for line in logs[::-1]]) == tail["lines"]
+    # The engine said its events happened a minute ago; the hub says when it got them.
+    shown = live["events"] + tail["lines"]
+    received = [datetime.fromisoformat(r["received"]).timestamp() for r in shown]
+    assert min(received) > t0 + 30
+    assert all(r["timestamp"] != r["received"] for r in live["events"] if r["type"] == "cycle")
     assert [line["extra"] for line in tail["lines"]] == [{}, payload]
 
 
@@ -769,6 +780,12 @@ async def test_export_is_one_bundle_via_the_api_and_the_cli(
     assert orders["lifetime"] == 3
 
 
+def as_sent(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Records without the hub's receive time (each backend's hub received them at its own)."""
+    assert all("received" in r for r in records)
+    return [{k: v for k, v in r.items() if k != "received"} for r in records]
+
+
 async def test_export_bundles_have_one_shape_whatever_the_backend_or_path(
     exports: Exports,
 ) -> None:
@@ -793,8 +810,8 @@ async def test_export_bundles_have_one_shape_whatever_the_backend_or_path(
         assert [line["id"] for line in bundle["logs"]] == sorted(
             line["id"] for line in bundle["logs"]
         )
-        sent = {key: bundle[key] for key in ("events", "errors", "logs")}
-        assert sent == {key: first[key] for key in ("events", "errors", "logs")}, where
+        sent = {key: as_sent(bundle[key]) for key in ("events", "errors", "logs")}
+        assert sent == {key: as_sent(first[key]) for key in ("events", "errors", "logs")}, where
 
 
 async def test_exporting_an_unknown_engine_is_an_error_not_an_empty_bundle(

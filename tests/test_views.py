@@ -64,6 +64,8 @@ def test_names_per_view(views: Views) -> None:
         "state:3",
         "metrics:3",
         "elogs:3",
+        "esignals:3",
+        "eorders:3",
         "positions:3",
         "decisions:3",
         "cycles:3",
@@ -174,7 +176,7 @@ def test_other_engines_keys_do_not_touch_an_engine_view(views: Views) -> None:
 
 
 def test_engine_page_sections_follow_their_event_types(views: Views) -> None:
-    """position_event, decision_trace, cycle and error dirty the matching engine-page sections."""
+    """signal, order, position, decision, cycle and error events dirty their engine-page sections."""
     fno = connect(views, "fno")
     i = fno.index
     keys = {Dirty(Topic.EVENTS, t) for t in ("position_event", "decision_trace", "cycle", "error")}
@@ -184,10 +186,10 @@ def test_engine_page_sections_follow_their_event_types(views: Views) -> None:
         f"cycles:{i}",
         f"eerrors:{i}",
     ]
-    assert (
-        labels(views.dirtied(ViewKey(ViewKind.ENGINE, i), {Dirty(Topic.EVENTS, "signal_event")}))
-        == []
-    )
+    assert labels(
+        views.dirtied(ViewKey(ViewKind.ENGINE, i), {Dirty(Topic.EVENTS, "order_event")})
+    ) == [f"eorders:{i}"]
+    assert labels(views.dirtied(ViewKey(ViewKind.ENGINE, i), {Dirty(Topic.EVENTS, "x")})) == []
     assert labels(views.dirtied(ViewKey(ViewKind.EMBED, i), keys)) == []
 
 
@@ -214,6 +216,7 @@ def test_ingest_marks_map_to_fragments(views: Views) -> None:
         f"state:{i}",
         f"metrics:{i}",
         f"elogs:{i}",
+        f"esignals:{i}",
         f"eerrors:{i}",
     ]
 
@@ -291,6 +294,8 @@ def expected_id(key: FragmentKey) -> str:
 # Every attribute any partial defines (html.parser lower-cases names).
 TEMPLATE_ATTRIBUTES = {
     "id",
+    "data-engine",  # the hub index and live/paper of a filterable row, never engine text
+    "data-mode",
     "class",
     "hx-swap-oob",
     "href",

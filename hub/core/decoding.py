@@ -60,12 +60,19 @@ class Decoded:
     A plain slotted class: one is made per frame, and that costs half a frozen dataclass.
     """
 
-    __slots__ = ("batch", "items", "text")
+    __slots__ = ("batch", "flagged", "items", "text")
 
     def __init__(
-        self, items: list[EngineMessage | Rejected], batch: bool, text: bytes | None
+        self,
+        items: list[EngineMessage | Rejected],
+        batch: bool,
+        text: bytes | None,
+        flagged: int = 0,
     ) -> None:
         self.items = items
+        # Messages whose ts was too old or too far ahead (kept and flagged, or rejected): the
+        # sender's clock is suspect.
+        self.flagged = flagged
         self.batch = batch  # the frame was a JSON array: rejections carry their index in it
         # The frame's text when every message was decoded from it as it is (not from parts of
         # it) and none was changed (a time given as ISO-8601 is): what the store may keep
@@ -111,6 +118,7 @@ class FrameDecoder:
         self._settings = settings
         self.drops: Counter[str] = drops if drops is not None else Counter()
         self.flagged: Counter[str] = Counter()  # accepted, but worth a look (past_timestamp)
+        self._odd_times = 0  # timestamps out of range, kept or rejected, in this frame
         self._typed = msgspec.json.Decoder(EngineMessage)
         self._typed_batch = msgspec.json.Decoder(list[EngineMessage])
         self._batch = msgspec.json.Decoder(list[msgspec.Raw])
@@ -127,6 +135,7 @@ class FrameDecoder:
     def decode(self, text: str, now: float) -> Decoded:
         """Decode one text frame received at `now` (Unix seconds)."""
         settings = self._settings
+        self._odd_times = 0
         try:
             data, suspect = text.encode(), False
         except UnicodeEncodeError:  # lone surrogates (a real socket never delivers them)
@@ -140,7 +149,9 @@ class FrameDecoder:
         if head == b"{":
             walk = suspect or self._needs_walk(data, 1)
             one, verbatim = self._one(data, now, None, walk)
-            return Decoded([one], False, data if verbatim and not suspect else None)
+            return Decoded(
+                [one], False, data if verbatim and not suspect else None, self._odd_times
+            )
         if head != b"[":
             problem = "a frame must hold one JSON message object or a JSON array of them"
             return Decoded([Rejected(ErrorCode.BAD_JSON, problem)], False, None)
@@ -153,7 +164,8 @@ class FrameDecoder:
                 pass
             else:
                 items, verbatim = self._validated(messages, now, walk, 0)
-                return Decoded(items, True, data if verbatim and not suspect else None)
+                text_kept = data if verbatim and not suspect else None
+                return Decoded(items, True, text_kept, self._odd_times)
         try:
             parts = [bytes(raw) for raw in self._batch.decode(data)]
         except (msgspec.DecodeError, RecursionError, UnicodeError) as exc:
@@ -161,9 +173,8 @@ class FrameDecoder:
             if split is None:
                 return Decoded([_rejected_json(data, exc, None)], True, None)
             parts = split
-        return Decoded(
-            [self._one(part, now, index, walk)[0] for index, part in enumerate(parts)], True, None
-        )
+        items = [self._one(part, now, index, walk)[0] for index, part in enumerate(parts)]
+        return Decoded(items, True, None, self._odd_times)
 
     def _validated(
         self, messages: list[EngineMessage], now: float, walk: bool, first_index: int | None
@@ -258,6 +269,7 @@ class FrameDecoder:
             if type(ts) is not float:
                 ts = msg.ts = epoch(ts)  # so the frame's text no longer says what was accepted
             if ts > now + settings.max_future_seconds:
+                self._odd_times += 1
                 return (
                     ErrorCode.FUTURE_TIMESTAMP,
                     f"ts is {ts - now:.0f} s in the future; the limit is "
@@ -266,6 +278,14 @@ class FrameDecoder:
             if ts < 0:
                 return (ErrorCode.BAD_MESSAGE, "ts must not be before 1970")
             if ts < now - settings.max_past_seconds:
+                self._odd_times += 1
+                if settings.reject_past_timestamps:
+                    return (
+                        ErrorCode.PAST_TIMESTAMP,
+                        f"ts is {now - ts:.0f} s in the past; the limit is "
+                        f"{settings.max_past_seconds:.0f} s (check the engine's clock, or leave "
+                        "ts out to use the hub's receive time)",
+                    )
                 self.flagged["past_timestamp"] += 1  # kept as sent: the clock may be wrong
         if isinstance(msg, Event):  # the common case: a known type name, an object payload
             if msg.type not in self._event_types:

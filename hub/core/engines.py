@@ -68,6 +68,8 @@ class EngineRecord:
     health: Health = Health.OK
     health_since: float = 0.0
     rate_history: deque[float] = field(default_factory=lambda: deque(maxlen=120))
+    # messages whose ts was beyond max_past_seconds or max_future_seconds (flagged or rejected)
+    flagged_timestamps: int = 0
 
     def new_boot(self, boot_id: str, last_seq: int) -> None:
         """Forget per-boot facts when the engine process restarted."""

@@ -77,6 +77,7 @@ class ErrorCode(enum.StrEnum):
     TOO_DEEP = "too_deep"
     BAD_NUMBER = "bad_number"
     FUTURE_TIMESTAMP = "future_timestamp"
+    PAST_TIMESTAMP = "past_timestamp"  # only with the reject_past_timestamps setting
     TOO_MANY_TYPES = "too_many_types"
     TOO_MANY_SERIES = "too_many_series"
     TOO_MANY_ENGINES = "too_many_engines"

@@ -291,6 +291,27 @@ class MetricRegistry:
             for series in metrics.series.values():
                 series.reset_session()
 
+    def forget(self, engine: str) -> int:
+        """Free every series of `engine` (a retired engine); returns how many there were.
+
+        A family no engine uses any more is released too, so its name may later take another kind.
+        """
+        metrics = self.engines.pop(engine, None)
+        if metrics is None:
+            return 0
+        self.bytes -= metrics.bytes
+        for name, kind in metrics.kinds.items():
+            key = family_name(name, kind)
+            family = self.families.get(key)
+            if family is None:
+                continue
+            family.engines.discard(engine)
+            if not family.engines:
+                del self.families[key]
+                for suffix in _SUFFIXES[kind]:
+                    self._owners.pop(key + suffix, None)
+        return len(metrics.series)
+
     def to_rows(self, engine: str) -> list[dict[str, Any]]:
         """Every series of `engine` serialized for the history store."""
         metrics = self.engines.get(engine)

@@ -102,6 +102,8 @@ class EngineConnection:
                     return refused
             out = Ingested(engine.name, engine.boot_id)
         self._state.ingest(engine, items, now, total - len(items) if decoded.batch else None, out)
+        if decoded.flagged:  # a timestamp out of range, kept or rejected: this engine's clock
+            engine.flagged_timestamps += decoded.flagged
         if len(out.events) == total and out.runs == 1:
             out.frame, out.received = decoded.text, now
         if out.rejected:

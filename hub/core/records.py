@@ -12,6 +12,7 @@ __all__ = [
     "EventRecord",
     "EventView",
     "LogRecord",
+    "LogView",
     "MetricsSnapshot",
     "utc",
 ]
@@ -31,17 +32,23 @@ class EventView(msgspec.Struct, frozen=True, gc=False):
     id: int
     type: str
     timestamp: datetime
+    received: datetime | None  # when the hub received it (None: stored before it kept that)
     engine: str
     seq: int
     boot_id: str
     payload: msgspec.Raw
 
 
+def _utc_or_none(ts: float | None) -> datetime | None:
+    return None if ts is None else utc(ts)
+
+
 class EventRecord(msgspec.Struct, frozen=True, gc=False):
     """One accepted engine event; `id` is hub-wide, increasing, and the SSE event id.
 
     The payload stays the engine's raw JSON (validated on the way in): it is stored and served
-    verbatim and decoded only where a page renders it.
+    verbatim and decoded only where a page renders it. `received` is when its frame reached
+    the hub (one clock read per frame, not per event); None in history kept before it was.
     """
 
     id: int
@@ -51,11 +58,19 @@ class EventRecord(msgspec.Struct, frozen=True, gc=False):
     seq: int
     boot_id: str
     payload: msgspec.Raw
+    received: float | None = None
 
     def view(self) -> EventView:
         """The output form."""
         return EventView(
-            self.id, self.type, utc(self.ts), self.engine, self.seq, self.boot_id, self.payload
+            self.id,
+            self.type,
+            utc(self.ts),
+            _utc_or_none(self.received),
+            self.engine,
+            self.seq,
+            self.boot_id,
+            self.payload,
         )
 
     def data(self) -> dict[str, Any]:
@@ -64,8 +79,23 @@ class EventRecord(msgspec.Struct, frozen=True, gc=False):
         return value
 
 
+class LogView(msgspec.Struct, frozen=True, gc=False):
+    """A log line as the API and exports show it: the engine's time, then the hub's."""
+
+    id: int
+    engine: str
+    seq: int
+    timestamp: datetime
+    received: datetime | None
+    level: str
+    logger: str
+    message: str
+    exc: str | None
+    extra: dict[str, Any]
+
+
 class LogRecord(msgspec.Struct, frozen=True, gc=False):
-    """One accepted engine log line."""
+    """One accepted engine log line; `received` as on EventRecord (None in older history)."""
 
     id: int
     engine: str
@@ -76,6 +106,22 @@ class LogRecord(msgspec.Struct, frozen=True, gc=False):
     message: str
     exc: str | None = None
     extra: dict[str, Any] = {}
+    received: float | None = None
+
+    def view(self) -> LogView:
+        """The output form."""
+        return LogView(
+            self.id,
+            self.engine,
+            self.seq,
+            self.timestamp,
+            _utc_or_none(self.received),
+            self.level,
+            self.logger,
+            self.message,
+            self.exc,
+            self.extra,
+        )
 
 
 class BootChange(msgspec.Struct, frozen=True, gc=False):

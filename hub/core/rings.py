@@ -32,6 +32,7 @@ class Ring:
     size: int = 0  # events held, in all lanes
     total: int = 0
     evicted_upto: int = 0  # the highest id evicted (0: none yet)
+    released: int = 0  # events let go with a forgotten engine (not evictions)
     share: int = 0  # capacity // len(lanes), kept as lanes come and go (read once per run)
 
     def __post_init__(self) -> None:
@@ -39,8 +40,18 @@ class Ring:
 
     @property
     def evicted(self) -> int:
-        """How many events this ring has dropped to make room (everything appended but not held)."""
-        return self.total - self.size
+        """How many events this ring has dropped to make room (appended, not held, not released)."""
+        return self.total - self.size - self.released
+
+    def forget(self, engine: str) -> int:
+        """Let go of every event of `engine` (a retired engine); returns how many were held."""
+        lane = self.lanes.pop(engine, None)
+        if lane is None:
+            return 0
+        self._reshare()  # the engines left share the ring
+        self.size -= len(lane)
+        self.released += len(lane)
+        return len(lane)
 
     @property
     def items(self) -> list[EventRecord]:
@@ -138,6 +149,11 @@ class EventRings:
                 )
             ring = self.rings[record.type] = Ring(self._settings.ring_capacity(record.type))
         ring.append(record)
+
+    def forget(self, engine: str) -> dict[str, int]:
+        """Let go of every event of `engine`; returns how many it held, by type."""
+        held = {kind: ring.forget(engine) for kind, ring in self.rings.items()}
+        return {kind: count for kind, count in held.items() if count}
 
     def _selected(self, event_type: str | None) -> Iterable[Ring]:
         if event_type is None:

@@ -22,7 +22,15 @@ from hub.core.rings import EventRings, Ring, TooManyTypes
 from hub.core.stats import Dirty, DirtySet, Stats, Topic
 from hub.settings import Settings
 
-__all__ = ["DirtySet", "HealthChange", "HubState", "Stats", "TooManyEngines"]
+__all__ = [
+    "CannotForget",
+    "DirtySet",
+    "Forgotten",
+    "HealthChange",
+    "HubState",
+    "Stats",
+    "TooManyEngines",
+]
 
 _MAX_STATE_KEYS = 256
 _MAX_OLD_BOOTS = 1024
@@ -38,6 +46,21 @@ _KIND: dict[type, str] = {
 
 class TooManyEngines(Exception):
     """Every engine slot is taken by a connected engine."""
+
+
+class CannotForget(Exception):
+    """An engine cannot be forgotten: the hub does not know it, or it is still connected."""
+
+
+@dataclass(frozen=True, slots=True)
+class Forgotten:
+    """What forgetting an engine let go of (its history in the store stays)."""
+
+    engine: str
+    index: int
+    events: int
+    logs: int
+    series: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,10 +170,35 @@ class HubState:
                 "raise max_engines or stop some"
             )
         oldest = min(gone, key=lambda e: e.disconnected_at or e.first_seen)
-        del self.engines[oldest.name]
-        self.budgets.pop(oldest.name, None)
+        self.forget(oldest.name)  # its rings, tail and metric series go too (history stays)
+
+    def forget(self, name: str) -> Forgotten:
+        """Drop a retired engine from the live state: registry, rings, log tail and metric series.
+
+        Its stored history stays; if it connects again it is registered as a new engine. Raises
+        CannotForget while it is connected (stop it first) or when the hub does not know it.
+        """
+        engine = self.engines.get(name)
+        if engine is None:
+            raise CannotForget(f"no engine named {name!r} is known to this hub")
+        if engine.connected:
+            raise CannotForget(
+                f"engine {name!r} is connected; stop it (or wait until it is offline) first"
+            )
+        del self.engines[name]
+        self.budgets.pop(name, None)
+        self.snapshot_due.discard(name)
+        held = self.rings.forget(name)
+        for kind in held:  # the overview's tables showed its events
+            self.dirty.mark(Topic.EVENTS, kind)
+        tail = self.logs.tails.pop(name, None)
+        series = self.metrics.forget(name)
         self.stats.drops["engine_forgotten"] += 1
-        self.dirty.mark(Topic.ENGINES)
+        for topic in (Topic.ENGINES, Topic.HUB):
+            self.dirty.mark(topic)
+        self.dirty.mark(Topic.LOGS, name)
+        self.dirty.mark(Topic.METRICS, name)
+        return Forgotten(name, engine.index, sum(held.values()), len(tail) if tail else 0, series)
 
     def _remember_boot(self, engine: EngineRecord) -> None:
         if len(self._old_boots) >= _MAX_OLD_BOOTS:
@@ -228,6 +276,7 @@ class HubState:
                     number,
                     boot_id,
                     item.payload,
+                    now,  # the frame's receive time, beside the engine's
                 )
                 if kind != last_type:
                     out.runs += 1
@@ -316,6 +365,7 @@ class HubState:
                     item.message,
                     item.exc,
                     item.extra,
+                    now,
                 )
                 self.logs.append(log)
                 engine.logs += 1

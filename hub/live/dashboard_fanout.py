@@ -44,6 +44,9 @@ class FrameWriter(Protocol):
     def backlog(self) -> int:
         """Bytes written but not yet taken by the socket (they count against the viewer's budget)."""
 
+    def abort(self) -> bool:
+        """Drop the socket now, unsent bytes and all, if it is still open; True if it was."""
+
 
 class _NoWriter:
     """The null writer: every frame goes through the queue and the ASGI sender."""
@@ -53,6 +56,9 @@ class _NoWriter:
 
     def backlog(self) -> int:
         return 0
+
+    def abort(self) -> bool:
+        return False  # ASGI offers no way to; uvicorn closes the socket in its own time
 
 
 NO_WRITER: FrameWriter = _NoWriter()

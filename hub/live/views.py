@@ -21,6 +21,8 @@ from hub.core.metrics import MetricKind
 from hub.core.records import EventRecord
 from hub.core.state import HubState
 from hub.core.stats import Dirty, Topic
+from hub.live.formats import read_state
+from hub.live.orders import OrderRow, fold_orders
 from hub.live.templating import sparkline_points
 
 __all__ = ["OVERVIEW", "FragmentKey", "Part", "ViewKey", "ViewKind", "Views"]
@@ -59,6 +61,8 @@ class Part(enum.Enum):
     DECISIONS = "decisions"
     CYCLES = "cycles"
     EERRORS = "eerrors"  # one engine's errors
+    ESIGNALS = "esignals"  # one engine's signals
+    EORDERS = "eorders"  # one engine's orders, one row per order id
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +78,15 @@ TABLE_ROWS = 25  # a panel shows about 20 rows; more only costs bytes on every p
 SECTION_ROWS = 20
 LOG_ROWS = 50  # overview log tail
 ENGINE_LOG_ROWS = 100
+ORDER_SCAN = 120  # order events folded per render: a few per order, and decoding costs
 CLOCK_SKEW_WARN = 60.0  # seconds: beyond network delay, the engine's clock itself is off
 
 # Overview tables: part -> event type.
 _TABLES = {Part.SIGNALS: "signal_event", Part.ORDERS: "order_event", Part.ERRORS: "error"}
 # Engine page event sections: part -> event type.
 _SECTIONS = {
+    Part.ESIGNALS: "signal_event",
+    Part.EORDERS: "order_event",
     Part.POSITIONS: "position_event",
     Part.DECISIONS: "decision_trace",
     Part.CYCLES: "cycle",
@@ -146,8 +153,8 @@ class Views:
             page = kind is ViewKind.ENGINE
             for topic, name in dirty:
                 if engine is None:
-                    if topic is Topic.ENGINES:  # the engine was forgotten: show its "gone" card
-                        touched.add(FragmentKey(Part.CARD, index))
+                    if topic is Topic.ENGINES:  # the engine was forgotten: show it "gone"
+                        touched.update(self.names(view))
                 elif topic is Topic.ENGINE and name == engine.name:
                     touched.add(FragmentKey(Part.CARD, index))
                     if page:
@@ -178,11 +185,15 @@ class Views:
             return {"hub": self.hub_model(now)}
         if part is Part.CARDS:
             return {"cards": [self.card_model(e, now) for e in self._engines()]}
+        if part is Part.ORDERS:
+            orders = fold_orders(state.rings.recent(ORDER_SCAN, "order_event"), TABLE_ROWS)
+            return {"table": part.value, "rows": self._order_rows(orders), "where": self._where()}
         if part in _TABLES:
             rows = _rows(state.rings.recent(TABLE_ROWS, _TABLES[part]))
-            return {"table": part.value, "rows": rows}
+            return {"table": part.value, "rows": rows, "where": self._where()}
         if part is Part.LOGS:
-            return {"dom_id": "logs", "lines": self._all_logs(LOG_ROWS), "show_engine": True}
+            lines = self._all_logs(LOG_ROWS)
+            return {"dom_id": "logs", "lines": lines, "show_engine": True, "where": self._where()}
         engine = self.engine_by_index(index)
         if part is Part.CARD:
             return {"card": self.card_model(engine, now) if engine else None, "index": index}
@@ -197,17 +208,18 @@ class Views:
             }
             return {**base, **empty, "section": part.value, "dom_id": f"elogs-{index}"}
         if part is Part.STATE:
-            return {**base, "items": sorted(engine.state.items())}
+            return {**base, "items": read_state(engine.state, now)}
         if part is Part.METRICS:
             return {**base, "metrics": state.metrics.snapshot(engine.name)}
         if part is Part.ELOGS:
             lines = state.logs.tail(engine.name, ENGINE_LOG_ROWS)
             return {**base, "dom_id": f"elogs-{index}", "lines": lines, "show_engine": False}
-        return {
-            **base,
-            "section": part.value,
-            "rows": _rows(state.rings.recent(SECTION_ROWS, _SECTIONS[part], engine.name)),
-        }
+        if part is Part.EORDERS:
+            recent = state.rings.recent(ORDER_SCAN, "order_event", engine.name)
+            rows = self._order_rows(fold_orders(recent, SECTION_ROWS))
+        else:
+            rows = _rows(state.rings.recent(SECTION_ROWS, _SECTIONS[part], engine.name))
+        return {**base, "section": part.value, "rows": rows}
 
     def frame(self, keys: Iterable[FragmentKey], now: float, cache: dict[FragmentKey, str]) -> str:
         """One WebSocket frame carrying `keys` as out-of-band swaps; `cache` spans one tick."""
@@ -279,6 +291,16 @@ class Views:
             "store_problem": self.store_problem,
         }
 
+    def _where(self) -> dict[str, tuple[int, str]]:
+        """Engine name -> (hub index, "live" or "paper"): what filterable rows carry as data."""
+        return {
+            e.name: (e.index, "live" if e.mode.lower() == "live" else "paper")
+            for e in self.state.engines.values()
+        }
+
+    def _order_rows(self, orders: list[OrderRow]) -> list[dict[str, Any]]:
+        return [{"timestamp": o.last_ts, "engine": o.engine, "order": o} for o in orders]
+
     def _all_logs(self, limit: int) -> list[Any]:
         tails = [reversed(tail) for tail in self.state.logs.tails.values()]
         newest = heapq.merge(*tails, key=lambda r: r.id, reverse=True)
@@ -304,6 +326,8 @@ _TEMPLATE = {
     Part.DECISIONS: "section",
     Part.CYCLES: "section",
     Part.EERRORS: "section",
+    Part.ESIGNALS: "section",
+    Part.EORDERS: "section",
     Part.LOGS: "logs",
     Part.ELOGS: "logs",
     Part.STATE: "state",

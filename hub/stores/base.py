@@ -122,7 +122,7 @@ def make_bundle(
         "boots": boots,
         "events": [e.view() for e in events],
         "errors": [e.view() for e in events if e.type == "error"],
-        "logs": logs,
+        "logs": [r.view() for r in logs],
         "gaps": gaps,
         "metrics": metrics,
         "audit": [a.view() for a in audit or ()],  # the hub's own and this engine's, oldest first

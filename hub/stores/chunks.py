@@ -7,7 +7,9 @@ ids and seqs increase within a chunk. A chunk's body is one of:
 - frames as sent (`frames` holds [first id, received] per frame): the text of batches whose
   messages were all accepted events of one type, byte for byte, one frame or a JSON array of
   them. The hub never touches their events to store them; ids are consecutive within a frame.
-- records (`frames` is NULL): a JSON array of [id, ts, seq, payload], for everything else.
+- records (`frames` is NULL): a JSON array of [id, ts, seq, payload, received], for everything
+  else (`received` is when the hub received the event's frame; rows of schema 5 and before end
+  at payload, and read as received None).
 
 Bodies are deflated (zlib) on the writer thread, as SQLite's archive format (sqlar) does it:
 `size` is the body's length before; a body whose deflated form is no smaller is stored as is,
@@ -60,7 +62,8 @@ INSERT_CHUNK = (
     "last_seq, ts_min, ts_max, n, body, frames, size) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _encode = msgspec.json.Encoder().encode
-_decode_chunk = msgspec.json.Decoder(list[tuple[int, float, int, msgspec.Raw]]).decode
+_decode_chunk = msgspec.json.Decoder(list[tuple[int, float, int, msgspec.Raw, float | None]]).decode
+_decode_old_chunk = msgspec.json.Decoder(list[tuple[int, float, int, msgspec.Raw]]).decode
 _decode_frame = msgspec.json.Decoder(Event | list[Event]).decode
 _decode_frames = msgspec.json.Decoder(list[Event | list[Event]]).decode
 _decode_index = msgspec.json.Decoder(list[tuple[int, float]]).decode
@@ -97,6 +100,7 @@ _id = attrgetter("id")
 _ts = attrgetter("ts")
 _seq = attrgetter("seq")
 _payload = attrgetter("payload")
+_received = attrgetter("received")
 _type = attrgetter("type")
 
 
@@ -104,7 +108,16 @@ def chunk_row(events: list[EventRecord]) -> tuple[Any, ...]:
     """The `event_chunks` row of one stream's events (one engine, boot and type; oldest first)."""
     first, last = events[0], events[-1]
     times = list(map(_ts, events))
-    body = list(zip(map(_id, events), times, map(_seq, events), map(_payload, events), strict=True))
+    body = list(
+        zip(
+            map(_id, events),
+            times,
+            map(_seq, events),
+            map(_payload, events),
+            map(_received, events),
+            strict=True,
+        )
+    )
     stored, size = pack(_encode(body))
     return (
         last.id,
@@ -179,9 +192,16 @@ def decode_chunk(
     """A chunk's events, oldest first."""
     body = unpack(stored, size)
     if frames is None:
+        try:
+            rows = _decode_chunk(body)
+        except msgspec.ValidationError:  # a chunk of schema 5 or before: no receive times
+            return [
+                EventRecord(ident, kind, ts, engine, seq, boot_id, payload)
+                for ident, ts, seq, payload in _decode_old_chunk(body)
+            ]
         return [
-            EventRecord(ident, kind, ts, engine, seq, boot_id, payload)
-            for ident, ts, seq, payload in _decode_chunk(body)
+            EventRecord(ident, kind, ts, engine, seq, boot_id, payload, received)
+            for ident, ts, seq, payload, received in rows
         ]
     out = []
     index = _decode_index(frames)
@@ -190,7 +210,9 @@ def decode_chunk(
         messages = [text] if isinstance(text, Event) else text
         for ident, msg in enumerate(messages, first_id):
             ts = received if msg.ts is None else epoch(msg.ts)  # ISO-8601 is never kept verbatim
-            out.append(EventRecord(ident, kind, ts, engine, msg.seq, boot_id, msg.payload))
+            out.append(
+                EventRecord(ident, kind, ts, engine, msg.seq, boot_id, msg.payload, received)
+            )
     return out
 
 

@@ -31,9 +31,9 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-SCHEMA_VERSION = (
-    5  # 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks; 1: row per event
-)
+# 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
+# 1: row per event
+SCHEMA_VERSION = 6
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
 _id = attrgetter("id")
@@ -61,7 +61,8 @@ CREATE INDEX IF NOT EXISTS event_chunks_engine ON event_chunks (engine, last_id)
 CREATE TABLE IF NOT EXISTS logs (
     id INTEGER PRIMARY KEY, engine TEXT NOT NULL, boot_id TEXT NOT NULL, seq INTEGER NOT NULL,
     ts REAL NOT NULL, level TEXT NOT NULL, levelno INTEGER NOT NULL, logger TEXT NOT NULL,
-    message TEXT NOT NULL, exc TEXT, extra BLOB NOT NULL, UNIQUE (engine, boot_id, seq));
+    message TEXT NOT NULL, exc TEXT, extra BLOB NOT NULL, received REAL,
+    UNIQUE (engine, boot_id, seq));
 CREATE INDEX IF NOT EXISTS logs_engine ON logs (engine, id);
 CREATE TABLE IF NOT EXISTS boots (
     engine TEXT NOT NULL, boot_id TEXT NOT NULL, pid INTEGER, mode TEXT, started REAL,
@@ -80,17 +81,17 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
 """
 EVENTS_VIEW = """
-CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload) AS
+CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload, received) AS
 WITH c AS (SELECT engine, boot_id, type, frames,
                   CAST(sqlar_uncompress(body, size) AS TEXT) AS body FROM event_chunks)
 SELECT json_extract(e.value, '$[0]'), c.engine, c.boot_id, json_extract(e.value, '$[2]'), c.type,
-       json_extract(e.value, '$[1]'), json_extract(e.value, '$[3]')
+       json_extract(e.value, '$[1]'), json_extract(e.value, '$[3]'), json_extract(e.value, '$[4]')
 FROM c, json_each(c.body) AS e WHERE c.frames IS NULL
 UNION ALL
 SELECT json_extract(c.frames, '$[' || f.key || '][0]') + e.key, c.engine, c.boot_id,
        json_extract(e.value, '$.seq'), c.type,
        coalesce(json_extract(e.value, '$.ts'), json_extract(c.frames, '$[' || f.key || '][1]')),
-       json_extract(e.value, '$.payload')
+       json_extract(e.value, '$.payload'), json_extract(c.frames, '$[' || f.key || '][1]')
 FROM c,
      json_each(CASE json_array_length(c.frames) WHEN 1 THEN json_array(json(c.body))
                ELSE c.body END) AS f,
@@ -158,11 +159,13 @@ def _migrate(conn: sqlite3.Connection) -> None:
     """Bring a database made by an earlier build up to date, in one transaction."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(metrics)")}
     chunk_columns = {row[1] for row in conn.execute("PRAGMA table_info(event_chunks)")}
+    log_columns = {row[1] for row in conn.execute("PRAGMA table_info(logs)")}
     kinds = dict(conn.execute("SELECT name, type FROM sqlite_master WHERE name = 'events'"))
-    if "card" in columns and "size" in chunk_columns and kinds.get("events") != "table":
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # 4 -> 5: a new table only
-        return
     conn.execute("BEGIN IMMEDIATE")
+    if "received" not in log_columns:  # schema 5 and before: old lines read received None
+        conn.execute("ALTER TABLE logs ADD COLUMN received REAL")
+        if kinds.get("events") == "view":  # made again with its received column
+            conn.execute("DROP VIEW events")
     if "card" not in columns:
         conn.execute("ALTER TABLE metrics ADD COLUMN card BLOB")
     if "frames" not in chunk_columns:  # schema 2
@@ -187,8 +190,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 
 def _log(row: tuple[Any, ...]) -> LogRecord:
-    ident, engine, seq, ts, level, logger, message, exc, extra = row
-    return LogRecord(ident, engine, seq, utc(ts), level, logger, message, exc, _decode(extra))
+    ident, engine, seq, ts, level, logger, message, exc, extra, received = row
+    return LogRecord(
+        ident, engine, seq, utc(ts), level, logger, message, exc, _decode(extra), received
+    )
 
 
 def _where(*conditions: tuple[str, Any]) -> tuple[str, list[Any]]:
@@ -242,7 +247,7 @@ def read_logs(conn: sqlite3.Connection, query: HistoryQuery) -> list[LogRecord]:
         ("levelno >= ?", query.min_level),
     )
     sql = (
-        "SELECT id, engine, seq, ts, level, logger, message, exc, extra FROM logs "
+        "SELECT id, engine, seq, ts, level, logger, message, exc, extra, received FROM logs "
         f"WHERE {where} ORDER BY id DESC LIMIT ?"
     )
     return [_log(row) for row in conn.execute(sql, (*args, query.limit))]

@@ -263,8 +263,8 @@ class SQLiteStore:
             insert_many(conn, INSERT_CHUNK, rows)
             insert_many(
                 conn,
-                "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra, received) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (
                         r.id,
@@ -278,6 +278,7 @@ class SQLiteStore:
                         r.message,
                         r.exc,
                         _encode(r.extra),
+                        r.received,
                     )
                     for r, boot in batch.logs
                 ],

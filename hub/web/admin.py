@@ -1,4 +1,4 @@
-"""`/api/admin/*`: operator actions. Today: reload the credentials without a restart.
+"""`/api/admin/*`: operator actions: reload the credentials without a restart, forget an engine.
 
 Who may call these is decided in front of them (the auth middleware requires the admin role for
 every `/api/admin/` path); the endpoints themselves only do the work.
@@ -14,12 +14,20 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from hub.core.state import CannotForget, Forgotten
 from hub.settings import Settings
 from hub.web.api import error_response, json_response
 from hub.web.engine_ws import close_revoked
 from hub.web.runtime import Hub
 
-__all__ = ["Reload", "Reloaded", "reload_credentials", "routes"]
+__all__ = [
+    "Reload",
+    "Reloaded",
+    "forget_engine",
+    "forgotten_message",
+    "reload_credentials",
+    "routes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -91,4 +99,38 @@ async def reload_endpoint(request: Request) -> Response:
     return json_response(reloaded)
 
 
-routes = [Route("/api/admin/reload", reload_endpoint, methods=["POST"])]
+def forget_engine(hub: Hub, name: str, actor: str) -> Forgotten:
+    """Forget a retired engine (raises CannotForget while it is connected) and audit it."""
+    forgotten = hub.state.forget(name)
+    hub.audit(actor, "engine.forget", forgotten_message(forgotten), engine=name)
+    return forgotten
+
+
+def forgotten_message(forgotten: Forgotten) -> str:
+    """What forgetting let go of, in words (engine name escaped as a repr)."""
+    return (
+        f"forgot engine {forgotten.engine!r}: {forgotten.events} recent events, "
+        f"{forgotten.logs} log lines and {forgotten.series} metric series left the live views "
+        "and /metrics; its stored history stays"
+    )
+
+
+async def forget_endpoint(request: Request) -> Response:
+    """POST /api/admin/engines/{name}/forget: `forget_engine`; 409 while it is connected."""
+    hub: Hub = request.app.state.hub
+    name = request.path_params["name"]
+    actor = request.user.display_name if request.user.is_authenticated else "anonymous"
+    if name not in hub.state.engines:
+        detail = f"no engine named {name[:100]!r} is known to this hub (already forgotten?)"
+        return error_response(404, "not_found", detail)
+    try:
+        forgotten = forget_engine(hub, name, actor)
+    except CannotForget as exc:
+        return error_response(409, "engine_connected", str(exc))
+    return json_response(forgotten)
+
+
+routes = [
+    Route("/api/admin/reload", reload_endpoint, methods=["POST"]),
+    Route("/api/admin/engines/{name}/forget", forget_endpoint, methods=["POST"]),
+]

@@ -58,7 +58,7 @@ async def engines(request: Request) -> Response:
     """Every known engine with reported fields and hub-derived health."""
     hub, now = _hub(request), time.time()
     items = [
-        e.as_dict(now, hub.settings)
+        {**e.as_dict(now, hub.settings), "flagged_timestamps": e.flagged_timestamps}
         for e in sorted(hub.state.engines.values(), key=lambda e: e.name)
     ]
     return json_response({"asof": utc(now), "engines": items})
@@ -179,7 +179,7 @@ async def engine_logs(request: Request) -> Response:
         query = HistoryQuery(lines - len(newest), engine, None, since, until, cursor, floor)
         newest += await hub.store.history("logs", query)
     newest.reverse()
-    return json_response({"asof": utc(now), "engine": engine, "lines": newest})
+    return json_response({"asof": utc(now), "engine": engine, "lines": [r.view() for r in newest]})
 
 
 async def export(request: Request) -> Response:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 
 from starlette.types import Receive, Scope, Send
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.core.messages import CloseCode
-from hub.live.dashboard_fanout import NO_WRITER, Viewer
+from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer
 from hub.live.views import OVERVIEW, ViewKey, ViewKind
 from hub.web.fastwrite import frame_writer
 from hub.web.hosts import same_origin
@@ -83,6 +84,7 @@ class _DashboardEndpoint:
         receiver = asyncio.create_task(_receive(websocket, hub), name=f"dashboard-rx-{viewer.id}")
         given_up = asyncio.create_task(viewer.gone.wait(), name=f"dashboard-gone-{viewer.id}")
         tasks = (sender, receiver, given_up)
+        writer = viewer.writer  # kept past the fan-out: it can still free a stuck socket
         try:
             # The browser left, the socket failed, or the fan-out gave up on this (slow) browser.
             await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -93,6 +95,10 @@ class _DashboardEndpoint:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         if viewer.closed:
+            # A frozen browser never answers the close, nor takes the bytes queued before it:
+            # past CLOSE_TIMEOUT its socket is dropped, so its descriptor does not stay open.
+            loop = asyncio.get_running_loop()
+            loop.call_later(CLOSE_TIMEOUT, _abort_if_open, writer, hub.state.stats.drops)
             await _close(websocket, viewer)
 
 
@@ -137,6 +143,12 @@ async def _send(send: Send, viewer: Viewer) -> None:
                 await send({"type": "websocket.send", "text": frame})
     except (WebSocketDisconnect, RuntimeError, OSError):
         return  # the socket is gone (uvicorn raises ClientDisconnected, an OSError)
+
+
+def _abort_if_open(writer: FrameWriter, drops: Counter[str]) -> None:
+    """The close handshake did not end within CLOSE_TIMEOUT: drop the socket, and count it."""
+    if writer.abort():
+        drops["dashboard_close_aborted"] += 1
 
 
 async def _close(websocket: WebSocket, viewer: Viewer) -> None:

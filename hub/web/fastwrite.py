@@ -54,6 +54,15 @@ class _UvicornWriter:
     def backlog(self) -> int:
         return int(self._protocol.transport.get_write_buffer_size())
 
+    def abort(self) -> bool:
+        protocol = self._protocol
+        if protocol.disconnected:  # uvicorn saw the connection end: its descriptor is closed
+            return False
+        # close() would wait for a browser that never reads to take the buffer, keeping the
+        # descriptor forever; abort() drops the buffer and closes the socket at once.
+        protocol.transport.abort()
+        return True
+
 
 def frame_writer(receive: Receive, send_buffer_bytes: int = 0) -> FrameWriter:
     """A direct writer if `receive` belongs to uvicorn's websockets-sansio socket, else NO_WRITER.
@@ -73,6 +82,7 @@ def frame_writer(receive: Receive, send_buffer_bytes: int = 0) -> FrameWriter:
         usable = (
             isinstance(protocol.close_sent, bool)
             and isinstance(protocol.handshake_complete, bool)
+            and isinstance(protocol.disconnected, bool)
             and isinstance(writable, asyncio.Event)
             and isinstance(transport, asyncio.WriteTransport)
             and isinstance(conn.state, State)

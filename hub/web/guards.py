@@ -1,10 +1,15 @@
 """The I/O shell of hub/web/limits.py: a guard around uvicorn's HTTP protocol, and the accept-error log.
 
 `ConnectionGuard.http_protocol()` is the class uvicorn builds for every accepted connection: it
-wraps uvicorn's own `H11Protocol` (public constructor and asyncio.Protocol methods only) and adds
-a deadline for the request head, the per-address cap on heads in progress and the descriptor
-budget. After a WebSocket upgrade uvicorn hands the transport to its WebSocket protocol, so the
-guard sees a connection only until its head is complete, which is all it limits.
+wraps uvicorn's own `H11Protocol` (its constructor, the asyncio.Protocol methods and its h11
+connection's `their_state`) and adds a deadline for every request head, the per-address cap on
+first heads in progress and the descriptor budget.
+
+The deadline (`handshake_timeout`) runs from a connection's first byte to the end of its request
+head; on a keep-alive connection again from the first byte of each later request (while h11 waits
+for one) to the end of that head. A WebSocket upgrade has to be answered within the same deadline:
+after the head uvicorn hands the transport to its WebSocket protocol, and if the app has neither
+accepted nor refused by then, the guard answers 503 and closes.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import h11
 from uvicorn.config import Config
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
@@ -42,6 +48,7 @@ def _response(status: str, text: str, retry_after: int | None = None) -> bytes:
 
 TIMED_OUT = _response("408 Request Timeout", "request head not sent in time\n")
 REFUSED = _response("503 Service Unavailable", "too many connections; try again later\n", 5)
+NOT_ACCEPTED = _response("503 Service Unavailable", "WebSocket not accepted in time\n", 5)
 
 
 class ConnectionGuard:
@@ -96,11 +103,21 @@ class _GuardedH11(asyncio.Protocol):
         self._inner.connection_made(transport)
 
     def data_received(self, data: bytes) -> None:
-        if self._transport is None or self._transport.is_closing():
+        transport = self._transport
+        if transport is None or transport.is_closing():
             return
-        if self._timer is not None and self._head.feed(data):
-            self._settled()
+        if self._timer is None and self._between_requests():
+            # The next request on a keep-alive connection: its head has the same deadline.
+            self._head = RequestHead()
+            self._timer = asyncio.get_running_loop().call_later(self.guard.timeout, self._expired)
+        if self._timer is None or self._head.complete or not self._head.feed(data):
+            self._inner.data_received(data)
+            return
+        self.guard.handshakes.done(self)
         self._inner.data_received(data)  # may hand the transport to uvicorn's WebSocket protocol
+        if transport.get_protocol() is self:
+            self._settled()
+        # Else an upgrade: the deadline runs on until the app accepts or refuses (`_expired`).
 
     def eof_received(self) -> None:
         self._inner.eof_received()
@@ -123,11 +140,25 @@ class _GuardedH11(asyncio.Protocol):
             self._timer = None
         self.guard.handshakes.done(self)
 
+    def _between_requests(self) -> bool:
+        """Whether h11 waits for a new request: bytes now start the next request head."""
+        conn = getattr(self._inner, "conn", None)
+        return self._head.complete and getattr(conn, "their_state", None) is h11.IDLE
+
     def _expired(self) -> None:
-        """The deadline passed before the head was complete."""
+        """The deadline passed before the head was complete, or the upgrade answered."""
         self._timer = None
-        self.guard.counts["handshake_timeout"] += 1
-        self._give_up(TIMED_OUT)
+        if not self._head.complete:
+            self.guard.counts["handshake_timeout"] += 1
+            self._give_up(TIMED_OUT)
+            return
+        transport = self._transport
+        upgraded = transport.get_protocol() if transport is not None else None
+        if getattr(upgraded, "handshake_complete", True):  # accepted or refused in time
+            return
+        # Not the client's doing (an overloaded loop, a stuck app): counted, not logged per socket.
+        self.guard.counts["upgrade_timeout"] += 1
+        self._give_up(NOT_ACCEPTED)
 
     def _give_up(self, response: bytes) -> None:
         """Answer `response` and close (the head is incomplete, so uvicorn has answered nothing)."""
@@ -141,10 +172,13 @@ class AcceptErrors(logging.Filter):
     """Collapses asyncio's "accept() out of system resource" errors to one line per interval.
 
     asyncio already backs off (it stops accepting for a second after EMFILE/ENFILE), but logs an
-    ERROR with a traceback each time; this keeps the first of each interval, with a count.
+    ERROR with a traceback each time; this keeps the first of each interval, with a count. The
+    retry asyncio scheduled may fire after the server closed its socket (at shutdown), where it
+    fails with a ValueError traceback that means nothing: that one is dropped.
     """
 
     MESSAGE = "socket.accept() out of system resource"
+    RETRY = "Exception in callback BaseSelectorEventLoop._start_serving("
 
     def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
@@ -152,7 +186,11 @@ class AcceptErrors(logging.Filter):
         self._clock = clock
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not record.getMessage().startswith(self.MESSAGE):
+        message = record.getMessage()
+        if message.startswith(self.RETRY):
+            error = record.exc_info[1] if record.exc_info else None
+            return not isinstance(error, ValueError)  # the listening socket is gone already
+        if not message.startswith(self.MESSAGE):
             return True
         held = self._throttle.due("accept", self._clock())
         if held is None:

@@ -12,10 +12,13 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from hub.core.state import CannotForget
+from hub.live.filters import RowFilter
 from hub.live.resources import static_dir
 from hub.live.views import OVERVIEW, FragmentKey, Part
 from hub.stores import HistoryQuery
 from hub.web import hosts
+from hub.web.admin import forget_engine, forgotten_message
 from hub.web.api import error_response
 from hub.web.embeds import EMBED_PARAM, EmbedLinks
 from hub.web.params import small_form
@@ -77,6 +80,7 @@ async def overview(request: Request) -> Response:
         orders=views.context(FragmentKey(Part.ORDERS), now)["rows"],
         errors=views.context(FragmentKey(Part.ERRORS), now)["rows"],
         logs=views.context(FragmentKey(Part.LOGS), now)["lines"],
+        page_filter=RowFilter.from_query(request.query_params),
     )
     return _page(request, "overview.html", context)
 
@@ -130,7 +134,14 @@ async def engine_page(request: Request) -> Response:
     views, index = hub.views, engine.index
     sections = [
         (part.value, views.context(FragmentKey(part, index), now)["rows"])
-        for part in (Part.POSITIONS, Part.DECISIONS, Part.CYCLES, Part.EERRORS)
+        for part in (
+            Part.ESIGNALS,
+            Part.EORDERS,
+            Part.POSITIONS,
+            Part.DECISIONS,
+            Part.CYCLES,
+            Part.EERRORS,
+        )
     ]
     context = {
         "engine_name": engine.name,
@@ -143,6 +154,28 @@ async def engine_page(request: Request) -> Response:
         "logs": views.context(FragmentKey(Part.ELOGS, index), now)["lines"],
     }
     return _page(request, "engine.html", context)
+
+
+async def forget_engine_form(request: Request) -> Response:
+    """`POST /admin/engines/forget` (admins; form: index, confirm=yes): forget a retired engine."""
+    hub = _hub(request)
+    form = await small_form(request) or {}
+    raw_index = form.get("index", "")
+    engine = hub.views.engine_by_index(int(raw_index)) if raw_index.isdigit() else None
+    if engine is None:
+        message = "This engine is no longer known to the hub (already forgotten?)."
+        return _page(request, "error.html", {"status": "No such engine", "message": message}, 404)
+    if form.get("confirm") != "yes":
+        message = "Tick the confirmation box to forget this engine."
+        return _page(request, "error.html", {"status": "Not confirmed", "message": message}, 400)
+    actor = request.user.display_name if request.user.is_authenticated else "anonymous"
+    try:
+        forgotten = forget_engine(hub, engine.name, actor)
+    except CannotForget as exc:
+        context = {"status": "Cannot forget this engine", "message": f"{exc}."}
+        return _page(request, "error.html", context, 409)
+    context = {"status": "Engine forgotten", "message": forgotten_message(forgotten)}
+    return _page(request, "error.html", context)
 
 
 async def engine_by_index(request: Request) -> Response:
@@ -211,6 +244,7 @@ async def card_fragment(request: Request) -> Response:
 routes = [
     Route("/admin/audit", audit_page),
     Route("/admin/embeds", make_embed_link, methods=["POST"]),
+    Route("/admin/engines/forget", forget_engine_form, methods=["POST"]),
     Route("/", overview),
     Route("/engines/id/{index:int}", engine_by_index),
     Route("/engines/{name}", engine_page, name="engine_page"),

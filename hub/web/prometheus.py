@@ -1,8 +1,9 @@
 """Prometheus `/metrics`: the hub's own families (`engine_hub_*`) and every engine metric.
 
-The hub's families come from a custom collector on a per-app registry. Engine metrics
-(`engine_metric_*`, naming in docs/api.md) are rendered here in chunks of a few thousand series,
-yielding to the event loop between chunks, so a scrape of a big hub never stalls it.
+The hub-wide families come from a custom collector on a per-app registry; the hub's per-engine
+families and engine metrics (`engine_metric_*`, naming in docs/api.md) are rendered here as text
+in chunks of about CHUNK_BYTES, yielding to the event loop between chunks, so a scrape of a big hub
+never stalls it (docs/benchmarks.md, session 7).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
+from itertools import chain
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,60 +30,38 @@ from hub.core.metrics import (
 from hub.core.sketches import Sketch
 from hub.web.runtime import Hub
 
-__all__ = ["HubCollector", "engine_exposition", "metrics_endpoint", "registry_for"]
+__all__ = [
+    "CHUNK_BYTES",
+    "HubCollector",
+    "chunked",
+    "engine_exposition",
+    "engine_lines",
+    "hub_engine_lines",
+    "metrics_endpoint",
+    "registry_for",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-CHUNK_SERIES = 1000  # series rendered between two yields to the event loop
+# Text rendered between two yields to the event loop: well under 1 ms of work, one socket write.
+CHUNK_BYTES = 16 * 1024
 _LE = tuple(repr(b) for b in HISTOGRAM_BUCKETS)
 _ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 
 class HubCollector:
-    """Exposes the hub's own families: engine health, message and drop counts, connections."""
+    """Exposes the hub-wide families: message and drop counts, rings, connections.
+
+    The per-engine families are text from `hub_engine_lines`: prometheus_client spends ~9 us a
+    sample, 20 ms in one piece for 256 engines, where the stream can yield between chunks.
+    """
 
     def __init__(self, hub: Hub) -> None:
         self._hub = hub
 
     def collect(self) -> Iterator[Metric]:
         """Build the families from the current state (called per scrape)."""
-        hub, now = self._hub, time.time()
+        hub = self._hub
         state = hub.state
-        up = GaugeMetricFamily(
-            "engine_hub_engine_up",
-            "1 while the engine's socket is connected",
-            labels=["engine", "mode"],
-        )
-        health = GaugeMetricFamily(
-            "engine_hub_engine_health",
-            "1 for the engine's current health",
-            labels=["engine", "mode", "health"],
-        )
-        tick = GaugeMetricFamily(
-            "engine_hub_engine_loop_tick", "Last reported loop tick", labels=["engine", "mode"]
-        )
-        age = GaugeMetricFamily(
-            "engine_hub_engine_heartbeat_age_seconds",
-            "Seconds since the last heartbeat",
-            labels=["engine", "mode"],
-        )
-        gaps = CounterMetricFamily(
-            "engine_hub_engine_gap_messages",
-            "Messages the engine's client dropped (seq gaps)",
-            labels=["engine", "mode"],
-        )
-        for engine in state.engines.values():
-            labels = [engine.name, engine.mode]
-            up.add_metric(labels, 1.0 if engine.connected else 0.0)
-            current = derive_health(engine, now, hub.settings)
-            for value in Health:
-                health.add_metric([*labels, value.value], 1.0 if value is current else 0.0)
-            if engine.loop_tick is not None:
-                tick.add_metric(labels, float(engine.loop_tick))
-            if engine.last_heartbeat is not None:
-                age.add_metric(labels, now - engine.last_heartbeat)
-            gaps.add_metric(labels, float(engine.gaps))
-        yield from (up, health, tick, age, gaps)
-
         stats = state.stats
         messages = _counts(
             "engine_hub_messages", "Engine messages accepted, by kind", "kind", stats.messages
@@ -105,6 +85,38 @@ class HubCollector:
         yield from (messages, rejected, drops, evicted, size, conns)
 
 
+def hub_engine_lines(hub: Hub, now: float) -> Iterator[str]:
+    """The hub's per-engine families (up, health, loop tick, heartbeat age, gaps) as text."""
+    records = list(hub.state.engines.values())
+    labels = [_labels((("engine", r.name), ("mode", r.mode))) for r in records]
+    yield _head("engine_hub_engine_up", "gauge", "1 while the engine's socket is connected")
+    for record, label in zip(records, labels, strict=True):
+        yield f"engine_hub_engine_up{{{label}}} {1.0 if record.connected else 0.0}\n"
+    yield _head("engine_hub_engine_health", "gauge", "1 for the engine's current health")
+    for record, label in zip(records, labels, strict=True):
+        current = derive_health(record, now, hub.settings)
+        for value in Health:
+            sample = 1.0 if value is current else 0.0
+            yield f'engine_hub_engine_health{{{label},health="{value.value}"}} {sample}\n'
+    yield _head("engine_hub_engine_loop_tick", "gauge", "Last reported loop tick")
+    for record, label in zip(records, labels, strict=True):
+        if record.loop_tick is not None:
+            yield f"engine_hub_engine_loop_tick{{{label}}} {_num(record.loop_tick)}\n"
+    name = "engine_hub_engine_heartbeat_age_seconds"
+    yield _head(name, "gauge", "Seconds since the last heartbeat")
+    for record, label in zip(records, labels, strict=True):
+        if record.last_heartbeat is not None:
+            yield f"{name}{{{label}}} {_num(now - record.last_heartbeat)}\n"
+    name = "engine_hub_engine_gap_messages_total"
+    yield _head(name, "counter", "Messages the engine's client dropped (seq gaps)")
+    for record, label in zip(records, labels, strict=True):
+        yield f"{name}{{{label}}} {_num(record.gaps)}\n"
+
+
+def _head(name: str, kind: str, documentation: str) -> str:
+    return f"# HELP {name} {documentation}\n# TYPE {name} {kind}\n"
+
+
 def _counts(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> Metric:
     """A counter family with one sample per key of `counts`."""
     family = CounterMetricFamily(name, documentation, labels=[label])
@@ -121,33 +133,52 @@ def registry_for(hub: Hub) -> CollectorRegistry:
 
 
 def engine_exposition(
-    metrics: MetricRegistry, engines: Mapping[str, EngineRecord]
+    metrics: MetricRegistry, engines: Mapping[str, EngineRecord], chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[bytes]:
-    """Engine metrics as exposition text, one chunk per at most CHUNK_SERIES series.
+    """Engine metrics as exposition text in chunks of about `chunk_bytes` (see `chunked`)."""
+    return chunked(engine_lines(metrics, engines), chunk_bytes)
 
-    Safe to interleave with ingest between chunks: every list it walks is copied first, and a
-    family's lines stay together as the text format requires.
+
+def chunked(lines: Iterable[str], chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """`lines` joined into chunks that close after the piece taking them past `chunk_bytes`.
+
+    A chunk is never larger than `chunk_bytes` plus one piece (one series' lines; a histogram's
+    are 20), and pieces stay in order, so a family's lines stay together as the format requires.
+    Sizes are counted in characters: bytes for ASCII, up to 4x that for other engine text.
+    """
+    pieces: list[str] = []
+    size = 0
+    for text in lines:
+        pieces.append(text)
+        size += len(text)
+        if size >= chunk_bytes:
+            yield "".join(pieces).encode()
+            pieces, size = [], 0
+    if pieces:
+        yield "".join(pieces).encode()
+
+
+def engine_lines(metrics: MetricRegistry, engines: Mapping[str, EngineRecord]) -> Iterator[str]:
+    """Engine metrics as text: per family its HELP and TYPE, then every series.
+
+    Safe to interleave with ingest between pieces: every list it walks is copied first.
     """
     for family, owner in sorted(metrics.families.items()):
         kind = owner.kind
         # Text format 0.0.4 names a counter's family by its sample name, `_total` included.
         named = family + "_total" if kind is MetricKind.COUNTER else family
-        head = f"# HELP {named} engine {kind.value} {owner.name}\n# TYPE {named} {kind.value}\n"
-        lines = [head]
+        yield f"# HELP {named} engine {kind.value} {owner.name}\n# TYPE {named} {kind.value}\n"
         for engine in sorted(owner.engines):
             held = metrics.engines.get(engine)
             if held is None:
                 continue
             record = engines.get(engine)
-            extra = (("engine", engine), ("mode", record.mode if record is not None else ""))
-            items = list(held.by_name.get(owner.name, {}).values())
-            for start in range(0, len(items), CHUNK_SERIES):
-                for series in items[start : start + CHUNK_SERIES]:
-                    _render(lines, family, series, extra)
-                yield "".join(lines).encode()
-                lines = []
-        if lines:
-            yield "".join(lines).encode()
+            # Rendered once per engine and family, not once per series.
+            extra = _labels(
+                (("engine", engine), ("mode", record.mode if record is not None else ""))
+            )
+            for series in list(held.by_name.get(owner.name, {}).values()):
+                yield _render(family, series, extra)
 
 
 def _num(value: float) -> str:
@@ -157,29 +188,43 @@ def _num(value: float) -> str:
     return "-Inf" if value == -math.inf else repr(float(value))
 
 
+def _escape(value: str) -> str:
+    # Most label values need no escape; three `in` tests cost less than a translate.
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.translate(_ESCAPES)
+    return value
+
+
 def _labels(tags: TagKey) -> str:
-    return ",".join(f'{k}="{v.translate(_ESCAPES)}"' for k, v in tags)
+    return ",".join([f'{k}="{_escape(v)}"' for k, v in tags])
 
 
-def _render(lines: list[str], family: str, series: Series, extra: TagKey) -> None:
-    """Append the sample lines of one series (counters and histograms use lifetime values)."""
-    labels = _labels(series.tags + extra)
+def _render(family: str, series: Series, extra: str) -> str:
+    """The sample lines of one series (counters and histograms use lifetime values)."""
+    labels = f"{_labels(series.tags)},{extra}" if series.tags else extra
     value, current = series.lifetime, series.session
     if series.kind is MetricKind.COUNTER and isinstance(value, float):
-        lines.append(f"{family}_total{{{labels}}} {_num(value)}\n")
-    elif series.kind is MetricKind.GAUGE and isinstance(current, float):
-        lines.append(f"{family}{{{labels}}} {_num(current)}\n")
-    elif isinstance(value, Sketch):
-        for le, count in zip(_LE, value.cumulative(HISTOGRAM_BUCKETS), strict=True):
-            lines.append(f'{family}_bucket{{{labels},le="{le}"}} {count}\n')
+        return f"{family}_total{{{labels}}} {_num(value)}\n"
+    if series.kind is MetricKind.GAUGE and isinstance(current, float):
+        return f"{family}{{{labels}}} {_num(current)}\n"
+    if isinstance(value, Sketch):
+        lines = [
+            f'{family}_bucket{{{labels},le="{le}"}} {count}\n'
+            for le, count in zip(_LE, value.cumulative(HISTOGRAM_BUCKETS), strict=True)
+        ]
         lines.append(f'{family}_bucket{{{labels},le="+Inf"}} {value.count}\n')
         lines.append(f"{family}_count{{{labels}}} {value.count}\n")
         lines.append(f"{family}_sum{{{labels}}} {_num(value.sum)}\n")
+        return "".join(lines)
+    return ""
 
 
 async def _body(hub: Hub, registry: CollectorRegistry) -> AsyncIterator[bytes]:
-    yield generate_latest(registry)
-    for chunk in engine_exposition(hub.state.metrics, hub.state.engines):
+    yield generate_latest(registry)  # a few dozen samples, however many engines
+    lines = chain(
+        hub_engine_lines(hub, time.time()), engine_lines(hub.state.metrics, hub.state.engines)
+    )
+    for chunk in chunked(lines):
         yield chunk
         await asyncio.sleep(0)  # let heartbeats, acks and /healthz run between chunks
 
