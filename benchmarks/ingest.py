@@ -2,7 +2,8 @@
 
 Run from the repository root: `.venv/bin/python benchmarks/ingest.py` (about a minute),
 `--quick` (a few seconds, smoke test), `--seconds N` (sending time of each timed run),
-`--profile hub.prof` (cProfile of the hub during its timed runs). See docs/benchmarks.md.
+`--profile hub.prof` (cProfile of the hub during its timed runs), `--limits on` (per-engine rate
+limits on but never reached: their per-frame cost). See docs/benchmarks.md.
 
 What is compared. Two servers, each in its own spawned process (so neither shares an event loop or
 the GIL with the load generator), on 127.0.0.1, with the same uvicorn configuration built by
@@ -127,7 +128,9 @@ async def _bare_endpoint(websocket: WebSocket) -> None:
     await _BareSession(websocket, websocket.app.state.ack_interval).run()
 
 
-def _child(port_out: Connection, kind: str, profile_path: str | None, store: str) -> None:
+def _child(
+    port_out: Connection, kind: str, profile_path: str | None, store: str, limits: bool
+) -> None:
     """Entry point of a server process: bind port 0, report the port, serve until SIGTERM.
 
     `store` is "" for the usual comparison (bare endpoint vs hub in memory), or for --persist
@@ -142,9 +145,18 @@ def _child(port_out: Connection, kind: str, profile_path: str | None, store: str
 
     # Ingest alone: history in memory, unless --persist compares the SQLite store against it.
     settings = Settings(host=HOST, port=0, db=":memory:", log_level="warning", graceful_timeout=2)
-    # Per-engine rate limits off (they would refuse this load): their per-frame charge still runs,
-    # so its cost is measured; benchmarks/fairness.py measures the limits themselves.
-    settings = settings.replace(engine_messages_per_second=0, engine_bytes_per_second=0)
+    # Per-engine rate limits off (they would refuse this load), or with --limits on but too
+    # generous ever to refuse, so that only their per-frame charge is measured;
+    # benchmarks/fairness.py measures the limits themselves.
+    if limits:
+        settings = settings.replace(
+            engine_messages_per_second=1e9,
+            engine_message_burst=10**9,
+            engine_bytes_per_second=1e12,
+            engine_byte_burst=10**12,
+        )
+    else:
+        settings = settings.replace(engine_messages_per_second=0, engine_bytes_per_second=0)
     if "|" in store:
         path, synchronous = store.split("|")
         settings = settings.replace(db=path, db_synchronous=synchronous)
@@ -181,9 +193,11 @@ class ServerProcess:
         stop_process(self.process)
 
 
-def start_server(kind: str, profile_path: str | None = None, store: str = "") -> ServerProcess:
+def start_server(
+    kind: str, profile_path: str | None = None, store: str = "", limits: bool = False
+) -> ServerProcess:
     """Spawn a server process and wait until its socket listens."""
-    process, port = spawn_server(_child, (kind, profile_path, store), f"bench-{kind}")
+    process, port = spawn_server(_child, (kind, profile_path, store, limits), f"bench-{kind}")
     return ServerProcess(kind, process, port)
 
 
@@ -479,6 +493,7 @@ class Plan:
     profile: str | None
     persist: str | None = None  # None, or the SQLite synchronous setting to compare with memory
     db_dir: str = ""
+    limits: bool = False  # the hub's per-engine rate limits on (never reached) instead of off
 
     @property
     def target(self) -> float:
@@ -611,7 +626,7 @@ async def bench(plan: Plan, say: Callable[[str], None]) -> list[ShapeResult]:
     try:
         for kind in ("baseline", "hub"):
             profile = plan.profile if kind == "hub" else None
-            servers[kind] = start_server(kind, profile, plan.store(kind))
+            servers[kind] = start_server(kind, profile, plan.store(kind), plan.limits)
         say(
             "servers: "
             + ", ".join(f"{s.kind} pid {s.process.pid} port {s.port}" for s in servers.values())
@@ -726,6 +741,13 @@ def _parser() -> argparse.ArgumentParser:
         "keeping history in memory, instead of the hub against a bare endpoint (target >= 0.7)",
     )
     parser.add_argument(
+        "--limits",
+        choices=["off", "on"],
+        default="off",
+        help="the hub's per-engine rate limits: off (default), or on with limits so generous "
+        "that nothing is refused (what their per-frame charge costs)",
+    )
+    parser.add_argument(
         "--profile",
         metavar="PATH",
         help="cProfile the hub during its timed runs; writes PATH-<shape>.prof per shape and "
@@ -749,12 +771,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile=args.profile,
         persist=args.persist,
         db_dir=tempfile.mkdtemp(prefix="engine-hub-bench-") if args.persist else "",
+        limits=args.limits == "on",
     )
     windows = ", ".join(f"{s} {plan.window_for(s):,}" for s in plan.shapes)
     print(
         f"ingest benchmark: {plan.connections} engine connections, {plan.seconds:g} s of sending "
         f"per run, {plan.repeats} timed run(s) per server and shape, window (unacked messages "
-        f"per connection) {windows}, {os.cpu_count()} cores",
+        f"per connection) {windows}, {os.cpu_count()} cores, per-engine limits {args.limits}",
         flush=True,
     )
     if plan.profile:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from hub.core.buckets import EngineBudget
+from hub.core.buckets import NULL_BUDGET, EngineBudget, budget_for
 from hub.settings import Settings, SettingsError
 
 T0 = 1_700_000_000.0
@@ -81,3 +81,13 @@ def test_a_burst_below_one_is_refused_while_a_rate_is_set() -> None:
     with pytest.raises(SettingsError, match="engine_message_burst"):
         Settings(engine_message_burst=0)
     Settings(engine_message_burst=0, engine_messages_per_second=0)
+
+
+def test_limits_off_give_the_null_budget_and_one_limit_on_a_real_one() -> None:
+    """Both limits off: the shared null budget passes anything; one limit on: real buckets."""
+    off = Settings(engine_messages_per_second=0, engine_bytes_per_second=0)
+    assert budget_for(off, 0.0) is NULL_BUDGET
+    assert NULL_BUDGET.charge(10**9, 10**12, 0.0) == 0.0 and NULL_BUDGET.shortfall(10**9, 1) == 0.0
+    bytes_only = budget_for(Settings(engine_messages_per_second=0, engine_byte_burst=100), 0.0)
+    assert bytes_only is not NULL_BUDGET
+    assert bytes_only.charge(10**6, 100, 0.0) == 0.0 and bytes_only.charge(1, 1, 0.0) > 0

@@ -376,6 +376,26 @@ def test_rate_limited_keeps_the_refused_messages_and_holds_sending() -> None:
     assert core.is_acked(seqs[-1])
 
 
+def test_a_refusal_of_a_frame_sent_before_the_resend_is_stale_and_ignored() -> None:
+    """Once the client resent from resume_seq, later refusals naming it change nothing."""
+    core = make_core(max_batch=3)
+    online(core)
+    for n in range(9):
+        event(core, n=n)
+    core.collect(1.0)
+    frames = sent(core)
+    resume = frames[1][0]["seq"]
+    limited = {"kind": "error", "code": "rate_limited", "detail": "slow down", "seq": None}
+    core.receive(json.dumps({**limited, "retry_after": 0.25, "resume_seq": resume}))
+    assert core.take_hold() == 0.25
+    resent = sent(core)  # the hold is over: from resume_seq on, once
+    core.receive(json.dumps({**limited, "retry_after": 0.2, "resume_seq": resume}))  # frame 3's
+    assert core.take_hold() == 0.0 and sent(core) == []  # no new hold, nothing sent twice
+    later = resent[1][0]["seq"]  # a frame of the resend refused: a real, new hold
+    core.receive(json.dumps({**limited, "retry_after": 0.1, "resume_seq": later}))
+    assert core.take_hold() == 0.1 and sent(core) == resent[1:]
+
+
 def test_rate_limited_from_an_older_hub_shape_resends_everything_unacked() -> None:
     """Without resume_seq or retry_after the client resends all unacked and waits a second."""
     core = make_core()

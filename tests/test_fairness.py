@@ -10,6 +10,7 @@ import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed
 
+from hub.client import EngineClient
 from tests.conftest import WAIT, connect_engine, running_hub, unique
 
 LIMITS = {
@@ -88,3 +89,55 @@ async def test_bad_frames_in_a_row_close_the_socket_with_1008(said_hello: bool) 
         assert running.hub.state.stats.drops["bad_frames_closed"] == 1
         await ws.close()
         await engine.close()
+
+
+async def test_a_client_flooding_its_limit_paces_itself_and_loses_nothing() -> None:
+    """A real client far above its limit paces itself: not closed, every event stored once."""
+    # After the frames already in flight are refused once, it sends below the limit instead of
+    # resending its whole backlog after every hold (which the refusal count below tells apart).
+    name, count, batch = unique("paced"), 2000, 20
+    limits = {"engine_messages_per_second": 1000, "engine_message_burst": 100}
+    async with running_hub(**limits, ring_default_capacity=5000, api_max_limit=5000) as running:
+        fast = {"flush_interval": 0.02, "backoff_base": 0.05, "backoff_max": 0.2}
+        client = EngineClient(running.ws_url, engine=name, max_batch=batch, **fast).start()
+        for n in range(count):  # all at once: 20x the burst, 2 s of the limit
+            client.publish("paced_probe", {"n": n})
+        assert await asyncio.to_thread(client.flush, 3 * WAIT), client.stats
+        stats = client.stats
+        events = (await running.get("/api/telemetry/events", engine=name, limit=5000))["events"]
+        assert sorted(e["payload"]["n"] for e in events) == list(range(count))
+        assert stats.connects == 1 and not stats.dropped
+        assert stats.rejected.get("rate_limited", 0) > 0
+        drops = running.hub.state.stats.drops
+        assert drops["gap"] == 0 and drops["flood_closed"] == 0
+        # Messages refused, counting a frame refused unread as a whole batch. Paced, that is at
+        # most the backlog in flight at the first refusal (< count); resending the backlog after
+        # every hold refuses it again and again (about count**2 / (2 * batch) = 100,000).
+        refused = drops["rate_limited"] + batch * drops["rate_limited_frames"]
+        assert refused < 2 * count, refused
+        await asyncio.to_thread(client.close)
+
+
+async def test_an_engine_that_ignores_rate_limited_is_closed_with_1008() -> None:
+    """A raw socket that keeps sending whatever the hub says is closed for flooding."""
+    limits = {"engine_messages_per_second": 100, "engine_message_burst": 10}
+    async with running_hub(**limits, flood_close_after=0.5) as running:
+        engine = await connect_engine(running, unique("deaf"))
+
+        async def flooding() -> None:
+            while True:  # never waits retry_after, never resends from resume_seq
+                await engine.send(*(signal(n) for n in range(10)), batch=True)
+                await asyncio.sleep(0)  # let the hub, in this loop, read what was sent
+
+        flooder = asyncio.create_task(flooding())
+        try:
+            with pytest.raises(ConnectionClosed) as closed:
+                async with asyncio.timeout(WAIT):
+                    while True:  # read the refusals, so the close frame is seen
+                        await engine.ws.recv()
+        finally:
+            flooder.cancel()
+            await asyncio.gather(flooder, return_exceptions=True)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        assert "over the rate limit" in closed.value.rcvd.reason
+        assert running.hub.state.stats.drops["flood_closed"] == 1

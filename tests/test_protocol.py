@@ -343,6 +343,18 @@ def test_a_token_admits_the_engines_and_modes_it_names() -> None:
 LIMITED = Settings(engine_messages_per_second=10, engine_message_burst=20, flood_close_after=5.0)
 
 
+def test_the_resend_passes_once_the_promised_tokens_are_there_even_if_it_grew() -> None:
+    """The resend after retry_after passes, even with more messages than the refused frame."""
+    conn, state = opened(LIMITED)
+    conn.receive_text(frame(*(event(s) for s in range(1, 21))), T0)  # the burst
+    conn.receive_text(frame(*(event(s) for s in range(21, 26))), T0)  # refused: 5 promised
+    [error] = [r for r in sent(conn) if r["kind"] == "error"]
+    later = T0 + error["retry_after"]
+    resend = conn.receive_text(frame(*(event(s) for s in range(21, 31))), later)  # 10 now
+    assert resend is not None and len(resend.events) == 10 and state.engines["fno"].hwm == 30
+    assert [r for r in sent(conn) if r["kind"] == "error"] == []
+
+
 def test_a_frame_over_the_rate_is_refused_whole_with_a_retry_hint() -> None:
     """Over the limit: nothing of the frame is ingested; one rate_limited error says when and where."""
     conn, state = opened(LIMITED)
@@ -354,6 +366,9 @@ def test_a_frame_over_the_rate_is_refused_whole_with_a_retry_hint() -> None:
     assert error["seq"] is None  # an older client must not forget the message
     assert error["resume_seq"] == 21
     assert error["retry_after"] == pytest.approx(0.5)
+    # The limits, so that the client can pace itself below them (hub/client/pacing.py).
+    assert error["messages_per_second"] == 10
+    assert error["bytes_per_second"] == LIMITED.engine_bytes_per_second
     engine = state.engines["fno"]
     assert engine.hwm == 20 and engine.rate_limited == 5
     assert state.stats.drops["rate_limited"] == 5

@@ -205,3 +205,25 @@ def test_horizon_is_above_every_evicted_id_of_any_engine() -> None:
         rings.append(record(id, engine="flood"))
     assert rings.horizon("signal_event") == 21 and rings.oldest_id() == 1
     assert [r.id for r in rings.after(25)] == [26, 27, 28, 29]
+
+
+def test_after_a_forget_the_engines_left_share_the_whole_ring() -> None:
+    """Forgetting an engine raises the others' share: one below it takes from the biggest."""
+    rings = filled(
+        *(record(id, engine="big") for id in range(1, 8)),
+        *(record(id, engine="small") for id in range(8, 10)),
+        record(10, engine="gone"),
+        settings=SHARED,
+    )
+    ring = rings.rings["signal_event"]
+    assert rings.forget("gone") == {"signal_event": 1}
+    rings.append(record(11, engine="small"))  # fills the ring: 7 big, 3 small
+    rings.append(record(12, engine="small"))  # small (3) is below its share of 10 // 2
+    assert ids(ring.lanes["small"]) == [8, 9, 11, 12] and ids(ring.lanes["big"]) == [
+        2,
+        3,
+        4,
+        5,
+        6,
+        7,
+    ]

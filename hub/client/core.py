@@ -99,6 +99,7 @@ class ClientCore:
         self._rewound = 0
         self._unconfirmed = 0  # evicted after sending, not yet known to be stored
         self._hold = 0.0  # seconds the hub asked us to wait before sending more (rate_limited)
+        self._resume = self._resumed = 0  # the hub's last resume_seq; the last one resent from
         self.acked_seq = 0
         self.sent_messages = self.sent_frames = self.replayed = self.connects = 0
         self.rejected: dict[str, int] = {}
@@ -185,6 +186,7 @@ class ClientCore:
         )
         self._drop(DropReason.TOO_LARGE, too_large)
         if frame is not None:
+            self._resumed = self._resume  # the hold is served: this frame resends from there
             self.sent_messages += count
             self.sent_frames += 1
         return frame
@@ -228,6 +230,7 @@ class ClientCore:
         if self.state is not ConnectionState.CLOSED:
             self.state = ConnectionState.OFFLINE
         self._next_beat = math.inf
+        self._resume = self._resumed = 0  # holds are per connection
         self._rewound += self.outbox.rewind()
 
     def shrink_frames(self) -> None:
@@ -295,7 +298,13 @@ class ClientCore:
 
     def _rate_limited(self, reply: ErrorReply) -> None:
         """The hub took nothing from `resume_seq` on: keep it all, resend it after the hint."""
-        resume = reply.resume_seq if isinstance(reply.resume_seq, int) else self.acked_seq + 1
+        resume = reply.resume_seq
+        if not isinstance(resume, int):  # an older hub: resend everything unacked
+            resume = self.acked_seq + 1
+        elif resume <= self._resumed:
+            return  # refuses a frame sent before we resent from there: stale, not a new hold
+        else:
+            self._resume = resume
         self.outbox.rewind_from(resume)
         retry = reply.retry_after if isinstance(reply.retry_after, float | int) else 1.0
         self._hold = max(self._hold, min(float(retry), self.options.backoff_max))

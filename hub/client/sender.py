@@ -22,6 +22,7 @@ from hub.client.core import ClientCore, ConnectionState
 from hub.client.handlers import SHIPPING
 from hub.client.intake import DropReason
 from hub.client.options import ClientOptions
+from hub.client.pacing import NO_PACING, Pacer
 from hub.core.messages import CloseCode, ErrorCode, ErrorReply
 
 __all__ = ["Sender"]
@@ -68,6 +69,8 @@ class Sender:
         self._stopping = False
         self._deadline = math.inf
         self._send_after = 0.0  # loop time before which nothing is sent (the hub's retry hint)
+        self._pacer: Pacer = NO_PACING  # below the hub's limits, from rate_limited until caught up
+        self._limited = False  # this connection was rate limited (a 1008 then means flooding)
         self._quiet = False  # a failure was logged; stay quiet until the next success
         self._refusal_logged = False
         self._warned: set[str] = set()
@@ -143,15 +146,17 @@ class Sender:
             self._wakeup.clear()
             try:
                 self._collect(chunk)
-                ws = self._ws
+                ws, core = self._ws, self._core
                 # `ws is self._ws`: never send a frame of a newer connection on an older socket.
-                while (
-                    ws is not None
-                    and ws is self._ws
-                    and self._loop.time() >= self._send_after
-                    and (frame := self._core.next_frame())
-                ):
+                while ws is not None and ws is self._ws and self._wait() <= 0:
+                    before = core.sent_messages
+                    frame = core.next_frame()
+                    if frame is None:
+                        break
                     await ws.send(frame, text=True)
+                    self._pacer.spend(core.sent_messages - before, len(frame), self._loop.time())
+                if not core.outbox.unsent and not core.intake.items:
+                    self._pacer = NO_PACING  # caught up: the hub's bucket refills from here
                 if ws is not None and self._done():
                     await ws.close()
                     return
@@ -160,15 +165,20 @@ class Sender:
             except Exception:
                 self._warn_once("pump", "engine-hub client sender failed", exc_info=True)
             self._progress.set()
-            if self._core.intake.items:
+            held = self._wait()  # rate limited: send again when the hold or the pacing allows
+            if self._core.intake.items and held <= 0:
                 await asyncio.sleep(0)
-                continue
-            held = self._send_after - self._loop.time()  # rate limited: resend when it ends
+                continue  # while held, a full batch in the intake wakes the pump instead
             try:
                 async with asyncio.timeout(held if held > 0 else self._options.flush_interval):
                     await self._wakeup.wait()
             except TimeoutError:
                 pass
+
+    def _wait(self) -> float:
+        """Seconds before the next frame may go: the hub's hold, then the pacing after it."""
+        now = self._loop.time()
+        return max(self._send_after - now, self._pacer.delay(now))
 
     async def _session(self) -> float:
         """One connection from connect to close; returns the delay before the next attempt."""
@@ -197,30 +207,47 @@ class Sender:
     def _online(self, ws: ClientConnection) -> None:
         self._ws = ws
         self._backoff.reset()
-        self._quiet = self._refusal_logged = False
+        self._quiet = self._refusal_logged = self._limited = False
         stats = self._core.stats()
         log.info("connected to %s (boot %s; %d buffered)", self._url, stats.boot_id, stats.buffered)
         self._wakeup.set()
 
     def _received(self, data: str | bytes) -> None:
+        limited: ErrorReply | None = None
         for reply in self._core.receive(data):
             if isinstance(reply, ErrorReply) and reply.code == ErrorCode.RATE_LIMITED:
+                limited = reply
                 self._warn_once(
                     reply.code, "hub rate-limits this engine, slowing down: %s", reply.detail
                 )
             elif isinstance(reply, ErrorReply):
+                which = "a frame" if reply.seq is None else f"seq {reply.seq}"
                 self._warn_once(
-                    reply.code, "hub rejected seq %s: %s (%s)", reply.seq, reply.detail, reply.code
+                    reply.code, "hub rejected %s: %s (%s)", which, reply.detail, reply.code
                 )
         hold = self._core.take_hold()
         if hold:  # nothing is lost: the refused messages wait in the outbox
             self._send_after = max(self._send_after, self._loop.time() + hold)
             self._wakeup.set()  # the pump re-arms its wait to end with the hold
+        if limited is not None and hold:  # not a stale refusal (the core ignored it)
+            self._pace(limited)
         self._progress.set()
+
+    def _pace(self, reply: ErrorReply) -> None:
+        """After the hold, send below the limits the hub named (an older hub names none)."""
+        self._limited = True
+        messages, size = reply.messages_per_second, reply.bytes_per_second
+        if isinstance(messages, float | int) and isinstance(size, float | int):
+            start, credit = self._send_after, self._options.flush_interval
+            self._pacer = Pacer(float(messages), float(size), start, credit)
 
     def _closed(self, code: int | None, reason: str) -> float:
         if self._stopping and code in (CloseCode.NORMAL, CloseCode.GOING_AWAY):
             return 0.0
+        if code == CloseCode.POLICY_VIOLATION and self._limited:
+            # Closed for flooding, not for a token: reconnect on the usual backoff (the hub keeps
+            # this engine's bucket, and the pacing and hold still apply after reconnecting).
+            return self._failed(f"hub closed the connection with code {code}: {reason}")
         if code == CloseCode.POLICY_VIOLATION:
             return self._refused(None, reason)
         if code == CloseCode.MESSAGE_TOO_BIG:

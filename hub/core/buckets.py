@@ -2,14 +2,15 @@
 
 A frame is charged whole, once: a batch of 100 messages costs 100 message tokens and its length
 in byte tokens, so the cost on the ingest path is a few float operations per frame. A refused
-frame spends nothing: an engine that honours the retry hint gets through on its next try.
+frame spends nothing: an engine that honours the retry hint gets through on its next try. With
+both limits off an engine gets `NULL_BUDGET`, whose charge is one call that returns 0.0.
 """
 
 from __future__ import annotations
 
 from hub.settings import Settings
 
-__all__ = ["EngineBudget"]
+__all__ = ["NULL_BUDGET", "EngineBudget", "NullBudget", "budget_for"]
 
 # A limit that is off: a bucket so deep that nothing an engine sends can empty it (a finite
 # number, so that no inf * 0 turns into NaN).
@@ -47,13 +48,19 @@ class EngineBudget:
         frame the hub accepts at all can be refused forever.
         """
         self.refill(now)
-        if self.messages >= min(messages, self.message_burst) and self.bytes >= min(
-            size, self.byte_burst
+        tokens, octets = self.messages, self.bytes
+        # `tokens >= min(messages, burst)`, without two calls to min() on every frame.
+        if (tokens >= messages or tokens >= self.message_burst) and (
+            octets >= size or octets >= self.byte_burst
         ):
-            self.messages -= messages
-            self.bytes -= size
+            self.messages, self.bytes = tokens - messages, octets - size
             return 0.0
         return self.shortfall(messages, size)
+
+    def spend(self, messages: int, size: int) -> None:
+        """Take a frame's tokens whatever the buckets hold (after `refill`): debt is repaid first."""
+        self.messages -= messages
+        self.bytes -= size
 
     def refill(self, now: float) -> None:
         """Add the tokens earned since the last charge or refill (before `shortfall`)."""
@@ -70,3 +77,38 @@ class EngineBudget:
         short_messages = min(messages, self.message_burst) - self.messages
         short_bytes = min(size, self.byte_burst) - self.bytes
         return max(0.0, short_messages / self.message_rate, short_bytes / self.byte_rate)
+
+
+class NullBudget(EngineBudget):
+    """Both limits off: every frame passes, and nothing is refilled or counted."""
+
+    __slots__ = ()
+
+    def __init__(self) -> None:
+        self.message_rate = self.message_burst = self.messages = _UNLIMITED
+        self.byte_rate = self.byte_burst = self.bytes = _UNLIMITED
+        self.at = 0.0
+
+    def charge(self, messages: int, size: int, now: float) -> float:
+        """Always allowed."""
+        return 0.0
+
+    def spend(self, messages: int, size: int) -> None:
+        """Nothing to take."""
+
+    def refill(self, now: float) -> None:
+        """Nothing to refill."""
+
+    def shortfall(self, messages: int, size: int) -> float:
+        """Never short."""
+        return 0.0
+
+
+NULL_BUDGET = NullBudget()  # stateless, so one is shared by every engine and connection
+
+
+def budget_for(settings: Settings, now: float) -> EngineBudget:
+    """A fresh engine's buckets under `settings` (`NULL_BUDGET` when both limits are off)."""
+    if settings.engine_messages_per_second <= 0 and settings.engine_bytes_per_second <= 0:
+        return NULL_BUDGET
+    return EngineBudget(settings, now)

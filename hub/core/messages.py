@@ -206,9 +206,11 @@ class Ack(_Message, tag="ack"):
 class ErrorReply(_Message, tag="error", omit_defaults=False):
     """One message was rejected; the connection stays open (`seq`/`index` are null when unknown).
 
-    `rate_limited` alone carries `retry_after` (seconds) and `resume_seq` (the first seq the hub
-    did not take); they are left out of every other error, and clients that predate them ignore
-    them (and lose nothing: `seq` is null, so nothing is marked as rejected).
+    `rate_limited` alone carries `retry_after` (seconds), `resume_seq` (the first seq the hub
+    did not take) and the engine's limits (`messages_per_second`, `bytes_per_second`; 0 when
+    off), so a client can pace itself below them; they are left out of every other error, and
+    clients that predate them ignore them (and lose nothing: `seq` is null, so nothing is marked
+    as rejected).
     """
 
     code: ErrorCode
@@ -217,6 +219,8 @@ class ErrorReply(_Message, tag="error", omit_defaults=False):
     index: int | None = None
     retry_after: float | UnsetType = UNSET
     resume_seq: int | UnsetType = UNSET
+    messages_per_second: float | UnsetType = UNSET
+    bytes_per_second: float | UnsetType = UNSET
 
 
 HubMessage = Welcome | Ack | ErrorReply

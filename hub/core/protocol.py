@@ -8,10 +8,11 @@ touches a socket or reads a clock.
 from __future__ import annotations
 
 import enum
+import math
 
 from hub import __version__
 from hub.core.access import ANY_ENGINE, EngineToken
-from hub.core.buckets import EngineBudget
+from hub.core.buckets import NULL_BUDGET, EngineBudget
 from hub.core.decoding import FrameDecoder, ProtocolClose, Rejected
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Ingested
@@ -26,7 +27,6 @@ from hub.core.messages import (
     encoder,
 )
 from hub.core.state import HubState, TooManyEngines
-from hub.settings import Settings
 
 __all__ = ["ConnectionPhase", "EngineConnection", "TokenRefused"]
 
@@ -36,9 +36,6 @@ class ConnectionPhase(enum.Enum):
 
     AWAITING_HELLO = "awaiting_hello"
     OPEN = "open"
-
-
-_UNLIMITED = EngineBudget(Settings(engine_messages_per_second=0, engine_bytes_per_second=0), 0.0)
 
 
 class TokenRefused(ProtocolClose):
@@ -68,8 +65,9 @@ class EngineConnection:
         self._state = state
         self._decoder = decoder
         self._outbox: list[str] = []
-        self._budget = _UNLIMITED  # the engine's own, once it said hello
+        self._budget: EngineBudget = NULL_BUDGET  # the engine's own, once it said hello
         self._held: int | None = None  # refused from this seq on: take nothing later before it
+        self._promised = (0, 0)  # the refused frame's messages and bytes: its resend then passes
         self._flooding_since = 0.0  # when the current run of refused frames began
         self._bad_frames = 0  # frames in a row whose every message was rejected
 
@@ -139,14 +137,20 @@ class EngineConnection:
             held = self._held
             assert held is not None
             if first is not None and first <= held:
-                wait = self._budget.charge(len(items), size, now)
+                # The resend passes once the bucket holds what the retry hint promised, even
+                # if the client put more into it: refusing it again would look to the client
+                # like the refusals of the frames that were in flight (stale, same resume_seq).
+                messages, promised = len(items), self._promised
+                wait = self._budget.shortfall(min(messages, promised[0]), min(size, promised[1]))
                 if not wait:
+                    self._budget.spend(messages, size)
                     self._held = None
                     return None
             else:
                 wait = self._budget.shortfall(len(items), size)
         if self._held is None:
             self._held = first if first is not None else engine.hwm + 1
+            self._promised = (len(items), size)
             self._flooding_since = now
         else:
             self._check_flood(now)
@@ -155,10 +159,10 @@ class EngineConnection:
         return self._rate_limited(engine, wait)
 
     def _hopeless(self, size: int, now: float) -> bool:
-        """True if the bucket could not take a frame of `size` bytes even of one message."""
+        """True if the bucket can take neither one message of `size` bytes nor the promised resend."""
         budget = self._budget
         budget.refill(now)
-        return bool(budget.shortfall(1, size))
+        return bool(budget.shortfall(1, min(size, self._promised[1])))
 
     def _refuse_undecoded(self, size: int, now: float) -> Ingested:
         """A frame during a hold that the bucket cannot take: refused without decoding it.
@@ -185,7 +189,7 @@ class EngineConnection:
         """Queue the rate_limited reply: resend from the held seq after `wait` seconds."""
         held = self._held
         assert held is not None
-        retry = max(round(wait, 3), 0.001)
+        retry = max(math.ceil(wait * 1000) / 1000, 0.001)  # never early: a resend then passes
         reply = ErrorReply(
             ErrorCode.RATE_LIMITED,
             f"engine {engine.name!r} is over its rate limit "
@@ -195,6 +199,9 @@ class EngineConnection:
             retry_after=retry,
         )
         reply.resume_seq = held
+        settings = self._state.settings  # the limits, so that a client can pace itself below them
+        reply.messages_per_second = max(settings.engine_messages_per_second, 0.0)
+        reply.bytes_per_second = max(settings.engine_bytes_per_second, 0.0)
         out = Ingested()  # nothing to keep or commit; the rejection wakes the shell's writer
         out.rejected.append(Rejected(ErrorCode.RATE_LIMITED, reply.detail))
         if len(self._outbox) < self._state.settings.max_pending_replies:

@@ -6,7 +6,7 @@ import heapq
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from itertools import takewhile
+from itertools import repeat, starmap, takewhile
 
 from hub.core.records import EventRecord
 from hub.settings import KNOWN_EVENT_TYPES, Settings
@@ -33,6 +33,10 @@ class Ring:
     total: int = 0
     evicted_upto: int = 0  # the highest id evicted (0: none yet)
     released: int = 0  # events let go with a forgotten engine (not evictions)
+    share: int = 0  # capacity // len(lanes), kept as lanes come and go (read once per run)
+
+    def __post_init__(self) -> None:
+        self._reshare()
 
     @property
     def evicted(self) -> int:
@@ -42,8 +46,9 @@ class Ring:
     def forget(self, engine: str) -> int:
         """Let go of every event of `engine` (a retired engine); returns how many were held."""
         lane = self.lanes.pop(engine, None)
-        if not lane:
+        if lane is None:
             return 0
+        self._reshare()  # the engines left share the ring
         self.size -= len(lane)
         self.released += len(lane)
         return len(lane)
@@ -58,6 +63,7 @@ class Ring:
         lane = self.lanes.get(engine)
         if lane is None:
             lane = self.lanes[engine] = deque()
+            self._reshare()
         return lane
 
     def append(self, record: EventRecord) -> None:
@@ -66,24 +72,43 @@ class Ring:
         self.added(record.engine, 1)
 
     def added(self, engine: str, count: int) -> None:
-        """`count` events were appended to `engine`'s lane: count them, and trim to capacity."""
+        """`count` events were appended to `engine`'s lane: count them, and trim to capacity.
+
+        Called once per run of events, so the usual case (the ring is full and the engine
+        appending holds its share) costs a few operations whatever the run's length.
+        """
         self.total += count
-        self.size += count
-        if self.size > self.capacity:
+        size = self.size + count
+        excess = size - self.capacity
+        if excess <= 0:
+            self.size = size
+            return
+        lane = self.lanes.get(engine)
+        if lane is not None and len(lane) - excess >= self.share:  # usual: it pays itself
+            self.size = self.capacity
+            if excess == 1:  # one event per frame: no further call
+                last = lane.popleft()
+                if last.id > self.evicted_upto:
+                    self.evicted_upto = last.id
+            else:
+                self._evict(lane, excess)
+        else:
+            self.size = size
             self._trim(engine)
 
-    def _trim(self, engine: str) -> None:
-        lanes = self.lanes
-        excess, share = self.size - self.capacity, self.capacity // len(lanes)
-        lane = lanes.get(engine)
-        if lane is not None and len(lane) - excess >= share:  # the usual case: it pays itself
-            for _ in range(excess - 1):
-                lane.popleft()
+    def _evict(self, lane: deque[EventRecord], count: int) -> None:
+        """Drop the `count` oldest events of `lane` (at least one), remembering the newest id."""
+        if count == 1:
             last = lane.popleft()
-            if last.id > self.evicted_upto:
-                self.evicted_upto = last.id
-            self.size = self.capacity
-            return
+        else:  # popped in C, keeping only the last: no Python loop per evicted event
+            last = deque(starmap(lane.popleft, repeat((), count)), maxlen=1)[0]
+        if last.id > self.evicted_upto:
+            self.evicted_upto = last.id
+
+    def _trim(self, engine: str) -> None:
+        """Make room by fair share: an engine below its share takes from the biggest lane."""
+        lanes, share = self.lanes, self.share
+        excess = self.size - self.capacity
         while excess > 0:
             name = engine
             lane = lanes.get(engine)
@@ -91,15 +116,16 @@ class Ring:
                 name = max(lanes, key=lambda n: len(lanes[n]))
                 lane = lanes[name]
             take = min(excess, max(1, len(lane) - share))
-            for _ in range(take - 1):
-                lane.popleft()
-            last = lane.popleft()
-            if last.id > self.evicted_upto:
-                self.evicted_upto = last.id
+            self._evict(lane, take)
             excess -= take
             self.size -= take
             if not lane:
                 del lanes[name]
+                self._reshare()
+                share = self.share
+
+    def _reshare(self) -> None:
+        self.share = self.capacity // len(self.lanes) if self.lanes else self.capacity
 
 
 class EventRings:

@@ -10,7 +10,7 @@ from typing import assert_never
 
 from msgspec import UNSET
 
-from hub.core.buckets import EngineBudget
+from hub.core.buckets import EngineBudget, budget_for
 from hub.core.decoding import Rejected
 from hub.core.engines import EngineRecord, Health, derive_health
 from hub.core.ingested import Gap, Ingested
@@ -152,7 +152,7 @@ class HubState:
         """The rate-limit buckets of engine `name` (full ones for an engine not seen before)."""
         budget = self.budgets.get(name)
         if budget is None:
-            budget = self.budgets[name] = EngineBudget(self.settings, now)
+            budget = self.budgets[name] = budget_for(self.settings, now)
         return budget
 
     def continue_ids(self, next_event_id: int, next_log_id: int) -> None:
