@@ -163,6 +163,6 @@ def create_environment() -> jinja2.Environment:
     env.globals["sparkline_points"] = sparkline_points
     from hub.live import formats  # engine page and filters: typed values (formats imports us)
 
-    env.filters.update(fixed=formats.fixed, duration=formats.duration, chips=formats.chips)
+    env.filters.update(fixed=formats.fixed, seconds=formats.duration, chips=formats.chips)
     env.filters.update(amount=formats.amount, side=formats.side, without=formats.without)
     return env
