@@ -12,8 +12,6 @@ from typing import Any
 
 from markupsafe import Markup
 
-from hub.live.templating import visible
-
 __all__ = [
     "amount",
     "StateItem",
@@ -23,9 +21,27 @@ __all__ = [
     "fixed",
     "read_state",
     "side",
+    "visible",
     "timestamp",
     "without",
 ]
+
+# Characters that would hide or reorder engine text: C0 controls but tab and newline (HTML shows
+# those as spaces), DEL, C1 controls, the bidi marks, embeddings, overrides and isolates.
+_INVISIBLE = (
+    [c for c in range(0x20) if c not in (0x09, 0x0A)]
+    + list(range(0x7F, 0xA0))
+    + [0x061C, 0x200E, 0x200F]
+    + list(range(0x202A, 0x202F))
+    + list(range(0x2066, 0x206A))
+)
+_SHOWN = {c: f"\u27e8U+{c:04X}\u27e9" for c in _INVISIBLE}  # e.g. ⟨U+202E⟩
+
+
+def visible(text: str) -> str:
+    """`text` with control and bidi-override characters replaced by a visible ⟨U+XXXX⟩."""
+    return text.translate(_SHOWN)
+
 
 _MAX_CHIPS = 12
 _MAX_CHIP = 80

@@ -10,21 +10,13 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from hub.live import formats
+from hub.live.formats import visible
 from hub.live.resources import templates_dir
 
-__all__ = ["create_environment", "sparkline_points", "visible"]
+__all__ = ["create_environment", "sparkline_points"]
 
 _MAX_CELL = 120
-# Characters that would hide or reorder engine text: C0 controls but tab and newline (HTML shows
-# those as spaces), DEL, C1 controls, the bidi marks, embeddings, overrides and isolates.
-_INVISIBLE = (
-    [c for c in range(0x20) if c not in (0x09, 0x0A)]
-    + list(range(0x7F, 0xA0))
-    + [0x061C, 0x200E, 0x200F]
-    + list(range(0x202A, 0x202F))
-    + list(range(0x2066, 0x206A))
-)
-_SHOWN = {c: f"\u27e8U+{c:04X}\u27e9" for c in _INVISIBLE}  # e.g. ⟨U+202E⟩
 
 
 def _cell(value: Any, limit: int = _MAX_CELL) -> str:
@@ -42,11 +34,6 @@ def _cell(value: Any, limit: int = _MAX_CELL) -> str:
     else:
         text = str(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def visible(text: str) -> str:
-    """`text` with control and bidi-override characters replaced by a visible ⟨U+XXXX⟩."""
-    return text.translate(_SHOWN)
 
 
 def _text(value: Any, limit: int = _MAX_CELL) -> Markup:
@@ -161,8 +148,6 @@ def create_environment() -> jinja2.Environment:
     env.filters["skew"] = _skew
     env.filters["text"] = _text
     env.globals["sparkline_points"] = sparkline_points
-    from hub.live import formats  # engine page and filters: typed values (formats imports us)
-
     env.filters.update(fixed=formats.fixed, seconds=formats.duration, chips=formats.chips)
     env.filters.update(amount=formats.amount, side=formats.side, without=formats.without)
     return env
