@@ -179,6 +179,7 @@ class AcceptErrors(logging.Filter):
 
     MESSAGE = "socket.accept() out of system resource"
     RETRY = "Exception in callback BaseSelectorEventLoop._start_serving("
+    LINGER = 1.5  # seconds to keep filtering after the server closed: asyncio retries after 1 s
 
     def __init__(self, interval: float = 60.0, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()

@@ -105,7 +105,11 @@ class HubServer(uvicorn.Server):
         try:
             await super().serve(sockets=sockets)
         finally:
-            logging.getLogger("asyncio").removeFilter(accept_errors)
+            # asyncio's accept retry may still fire once after the server closed (within its
+            # one-second delay, even while asyncio.run shuts down): keep the filter until then.
+            asyncio.get_running_loop().call_later(
+                AcceptErrors.LINGER, logging.getLogger("asyncio").removeFilter, accept_errors
+            )
             if self._switch_interval is not None:
                 _SWITCH_INTERVAL.release(self._switch_interval)
                 self._switch_interval = None
