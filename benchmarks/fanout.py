@@ -133,6 +133,9 @@ def _hub_child(
         # measures the fan-out, not the fairness (benchmarks/fairness.py does that).
         engine_messages_per_second=0,
         engine_bytes_per_second=0,
+        # Every dashboard connects from 127.0.0.1 at once: the per-address cap on handshakes in
+        # progress (64, against slowloris) would turn the crowd away with 408s.
+        max_pending_per_ip=max_dashboards,
     )
     before = Profiling(profile_path).install if profile_path else None
     serve_on_port_0(HubServer(settings), port_out, before)
