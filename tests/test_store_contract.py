@@ -24,6 +24,7 @@ from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, Me
 from hub.settings import Settings
 from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
 from hub.stores.sqlite import SQLiteStore
+from hub.web.admin import forget_engine
 from tests.conftest import WAIT, Engine, RunningHub, connect_engine, run_cli, running_hub, unique
 
 
@@ -547,6 +548,34 @@ async def test_restart_keeps_what_the_engine_card_showed(backend: Backend, tmp_p
         assert {k: after["cards"][name][k] for k in fields} == {
             k: before["cards"][name][k] for k in fields
         }
+
+
+async def test_restart_keeps_a_forgotten_engine_forgotten_and_error_times(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """After a restart on a persistent store an engine an admin forgot stays out of the live
+    state (its history still answers), and a remembered engine's card keeps when its last error
+    came; a new boot of the forgotten engine is registered as usual."""
+    db = backend.db(tmp_path)
+    crashed, stopped = unique("crashed"), unique("stopped")
+    async with running_hub(db=db, commit_interval=0.05) as first:
+        await record_history(first, crashed, stopped)
+        forget_engine(first.hub, stopped, "ops")  # what the admin route and form do
+        error_at = first.hub.state.engines[crashed].error_at
+        assert error_at is not None
+    async with running_hub(db=db, commit_interval=0.05) as second:
+        if not backend.persistent:
+            return
+        state = second.hub.state
+        assert stopped not in state.engines and crashed in state.engines
+        assert state.engines[crashed].error_at == error_at
+        assert all(r.engine != stopped for r in state.rings.recent(1000))
+        assert stopped not in state.logs.tails and stopped not in state.metrics.engines
+        kept = await second.hub.store.history("events", HistoryQuery(100, engine=stopped))
+        assert len(kept) == 3  # its history stays
+        engine = await connect_engine(second, stopped, boot_id=f"{stopped}-b2")
+        await engine.close()
+        assert stopped in state.engines
 
 
 # -- export -----------------------------------------------------------------------------------

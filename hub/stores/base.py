@@ -63,6 +63,7 @@ class Restored:
     logs: list[LogRecord] = field(default_factory=list)  # newest per engine, oldest first
     boots: list[dict[str, Any]] = field(default_factory=list)  # latest boot per engine
     metrics: list[dict[str, Any]] = field(default_factory=list)  # serialized series
+    forgotten: dict[str, float] = field(default_factory=dict)  # engine -> when an admin forgot it
     next_event_id: int = 1
     next_log_id: int = 1
 

@@ -14,9 +14,21 @@ __all__ = ["restore"]
 
 
 def restore(state: HubState, restored: Restored, now: float) -> None:
-    """Engines come back offline (or stopped) until they reconnect; rings, tails and metrics refill."""
+    """Engines come back offline (or stopped) until they reconnect; rings, tails and metrics refill.
+
+    An engine an admin forgot stays forgotten: its boot, events and log lines from before the
+    forget are not brought back (its history stays in the store); a later boot comes back as usual.
+    """
     state.continue_ids(restored.next_event_id, restored.next_log_id)
+    forgotten = restored.forgotten
+
+    def before_forget(engine: str, ts: float | None) -> bool:
+        at = forgotten.get(engine)
+        return at is not None and (ts is None or ts <= at)
+
     for boot in restored.boots:
+        if before_forget(boot["engine"], boot["started"]):
+            continue
         engine = state.engines.get(boot["engine"]) or state.add_engine(boot["engine"], now)
         engine.boot_id = boot["boot_id"]
         engine.boots = 1
@@ -36,18 +48,24 @@ def restore(state: HubState, restored: Restored, now: float) -> None:
             else Status.RUNNING
         )
     for record in restored.events:
+        if before_forget(record.engine, record.received or record.ts):
+            continue
         state.rings.append(record)
         owner = state.engines.get(record.engine)
         if owner is not None:
             owner.events += 1
             owner.errors += record.type == "error"
     for line in restored.logs:
+        if before_forget(line.engine, line.received or line.timestamp.timestamp()):
+            continue
         state.logs.append(line)
         owner = state.engines.get(line.engine)
         if owner is not None:
             owner.logs += 1
     for row in restored.metrics:
         owner = state.engines.get(row["engine"])
+        if owner is None and row["engine"] in forgotten:
+            continue
         same_boot = owner is not None and owner.boot_id == row["boot_id"]
         state.metrics.restore_rows(row["engine"], row["series"], same_boot)
         if owner is not None and same_boot:
@@ -63,6 +81,10 @@ def _card(engine: EngineRecord, card: dict[str, Any]) -> None:
     engine.universe_size = card.get("universe_size")
     engine.open_positions = card.get("open_positions")
     engine.last_error = card.get("last_error")
+    engine.error_text = card.get("error_text", engine.last_error)
+    engine.error_at = card.get("error_at")
+    engine.recovered_at = card.get("recovered_at")
+    engine.stopped_at = card.get("stopped_at") or engine.stopped_at
     engine.state = card.get("state") or {}
     engine.heartbeat_interval = card.get("heartbeat_interval") or engine.heartbeat_interval
     engine.gaps = card.get("gaps") or 0

@@ -378,6 +378,11 @@ class SQLiteStore:
             restored.metrics.append(
                 {"engine": engine, "boot_id": boot_id, "series": _decode(series), "card": card}
             )
+        restored.forgotten = dict(
+            conn.execute(
+                "SELECT engine, max(ts) FROM audit WHERE action = 'engine.forget' GROUP BY engine"
+            ).fetchall()
+        )
         restored.next_event_id = (
             conn.execute("SELECT max(last_id) FROM event_chunks").fetchone()[0] or 0
         ) + 1
