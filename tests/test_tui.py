@@ -151,7 +151,7 @@ async def test_engine_text_with_markup_and_escapes_stays_literal(tmp_path: Path)
 
 async def test_keys_export_help_switch_and_quit(tmp_path: Path) -> None:
     """E writes the picked engine's bundle and shows its path; F1 opens help and Esc closes it;
-    N picks the next engine; Q quits."""
+    N picks the next engine, whose new signals then arrive live; Q quits."""
     async with running_hub() as running:
         first, second = sorted((unique("ka"), unique("kb")))
         engines = [await connect_engine(running, n) for n in (first, second)]
@@ -177,6 +177,15 @@ async def test_keys_export_help_switch_and_quit(tmp_path: Path) -> None:
             await pilot.press("n")
             await until(app, lambda: second in shown(app.query_one("#status")))
             assert app.monitor.selected == second
+            await engines[1].send(
+                {
+                    "kind": "event",
+                    "ts": time.time(),
+                    "type": "signal_event",
+                    "payload": {"symbol": "XAUUSD", "side": "buy", "price": 2045.3},
+                }
+            )
+            await until(app, lambda: "XAUUSD" in shown(app.query_one("#signals")))
             await pilot.press("q")
         assert app.return_value == 0
         for engine in engines:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import re
@@ -17,6 +18,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Footer, RichLog, Static
+from textual.widgets.data_table import ColumnKey
 
 from hub.tui.feeds import FeedError, HubFeed
 from hub.tui.models import MAX_LOGS, MAX_SIGNALS, Link, Monitor
@@ -37,7 +39,9 @@ log = logging.getLogger(__name__)
 LOG_LINES = 200  # lines of the picked engine's log asked for per pull
 PULL_GAP = 0.5  # seconds between two pulls at most: a burst of events costs one pull
 HEARTBEAT_PULL = 2.0  # loop ticks and state travel in heartbeats, which the stream does not carry
-REDRAW_GAP = 0.1  # seconds: many stream events between two redraws cost one redraw
+REDRAW_GAP = 0.4  # seconds: a burst of stream events between two redraws costs one redraw
+SIGNALS_GAP = 0.5  # seconds between two rebuilds of the signal table (the costliest panel)
+SIGNAL_ROWS = 30  # rows the table shows: sizing its columns costs per row on every rebuild
 BACKOFF = (0.2, 5.0)  # reconnect delay: first, most
 EXPORT_WINDOW = 3600.0  # `E` exports the last hour, like `engine-hub export`
 _FILE_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
@@ -134,6 +138,14 @@ class MonitorApp(App[int]):
         self._dirty_engines = self._dirty_signals = True
         self._snapshots: set[str] = set()  # engines whose recent signals were read on this link
         self._shown_log: tuple[str | None, int] = (None, -1)  # engine, newest line id shown
+        # What is on screen already: redraws skip what did not change.
+        self._listed: list[str] = []
+        self._engine_columns: list[ColumnKey] = []
+        self._shown_top = self._shown_status = Text()
+        self._shown_title: Text | None = None
+        self._signals_drawn = -SIGNALS_GAP
+        self._streaming: str | None = None  # the engine whose events are streamed
+        self._drawn_at = 0.0
 
     # Layout.
 
@@ -151,7 +163,7 @@ class MonitorApp(App[int]):
     def on_mount(self) -> None:
         """Name the panels, then start following the hub."""
         engines = self.query_one("#engines", DataTable)
-        engines.add_columns("engine", "health")
+        self._engine_columns = engines.add_columns("engine", "health")
         engines.border_title = "Engines"
         signals = self.query_one("#signals", DataTable)
         signals.add_columns("time", "symbol", "side", "entry", "strategy", "status")
@@ -160,19 +172,23 @@ class MonitorApp(App[int]):
         self.query_one("#status", Static).border_title = "Status"
         engines.focus()
         self.run_worker(self._follow(), name="stream", exclusive=True, group="stream")
+        self._ensure_engine_stream()
         self.run_worker(self._puller(), name="pull", group="pull")
         self.set_interval(HEARTBEAT_PULL, self._pull_wanted.set)
-        self.set_interval(1.0, self._redraw_status)  # countdowns and uptime move every second
+        self.set_interval(1.0, self._tick)  # countdowns and uptime move every second
         self._redraw()
 
     # The stream.
 
     async def _follow(self) -> None:
-        """Stay subscribed to the hub's stream; on a drop, say so and reconnect with backoff."""
+        """Follow health changes of every engine; this link is the one the top line reports.
+
+        On a drop it says so and reconnects with backoff; each new connection starts afresh.
+        """
         delay = BACKOFF[0]
         while True:
             try:
-                async with self.feed.stream() as messages:
+                async with self.feed.stream(event_type="hub.health") as messages:
                     self.monitor.link, self.monitor.link_detail = Link.LIVE, ""
                     self.monitor.forget_history()  # a restarted hub numbers its events afresh
                     self._snapshots.clear()
@@ -191,6 +207,32 @@ class MonitorApp(App[int]):
             await asyncio.sleep(delay)  # backoff before reconnecting, not synchronization
             delay = min(delay * 2, BACKOFF[1])
 
+    async def _follow_engine(self, name: str) -> None:
+        """Follow every event of the picked engine (only its: the others' cost nothing here)."""
+        delay = BACKOFF[0]
+        while True:
+            try:
+                async with self.feed.stream(engine=name) as messages:
+                    # What happened while this stream was down comes from a fresh snapshot.
+                    self._snapshots.discard(name)
+                    self._pull_wanted.set()
+                    delay = BACKOFF[0]
+                    async for message in messages:
+                        self._stream_message(message.event, message.data)
+            except FeedError:
+                pass  # the health stream tells the user; this one just tries again
+            await asyncio.sleep(delay)  # backoff before reconnecting, not synchronization
+            delay = min(delay * 2, BACKOFF[1])
+
+    def _ensure_engine_stream(self) -> None:
+        """Stream the picked engine's events; a new pick replaces the previous engine's stream."""
+        name = self.monitor.selected
+        if name is not None and name != self._streaming:
+            self._streaming = name
+            self.run_worker(
+                self._follow_engine(name), name="engine", group="engine", exclusive=True
+            )
+
     def _stream_message(self, event: str, data: str) -> None:
         try:
             body: Any = json.loads(data)
@@ -207,10 +249,6 @@ class MonitorApp(App[int]):
         if event.startswith("hub."):
             return  # hub.reset, hub.closed: the next connection starts afresh
         engine = self.monitor.add_event(body)
-        if engine is None:
-            return
-        if engine not in self.monitor.engines:
-            self._pull_wanted.set()  # a new engine: list it
         if engine == self.monitor.selected:
             self._dirty_signals = True
             self._pull_wanted.set()  # its log and heartbeat fields likely moved too
@@ -231,6 +269,7 @@ class MonitorApp(App[int]):
 
     async def _pull(self) -> None:
         self.monitor.set_engines(await self.feed.engines(), self.clock())
+        self._ensure_engine_stream()  # the first pick may come with the first engine list
         self._dirty_engines = True
         name = self.monitor.selected
         if name is not None and name in self.monitor.engines:
@@ -245,7 +284,12 @@ class MonitorApp(App[int]):
                         if isinstance(event, dict):
                             self.monitor.add_event(event)
                 self._dirty_signals = True
-            self.monitor.set_logs(name, await self.feed.logs(name, LOG_LINES))
+            # A full tail the first time, then only what can be new since the last read.
+            lines = LOG_LINES if self.monitor.log_engine != name else LOG_LINES // 4
+            tail = await self.feed.logs(name, lines)
+            if len(tail) == lines < LOG_LINES and self.monitor.all_new(tail):
+                tail = await self.feed.logs(name, LOG_LINES)  # more came than the short read holds
+            self.monitor.set_logs(name, tail)
         self._changed()
 
     # Redraws.
@@ -258,19 +302,28 @@ class MonitorApp(App[int]):
 
     def _redraw(self) -> None:
         self._redraw_due = False
+        self._drawn_at = self.clock()
         monitor = self.monitor
-        self.query_one("#top", Static).update(
-            Text.assemble(Text("Engine Hub monitor  ", style="bold"), link_text(monitor, self.url))
+        top = Text.assemble(
+            Text("Engine Hub monitor  ", style="bold"), link_text(monitor, self.url)
         )
+        if top != self._shown_top:
+            self._shown_top = top
+            self.query_one("#top", Static).update(top, layout=False)
         if self._dirty_engines:
             self._dirty_engines = False
             self._draw_engines()
         self._redraw_status()
-        if self._dirty_signals:
+        now = self.clock()
+        if self._dirty_signals and now - self._signals_drawn < SIGNALS_GAP:
+            self.set_timer(SIGNALS_GAP, self._changed)  # a burst: draw its end, not every step
+        elif self._dirty_signals:
             self._dirty_signals = False
+            self._signals_drawn = now
             table = self.query_one("#signals", DataTable)
             table.clear()
-            for signal in monitor.signals.get(monitor.selected or "", ()):
+            rows = monitor.signals.get(monitor.selected or "", ())
+            for signal in itertools.islice(rows, SIGNAL_ROWS):
                 table.add_row(*signal_row(signal))
         self._draw_log()
         updated, self._updated = self._updated, asyncio.Event()
@@ -279,16 +332,37 @@ class MonitorApp(App[int]):
     def _draw_engines(self) -> None:
         table = self.query_one("#engines", DataTable)
         names = self.monitor.names()
-        table.clear()
-        for name in names:
-            table.add_row(*engine_row(self.monitor.engines.get(name), name), key=name)
+        if names != self._listed:  # engines came or went: rebuild (rare)
+            self._listed = names
+            table.clear()
+            for name in names:
+                table.add_row(*engine_row(self.monitor.engines.get(name), name), key=name)
+        else:  # the same engines: change the cells that changed only
+            for name in names:
+                cells = engine_row(self.monitor.engines.get(name), name)
+                for column, cell in zip(self._engine_columns, cells, strict=True):
+                    if table.get_cell(name, column) != cell:
+                        table.update_cell(name, column, cell)
         if self.monitor.selected in names:
-            table.move_cursor(row=names.index(self.monitor.selected))
+            place = names.index(self.monitor.selected)
+            if table.cursor_row != place:
+                table.move_cursor(row=place)
+
+    def _tick(self) -> None:
+        if self.clock() - self._drawn_at >= 0.9:  # a busy engine's redraws did it already
+            self._redraw_status()
 
     def _redraw_status(self) -> None:
         status = self.query_one("#status", Static)
-        status.border_title = status_title(self.monitor)
-        status.update(status_text(self.monitor, self.clock()))
+        title = status_title(self.monitor)
+        if title != self._shown_title:
+            self._shown_title = status.border_title = title
+        body = status_text(self.monitor, self.clock())
+        if body != self._shown_status:
+            # The panel's height changes only with its number of lines: otherwise no re-layout.
+            relayout = body.plain.count("\n") != self._shown_status.plain.count("\n")
+            self._shown_status = body
+            status.update(body, layout=relayout)
 
     def _draw_log(self) -> None:
         view = self.query_one("#log", RichLog)
@@ -313,11 +387,15 @@ class MonitorApp(App[int]):
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         """Moving the cursor in the engine list picks that engine."""
-        if event.data_table.id == "engines" and event.row_key.value is not None:
+        # Rebuilding the list moves the cursor through row 0 first: only the cursor's current
+        # row picks, or a redraw would pick another engine and back (and pull each time).
+        table = event.data_table
+        if table.id == "engines" and event.cursor_row == table.cursor_row and event.row_key.value:
             self._pick(str(event.row_key.value))
 
     def _pick(self, name: str) -> None:
         if self.monitor.pick(name):
+            self._ensure_engine_stream()
             self._dirty_signals = self._dirty_engines = True
             self._pull_wanted.set()
             self._changed()

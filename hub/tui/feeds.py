@@ -85,10 +85,13 @@ class HubFeed:
         )
 
     @asynccontextmanager
-    async def stream(self) -> AsyncIterator[AsyncIterator[SSEMessage]]:
-        """Open `/api/telemetry/stream` (every engine, every type); yields its messages."""
+    async def stream(self, **filters: str) -> AsyncIterator[AsyncIterator[SSEMessage]]:
+        """Open `/api/telemetry/stream` with `filters` (`engine`, `event_type`); yields its messages."""
         request = self._http.build_request(
-            "GET", "/api/telemetry/stream", headers={"Accept": "text/event-stream"}
+            "GET",
+            "/api/telemetry/stream",
+            params=filters,
+            headers={"Accept": "text/event-stream"},
         )
         try:
             response = await self._http.send(request, stream=True)

@@ -164,7 +164,7 @@ class Monitor:
         self.selected: str | None = engine
         self.signals: dict[str, deque[Signal]] = {}
         self.logs: deque[LogLine] = deque(maxlen=MAX_LOGS)
-        self._log_engine: str | None = None
+        self.log_engine: str | None = None  # whose lines `logs` holds
         self._extras: dict[str, _Extras] = {}
         self.events_seen = 0
 
@@ -238,9 +238,12 @@ class Monitor:
                 if len(self.signals) >= MAX_ENGINES:
                     return None
                 rows = self.signals[engine] = deque(maxlen=MAX_SIGNALS)
+            if not rows or signal.id > rows[0].id:
+                rows.appendleft(signal)  # the stream's usual case: newer than everything shown
+                return engine
             if any(row.id == signal.id for row in rows):
                 return None  # the snapshot and the stream overlap by a few events
-            if rows and signal.id < rows[0].id:
+            if signal.id < rows[0].id:
                 rows.append(signal)  # older (a snapshot page): goes to the end
                 rows = deque(sorted(rows, key=lambda r: -r.id), maxlen=MAX_SIGNALS)
                 self.signals[engine] = rows
@@ -281,9 +284,9 @@ class Monitor:
 
     def set_logs(self, engine: str, lines: Iterable[Any]) -> int:
         """Merge a log tail (oldest first) of `engine`; returns how many lines are new."""
-        if engine != self._log_engine:
+        if engine != self.log_engine:
             self.logs.clear()
-            self._log_engine = engine
+            self.log_engine = engine
         newest = self.logs[-1].id if self.logs else -1
         added = 0
         for raw in lines:
@@ -303,9 +306,15 @@ class Monitor:
             added += 1
         return added
 
+    def all_new(self, lines: list[Any]) -> bool:
+        """Whether even the oldest of `lines` is newer than every line held (a gap may precede it)."""
+        first = lines[0] if lines else None
+        ident = _int(first.get("id")) if isinstance(first, Mapping) else None
+        return ident is not None and (not self.logs or ident > self.logs[-1].id)
+
     def forget_history(self) -> None:
         """A new connection (maybe a restarted hub with new ids): start the tables afresh."""
         self.signals.clear()
         self.logs.clear()
-        self._log_engine = None
+        self.log_engine = None
         self._extras.clear()
