@@ -88,6 +88,7 @@ class MonitorApp(App[int]):
     """Follows one hub: an engine list, the picked engine's status, signals and log."""
 
     TITLE = "Engine Hub monitor"
+    ENABLE_COMMAND_PALETTE = False  # every action has its key (F1 lists them)
     HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (140, "-wide")]  # side by side from 140 columns
     CSS = """
     #top { height: 1; padding: 0 1; background: $panel; }
