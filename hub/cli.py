@@ -152,6 +152,42 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tui(args: argparse.Namespace) -> int:
+    import re
+    import urllib.parse
+    from pathlib import Path
+
+    from hub.core.messages import ENGINE_NAME_PATTERN
+
+    url = urllib.parse.urlsplit(args.url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        print(f"engine-hub tui: --url {args.url!r} is not an http(s) URL of a hub", file=sys.stderr)
+        return 2
+    if args.engine is not None and not re.match(ENGINE_NAME_PATTERN, args.engine):
+        print(
+            f"engine-hub tui: {args.engine!r} is not an engine name ({ENGINE_NAME_PATTERN})",
+            file=sys.stderr,
+        )
+        return 2
+    export_dir = Path(args.export_dir)
+    if not export_dir.is_dir():
+        print(
+            f"engine-hub tui: --export-dir {args.export_dir!r} is not a directory", file=sys.stderr
+        )
+        return 2
+    try:
+        from hub.tui.app import MonitorApp
+    except ImportError as exc:  # textual is a dependency, but a trimmed install may lack it
+        print(
+            f"engine-hub tui: needs the textual package ({exc}); pip install engine-hub",
+            file=sys.stderr,
+        )
+        return 2
+    token = args.token or os.environ.get("ENGINE_HUB_API_TOKEN", "")
+    app = MonitorApp(args.url, engine=args.engine, token=token, export_dir=export_dir)
+    return app.run() or 0
+
+
 def _toml(value: str) -> str:
     """A TOML basic string (JSON's escapes are TOML's)."""
     return json.dumps(value)
@@ -342,6 +378,23 @@ def _parser() -> argparse.ArgumentParser:
     export.set_defaults(run=_export, host=None, port=None, log_level=None)
 
     no_server = {"host": None, "port": None, "db": None, "log_level": None, "config": None}
+    tui = commands.add_parser(
+        "tui",
+        help="terminal monitor: engines, status, signals and log of a running hub, live",
+        description="Follows a hub over its API and SSE stream (docs/tui.md). Keys: Q/Esc quit, "
+        "R refresh, E export the picked engine's last hour, N/P switch engines, F1 help.",
+    )
+    tui.add_argument(
+        "--url", default="http://127.0.0.1:8765", help="hub to follow (default the local one)"
+    )
+    tui.add_argument("--engine", help="engine to show first (default: the first by name)")
+    tui.add_argument(
+        "--token", help="API token for a hub with sign-in on (default: $ENGINE_HUB_API_TOKEN)"
+    )
+    tui.add_argument(
+        "--export-dir", default=".", help="where E writes incident bundles (default: here)"
+    )
+    tui.set_defaults(run=_tui, **no_server)
     user = commands.add_parser("user", help="viewer accounts for the dashboard and API")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     user_add = user_commands.add_parser(

@@ -74,3 +74,13 @@ def test_hub_status_counts_problems_in_the_title_and_totals_pnl_per_mode(views: 
         ("LIVE", "INR", 15.0, 1),
         ("PAPER", "INR", 30.0, 2),
     ]
+
+
+def test_card_shows_the_next_cycle_countdown_and_trading_hours(views: Views) -> None:
+    """State next_cycle_at and trading hours read as words on the card, engine text escaped."""
+    fno = connect(views, "fno")
+    state = {"next_cycle_at": T0 + 165, "trading_hours_active": True, "trading_hours": "<b>6-19"}
+    views.state.ingest(fno, [Heartbeat(seq=1, status=Status.RUNNING, state=state)], T0)
+    html = views.render(FragmentKey(Part.CARD, fno.index), T0, oob=False)
+    assert "<dt>next cycle</dt>" in html and "in 2m 45s" in html
+    assert "open (&lt;b&gt;6-19)" in html and "<b>6-19" not in html

@@ -869,3 +869,50 @@ def test_report_pnl_rides_on_heartbeat_state() -> None:
     core.collect(1.0)
     (beat,) = messages(core, "heartbeat")
     assert beat["state"] == {"next_cycle_at": 5, "pnl": {"realized": 130.0, "currency": "INR"}}
+
+
+def test_state_keys_from_two_heartbeats_between_flushes_both_arrive() -> None:
+    """Two heartbeat(state=...) calls before one flush merge key by key (the first is not lost);
+    a state that is not a mapping is counted as invalid."""
+    app = client()
+    core = app._core
+    connect(core)
+    app.heartbeat(state={"next_cycle_at": 5, "a": 1})
+    app.heartbeat(state={"trading_hours_active": True, "a": 2}, loop_tick=3)
+    app.heartbeat(state="not a mapping")
+    core.collect(1.0)
+    (beat,) = messages(core, "heartbeat")
+    assert beat["state"] == {"next_cycle_at": 5, "a": 2, "trading_hours_active": True}
+    assert beat["loop_tick"] == 3
+    assert app.stats.dropped.get("invalid") == 1
+
+
+def test_state_helpers_write_the_keys_the_monitor_reads() -> None:
+    """set_bot_state, set_next_cycle_time, set_trading_hours_active, set_active_strategies and
+    record_cycle/set_last_cycle land in heartbeat state (datetimes as Unix seconds)."""
+    from datetime import UTC, datetime
+
+    app = client()
+    core = app._core
+    connect(core)
+    app.set_bot_state(is_running=True, bot_start_time=datetime(2026, 1, 7, 14, 30, tzinfo=UTC))
+    app.set_next_cycle_time(datetime(2026, 1, 7, 14, 40, 15, tzinfo=UTC))
+    app.set_trading_hours_active(True, "06:00-19:00 UTC")
+    app.set_active_strategies(["mean_reversion", "breakout"], total=3)
+    app.record_cycle(12.3, 7, success=False, error="timeout")
+    core.collect(1.0)
+    (beat,) = messages(core, "heartbeat")
+    state = beat["state"]
+    assert state["is_running"] is True and state["bot_start_time"] == 1767796200.0
+    assert state["next_cycle_at"] == 1767796815.0
+    assert state["trading_hours_active"] is True and state["trading_hours"] == "06:00-19:00 UTC"
+    assert state["active_strategies"] == ["mean_reversion", "breakout"]
+    assert state["strategies_total"] == 3
+    last = state["last_cycle"]
+    assert last["ok"] is False and last["duration"] == 12.3 and last["error"] == "timeout"
+    app.set_last_cycle(True, 1.5)
+    app.set_active_strategies(2)
+    core.collect(2.0)
+    (beat,) = messages(core, "heartbeat")
+    assert beat["state"]["last_cycle"]["ok"] is True and "error" not in beat["state"]["last_cycle"]
+    assert beat["state"]["active_strategies"] == 2

@@ -351,3 +351,23 @@ def test_the_url_filter_ignores_malformed_parts() -> None:
     assert f.admits((3, "live")) and not f.admits((3, "paper")) and not f.admits((4, "live"))
     loose = RowFilter.from_query({"engine": "3; drop", "mode": "LIVE<script>"})
     assert (loose.engine, loose.mode) == (None, "") and loose.admits((9, "paper"))
+
+
+def test_engine_state_reads_cycle_results_and_strategy_counts() -> None:
+    """A last-cycle result mapping reads "failed, 12.3 s, 1m 00s ago: why"; strategies with a
+    total read "2/3: a, b"; a count with a total reads "2/2"."""
+    now = 1_796_210_000.0
+    view = read_state(
+        {
+            "last_cycle": {"ok": False, "duration": 12.3, "at": now - 60, "error": "[b]x"},
+            "active_strategies": ["a", "b"],
+            "strategies_total": 3,
+        },
+        now,
+    )
+    known = {item.label: item for item in view.known}
+    assert known["last cycle"].words == "failed, 12.3 s, 1m 00s ago: [b]x"
+    assert known["strategies"].words == "2/3: a, b"
+    assert view.rest == []
+    counted = read_state({"active_strategies": 2, "strategies_total": 2}, now)
+    assert counted.known[0].words == "2/2"

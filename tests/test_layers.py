@@ -18,6 +18,7 @@ ALLOWED: dict[str, set[str]] = {
     "live": {"core"},
     "web": {"core", "live", "stores"},
     "demo": {"web", "stores", "client"},
+    "tui": {"core"},  # a client of the hub's HTTP API and SSE stream, nothing of the server
 }
 # The sans-I/O core and the engine library must stay importable without the server stack.
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -25,7 +26,10 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "client": {"starlette", "uvicorn", "jinja2", "sqlite3", "prometheus_client"},
     "stores": {"starlette", "uvicorn", "jinja2"},
     "live": {"uvicorn", "sqlite3"},
+    "tui": {"starlette", "uvicorn", "jinja2", "sqlite3", "websockets"},
 }
+# Dependencies only one part needs are imported only there (a server never loads textual).
+ONLY_IN: dict[str, str] = {"textual": "tui", "rich": "tui", "httpx": "tui"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -86,8 +90,21 @@ def test_every_module_belongs_to_a_room() -> None:
         "demo",
         "live",
         "stores",
+        "tui",
         "web",
     ]
+
+
+def test_single_use_dependencies_stay_in_their_package() -> None:
+    """textual, rich and httpx are imported only by hub/tui (and the CLI's lazy `tui` command)."""
+    bad = [
+        f"{path.relative_to(HUB.parent)} imports {name}"
+        for path in sorted(HUB.rglob("*.py"))
+        for name in _imports(path)
+        if (home := ONLY_IN.get(name.split(".")[0])) is not None
+        and path.relative_to(HUB).parts[0] != home
+    ]
+    assert not bad, "\n".join(bad)
 
 
 def test_the_checker_sees_a_forbidden_import(tmp_path: Path) -> None:

@@ -55,6 +55,7 @@ class Intake:
         self._sum_lock = threading.Lock()
         self._gauges: dict[SeriesKey, Any] = {}
         self._health: dict[str, Any] = {}
+        self._state: dict[str, Any] = {}  # pending `state` keys, merged key by key
         self._tallies = {reason: itertools.count() for reason in DropReason}
         self._tally_seen = dict.fromkeys(DropReason, 0)
 
@@ -105,7 +106,16 @@ class Intake:
         gauges[key] = value
 
     def update_health(self, fields: Mapping[str, Any]) -> None:
-        """Merge heartbeat fields (coalesced until the next flush)."""
+        """Merge heartbeat fields (coalesced until the next flush); `state` merges per key."""
+        if "state" in fields:
+            # Per key, not per keyword: two heartbeat(state=...) calls between flushes must
+            # not lose the first one's keys (set_next_cycle_time then set_trading_hours_active).
+            state = fields["state"]
+            fields = {k: v for k, v in fields.items() if k != "state"}
+            if isinstance(state, Mapping):
+                self._state.update(state)
+            else:
+                next(self._tallies[DropReason.INVALID])
         self._health.update(fields)
 
     def count_drop(self, reason: DropReason) -> None:
@@ -141,7 +151,11 @@ class Intake:
 
     def health(self) -> dict[str, Any]:
         """Heartbeat fields updated since the last call."""
-        return _pop_all(self._health)
+        fields = _pop_all(self._health)
+        state = _pop_all(self._state)
+        if state:
+            fields["state"] = state
+        return fields
 
     def drops(self) -> dict[DropReason, int]:
         """Hot-path drops counted since the last call, by reason."""

@@ -10,7 +10,8 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -24,6 +25,14 @@ from hub.core.messages import Status
 __all__ = ["Recorder", "Timer"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+_MAX_STRATEGIES = 64  # names kept in state["active_strategies"]; the count stays exact
+
+
+def _seconds(value: Any) -> Any:
+    """A datetime as Unix seconds (naive means UTC); anything else unchanged."""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return value
 
 
 class Recorder:
@@ -112,6 +121,50 @@ class Recorder:
         # As a keyword of its own (it lands in state["pnl"]), not state={...}: pending heartbeat
         # fields coalesce per keyword, so a state= here would replace the engine's own pending one.
         self.heartbeat(pnl=pnl)
+
+    # Engine state (heartbeat `state`; the dashboard and `engine-hub tui` read these keys).
+
+    def set_bot_state(self, /, **state: Any) -> None:
+        """Merge free-form keys into the heartbeat `state` (datetimes travel as Unix seconds)."""
+        self.heartbeat(state={key: _seconds(value) for key, value in state.items()})
+
+    def set_next_cycle_time(self, when: float | datetime | None) -> None:
+        """When the next cycle starts (Unix seconds or a datetime; None: not scheduled)."""
+        self.heartbeat(state={"next_cycle_at": _seconds(when)})
+
+    def set_trading_hours_active(self, active: bool, window: str | None = None) -> None:
+        """Whether trading hours are on now, and the window in words (e.g. "06:00-19:00 UTC")."""
+        state: dict[str, Any] = {"trading_hours_active": bool(active)}
+        if window is not None:
+            state["trading_hours"] = str(window)
+        self.heartbeat(state=state)
+
+    def set_active_strategies(self, active: Iterable[str] | int, total: int | None = None) -> None:
+        """The strategies running now (names or a count) out of `total` configured."""
+        try:
+            value: Any = active if isinstance(active, int) else [str(n) for n in active]
+            if isinstance(value, list) and len(value) > _MAX_STRATEGIES:
+                value = [*value[:_MAX_STRATEGIES], f"+{len(value) - _MAX_STRATEGIES} more"]
+            state: dict[str, Any] = {"active_strategies": value}
+            if total is not None:
+                state["strategies_total"] = total
+            self.heartbeat(state=state)
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+
+    def set_last_cycle(
+        self, ok: bool, duration: float | None = None, error: str | None = None
+    ) -> None:
+        """The last cycle's result: ok or failed, how long it took (seconds), and why it failed."""
+        try:
+            result: dict[str, Any] = {"ok": bool(ok), "at": time.time()}
+            if duration is not None:
+                result["duration"] = duration
+            if error is not None:
+                result["error"] = str(error)
+            self.heartbeat(state={"last_cycle": result})
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
 
     def mark_stopped(self) -> None:
         """Report status `stopped` and send `bye` after everything recorded so far."""
@@ -209,8 +262,14 @@ class Recorder:
         self.publish("order_event", payload)
 
     def record_cycle(self, /, duration: float, number: int | None = None, **extra: Any) -> None:
-        """Publish a `cycle` event: how long one engine loop iteration took (seconds)."""
+        """Publish a `cycle` event (how long one loop iteration took, seconds); sets the last cycle.
+
+        `ok=False`, `success=False` or an `error` in `extra` marks the cycle as failed.
+        """
         self.publish("cycle", {"duration": duration, "number": number, **extra})
+        error = extra.get("error")
+        failed = extra.get("ok") is False or extra.get("success") is False or bool(error)
+        self.set_last_cycle(not failed, duration, None if error is None else error)
 
     def record_error(
         self, error_type: str, message: str, context: Mapping[str, Any] | None = None

@@ -15,6 +15,7 @@ from hub.core.engines import EngineRecord, Health, derive_health
 from hub.core.metrics import MetricKind
 from hub.core.pnl import Pnl, totals
 from hub.core.state import HubState
+from hub.live.formats import schedule
 from hub.live.templating import sparkline_points
 
 __all__ = ["CLOCK_SKEW_WARN", "HEALTH_ICONS", "PROBLEMS", "card_model", "hub_model"]
@@ -57,6 +58,7 @@ def card_model(state: HubState, engine: EngineRecord, now: float) -> dict[str, A
         "error": _error_model(engine, now),
         "errors_recent": engine.recent_errors.count(now),
         "pnl": Pnl.from_state(engine.state),
+        "schedule": schedule(engine.state, now),  # next cycle countdown, trading hours
         "clock_skew": (skew := engine.clock_skew),
         "clock_warn": skew is not None and abs(skew) > CLOCK_SKEW_WARN,
         "loop_tick": engine.loop_tick,

@@ -20,6 +20,7 @@ __all__ = [
     "duration",
     "fixed",
     "read_state",
+    "schedule",
     "side",
     "visible",
     "timestamp",
@@ -192,6 +193,7 @@ _STARTED = ("bot_start_time", "started_at")
 _HOURS = ("trading_hours_active",)
 _HOURS_TEXT = ("trading_hours",)
 _STRATEGIES = ("strategies", "active_strategies", "strategies_active", "strategies.active")
+_STRATEGIES_TOTAL = ("strategies_total",)
 _RUNNING = ("is_running",)
 
 
@@ -199,6 +201,20 @@ def _in(seconds: float) -> str:
     if abs(seconds) < 1:
         return "due now"
     return f"in {duration(seconds)}" if seconds > 0 else f"{duration(-seconds)} ago"
+
+
+def _cycle_result(result: Mapping[str, Any], now: float) -> StateItem:
+    """`{"ok", "duration", "at", "error"}` in words: "ok, 12.3 s, 4m 05s ago"."""
+    ok = result.get("ok")
+    parts = ["ok" if ok is True else "failed" if ok is False else _shown(ok, 20)]
+    if (took := _finite(result.get("duration"))) is not None:
+        parts.append(duration(took))
+    if (at := timestamp(result.get("at"), "_at")) is not None:
+        parts.append(_in(at - now))
+    words = ", ".join(parts)
+    if result.get("error"):
+        words += f": {_shown(result['error'], 120)}"
+    return StateItem("last cycle", result, None, words)
 
 
 def read_state(state: Mapping[str, Any], now: float) -> StateView:
@@ -215,6 +231,9 @@ def read_state(state: Mapping[str, Any], now: float) -> StateView:
 
     for label, keys in (("next cycle", _NEXT_CYCLE), ("last cycle", _LAST_CYCLE)):
         if (found := first(keys)) is not None:
+            if isinstance(found[1], Mapping):  # a result: set_last_cycle / record_cycle
+                known.append(_cycle_result(found[1], now))
+                continue
             ts = timestamp(found[1], "_at")
             words = _in(ts - now) if ts is not None else ""
             known.append(StateItem(label, found[1], ts, words))
@@ -237,6 +256,11 @@ def read_state(state: Mapping[str, Any], now: float) -> StateView:
             words = ", ".join(_shown(k, 40) for k in list(value)[:12]) or "none"
         else:
             words = _shown(value, 80)
+        count = len(value) if isinstance(value, (list, tuple, Mapping)) else _finite(value)
+        if (total := first(_STRATEGIES_TOTAL)) is not None and count is not None:
+            words = f"{amount(count)}/{_shown(total[1], 20)}" + (
+                f": {words}" if isinstance(value, (list, tuple, Mapping)) else ""
+            )
         known.append(StateItem("strategies", value, None, words))
     if (found := first(_RUNNING)) is not None:
         value = found[1]
@@ -248,3 +272,11 @@ def read_state(state: Mapping[str, Any], now: float) -> StateView:
         if key not in used
     ]
     return StateView(known, rest)
+
+
+_SCHEDULE_KEYS = (*_NEXT_CYCLE, *_HOURS, *_HOURS_TEXT)
+
+
+def schedule(state: Mapping[str, Any], now: float) -> list[StateItem]:
+    """Just the next cycle (a countdown) and the trading hours, for an engine's card."""
+    return read_state({k: state[k] for k in _SCHEDULE_KEYS if k in state}, now).known
