@@ -1,0 +1,244 @@
+"""`TelemetryCollector`: the third document's collector as a thin layer over `EngineClient`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, ClassVar
+
+from hub.client import EngineClient
+from hub.compat.clients import shared_client
+from hub.compat.config import CompatConfig
+from hub.compat.mirrors import MetricMirror
+from hub.compat.records import cycle_payload, json_time, signal_args
+
+__all__ = ["TelemetryCollector"]
+
+log = logging.getLogger(__name__)
+
+# The document's ring sizes ("Telemetry uses ring buffers with these default limits").
+EVENTS, SIGNALS, CYCLES, ERRORS = 1000, 500, 100, 200
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat()
+
+
+class TelemetryCollector:
+    """The old collector's calls; each forwards to the typed client and keeps a bounded local copy.
+
+    The read side (`get_recent_signals`, `get_all_metrics`, ...) answers from that copy, as the
+    old in-process collector did. New code should use `hub.client.EngineClient` directly.
+    """
+
+    _config: ClassVar[CompatConfig | None] = None
+    _reset_on_startup: ClassVar[bool] = True
+    _instance: ClassVar[TelemetryCollector | None] = None
+    _class_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, client: EngineClient, *, reset_on_startup: bool = True) -> None:
+        self.client = client
+        self.reset_on_startup = reset_on_startup
+        self.metrics = MetricMirror()
+        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS)
+        self.signals: deque[dict[str, Any]] = deque(maxlen=SIGNALS)
+        self.cycles: deque[dict[str, Any]] = deque(maxlen=CYCLES)
+        self.errors: deque[dict[str, Any]] = deque(maxlen=ERRORS)
+        self.started = time.time()
+        self.state: dict[str, Any] = {"bot_start_time": _iso(self.started), "is_running": True}
+        self._lock = threading.Lock()
+
+    # The old singleton.
+
+    @classmethod
+    def configure(
+        cls,
+        url: str | None = None,
+        engine: str | None = None,
+        mode: str | None = None,
+        token: str | None = None,
+        *,
+        reset_on_startup: bool | None = None,
+    ) -> None:
+        """Say where `instance()` sends (arguments win over ENGINE_HUB_* variables)."""
+        with cls._class_lock:
+            cls._config = CompatConfig.from_environ().with_overrides(
+                url=url, engine=engine, mode=mode, token=token
+            )
+            if reset_on_startup is not None:
+                cls._reset_on_startup = reset_on_startup
+            cls._instance = None
+
+    @classmethod
+    def instance(cls) -> TelemetryCollector:
+        """The process's collector (the old API's singleton), connected on first use."""
+        with cls._class_lock:
+            if cls._instance is None:
+                config = cls._config or CompatConfig.from_environ()
+                cls._instance = cls(shared_client(config), reset_on_startup=cls._reset_on_startup)
+            return cls._instance
+
+    # Metrics.
+
+    def increment(
+        self,
+        name: str,
+        amount: float = 1,
+        tags: Mapping[str, Any] | None = None,
+        **tag_kwargs: Any,
+    ) -> None:
+        """Add `amount` to counter `name` (tags as a mapping or as keywords)."""
+        merged = {**tags, **tag_kwargs} if tags else tag_kwargs
+        self.client.increment(name, amount, **merged)
+        with self._lock:
+            self.metrics.inc(name, amount, merged, time.time())
+
+    def set_gauge(
+        self, name: str, value: float, tags: Mapping[str, Any] | None = None, **tag_kwargs: Any
+    ) -> None:
+        """Set gauge `name` to `value`."""
+        merged = {**tags, **tag_kwargs} if tags else tag_kwargs
+        self.client.set_gauge(name, value, **merged)
+        with self._lock:
+            self.metrics.set(name, value, merged, time.time())
+
+    def record_timing(
+        self, name: str, duration: float, tags: Mapping[str, Any] | None = None, **tag_kwargs: Any
+    ) -> None:
+        """Record one duration of `name` in seconds (a timer on the hub)."""
+        merged = {**tags, **tag_kwargs} if tags else tag_kwargs
+        self.client.record_timing(name, duration, **merged)
+        with self._lock:
+            self.metrics.observe(name, duration, merged, time.time())
+
+    # Records.
+
+    def record_event(self, name: str, data: Mapping[str, Any] | None = None) -> None:
+        """Publish an event of type `name` with `data` as its payload."""
+        self.client.publish(name, data)
+        self.events.append({"timestamp": time.time(), "event": name, "data": data})
+
+    def record_signal(self, data: Mapping[str, Any]) -> None:
+        """Publish a `signal_event` (symbol, signal_type, entry_price or price, strategy, ...)."""
+        try:
+            symbol, side, price, strategy, extra = signal_args(data)
+        except Exception:
+            log.warning("record_signal needs a mapping, got %r; nothing sent", type(data))
+            return
+        self.client.record_signal(symbol, side, price=price, strategy=strategy, **extra)
+        self.signals.append({"timestamp": time.time(), **data})
+
+    def record_cycle(self, data: Mapping[str, Any]) -> None:
+        """Publish a `cycle` event (its duration in seconds under `duration` or `duration_seconds`)."""
+        try:
+            payload = cycle_payload(data)
+        except Exception:
+            log.warning("record_cycle needs a mapping, got %r; nothing sent", type(data))
+            return
+        now = time.time()
+        self.client.publish("cycle", payload)
+        self.client.heartbeat(last_cycle_time=now)
+        self.cycles.append({"timestamp": now, **data})
+        self.state["last_cycle_time"] = _iso(now)
+
+    def record_error(
+        self, error_type: str, message: str, context: Mapping[str, Any] | None = None
+    ) -> None:
+        """Publish an `error` event (the engine's status is not changed)."""
+        self.client.record_error(error_type, message, context)
+        entry = {"timestamp": time.time(), "error_type": error_type, "message": message}
+        self.errors.append({**entry, "context": context})
+
+    # Bot state (rides on the heartbeat's `state`).
+
+    def set_bot_state(self, reset_on_startup: bool | None = None, **state: Any) -> None:
+        """Report bot state (next_cycle_time, run_interval_minutes, is_running, ...)."""
+        if reset_on_startup is not None:
+            self.reset_on_startup = reset_on_startup
+        fields = {str(k): json_time(v) for k, v in state.items()}
+        self.state.update(fields)
+        self.client.heartbeat(**fields)
+
+    def set_next_cycle_time(self, timestamp: datetime | float | str | None) -> None:
+        """When the next cycle starts (a datetime, Unix seconds or ISO-8601 text)."""
+        self.set_bot_state(next_cycle_time=timestamp)
+
+    def set_trading_hours_active(self, active: bool, window: str | None = None) -> None:
+        """Whether trading hours are on, and the window (e.g. "06:00-19:00 UTC") if known."""
+        if window is None:
+            self.set_bot_state(trading_hours_active=bool(active))
+        else:
+            self.set_bot_state(trading_hours_active=bool(active), trading_hours=window)
+
+    # The read side, from the local buffers.
+
+    def get_recent_signals(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest `limit` signals this process recorded, newest first."""
+        return _newest(self.signals, limit)
+
+    def get_recent_cycles(self, limit: int = 24) -> list[dict[str, Any]]:
+        """The newest `limit` cycles this process recorded, newest first."""
+        return _newest(self.cycles, limit)
+
+    def get_recent_errors(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest `limit` errors this process recorded, newest first."""
+        return _newest(self.errors, limit)
+
+    def get_all_metrics(self) -> dict[str, Any]:
+        """Counters, gauges, histograms and timers in the shape of metrics.json."""
+        with self._lock:
+            return self.metrics.snapshot(time.time())
+
+    def get_summary(self) -> dict[str, Any]:
+        """Uptime, bot state, counter and gauge values, and how many records each ring holds."""
+        now = time.time()
+        with self._lock:
+            counters = {name: self.metrics.counter(name) for name in self.metrics.counters}
+            gauges = {name: entry[0] for name, entry in self.metrics.gauges.items()}
+        return {
+            "timestamp": _iso(now),
+            "engine": self.client.engine,
+            "uptime_seconds": round(now - self.started, 3),
+            "metrics": "session" if self.reset_on_startup else "lifetime",
+            "state": dict(self.state),
+            "counters": counters,
+            "gauges": gauges,
+            "signals": len(self.signals),
+            "cycles": len(self.cycles),
+            "errors": len(self.errors),
+            "events": len(self.events),
+            "connected": self.client.connected,
+        }
+
+    def export_to_json(self, path: str | Path) -> str:
+        """Write the summary, metrics and every buffered record to `path`; returns the path."""
+        data = {
+            "summary": self.get_summary(),
+            "metrics": self.get_all_metrics(),
+            "signals": [_shown(r) for r in self.signals],
+            "cycles": [_shown(r) for r in self.cycles],
+            "errors": [_shown(r) for r in self.errors],
+            "events": [_shown(r) for r in self.events],
+        }
+        Path(path).write_text(json.dumps(data, indent=2, default=str))
+        return str(path)
+
+
+def _newest(ring: deque[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` records, newest first, their times as ISO-8601 (formatted on read)."""
+    items = list(ring)[-int(limit) :] if limit > 0 else []
+    items.reverse()
+    return [_shown(item) for item in items]
+
+
+def _shown(record: dict[str, Any]) -> dict[str, Any]:
+    ts = record.get("timestamp")
+    if isinstance(ts, float):
+        return {**record, "timestamp": _iso(ts)}
+    return dict(record)
