@@ -278,3 +278,28 @@ def test_bus_buffer_is_bounded() -> None:
         bus.publish("signal_event", {"i": i})
     assert bus.get_stats()["buffer_size"] == 10 and bus.get_stats()["total_events"] == 25
     assert bus.get_recent_events(limit=100)[0]["payload"] == {"i": 24}
+
+
+async def test_reset_on_startup_chooses_session_or_lifetime_counters(
+    hub: RunningHub, configured: str
+) -> None:
+    """reset_on_startup false: counters continue from earlier boots (read back from the hub)."""
+    first = TelemetryCollector.instance()
+    first.increment("signals.long", amount=10)
+    await flushed(first.client)
+    await asyncio.to_thread(first.client.close)
+
+    TelemetryCollector.configure(reset_on_startup=False)
+    lifetime = TelemetryCollector.instance()
+    assert lifetime is not first and lifetime.client is not first.client
+    assert await asyncio.to_thread(lifetime.seeded.wait, WAIT)
+    lifetime.increment("signals.long")
+    counters = lifetime.get_all_metrics()["counters"]
+    assert counters["signals.long"]["value"] == 11 and counters["signals.long"]["session"] == 1
+    assert lifetime.get_summary()["counters"]["signals.long"] == 11
+    assert lifetime.get_summary()["metrics"] == "lifetime"
+
+    lifetime.set_bot_state(reset_on_startup=True)  # the old collector's switch, at runtime
+    assert lifetime.get_all_metrics()["counters"]["signals.long"]["value"] == 1
+    await asyncio.to_thread(lifetime.client.close)
+    TelemetryCollector.configure(reset_on_startup=True)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
-from hub.client import EngineClient
+from hub.client import ConnectionState, EngineClient
 from hub.compat.config import CompatConfig
 
 __all__ = ["shared_client"]
@@ -17,10 +18,11 @@ _LOCK = threading.Lock()
 
 
 def shared_client(config: CompatConfig) -> EngineClient:
-    """The started client for `config` (created on first use, closed at interpreter exit)."""
+    """The started client for `config` (created on first use or after it was closed)."""
     with _LOCK:
+        config = replace(config, api_token=None)  # one client per engine boot, whatever token
         client = _CLIENTS.get(config)
-        if client is None:
+        if client is None or client.stats.state is ConnectionState.CLOSED:
             client = EngineClient(
                 config.url, engine=config.engine, mode=config.mode, token=config.token
             ).start()

@@ -7,7 +7,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar
@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 from hub.client import EngineClient
 from hub.compat.clients import shared_client
 from hub.compat.config import CompatConfig
+from hub.compat.lifetimes import fetch_lifetimes
 from hub.compat.mirrors import MetricMirror
 from hub.compat.records import cycle_payload, json_time, signal_args
 
@@ -42,10 +43,18 @@ class TelemetryCollector:
     _instance: ClassVar[TelemetryCollector | None] = None
     _class_lock: ClassVar[threading.Lock] = threading.Lock()
 
-    def __init__(self, client: EngineClient, *, reset_on_startup: bool = True) -> None:
+    def __init__(
+        self,
+        client: EngineClient,
+        *,
+        reset_on_startup: bool = True,
+        lifetimes: Callable[[], dict[str, float]] | None = None,
+    ) -> None:
         self.client = client
         self.reset_on_startup = reset_on_startup
         self.metrics = MetricMirror()
+        self.seeded = threading.Event()  # set once counters hold earlier boots' totals (or not)
+        self._lifetimes = lifetimes
         self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS)
         self.signals: deque[dict[str, Any]] = deque(maxlen=SIGNALS)
         self.cycles: deque[dict[str, Any]] = deque(maxlen=CYCLES)
@@ -53,6 +62,25 @@ class TelemetryCollector:
         self.started = time.time()
         self.state: dict[str, Any] = {"bot_start_time": _iso(self.started), "is_running": True}
         self._lock = threading.Lock()
+        self._use_lifetimes(not reset_on_startup)
+
+    def _use_lifetimes(self, lifetime: bool) -> None:
+        """Session counters start at 0; lifetime ones at the hub's totals of earlier boots."""
+        if not lifetime or self._lifetimes is None:
+            with self._lock:
+                self.metrics.base = {}
+            self.seeded.set()
+            return
+        fetch = self._lifetimes
+        self.seeded.clear()
+
+        def seed() -> None:  # off the engine's thread: the hub may be slow or away
+            base = fetch()
+            with self._lock:
+                self.metrics.base = base
+            self.seeded.set()
+
+        threading.Thread(target=seed, name="engine-hub-lifetimes", daemon=True).start()
 
     # The old singleton.
 
@@ -65,11 +93,16 @@ class TelemetryCollector:
         token: str | None = None,
         *,
         reset_on_startup: bool | None = None,
+        api_token: str | None = None,
     ) -> None:
-        """Say where `instance()` sends (arguments win over ENGINE_HUB_* variables)."""
+        """Say where `instance()` sends (arguments win over ENGINE_HUB_* variables).
+
+        `reset_on_startup=False` reports lifetime counters (earlier boots' totals read back
+        from the hub, with `api_token` when the hub requires sign-in); True, the default, session.
+        """
         with cls._class_lock:
             cls._config = CompatConfig.from_environ().with_overrides(
-                url=url, engine=engine, mode=mode, token=token
+                url=url, engine=engine, mode=mode, token=token, api_token=api_token
             )
             if reset_on_startup is not None:
                 cls._reset_on_startup = reset_on_startup
@@ -81,7 +114,14 @@ class TelemetryCollector:
         with cls._class_lock:
             if cls._instance is None:
                 config = cls._config or CompatConfig.from_environ()
-                cls._instance = cls(shared_client(config), reset_on_startup=cls._reset_on_startup)
+                client = shared_client(config)
+                cls._instance = cls(
+                    client,
+                    reset_on_startup=cls._reset_on_startup,
+                    lifetimes=lambda: fetch_lifetimes(
+                        config.url, config.engine, client.boot_id, config.api_token
+                    ),
+                )
             return cls._instance
 
     # Metrics.
@@ -158,9 +198,13 @@ class TelemetryCollector:
     # Bot state (rides on the heartbeat's `state`).
 
     def set_bot_state(self, reset_on_startup: bool | None = None, **state: Any) -> None:
-        """Report bot state (next_cycle_time, run_interval_minutes, is_running, ...)."""
-        if reset_on_startup is not None:
+        """Report bot state (next_cycle_time, run_interval_minutes, is_running, ...).
+
+        `reset_on_startup` switches the read side between session and lifetime counters.
+        """
+        if reset_on_startup is not None and reset_on_startup != self.reset_on_startup:
             self.reset_on_startup = reset_on_startup
+            self._use_lifetimes(not reset_on_startup)
         fields = {str(k): json_time(v) for k, v in state.items()}
         self.state.update(fields)
         self.client.heartbeat(**fields)

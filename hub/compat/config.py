@@ -20,10 +20,11 @@ class CompatConfig:
     engine: str = "bot"
     mode: str = "paper"
     token: str | None = None
+    api_token: str | None = None  # for reading lifetime metrics back (reset_on_startup false)
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> CompatConfig:
-        """ENGINE_HUB_URL, ENGINE_HUB_ENGINE, ENGINE_HUB_MODE and ENGINE_HUB_TOKEN, else defaults.
+        """ENGINE_HUB_URL, _ENGINE, _MODE, _TOKEN (and _API_TOKEN), else the defaults.
 
         The compatibility faces are the one place that reads the environment: the replaced
         systems were configured without code, and their users' engines call `instance()` bare.
@@ -34,6 +35,7 @@ class CompatConfig:
             engine=env.get("ENGINE_HUB_ENGINE") or "bot",
             mode=env.get("ENGINE_HUB_MODE") or "paper",
             token=env.get("ENGINE_HUB_TOKEN") or None,
+            api_token=env.get("ENGINE_HUB_API_TOKEN") or None,
         )
 
     def with_overrides(self, **overrides: Any) -> CompatConfig:
