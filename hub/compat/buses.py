@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
-from collections import Counter, deque
-from collections.abc import Mapping
+from collections import deque
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -50,8 +51,11 @@ class TelemetryBus:
         self.client = client
         self.buffer_size = max(1, min(int(buffer_size), 100_000))
         self._buffer: deque[tuple[float, str, Mapping[str, Any]]] = deque(maxlen=self.buffer_size)
-        self._counts: Counter[str] = Counter()
-        self._total = 0
+        # next() on an itertools.count is the cheapest atomic increment; reading one advances it,
+        # so each read is remembered in _reads and taken off.
+        self._counts: dict[str, Iterator[int]] = {}
+        self._other: Iterator[int] = itertools.count()
+        self._reads: dict[str, int] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -80,60 +84,67 @@ class TelemetryBus:
     get_instance = instance  # the name the old singleton also went by
 
     def publish(self, event_type: str, payload: Mapping[str, Any] | None = None) -> None:
-        """Publish one event of `event_type` with `payload` (a dict)."""
+        """Publish one event of `event_type` with `payload` (a dict; do not mutate it later)."""
         body = payload if payload is not None else {}
         self.client.publish(event_type, body)
+        self._buffer.append((time.time(), event_type, body))  # atomic: no lock on this path
+        count = self._counts.get(event_type) or self._new_count(event_type)
+        next(count)  # one C call: atomic under the GIL, so racing threads lose no count
+
+    def _new_count(self, event_type: str) -> Iterator[int]:
         with self._lock:
-            self._buffer.append((time.time(), event_type, body))
-            self._total += 1
-            if event_type in self._counts or len(self._counts) < MAX_TYPES:
-                self._counts[event_type] += 1
+            count = self._counts.get(event_type)
+            if count is None:
+                if len(self._counts) >= MAX_TYPES:
+                    return self._other  # types past the cap are counted together
+                count = self._counts[event_type] = itertools.count()
+            return count
 
     # One helper per event type of the document (payload as a dict, or as keywords).
 
     def publish_signal_event(self, payload: Mapping[str, Any] | None = None, **fields: Any) -> None:
         """A strategy signal (BUY/SELL/EXIT): symbol, side, price, strategy, ..."""
-        self.publish("signal_event", {**(payload or {}), **fields})
+        self.publish("signal_event", {**(payload or {}), **fields} if fields else payload)
 
     def publish_indicator_event(
         self, payload: Mapping[str, Any] | None = None, **fields: Any
     ) -> None:
         """An indicator computation (RSI, EMA, ATR, ...)."""
-        self.publish("indicator_event", {**(payload or {}), **fields})
+        self.publish("indicator_event", {**(payload or {}), **fields} if fields else payload)
 
     def publish_order_event(self, payload: Mapping[str, Any] | None = None, **fields: Any) -> None:
         """An order's lifecycle step: status create, fill or reject."""
-        self.publish("order_event", {**(payload or {}), **fields})
+        self.publish("order_event", {**(payload or {}), **fields} if fields else payload)
 
     def publish_position_event(
         self, payload: Mapping[str, Any] | None = None, **fields: Any
     ) -> None:
         """A position update."""
-        self.publish("position_event", {**(payload or {}), **fields})
+        self.publish("position_event", {**(payload or {}), **fields} if fields else payload)
 
     def publish_engine_health(
         self, payload: Mapping[str, Any] | None = None, **fields: Any
     ) -> None:
         """An engine component's health metrics."""
-        self.publish("engine_health", {**(payload or {}), **fields})
+        self.publish("engine_health", {**(payload or {}), **fields} if fields else payload)
 
     def publish_decision_trace(
         self, payload: Mapping[str, Any] | None = None, **fields: Any
     ) -> None:
         """A strategy decision in detail: reason, confidence, timeframe."""
-        self.publish("decision_trace", {**(payload or {}), **fields})
+        self.publish("decision_trace", {**(payload or {}), **fields} if fields else payload)
 
     def publish_universe_scan(
         self, payload: Mapping[str, Any] | None = None, **fields: Any
     ) -> None:
         """A universe refresh: instrument counts by exchange and type."""
-        self.publish("universe_scan", {**(payload or {}), **fields})
+        self.publish("universe_scan", {**(payload or {}), **fields} if fields else payload)
 
     def publish_performance_update(
         self, payload: Mapping[str, Any] | None = None, **fields: Any
     ) -> None:
         """Performance metrics."""
-        self.publish("performance_update", {**(payload or {}), **fields})
+        self.publish("performance_update", {**(payload or {}), **fields} if fields else payload)
 
     # The read side, from the local buffer.
 
@@ -144,8 +155,7 @@ class TelemetryBus:
         found: list[dict[str, Any]] = []
         if limit <= 0:
             return found
-        with self._lock:
-            buffered = list(self._buffer)
+        buffered = list(self._buffer)
         for ts, kind, payload in reversed(buffered):
             if event_type is None or kind == event_type:
                 found.append({"type": kind, "timestamp": _iso(ts), "payload": dict(payload)})
@@ -153,10 +163,16 @@ class TelemetryBus:
                     break
         return found
 
+    def _read(self, kind: str, count: Iterator[int]) -> int:
+        value = next(count) - self._reads.get(kind, 0)
+        self._reads[kind] = self._reads.get(kind, 0) + 1
+        return value
+
     def get_stats(self) -> dict[str, Any]:
         """Buffer size and capacity, events per type and in total, and the hub connection."""
         with self._lock:
-            counts, total = dict(self._counts), self._total
+            counts = {kind: self._read(kind, count) for kind, count in self._counts.items()}
+            total = sum(counts.values()) + self._read("", self._other)
         return {
             "buffer_size": len(self._buffer),
             "max_buffer_size": self.buffer_size,

@@ -16,7 +16,7 @@ from hub.client import EngineClient
 from hub.compat.clients import shared_client
 from hub.compat.config import CompatConfig
 from hub.compat.lifetimes import fetch_lifetimes
-from hub.compat.mirrors import MetricMirror
+from hub.compat.mirrors import FOLD_EVERY, MAX_SERIES, MetricMirror
 from hub.compat.records import cycle_payload, json_time, signal_args
 
 __all__ = ["TelemetryCollector"]
@@ -53,12 +53,19 @@ class TelemetryCollector:
         self.client = client
         self.reset_on_startup = reset_on_startup
         self.metrics = MetricMirror()
+        self._counts, self._times = self.metrics.pending_counts, self.metrics.pending_times
+        self._gauges = self.metrics.gauges
+        # Bound once: the metric calls are the hot path, and each lookup saved is a few percent.
+        self._increment, self._set_gauge = client.increment, client.set_gauge
+        self._record_timing = client.record_timing
+        self._count_of, self._time_of = self._counts.get, self._times.get
         self.seeded = threading.Event()  # set once counters hold earlier boots' totals (or not)
         self._lifetimes = lifetimes
-        self.events: deque[dict[str, Any]] = deque(maxlen=EVENTS)
-        self.signals: deque[dict[str, Any]] = deque(maxlen=SIGNALS)
-        self.cycles: deque[dict[str, Any]] = deque(maxlen=CYCLES)
-        self.errors: deque[dict[str, Any]] = deque(maxlen=ERRORS)
+        # (time, record) pairs: the dicts the old API returned are built on read.
+        self.events: deque[tuple[float, str, Any]] = deque(maxlen=EVENTS)
+        self.signals: deque[tuple[float, Mapping[str, Any]]] = deque(maxlen=SIGNALS)
+        self.cycles: deque[tuple[float, Mapping[str, Any]]] = deque(maxlen=CYCLES)
+        self.errors: deque[tuple[float, Mapping[str, Any]]] = deque(maxlen=ERRORS)
         self.started = time.time()
         self.state: dict[str, Any] = {"bot_start_time": _iso(self.started), "is_running": True}
         self._lock = threading.Lock()
@@ -134,45 +141,57 @@ class TelemetryCollector:
         **tag_kwargs: Any,
     ) -> None:
         """Add `amount` to counter `name` (tags as a mapping or as keywords)."""
-        merged = {**tags, **tag_kwargs} if tags else tag_kwargs
-        self.client.increment(name, amount, **merged)
-        with self._lock:
-            self.metrics.inc(name, amount, merged, time.time())
+        if tags:
+            tag_kwargs = {**tags, **tag_kwargs}
+        self._increment(name, amount, **tag_kwargs)
+        values = self._count_of(name)
+        if values is None:
+            values = self.metrics.series(self._counts, name, tag_kwargs)
+        values.append(amount)
+        if len(values) > FOLD_EVERY:
+            self.metrics.fold_count(name, values)
 
     def set_gauge(
         self, name: str, value: float, tags: Mapping[str, Any] | None = None, **tag_kwargs: Any
     ) -> None:
         """Set gauge `name` to `value`."""
-        merged = {**tags, **tag_kwargs} if tags else tag_kwargs
-        self.client.set_gauge(name, value, **merged)
-        with self._lock:
-            self.metrics.set(name, value, merged, time.time())
+        if tags:
+            tag_kwargs = {**tags, **tag_kwargs}
+        self._set_gauge(name, value, **tag_kwargs)
+        gauges = self._gauges
+        if len(gauges) < MAX_SERIES or name in gauges:
+            gauges[name] = (value, tag_kwargs)  # one atomic store: the last value wins
 
     def record_timing(
         self, name: str, duration: float, tags: Mapping[str, Any] | None = None, **tag_kwargs: Any
     ) -> None:
         """Record one duration of `name` in seconds (a timer on the hub)."""
-        merged = {**tags, **tag_kwargs} if tags else tag_kwargs
-        self.client.record_timing(name, duration, **merged)
-        with self._lock:
-            self.metrics.observe(name, duration, merged, time.time())
+        if tags:
+            tag_kwargs = {**tags, **tag_kwargs}
+        self._record_timing(name, duration, **tag_kwargs)
+        values = self._time_of(name)
+        if values is None:
+            values = self.metrics.series(self._times, name, tag_kwargs)
+        values.append(duration)
+        if len(values) > FOLD_EVERY:
+            self.metrics.fold_time(name, values)
 
     # Records.
 
     def record_event(self, name: str, data: Mapping[str, Any] | None = None) -> None:
         """Publish an event of type `name` with `data` as its payload."""
         self.client.publish(name, data)
-        self.events.append({"timestamp": time.time(), "event": name, "data": data})
+        self.events.append((time.time(), name, data))  # kept as given: do not mutate it later
 
     def record_signal(self, data: Mapping[str, Any]) -> None:
         """Publish a `signal_event` (symbol, signal_type, entry_price or price, strategy, ...)."""
         try:
             symbol, side, price, strategy, extra = signal_args(data)
+            self.client.record_signal(symbol, side, price=price, strategy=strategy, **extra)
         except Exception:
-            log.warning("record_signal needs a mapping, got %r; nothing sent", type(data))
+            log.warning("record_signal needs a mapping with text keys; nothing sent")
             return
-        self.client.record_signal(symbol, side, price=price, strategy=strategy, **extra)
-        self.signals.append({"timestamp": time.time(), **data})
+        self.signals.append((time.time(), data))  # kept as given: do not mutate it later
 
     def record_cycle(self, data: Mapping[str, Any]) -> None:
         """Publish a `cycle` event (its duration in seconds under `duration` or `duration_seconds`)."""
@@ -181,19 +200,22 @@ class TelemetryCollector:
         except Exception:
             log.warning("record_cycle needs a mapping, got %r; nothing sent", type(data))
             return
+        try:
+            self.client.record_cycle(**payload)  # the typed call, whatever it learns to report
+        except TypeError:  # no duration in the record, or keys that are not text
+            self.client.publish("cycle", payload)
         now = time.time()
-        self.client.publish("cycle", payload)
-        self.client.heartbeat(last_cycle_time=now)
-        self.cycles.append({"timestamp": now, **data})
-        self.state["last_cycle_time"] = _iso(now)
+        self.cycles.append((now, payload))
+        self.state["last_cycle_time"] = now
 
     def record_error(
         self, error_type: str, message: str, context: Mapping[str, Any] | None = None
     ) -> None:
         """Publish an `error` event (the engine's status is not changed)."""
         self.client.record_error(error_type, message, context)
-        entry = {"timestamp": time.time(), "error_type": error_type, "message": message}
-        self.errors.append({**entry, "context": context})
+        self.errors.append(
+            (time.time(), {"error_type": error_type, "message": message, "context": context})
+        )
 
     # Bot state (rides on the heartbeat's `state`).
 
@@ -211,14 +233,20 @@ class TelemetryCollector:
 
     def set_next_cycle_time(self, timestamp: datetime | float | str | None) -> None:
         """When the next cycle starts (a datetime, Unix seconds or ISO-8601 text)."""
-        self.set_bot_state(next_cycle_time=timestamp)
+        if isinstance(timestamp, datetime):
+            timestamp = timestamp.isoformat()
+        self.state["next_cycle_time"] = timestamp
+        self.client.heartbeat(next_cycle_time=timestamp)
 
     def set_trading_hours_active(self, active: bool, window: str | None = None) -> None:
         """Whether trading hours are on, and the window (e.g. "06:00-19:00 UTC") if known."""
+        state = self.state
+        state["trading_hours_active"] = active = bool(active)
         if window is None:
-            self.set_bot_state(trading_hours_active=bool(active))
+            self.client.heartbeat(trading_hours_active=active)
         else:
-            self.set_bot_state(trading_hours_active=bool(active), trading_hours=window)
+            state["trading_hours"] = window
+            self.client.heartbeat(trading_hours_active=active, trading_hours=window)
 
     # The read side, from the local buffers.
 
@@ -236,21 +264,21 @@ class TelemetryCollector:
 
     def get_all_metrics(self) -> dict[str, Any]:
         """Counters, gauges, histograms and timers in the shape of metrics.json."""
-        with self._lock:
-            return self.metrics.snapshot(time.time())
+        return self.metrics.snapshot(time.time())
 
     def get_summary(self) -> dict[str, Any]:
         """Uptime, bot state, counter and gauge values, and how many records each ring holds."""
         now = time.time()
-        with self._lock:
-            counters = {name: self.metrics.counter(name) for name in self.metrics.counters}
-            gauges = {name: entry[0] for name, entry in self.metrics.gauges.items()}
+        self.metrics.fold()
+        counters = {name: self.metrics.counter(name) for name in list(self.metrics.counters)}
+        counters.update({n: v for n, v in self.metrics.base.items() if n not in counters})
+        gauges = {name: entry[0] for name, entry in list(self.metrics.gauges.items())}
         return {
             "timestamp": _iso(now),
             "engine": self.client.engine,
             "uptime_seconds": round(now - self.started, 3),
             "metrics": "session" if self.reset_on_startup else "lifetime",
-            "state": dict(self.state),
+            "state": {k: _iso(v) if k == "last_cycle_time" else v for k, v in self.state.items()},
             "counters": counters,
             "gauges": gauges,
             "signals": len(self.signals),
@@ -268,21 +296,23 @@ class TelemetryCollector:
             "signals": [_shown(r) for r in self.signals],
             "cycles": [_shown(r) for r in self.cycles],
             "errors": [_shown(r) for r in self.errors],
-            "events": [_shown(r) for r in self.events],
+            "events": [
+                {"timestamp": _iso(ts), "event": name, "data": data}
+                for ts, name, data in list(self.events)
+            ],
         }
         Path(path).write_text(json.dumps(data, indent=2, default=str))
         return str(path)
 
 
-def _newest(ring: deque[dict[str, Any]], limit: int) -> list[dict[str, Any]]:
-    """The newest `limit` records, newest first, their times as ISO-8601 (formatted on read)."""
+def _newest(ring: deque[tuple[float, Mapping[str, Any]]], limit: int) -> list[dict[str, Any]]:
+    """The newest `limit` records, newest first, as dicts with an ISO-8601 `timestamp`."""
     items = list(ring)[-int(limit) :] if limit > 0 else []
     items.reverse()
     return [_shown(item) for item in items]
 
 
-def _shown(record: dict[str, Any]) -> dict[str, Any]:
-    ts = record.get("timestamp")
-    if isinstance(ts, float):
-        return {**record, "timestamp": _iso(ts)}
-    return dict(record)
+def _shown(item: tuple[float, Mapping[str, Any]]) -> dict[str, Any]:
+    """A record with the time it was recorded (its own `timestamp`, if it has one, wins)."""
+    ts, record = item
+    return {"timestamp": _iso(ts), **record}

@@ -10,7 +10,6 @@ from typing import Any
 __all__ = ["SignalArgs", "cycle_payload", "json_time", "signal_args"]
 
 _SIDE_KEYS = ("signal_type", "side", "direction", "type", "action")
-_PRICE_KEYS = ("entry_price", "price")
 _DURATION_KEYS = ("duration", "duration_seconds", "duration_s", "elapsed", "elapsed_seconds")
 
 SignalArgs = tuple[str, str, float | None, str | None, dict[str, Any]]
@@ -35,24 +34,22 @@ def _number(value: Any) -> float | None:
 def signal_args(data: Mapping[str, Any]) -> SignalArgs:
     """`record_signal({...})` of the third document as `EngineClient.record_signal` arguments.
 
-    symbol and side (`signal_type`) and price (`entry_price` or `price`) and strategy are the
-    signal table's columns; every other key travels as it was sent.
+    symbol, side (`side`, else `signal_type`, ...), price (`price`, else `entry_price`) and
+    strategy are the signal table's columns; every other key travels as it was sent.
     """
-    symbol = data.get("symbol")
-    side = _first(data, _SIDE_KEYS)
-    strategy = data.get("strategy")
-    extra = {
-        str(k): v
-        for k, v in data.items()
-        if k not in ("symbol", "side", "price", "strategy", "confidence", "reason")
-    }
-    for key in ("confidence", "reason"):
-        if data.get(key) is not None:
-            extra[key] = data[key]
+    extra = dict(data)
+    symbol = extra.pop("symbol", None)
+    strategy = extra.pop("strategy", None)
+    side = extra.pop("side", None)
+    if side is None:
+        side = _first(extra, _SIDE_KEYS)
+    price = extra.pop("price", None)
+    if price is None:
+        price = extra.get("entry_price")
     return (
         "" if symbol is None else str(symbol),
         "" if side is None else str(side),
-        _number(_first(data, _PRICE_KEYS)),
+        price if type(price) is float else _number(price),
         None if strategy is None else str(strategy),
         extra,
     )
@@ -60,10 +57,11 @@ def signal_args(data: Mapping[str, Any]) -> SignalArgs:
 
 def cycle_payload(data: Mapping[str, Any]) -> dict[str, Any]:
     """A cycle record as a `cycle` event payload: `duration` (seconds) plus every key sent."""
-    payload = {str(k): v for k, v in data.items()}
-    duration = _number(_first(data, _DURATION_KEYS))
-    if duration is not None:
-        payload["duration"] = duration
+    payload = dict(data)
+    if type(payload.get("duration")) is not float and _number(payload.get("duration")) is None:
+        duration = _number(_first(data, _DURATION_KEYS))
+        if duration is not None:
+            payload["duration"] = duration
     return payload
 
 

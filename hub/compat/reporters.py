@@ -38,6 +38,7 @@ class EngineTelemetry:
         return asdict(self)
 
 
+_now = time.time
 _FIELDS = frozenset({"status", "loop_tick", "universe_size", "open_positions", "last_error"})
 
 
@@ -59,6 +60,8 @@ class EngineTelemetryReporter:
         config = CompatConfig.from_environ().with_overrides(url=url, token=token)
         self._telemetry = EngineTelemetry(name, mode, os.getpid(), started_at=_iso(time.time()))
         self._beat: float | None = None
+        self._fields: dict[str, Any] = {}
+        self._first = True
         self.client = EngineClient(
             config.url,
             engine=name,
@@ -67,28 +70,34 @@ class EngineTelemetryReporter:
             initial_status="starting",
             **client_options,
         ).start()
+        self._heartbeat = self.client.heartbeat  # bound once: the per-beat path stays short
 
     @property
     def telemetry(self) -> EngineTelemetry:
         """What the old reporter would have written to `{name}_engine.json` now."""
+        telemetry = self._telemetry
+        for key in _FIELDS & self._fields.keys():
+            setattr(telemetry, key, self._fields[key])
         if self._beat is not None:
-            self._telemetry.last_heartbeat = _iso(self._beat)  # formatted on read, not per beat
-        return self._telemetry
+            telemetry.last_heartbeat = _iso(self._beat)  # formatted on read, not per beat
+        return telemetry
 
     def heartbeat(self, **fields: Any) -> None:
         """Update health fields: status, loop_tick, universe_size, open_positions, last_error."""
-        telemetry = self._telemetry
-        if "status" not in fields and telemetry.status == "starting":
-            fields["status"] = "running"  # the old reporter's first heartbeat meant "running"
-        for key, value in fields.items():
-            if key in _FIELDS:
-                setattr(telemetry, key, value)
-        self._beat = time.time()
-        self.client.heartbeat(**fields)
+        if self._first:
+            self._first = False
+            if "status" not in fields:
+                fields["status"] = "running"  # the old reporter's first heartbeat meant this
+        known = self._fields
+        known.update(fields)
+        if len(known) > 256:  # unknown keys (they go to state) are not kept past this many
+            self._fields = {k: known[k] for k in _FIELDS & known.keys()}
+        self._beat = _now()
+        self._heartbeat(**fields)
 
     def mark_stopped(self) -> None:
         """Report status `stopped`, deliver what is buffered and close the connection."""
-        self._telemetry.status = "stopped"
+        self._fields["status"] = "stopped"
         self._beat = time.time()
         self.client.close()
 
