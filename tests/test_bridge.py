@@ -17,7 +17,7 @@ import pytest
 from hub.bridge import Bridge
 from hub.bridge.files import RecordKind, Skip, decode, engine_report, record_key
 from hub.client import EngineClient
-from tests.conftest import WAIT, RunningHub, run_cli, sse, unique
+from tests.conftest import WAIT, RunningHub, run_cli, running_hub, sse, unique
 
 FAST = {"flush_interval": 0.02, "backoff_base": 0.05, "backoff_max": 0.2, "close_timeout": 3.0}
 
@@ -173,10 +173,13 @@ async def test_engine_files_become_engines_with_their_status(
     assert card["status"] == "stopped" and not card["connected"]
     await asyncio.to_thread(bridge.close)
 
+    boots = card["boots"]
     again = Bridge(tmp_path, url=hub.ws_url, client_options=FAST)
     again.load()
     await scanned(again)
     assert fno not in again.clients  # this boot's stop was forwarded already: no reconnect
+    await delivered(again.clients[equity])
+    assert (await card_of(hub, fno))["boots"] == boots
     await asyncio.to_thread(again.close)
 
 
@@ -256,10 +259,37 @@ async def test_garbage_and_half_written_files_are_skipped_with_a_reason(
     assert sum("not a JSON object" in m for m in reasons) == 1
     assert not any(r.exc_info for r in caplog.records)
 
+    # A file rewritten in place, still broken, is read again; its reason is not logged again.
+    caplog.clear()
+    (signals / "signal_20260107_143522_003.json").write_text("[1, 2, 3, 4]")
+    with caplog.at_level(logging.WARNING, logger="hub.bridge"):
+        assert await scanned(bridge) == 0
+    assert not caplog.records
+    (signals / "signal_20260107_143522_003.json").write_text(json.dumps(signal_file(22, "X")))
+    assert await scanned(bridge) == 1  # completed in place: no rename, no manifest, still seen
+
     write_json(half, signal_file(20))
     assert await scanned(bridge) == 1
-    [signal] = await events_of(hub, engine, "signal_event")
-    assert signal["payload"]["symbol"] == "EURUSD"
+    assert [s["payload"]["symbol"] for s in await events_of(hub, engine, "signal_event")] == [
+        "EURUSD",
+        "X",
+    ]
+    await asyncio.to_thread(bridge.close)
+
+
+async def test_nothing_unacknowledged_is_remembered_as_sent(tmp_path: Path) -> None:
+    """With the hub away, records wait in the client; the saved ledger does not list them."""
+    async with running_hub() as gone:
+        url = gone.ws_url
+    write_json(tmp_path / "signals/signal_20260107_143520_001.json", signal_file(20))
+    write_json(tmp_path / "fno_engine.json", engine_file("fno"))
+    bridge = Bridge(tmp_path, url=url, engine="bot", ack_timeout=0.2, client_options=FAST)
+    assert await scanned(bridge) == 2  # handed to the clients, not acknowledged
+    write_json(tmp_path / "fno_engine.json", engine_file("fno", last_heartbeat="later"))
+    assert await scanned(bridge) == 1  # a heartbeat alone must not save the unacked signal
+    saved = json.loads((tmp_path / ".engine-hub-bridge.json").read_text())
+    assert saved["records"] == {} and "fno" in saved["beats"]  # from before the signal
+    bridge.ack_timeout = 0.01
     await asyncio.to_thread(bridge.close)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from hub.client import EngineClient
 from hub.compat import EVENT_TYPES, EngineTelemetryReporter, TelemetryBus, TelemetryCollector
+from hub.compat.lifetimes import fetch_lifetimes
 from tests.conftest import WAIT, RunningHub, unique
 
 # The third document's Python snippets, verbatim; only the import line is rewritten (IMPORTS).
@@ -290,6 +291,10 @@ async def test_reset_on_startup_chooses_session_or_lifetime_counters(
     await flushed(first.client)
     await asyncio.to_thread(first.client.close)
 
+    # Before the next boot's hello, the hub's session is the old boot's: all of it is earlier.
+    earlier = await asyncio.to_thread(fetch_lifetimes, hub.ws_url, configured, "next-boot", None)
+    assert earlier == {"signals.long": 10}
+
     TelemetryCollector.configure(reset_on_startup=False)
     lifetime = TelemetryCollector.instance()
     assert lifetime is not first and lifetime.client is not first.client
@@ -299,6 +304,11 @@ async def test_reset_on_startup_chooses_session_or_lifetime_counters(
     assert counters["signals.long"]["value"] == 11 and counters["signals.long"]["session"] == 1
     assert lifetime.get_summary()["counters"]["signals.long"] == 11
     assert lifetime.get_summary()["metrics"] == "lifetime"
+    await flushed(lifetime.client)  # the hub's session is now this boot's: 1 of its 11
+    mine = await asyncio.to_thread(
+        fetch_lifetimes, hub.ws_url, configured, lifetime.client.boot_id, None
+    )
+    assert mine == {"signals.long": 10}
 
     lifetime.set_bot_state(reset_on_startup=True)  # the old collector's switch, at runtime
     assert lifetime.get_all_metrics()["counters"]["signals.long"]["value"] == 1

@@ -49,18 +49,21 @@ class Bridge:
         token: str | None = None,
         state_path: Path | None = None,
         interval: float = 0.2,
+        ack_timeout: float = 2.0,
         client_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.root = root
         self.url, self.engine, self.mode, self.token = url, engine, mode, token
         self.state_path = state_path or root / ".engine-hub-bridge.json"
         self.interval = interval
+        self.ack_timeout = ack_timeout
         self.client_options = dict(client_options or {})
         self.ledger = Ledger()
         self.clients: dict[str, EngineClient] = {}
         self._boots: dict[str, tuple[Any, Any]] = {}
         self.reader = Reader()
         self._listed: dict[Path, tuple[Stamp | None, Stamp | None]] = {}  # (manifest, directory)
+        self._retry: set[Path] = set()  # record directories with files not readable yet
         self._uncommitted: set[str] = set()  # engines with records the hub has not acked yet
         self.forwarded = 0
 
@@ -101,11 +104,11 @@ class Bridge:
             self.commit()
         return self.forwarded - before
 
-    def commit(self, timeout: float = 2.0) -> bool:
+    def commit(self) -> bool:
         """Once the hub acknowledged everything sent, save the ledger that lists it."""
         for name in sorted(self._uncommitted):
             client = self.clients.get(name)
-            if client is not None and not client.flush(timeout):
+            if client is not None and not client.flush(self.ack_timeout):
                 return False  # the client keeps it and replays; the ledger is saved later
         self._uncommitted.clear()
         self.save()
@@ -207,10 +210,13 @@ class Bridge:
             # The manifest changes with every write; the directory's own stamp catches writers
             # that never update it.
             stamp = (manifest, stamp_of(directory))
-            if self._listed.get(directory) == stamp:
+            if self._listed.get(directory) == stamp and directory not in self._retry:
                 continue
-            self._records(client, kind, directory)
             self._listed[directory] = stamp
+            if self._records(client, kind, directory):
+                self._retry.add(directory)  # a file rewritten in place changes no stamp above
+            else:
+                self._retry.discard(directory)
 
     def _metrics(self, client: EngineClient, data: dict[str, Any]) -> None:
         for metric in metric_values(data):
@@ -224,26 +230,30 @@ class Bridge:
                 client.record_timing(metric.name, metric.value, **tags)
         self._uncommitted.add(self.engine)
 
-    def _records(self, client: EngineClient, kind: RecordKind, directory: Path) -> None:
+    def _records(self, client: EngineClient, kind: RecordKind, directory: Path) -> bool:
+        """Forward the directory's new records; True while some of them could not be read."""
         try:
             names = [p.name for p in directory.iterdir()]
         except OSError:
-            return  # not there (yet): nothing to forward
+            return False  # not there (yet): nothing to forward
         files: dict[str, str] = {}
         for name in names:
             key = record_key(kind, name)
             if key is not None and (key not in files or not name.endswith(".gz")):
                 files[key] = name  # the plain file when both exist (mid-rotation)
         self.ledger.forget_missing(self.engine, kind, set(files))
+        unreadable = False
         for key in self.ledger.unsent(self.engine, kind, files):
             path = directory / files[key]
             data = self.reader.read(path, gzipped=path.name.endswith(".gz"))
             if data is None:
-                continue  # retried when the file changes
+                unreadable = True  # read again when its stamp changes
+                continue
             self._forward(client, kind, data)
             self.ledger.mark_sent(self.engine, kind, key)
             self._uncommitted.add(self.engine)
             self.forwarded += 1
+        return unreadable
 
     def _forward(self, client: EngineClient, kind: RecordKind, data: dict[str, Any]) -> None:
         if kind is RecordKind.SIGNAL:
