@@ -188,6 +188,41 @@ def _tui(args: argparse.Namespace) -> int:
     return app.run() or 0
 
 
+def _bridge(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+    from pathlib import Path
+
+    from hub.bridge import Bridge
+    from hub.client.options import engine_url, validate_identity
+
+    root = Path(args.dir)
+    if not root.is_dir():
+        print(f"engine-hub: {str(root)!r} is not a directory to watch", file=sys.stderr)
+        return 2
+    if not 0.05 <= args.interval <= 60:
+        print("engine-hub: --interval must be between 0.05 and 60 seconds", file=sys.stderr)
+        return 2
+    url = args.url or os.environ.get("ENGINE_HUB_URL") or "ws://127.0.0.1:8765"
+    engine_url(url)  # a ValueError here says how a hub URL looks
+    validate_identity(args.engine, args.mode)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    bridge = Bridge(
+        root,
+        url=url,
+        engine=args.engine,
+        mode=args.mode,
+        token=args.token or os.environ.get("ENGINE_HUB_TOKEN") or None,
+        state_path=Path(args.state) if args.state else None,
+        interval=args.interval,
+    )
+    print(f"engine-hub bridge: forwarding {root} to {url}; Ctrl-C stops", flush=True)
+    bridge.run(stop)
+    return 0
+
+
 def _toml(value: str) -> str:
     """A TOML basic string (JSON's escapes are TOML's)."""
     return json.dumps(value)
@@ -395,6 +430,27 @@ def _parser() -> argparse.ArgumentParser:
         "--export-dir", default=".", help="where E writes incident bundles (default: here)"
     )
     tui.set_defaults(run=_tui, **no_server)
+    bridge = commands.add_parser(
+        "bridge",
+        help="forward an unchanged engine's telemetry files to a hub (zero-code migration)",
+        description="Watch DIR for the replaced systems' files and forward each record once: "
+        "*_engine.json (DIR or DIR/artifacts/telemetry; one engine per file) and a "
+        "telemetry_data/ layout (DIR/telemetry_data or DIR itself). See docs/migration.md.",
+    )
+    bridge.add_argument("dir", metavar="DIR", help="the directory the engines write to")
+    bridge.add_argument("--url", help="hub (default $ENGINE_HUB_URL, else ws://127.0.0.1:8765)")
+    bridge.add_argument(
+        "--engine", default="bot", help="engine name for telemetry_data/ (default bot)"
+    )
+    bridge.add_argument("--mode", default="paper", help="its mode (default paper)")
+    bridge.add_argument("--token", help="engine token (default $ENGINE_HUB_TOKEN)")
+    bridge.add_argument(
+        "--state", help="where to remember what was sent (default DIR/.engine-hub-bridge.json)"
+    )
+    bridge.add_argument(
+        "--interval", type=float, default=0.2, help="seconds between polls (default 0.2)"
+    )
+    bridge.set_defaults(run=_bridge, **no_server)
     user = commands.add_parser("user", help="viewer accounts for the dashboard and API")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     user_add = user_commands.add_parser(

@@ -19,6 +19,9 @@ ALLOWED: dict[str, set[str]] = {
     "web": {"core", "live", "stores"},
     "demo": {"web", "stores", "client"},
     "tui": {"core"},  # a client of the hub's HTTP API and SSE stream, nothing of the server
+    # compat and bridge: the replaced systems' APIs and files, over the engine library only.
+    "compat": {"client"},
+    "bridge": {"client", "compat", "core.messages"},
 }
 # The sans-I/O core and the engine library must stay importable without the server stack.
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -27,6 +30,8 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "stores": {"starlette", "uvicorn", "jinja2"},
     "live": {"uvicorn", "sqlite3"},
     "tui": {"starlette", "uvicorn", "jinja2", "sqlite3", "websockets"},
+    "compat": {"starlette", "uvicorn", "jinja2", "sqlite3", "prometheus_client"},
+    "bridge": {"starlette", "uvicorn", "jinja2", "sqlite3", "prometheus_client"},
 }
 # Dependencies only one part needs are imported only there (a server never loads textual).
 ONLY_IN: dict[str, str] = {"textual": "tui", "rich": "tui", "httpx": "tui"}
@@ -85,7 +90,9 @@ def test_every_module_belongs_to_a_room() -> None:
     top = sorted(p.name for p in HUB.glob("*.py"))
     assert top == ["__init__.py", "__main__.py", "cli.py", "settings.py"]
     assert sorted(p.name for p in HUB.iterdir() if p.is_dir() and p.name != "__pycache__") == [
+        "bridge",
         "client",
+        "compat",
         "core",
         "demo",
         "live",
