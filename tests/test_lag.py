@@ -11,6 +11,7 @@ from hub.core.engines import EngineRecord, Health, derive_health
 from hub.core.ingested import Ingested
 from hub.core.lag import NO_LAG, LoopLag
 from hub.core.messages import Event, Heartbeat, Hello, Status
+from hub.core.stats import Topic
 from hub.live.views import OVERVIEW, FragmentKey, Part
 from hub.settings import Settings
 from hub.stores import MemoryStore
@@ -179,3 +180,16 @@ def test_an_event_reaches_the_page_in_the_same_run_when_idle() -> None:
     hub.state.ingest(record, [event(3)], T0 + 0.25)
     hub.push_views(T0 + 0.3)
     assert viewer.queue[-1] == signals and hub.state.dirty.keys
+
+
+def test_a_fanout_run_yields_to_the_loop_every_few_viewers() -> None:
+    """A run over 130 viewers of a dirtied view steps back to the loop at least twice, so engine
+    sockets are read in between; every viewer still gets the frame."""
+    hub = Hub(Settings(), MemoryStore())
+    hub.state.hello(Hello(engine="fno", boot_id="b"), 1, T0, Ingested())
+    viewers = [hub.fanout.join(OVERVIEW) for _ in range(130)]
+    hub.push_views(T0)  # snapshots
+    hub.state.dirty.mark(Topic.HUB)
+    steps = sum(1 for _ in hub.pushing(T0 + 0.1))
+    assert steps >= 2
+    assert all(v is not None and len(v.queue) == 2 for v in viewers)
