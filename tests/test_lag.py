@@ -135,15 +135,17 @@ def test_state_refresh_reports_no_transition_for_blind_time() -> None:
 # -- Cadence and the table refresh ---------------------------------------------------------------
 
 
-def test_cadence_runs_every_tick_when_idle_and_backs_off_under_load() -> None:
-    """Idle: the next tick on a steady period. A run that took 0.3 s of a 0.1 s tick gives the
-    loop 0.3 s before the next (ticks skipped, their marks coalesced); a late loop backs off too."""
-    cadence = Cadence(tick=0.1, table_refresh=0.25)
+def test_cadence_runs_every_tick_and_rests_only_while_the_loop_is_late() -> None:
+    """The next run is the next tick, also after a long run (it yielded as it went); while the
+    loop is late the fan-out rests as long as the lag, at most `max_rest` (ticks skipped, their
+    marks coalesced), and is busy (tables at their cadence) after a long run or a late loop."""
+    cadence = Cadence(tick=0.1, table_refresh=0.25, max_rest=1.0)
     assert cadence.ran(10.0, 0.01, lag=0.0) == 10.1 and not cadence.busy
-    assert round(cadence.ran(10.1, 0.3, lag=0.0), 6) == 10.7 and cadence.busy
-    assert cadence.skipped == 5
-    assert round(cadence.ran(11.0, 0.01, lag=1.2), 6) == 12.21
-    assert cadence.ran(13.0, 0.01, lag=0.0) == 13.1 and not cadence.busy
+    assert cadence.ran(10.1, 0.3, lag=0.0) == 10.2 and cadence.busy
+    assert round(cadence.ran(11.0, 0.2, lag=0.6), 6) == 11.8 and cadence.busy
+    assert cadence.skipped == 7
+    assert round(cadence.ran(12.0, 0.2, lag=5.0), 6) == 13.2  # at most max_rest
+    assert cadence.ran(14.0, 0.01, lag=0.0) == 14.1 and not cadence.busy
 
 
 def test_tables_go_out_every_run_when_idle_and_at_their_cadence_when_busy() -> None:
