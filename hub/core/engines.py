@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from hub.core.lag import NO_LAG, LoopLag
 from hub.core.messages import Status
 from hub.core.records import utc
 from hub.settings import Settings
@@ -186,7 +187,7 @@ class EngineRecord:
             "dropped": self.client_dropped,
         }
 
-    def as_dict(self, now: float, settings: Settings) -> dict[str, Any]:
+    def as_dict(self, now: float, settings: Settings, lag: LoopLag = NO_LAG) -> dict[str, Any]:
         """The API shape (`/api/telemetry/engines`), with health derived at `now`."""
         last = self.last_heartbeat
         return {
@@ -203,7 +204,7 @@ class EngineRecord:
             "open_positions": self.open_positions,
             "last_error": self.last_error,
             "state": self.state,
-            "health": derive_health(self, now, settings),
+            "health": derive_health(self, now, settings, lag),
             "connected": self.connected,
             "boot_id": self.boot_id,
             "boots": self.boots,
@@ -224,10 +225,13 @@ class EngineRecord:
         }
 
 
-def derive_health(engine: EngineRecord, now: float, settings: Settings) -> Health:
+def derive_health(
+    engine: EngineRecord, now: float, settings: Settings, lag: LoopLag = NO_LAG
+) -> Health:
     """Health at `now`: stopped > offline > stale > late > error > stalled > ok.
 
-    Thresholds are multiples of the engine's own heartbeat interval.
+    Thresholds are multiples of the engine's own heartbeat interval. Time the hub's loop was
+    blind (`lag`) does not count as silence: a heartbeat waiting unread in the socket is on time.
     """
     if engine.said_bye or engine.status is Status.STOPPED:
         return Health.STOPPED
@@ -235,7 +239,7 @@ def derive_health(engine: EngineRecord, now: float, settings: Settings) -> Healt
         return Health.OFFLINE
     interval = engine.heartbeat_interval
     seen = max(engine.last_heartbeat or 0.0, engine.connected_at or 0.0)
-    silence = now - seen
+    silence = now - seen - lag.blind(seen, now)
     if silence > settings.stale_after * interval:
         return Health.STALE
     if silence > settings.late_after * interval:
@@ -246,7 +250,7 @@ def derive_health(engine: EngineRecord, now: float, settings: Settings) -> Healt
     if (
         changed is not None
         and engine.status is Status.RUNNING
-        and now - changed > settings.stalled_after * interval
+        and now - changed - lag.blind(changed, now) > settings.stalled_after * interval
     ):
         return Health.STALLED
     return Health.OK

@@ -14,6 +14,7 @@ from hub.core.buckets import EngineBudget, budget_for
 from hub.core.decoding import Rejected
 from hub.core.engines import EngineRecord, Health, derive_health
 from hub.core.ingested import Gap, Ingested
+from hub.core.lag import LoopLag
 from hub.core.logs import LogTails, normalize_level
 from hub.core.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, Hello, Log, Metric
 from hub.core.metrics import MetricRegistry, MetricRejected
@@ -79,6 +80,8 @@ class HubState:
     def __init__(self, settings: Settings, first_event_id: int = 1, first_log_id: int = 1) -> None:
         self.settings = settings
         self.engines: dict[str, EngineRecord] = {}
+        self.by_index: dict[int, EngineRecord] = {}  # hub-assigned index -> record (views look up)
+        self.lag = LoopLag()  # the I/O shell feeds it; health discounts the loop's blind time
         # Per engine name, kept across reconnects: a socket cannot reset its engine's bucket.
         self.budgets: dict[str, EngineBudget] = {}
         self.rings = EventRings(settings)
@@ -146,6 +149,7 @@ class HubState:
             rate_history=deque(maxlen=self.settings.history_points),
             heartbeat_interval=self.settings.heartbeat_interval,  # until the engine says its own
         )
+        self.by_index[engine.index] = engine
         return engine
 
     def budget(self, name: str, now: float) -> EngineBudget:
@@ -186,6 +190,7 @@ class HubState:
                 f"engine {name!r} is connected; stop it (or wait until it is offline) first"
             )
         del self.engines[name]
+        del self.by_index[engine.index]
         self.budgets.pop(name, None)
         self.snapshot_due.discard(name)
         held = self.rings.forget(name)
@@ -479,7 +484,7 @@ class HubState:
         """Re-derive every engine's health at `now`; returns the transitions and marks them dirty."""
         changes: list[HealthChange] = []
         for engine in self.engines.values():
-            health = derive_health(engine, now, self.settings)
+            health = derive_health(engine, now, self.settings, self.lag)
             if health is not engine.health:
                 changes.append(HealthChange(engine.name, health, engine.health, now))
                 engine.health, engine.health_since = health, now

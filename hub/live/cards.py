@@ -38,7 +38,7 @@ PROBLEMS = (Health.ERROR, Health.OFFLINE, Health.STALE, Health.STALLED, Health.L
 
 def card_model(state: HubState, engine: EngineRecord, now: float) -> dict[str, Any]:
     """Everything a card shows, computed by our code (engine text stays text)."""
-    health = derive_health(engine, now, state.settings)
+    health = derive_health(engine, now, state.settings, state.lag)
     ended = engine.ended_at()
     return {
         "index": engine.index,
@@ -80,7 +80,7 @@ def hub_model(state: HubState, now: float, store_problem: str | None) -> dict[st
     counts: dict[Health, int] = {}
     reports: list[tuple[str, Pnl]] = []
     for engine in state.engines.values():
-        health = derive_health(engine, now, state.settings)
+        health = derive_health(engine, now, state.settings, state.lag)
         counts[health] = counts.get(health, 0) + 1
         pnl = Pnl.from_state(engine.state)
         if pnl is not None:
@@ -102,6 +102,7 @@ def hub_model(state: HubState, now: float, store_problem: str | None) -> dict[st
         "pnl_more": pnl_more,
         "events_per_second": state.stats.events_per_second,
         "store_problem": store_problem,
+        "lagging": state.lag.lagging(now),  # seconds the hub's own loop is behind, or None
     }
 
 

@@ -106,10 +106,7 @@ class Views:
 
     def engine_by_index(self, index: int) -> EngineRecord | None:
         """The engine with hub-assigned `index`, if the hub still knows it."""
-        for engine in self.state.engines.values():
-            if engine.index == index:
-                return engine
-        return None
+        return self.state.by_index.get(index)
 
     def _engines(self) -> list[EngineRecord]:
         return sorted(self.state.engines.values(), key=lambda e: e.name)

@@ -58,7 +58,7 @@ async def engines(request: Request) -> Response:
     """Every known engine with reported fields and hub-derived health."""
     hub, now = _hub(request), time.time()
     items = [
-        {**e.as_dict(now, hub.settings), "flagged_timestamps": e.flagged_timestamps}
+        {**e.as_dict(now, hub.settings, hub.state.lag), "flagged_timestamps": e.flagged_timestamps}
         for e in sorted(hub.state.engines.values(), key=lambda e: e.name)
     ]
     return json_response({"asof": utc(now), "engines": items})
@@ -223,8 +223,8 @@ async def metrics(request: Request) -> Response:
 
 
 async def healthz(request: Request) -> Response:
-    """Liveness: 200 while serving, "degraded" with `reasons` when the history store fails or
-    its commits (and so the engines' acks) have stalled; 503 only when stopping."""
+    """Liveness: 200 while serving, "degraded" with `reasons` when the history store fails, its
+    commits (and so the engines' acks) have stalled or the hub's loop lags; 503 only when stopping."""
     hub, now = _hub(request), time.time()
     if hub.shutting_down:
         return json_response({"status": "shutting_down"}, 503)
@@ -238,16 +238,24 @@ async def healthz(request: Request) -> Response:
             f"history store has not committed for {waiting:.1f} s (store_stall_after is "
             f"{stall_after:g} s past commit_interval): engines are not being acked"
         )
+    acking = not reasons
+    lagging = hub.state.lag.lagging(now)
+    if lagging is not None:  # health discounts the blind time; say why pages update late
+        reasons.append(
+            f"hub lagging {lagging:.1f} s: its event loop is behind (dashboards are coalesced; "
+            "engines are not marked late for time the hub was not reading them)"
+        )
     return json_response(
         {
             "status": "degraded" if reasons else "ok",
             "reasons": reasons,
             "version": __version__,
             "engines": len(hub.state.engines),
+            "loop_lag_seconds": round(hub.state.lag.lag, 3),
             "store": {
                 "ok": problem is None,
                 "problem": problem,
-                "acking": not reasons,
+                "acking": acking,
                 "pending_seconds": waiting,
             },
         }

@@ -82,7 +82,17 @@ class HubCollector:
         conns = GaugeMetricFamily("engine_hub_connections", "Open connections", labels=["type"])
         conns.add_metric(["engine"], float(len(hub.sessions)))
         conns.add_metric(["stream"], float(len(hub.broadcaster.subscribers)))
-        yield from (messages, rejected, drops, evicted, size, conns)
+        lag = GaugeMetricFamily(
+            "engine_hub_loop_lag_seconds",
+            "How late the hub's event loop last woke (seconds); health discounts this blind time",
+            value=state.lag.lag,
+        )
+        blind = CounterMetricFamily(
+            "engine_hub_loop_blind_seconds",
+            "Seconds the hub's event loop was too busy to read sockets",
+            value=state.lag.total_blind,
+        )
+        yield from (messages, rejected, drops, evicted, size, conns, lag, blind)
 
 
 def hub_engine_lines(hub: Hub, now: float) -> Iterator[str]:
@@ -94,7 +104,7 @@ def hub_engine_lines(hub: Hub, now: float) -> Iterator[str]:
         yield f"engine_hub_engine_up{{{label}}} {1.0 if record.connected else 0.0}\n"
     yield _head("engine_hub_engine_health", "gauge", "1 for the engine's current health")
     for record, label in zip(records, labels, strict=True):
-        current = derive_health(record, now, hub.settings)
+        current = derive_health(record, now, hub.settings, hub.state.lag)
         for value in Health:
             sample = 1.0 if value is current else 0.0
             yield f'engine_hub_engine_health{{{label},health="{value.value}"}} {sample}\n'

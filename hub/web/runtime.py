@@ -6,9 +6,11 @@ import asyncio
 import itertools
 import logging
 import time
+from collections.abc import Iterator
 from typing import Protocol
 
 from hub.core.access import Credentials
+from hub.core.cadence import Cadence
 from hub.core.decoding import FrameDecoder
 from hub.core.ingested import Ingested
 from hub.core.messages import CloseCode
@@ -16,7 +18,7 @@ from hub.core.records import AuditRecord
 from hub.core.state import HubState
 from hub.core.stats import Topic
 from hub.core.throttles import LogThrottle
-from hub.live.dashboard_fanout import DashboardFanout
+from hub.live.dashboard_fanout import DashboardFanout, text_frame
 from hub.live.sse_fanout import Broadcaster
 from hub.live.templating import create_environment
 from hub.live.views import FragmentKey, Views
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 # Topics whose fragments (event tables, log tails) may change on every tick under load: they
 # refresh every `table_refresh` instead, so a busy hub pushes fewer bytes to every browser.
 _BUSY = (Topic.EVENTS, Topic.LOGS)
+_YIELD_EVERY = 64  # viewers offered a frame between two yields to the event loop
 
 
 class Session(Protocol):
@@ -79,7 +82,8 @@ class Hub:
         self.started_at = time.time()
         self.shutting_down = False
         self._conn_ids = itertools.count(1)
-        self._tables_due = 0.0
+        self.cadence = Cadence(settings.view_tick, settings.table_refresh)
+        self._lagging: float | None = None  # what the hub status last said about the loop's lag
         self._tasks: list[asyncio.Task[None]] = []
 
     def reload_credentials(self, settings: Settings, actor: str = "hub") -> None:
@@ -116,6 +120,7 @@ class Hub:
         restored = await self.store.start(self._on_commit)
         restore(self.state, restored, time.time())
         self._tasks.append(asyncio.create_task(self._tick(), name="hub-ticker"))
+        self._tasks.append(asyncio.create_task(self._fan_out(), name="hub-fanout"))
 
     def _on_commit(self, engine: str, boot_id: str, seq: int) -> None:
         """The store made `seq` of this boot durable: the engine record holds it, acks follow."""
@@ -127,11 +132,18 @@ class Hub:
                 session.wake()
 
     async def _tick(self) -> None:
-        """Every view tick: re-derive health, then push each dirtied fragment, rendered once."""
+        """Every view tick: measure the loop's lag, then re-derive health (never postponed)."""
+        loop, tick = asyncio.get_running_loop(), self.settings.view_tick
         next_rate = time.time() + 1.0
-        deadline = time.monotonic()
+        due = loop.time()
         while True:
+            due += tick  # a steady period; this task does little, so its lateness is the loop's
+            await asyncio.sleep(max(0.0, due - loop.time()))
+            late = loop.time() - due
             now = time.time()
+            self.state.lag.observe(late, now)  # before refresh: blind time is not silence
+            if late > tick:
+                due = loop.time()  # behind: skip the missed ticks instead of bursting
             changes = self.state.refresh(now)
             if changes:
                 for change in changes:
@@ -142,18 +154,28 @@ class Hub:
             if self.views.store_problem != self.store.problem:
                 self.views.store_problem = self.store.problem
                 self.state.dirty.mark(Topic.HUB)
+            lagging = self.state.lag.lagging(now)
+            if lagging != self._lagging:  # the hub status says so (and stops saying so)
+                self._lagging = lagging
+                self.state.dirty.mark(Topic.HUB)
             if now >= next_rate:
                 self.state.measure_rate(now)
                 self.save_snapshots()
                 next_rate = now + 1.0
+
+    async def _fan_out(self) -> None:
+        """Push the views on the next tick while idle; under load, less often (coalesced)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            started = loop.time()
             try:
-                self.push_views(now)
+                for _ in self.pushing(time.time()):
+                    await asyncio.sleep(0)  # let engine sockets be read between chunks
             except Exception:  # one bad fragment must not stop every dashboard
                 log.exception("rendering live views failed; will retry next tick")
-            deadline += self.settings.view_tick  # a steady period, whatever the work took
-            await asyncio.sleep(max(0.0, deadline - time.monotonic()))
-            if deadline < time.monotonic() - 1.0:
-                deadline = time.monotonic()  # far behind (machine paused): do not burst
+            spent = loop.time() - started
+            following = self.cadence.ran(started, spent, self.state.lag.lag)
+            await asyncio.sleep(max(0.0, following - loop.time()))
 
     def save_snapshots(self) -> None:
         """Hand the store a snapshot of every engine whose metrics or card changed since the last."""
@@ -162,21 +184,35 @@ class Hub:
             self.store.append(snapshots)
 
     def push_views(self, now: float) -> None:
-        """Render what changed since the last tick for every watched view and hand it out."""
+        """Render what changed since the last run for every watched view and hand it out."""
+        for _ in self.pushing(now):
+            pass
+
+    def pushing(self, now: float) -> Iterator[None]:
+        """`push_views` in steps: it yields every few viewers, where the fan-out task lets the
+        loop read engine sockets, so ingest and health never wait for a whole fan-out. Marks
+        that arrive meanwhile go out on the next run."""
         dirty = self.state.dirty.drain()
         busy = {key for key in dirty if key.topic in _BUSY}
-        if busy and now < self._tables_due:
-            dirty -= busy  # tables and log tails wait for their slower cadence
+        if busy and not self.cadence.tables_now(now):
+            dirty -= busy  # tables and log tails wait for their slower cadence under load
             self.state.dirty.keys.update(busy)
-        elif busy:
-            self._tables_due = now + self.settings.table_refresh
-        cache: dict[FragmentKey, str] = {}  # each fragment is rendered at most once per tick
+        cache: dict[FragmentKey, str] = {}  # each fragment is rendered at most once per run
         views, fanout = self.views, self.fanout
-        for view, viewers in list(fanout.views.items()):
+        offered = 0
+        for view, watching in list(fanout.views.items()):
+            viewers = list(watching)  # the set may change while this run yields
             fresh = [v for v in viewers if v.needs_snapshot and not v.closed]
             names = views.dirtied(view, dirty) if dirty else []
             if names:  # offer() skips the fresh viewers: they still await their snapshot
-                fanout.offer_all(viewers, views.frame(names, now, cache))
+                frame = views.frame(names, now, cache)
+                wire = text_frame(frame)  # framed once for every viewer of the view
+                for viewer in viewers:
+                    fanout.offer(viewer, frame, wire)
+                    offered += 1
+                    if offered >= _YIELD_EVERY:
+                        offered = 0
+                        yield
             if fresh:
                 for viewer in fresh:
                     viewer.needs_snapshot = False
