@@ -173,8 +173,8 @@ class Hub:
         cache: dict[FragmentKey, str] = {}  # each fragment is rendered at most once per tick
         views, fanout = self.views, self.fanout
         for view, viewers in list(fanout.views.items()):
-            fresh = [v for v in viewers if v.needs_snapshot and not v.closed]
-            names = views.dirtied(view, dirty) if dirty else []
+            fresh = fanout.resyncable(viewers, now)  # new, or lagged and caught up since
+            names = views.dirtied(view, dirty, now)  # also values held back on earlier ticks
             if names:  # offer() skips the fresh viewers: they still await their snapshot
                 fanout.offer_all(viewers, views.frame(names, now, cache))
             if fresh:
