@@ -56,8 +56,6 @@ def _shape(m: _Model) -> tuple[object, ...]:
         m["clock_warn"],
         m["counters_scope"],
         m["pnl"] is None,
-        not m["counters"],
-        not m["sparkline"],
         None if error is None else (error["text"], error["at"], error["recovered_at"]),
     )
 
