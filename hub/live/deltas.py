@@ -3,8 +3,9 @@
 A heartbeat mostly moves counters (loop tick, positions, the heartbeat time): those go out as
 small out-of-band fragments, one element per value, with ids our code derives
 (`card-{index}-{field}`). Anything else a card shows (health, status, the error, which blocks
-exist) re-renders the whole card. Value-only changes of one engine go out at most once per
-`COALESCE` seconds; ages keep ticking in the browser (`data-since`) meanwhile.
+exist) re-renders the whole card. On a big hub, value-only changes of one engine go out at most
+once per `COALESCE` seconds (bytes); ages keep ticking in the browser (`data-since`) meanwhile. A
+small hub sends them on the next tick (latency): its few cards cost little.
 
 The plan is made once per tick and is the same for every view, so the bytes of one tick are
 rendered once and every page that shows an engine gets the same fragments: a page that missed
@@ -77,8 +78,9 @@ class CardDeltas:
         self.changes: dict[int, Change] = {}  # this tick's plan, by engine index
         self.fields: dict[int, tuple[str, ...]] = {}  # this tick's changed fields (VALUES)
 
-    def plan(self, models: Iterable[_Model], now: float) -> None:
-        """Decide this tick's change for each engine whose model is in `models` (changed ones)."""
+    def plan(self, models: Iterable[_Model], now: float, hold: float = COALESCE) -> None:
+        """Decide this tick's change for each engine whose model is in `models` (changed ones);
+        value-only changes of one engine go out at most once per `hold` seconds."""
         self.changes.clear()
         self.fields.clear()
         for model in models:
@@ -93,7 +95,7 @@ class CardDeltas:
             changed = tuple(f for f in CARD_FIELDS if values[f] != sent[1][f])
             if not changed:
                 self.changes[index] = Change.NONE
-            elif now - sent[2] < COALESCE:
+            elif now - sent[2] < hold:
                 self._held[index] = model["name"]  # planned again next tick (`held`)
                 self.changes[index] = Change.NONE
             else:

@@ -21,7 +21,7 @@ from hub.core.records import EventRecord
 from hub.core.state import HubState
 from hub.core.stats import Dirty, Topic
 from hub.live.cards import card_model, hub_model
-from hub.live.deltas import ROW_FIELDS, CardDeltas, Change
+from hub.live.deltas import COALESCE, ROW_FIELDS, CardDeltas, Change
 from hub.live.formats import read_state
 from hub.live.listing import CARD_LIMIT, Listing, ListOrder, listing
 from hub.live.orders import OrderRow, fold_orders
@@ -172,7 +172,8 @@ class Views:
             engines = [e for e in map(self.state.engines.get, names) if e is not None]
             if any(topic is Topic.ENGINES for topic, _ in dirty):
                 self.deltas.forget(e.index for e in self.state.engines.values())
-            self.deltas.plan([self._model(e, now) for e in engines], now)
+            hold = COALESCE if len(self.state.engines) > CARD_LIMIT else 0.0  # bytes or latency
+            self.deltas.plan([self._model(e, now) for e in engines], now, hold)
         return self.deltas.changes
 
     def dirtied(
