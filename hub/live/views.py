@@ -111,6 +111,7 @@ class Views:
         self.state = state
         self.store_problem: str | None = None  # set by the runtime when the history store fails
         self.deltas = CardDeltas()
+        self.card_limit = CARD_LIMIT  # more engines than this: the overview is the engine list
         self._tick_at: float | None = None  # the tick the caches below belong to
         self._models: dict[int, dict[str, Any]] = {}  # card models of this tick
         self._listings: dict[tuple[int, ListOrder], Listing] = {}  # list pages of this tick
@@ -172,7 +173,8 @@ class Views:
             engines = [e for e in map(self.state.engines.get, names) if e is not None]
             if any(topic is Topic.ENGINES for topic, _ in dirty):
                 self.deltas.forget(e.index for e in self.state.engines.values())
-            hold = COALESCE if len(self.state.engines) > CARD_LIMIT else 0.0  # bytes or latency
+            big = len(self.state.engines) > self.card_limit
+            hold = COALESCE if big else 0.0  # bytes on a big hub, latency on a small one
             self.deltas.plan([self._model(e, now) for e in engines], now, hold)
         return self.deltas.changes
 
@@ -235,7 +237,7 @@ class Views:
                 touched.add(FragmentKey(Part.LOGS))
             elif topic is Topic.HUB:
                 touched.add(FragmentKey(Part.HUB))
-        if len(self.state.engines) <= CARD_LIMIT:
+        if len(self.state.engines) <= self.card_limit:
             for index, change in changes.items():
                 if change is not Change.NONE:
                     part = Part.CARD if change is Change.FULL else Part.VALUES
@@ -273,7 +275,7 @@ class Views:
         if part is Part.HUB:
             return {"hub": self.hub_model(now)}
         if part is Part.CARDS:
-            if len(state.engines) <= CARD_LIMIT:
+            if len(state.engines) <= self.card_limit:
                 return {"cards": [self._model(e, now) for e in self._engines()], "listing": None}
             shown = self.listed(key.page, key.order, now)
             by_index = {e.index: e for e in state.engines.values()}
