@@ -75,8 +75,8 @@ from _procs import Profiling, proc_cpu, serve_on_port_0, spawn_server, stop_proc
 
 HOST = "127.0.0.1"
 CONNECT_TIMEOUT = 30.0
-MARKER = b"<dt>loop</dt><dd>"
-CARD = b'<article id="card-'
+MARKER = b'-loop" class="num"'  # the card's loop value: whole cards and value fragments alike
+CARD = b'id="card-'
 FROZEN_RCVBUF = 4096
 BUSY_OTHERS = 0.3  # cores used by other processes above which a window is flagged
 QUEUE_BUDGET_CHARS = 1024 * 1024  # Settings.dashboard_queue_bytes, the hub's default
@@ -431,10 +431,10 @@ class _Samples:
         pos = find(MARKER, start, end)
         while pos >= 0:
             card = rfind(CARD, start, pos) + len(CARD)
-            pos += len(MARKER)
+            index = bytes(buffer[card:pos])
+            pos = find(b">", pos, end) + 1
             stop = find(b"<", pos, end)
             digits = bytes(buffer[pos:stop]).replace(b",", b"").strip()
-            index = bytes(buffer[card : find(b'"', card, pos)])
             if digits.isdigit() and index.isdigit():
                 self.card.append(int(index))
                 self.marker.append(int(digits))

@@ -523,7 +523,8 @@ HOSTILE = [
 OUR_IDS = re.compile(
     r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
     r"|tz-toggle|filters|forget-form"
-    r"|(card|state|metrics|elogs|esignals|eorders|positions|decisions|cycles|eerrors)-\d+)$"
+    r"|(card|state|metrics|elogs|esignals|eorders|positions|decisions|cycles|eerrors)-\d+"
+    r"|card-\d+-(beat|skew|loop|universe|positions|pnl|exposure|errors|drops|counters|spark))$"
 )
 HUB_SCRIPTS = [
     "/static/vendor/htmx-4.0.1/htmx.min.js",

@@ -12,7 +12,7 @@ from websockets.protocol import Protocol, Side
 
 from hub.core.ingested import Ingested
 from hub.core.messages import Event, Heartbeat, Hello
-from hub.live.dashboard_fanout import DashboardFanout, Viewer, text_frame
+from hub.live.dashboard_fanout import RESYNC_AT, DashboardFanout, Viewer, text_frame
 from hub.live.views import OVERVIEW, FragmentKey, Part, ViewKey, ViewKind
 from hub.settings import Settings
 from hub.stores import MemoryStore
@@ -153,46 +153,63 @@ def test_overflow_replaces_backlog_with_snapshot() -> None:
     assert woken(viewer)
 
 
-def test_repeated_overflows_disconnect_the_viewer() -> None:
-    """A viewer still behind after `stuck_after` snapshots in a row is closed as slow."""
-    fanout, drops = make_fanout(max_chars=10)
-    viewer = ready(fanout)
-    for _ in range(3):
-        fanout.offer(viewer, "x" * 11, stuck_after=3)
-        assert viewer.needs_snapshot and not viewer.closed
-        viewer.needs_snapshot = False  # the hub pushed a snapshot; it never got through
-    fanout.offer(viewer, "x" * 11, stuck_after=3)
-    assert viewer.closed
-    assert drops == {"dashboard_backlog_replaced": 3, "dashboard_slow_disconnect": 1}
+def test_a_lagging_viewer_is_resynced_once_its_socket_caught_up() -> None:
+    """Behind: nothing more is queued; once its socket holds little, it may take a snapshot."""
+    fanout, drops = make_fanout(max_chars=100)
+    viewer, socket = direct(fanout, Socket(open=False))
+    socket.held = 90  # written earlier, not yet taken by the browser
+    fanout.offer(viewer, "x" * 20)
+    assert viewer.needs_snapshot and not viewer.queue
     fanout.offer(viewer, "y")
-    assert not viewer.queue  # nothing more is queued for a closed viewer
+    assert not viewer.queue  # coalesced: nothing piles up while it lags
+    assert fanout.resyncable([viewer], T0) == []
+    assert viewer.waiting_since == T0
+    socket.held = int(100 * RESYNC_AT)  # the browser read most of it
+    assert fanout.resyncable([viewer], T0 + 1) == [viewer]
+    assert viewer.waiting_since is None and not viewer.closed
+    assert drops == {"dashboard_backlog_replaced": 1}
 
 
-def test_a_viewer_disconnected_as_slow_frees_its_slot() -> None:
-    """Once publishing gives up on a viewer, the fan-out forgets it and frees its slot."""
+def test_a_frame_bigger_than_the_budget_still_reaches_a_viewer_holding_nothing() -> None:
+    """A snapshot over budget cannot wedge a page: a viewer holding nothing takes any frame."""
+    fanout, drops = make_fanout(max_chars=10)
+    viewer, socket = direct(fanout)
+    fanout.offer(viewer, "s" * 50)
+    assert socket.written == [text_frame("s" * 50)] and not viewer.needs_snapshot
+    assert not drops
+
+
+def test_a_viewer_stuck_past_stuck_seconds_is_cut_off_and_frees_its_slot() -> None:
+    """Only a viewer that has not caught up for `stuck_seconds` is closed as slow, counted."""
     fanout, drops = make_fanout(max_chars=10, max_viewers=1)
-    viewer = ready(fanout)
-    for _ in range(4):
-        publish(fanout, OVERVIEW, "x" * 11)
-        viewer.needs_snapshot = False
-    assert viewer.closed and drops["dashboard_slow_disconnect"] == 1
+    viewer, socket = direct(fanout, Socket(open=False))
+    socket.held = 50
+    publish(fanout, OVERVIEW, "x")
+    assert viewer.needs_snapshot
+    for second in range(11):
+        assert fanout.resyncable([viewer], T0 + second, stuck_seconds=10) == []
+        assert not viewer.closed
+    fanout.resyncable([viewer], T0 + 10.5, stuck_seconds=10)
+    assert viewer.closed and viewer.gone.is_set()
+    assert drops == {"dashboard_backlog_replaced": 1, "dashboard_slow_disconnect": 1}
+    fanout.prune(OVERVIEW)
     assert fanout.count == 0 and OVERVIEW not in fanout.views
     assert fanout.join(OVERVIEW) is not None
 
 
-async def test_draining_resets_the_overflow_streak() -> None:
-    """A viewer that takes its frames starts a fresh streak, so one overflow later is forgiven."""
-    fanout, drops = make_fanout(max_chars=10)
+async def test_a_viewer_still_sending_waits_for_its_resync() -> None:
+    """On the ASGI path, a viewer whose sender still holds frames is not yet caught up."""
+    fanout, _ = make_fanout(max_chars=10)
     viewer = ready(fanout)
-    for _ in range(3):
-        fanout.offer(viewer, "x" * 11, stuck_after=3)
-        viewer.needs_snapshot = False
-    fanout.offer(viewer, "snap")
-    assert await viewer.next_frames() == ["snap"]
-    assert viewer.queued_chars == 0 and viewer.snapshots == 0
-    fanout.offer(viewer, "x" * 11, stuck_after=3)
-    assert viewer.needs_snapshot and not viewer.closed
-    assert drops["dashboard_slow_disconnect"] == 0
+    fanout.offer(viewer, "x" * 8)
+    assert await viewer.next_frames() == ["x" * 8]  # now being sent
+    fanout.offer(viewer, "y" * 8)
+    assert viewer.queue  # queued behind the batch in flight
+    fanout.offer(viewer, "z" * 8)
+    assert viewer.needs_snapshot and not viewer.queue
+    assert fanout.resyncable([viewer], T0) == []
+    viewer.sending = False  # the sender finished
+    assert fanout.resyncable([viewer], T0) == [viewer]
 
 
 async def test_next_frames_takes_everything_queued() -> None:
@@ -287,19 +304,6 @@ def test_offer_all_frames_once_for_every_socket() -> None:
     written = [socket.written for _, socket in viewers]
     assert all(len(w) == 1 and w[0] is written[0][0] for w in written)
     assert written[0][0] == text_frame("<p>tick</p>")
-
-
-def test_a_direct_write_resets_the_overflow_streak() -> None:
-    """A frame the socket took counts as keeping up, like a drained queue."""
-    fanout, _ = make_fanout(max_chars=10)
-    viewer, socket = direct(fanout, Socket(open=False))
-    for _ in range(2):
-        fanout.offer(viewer, "x" * 11)
-        viewer.needs_snapshot = False
-    assert viewer.snapshots == 2
-    socket.open = True
-    fanout.offer(viewer, "snap")
-    assert viewer.snapshots == 0 and socket.written == [text_frame("snap")]
 
 
 # -- Hub.push_views ------------------------------------------------------------------------------
@@ -405,19 +409,17 @@ def test_a_page_for_an_unknown_engine_does_not_break_other_views() -> None:
 
 
 def test_bytes_the_transport_holds_count_like_a_queue_on_the_direct_path() -> None:
-    """A frozen browser on the direct path (its transport holds more than the budget) is given a
-    snapshot, then cut off as slow and counted, exactly as when its queue overflows."""
+    """A frozen browser on the direct path (its transport holds more than the budget) is
+    coalesced, not written to, and resynced only once it reads; the other browser keeps going."""
     fanout, drops = make_fanout(max_chars=100)
     frozen, held = direct(fanout)
     other, fine = direct(fanout)
     held.held = 95  # written earlier, never read
-    for round_ in range(4):
+    for _ in range(4):
         publish(fanout, OVERVIEW, "x" * 11)
-        assert frozen.needs_snapshot or frozen.closed
+        assert frozen.needs_snapshot and not frozen.closed
         assert fine.written[-1] == text_frame("x" * 11)
-        if round_ < 3:
-            frozen.needs_snapshot = False  # the tick offers the snapshot: still no room
-    assert held.written == []
-    assert frozen.closed and frozen.gone.is_set()
-    assert drops == {"dashboard_backlog_replaced": 3, "dashboard_slow_disconnect": 1}
+        assert fanout.resyncable([frozen, other], T0) == []
+    assert held.written == [] and not frozen.queue
+    assert drops == {"dashboard_backlog_replaced": 1}
     assert not other.closed

@@ -86,8 +86,8 @@ async def test_frames_arrive_whole_and_in_order(
 async def test_a_frozen_dashboard_is_cut_off_while_others_keep_receiving(
     path: str,
 ) -> None:
-    """A browser that stops reading first gets snapshots instead of a backlog, then is
-    disconnected as slow; nothing is piled up for it, and the other browser never stalls."""
+    """A browser that stops reading is coalesced (its backlog dropped, nothing more queued) and,
+    still not reading after the stuck time, disconnected as slow; the other browser never stalls."""
     settings = {"dashboard_queue_bytes": 200_000, "view_tick": 0.02, "table_refresh": 0.02}
     async with running_hub(**settings, dashboard_direct_writes=path == "direct") as running:
         drops = running.hub.state.stats.drops
@@ -114,7 +114,7 @@ async def test_a_frozen_dashboard_is_cut_off_while_others_keep_receiving(
                     await engine.wait_acked()
                     await ws.recv()  # the healthy dashboard keeps getting frames meanwhile
                 assert drops["dashboard_slow_disconnect"] == 1, dict(drops)
-                assert drops["dashboard_backlog_replaced"] >= 3  # then it stayed behind
+                assert drops["dashboard_backlog_replaced"] == 1  # then it stayed behind
                 assert running.hub.fanout.count == 1  # the frozen one's slot is free
                 await engine.send({"kind": "heartbeat", "loop_tick": 424242})
                 while "424,242" not in str(await ws.recv()):

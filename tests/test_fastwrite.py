@@ -324,7 +324,7 @@ async def test_a_frozen_dashboard_on_the_fast_path_is_disconnected_and_counted()
                     frames += 1
                 drops = (await running.get("/api/telemetry/stats"))["drops"]
                 assert drops["dashboard_slow_disconnect"] == 1, drops
-                assert drops["dashboard_backlog_replaced"] >= 3, drops
+                assert drops["dashboard_backlog_replaced"] == 1, drops
                 await engine.send({"kind": "heartbeat", "loop_tick": 424242})
                 while "424,242" not in str(await ws.recv()):
                     pass

@@ -316,7 +316,8 @@ TEMPLATE_ATTRIBUTES = {
 }
 DERIVED_ID = re.compile(
     r"^(hub-status|cards|signals|orders|errors|logs|"
-    r"(card|state|metrics|elogs|positions|decisions|cycles|eerrors)-\d+)$"
+    r"(card|state|metrics|elogs|positions|decisions|cycles|eerrors)-\d+|"
+    r"card-\d+-(beat|skew|loop|universe|positions|pnl|exposure|errors|drops|counters|spark))$"
 )
 
 

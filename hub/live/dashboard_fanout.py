@@ -4,10 +4,14 @@ A frame is framed as a WebSocket message once and written straight to every sock
 now (its `FrameWriter`: only while the socket is writable and nothing older is queued); the others
 get it through their queue and the ASGI sender task, under the policy below.
 
-Policy for a browser that falls behind: when its queue, plus what its writer still holds (bytes the
-socket has not taken), would exceed its budget (characters) the backlog is
-dropped and it is marked for a fresh snapshot instead; if it is still behind after
-`stuck_after` snapshots in a row it is disconnected. Nothing here ever waits for a browser.
+Policy for a browser that falls behind (docs/dashboard.md, "Slow browsers"): when its queue, plus
+what its writer still holds (bytes the socket has not taken), would exceed its budget (characters),
+the backlog is dropped and nothing more is queued for it: it is coalesced. Once it has caught up
+(nothing queued, its socket holds at most `RESYNC_AT` of the budget) it gets one fresh snapshot of
+its view (resynced) and deltas again. Only a browser that has not caught up for `stuck_seconds` is
+disconnected. Snapshots are sized from what a page shows (one page of the engine list), and a
+frame offered to a browser holding nothing always goes, so a page that reads always recovers.
+Nothing here ever waits for a browser.
 """
 
 from __future__ import annotations
@@ -21,7 +25,18 @@ from typing import Protocol
 from hub.core.messages import CloseCode
 from hub.live.views import ViewKey
 
-__all__ = ["NO_WRITER", "DashboardFanout", "FrameWriter", "Viewer", "text_frame"]
+__all__ = [
+    "NO_WRITER",
+    "RESYNC_AT",
+    "STUCK_SECONDS",
+    "DashboardFanout",
+    "FrameWriter",
+    "Viewer",
+    "text_frame",
+]
+
+RESYNC_AT = 0.25  # of the budget: a lagging browser is resynced once its socket holds less
+STUCK_SECONDS = 10.0  # a browser that has not caught up for this long is disconnected
 
 
 def text_frame(text: str) -> bytes:
@@ -77,6 +92,7 @@ class Viewer:
         "sending",
         "snapshots",
         "view",
+        "waiting_since",
         "writer",
         "_wake",
         "gone",
@@ -88,7 +104,8 @@ class Viewer:
         self.queue: deque[str] = deque()
         self.queued_chars = 0
         self.needs_snapshot = True
-        self.snapshots = 0  # consecutive snapshots forced by overflow
+        self.snapshots = 0  # consecutive resyncs forced by overflow (for the record)
+        self.waiting_since: float | None = None  # since when it has been catching up
         self.closed = False
         # Why the fan-out gave up: too slow (try again later), or the hub is restarting.
         self.close_code = CloseCode.TRY_AGAIN_LATER
@@ -146,35 +163,51 @@ class DashboardFanout:
             if not viewers:
                 del self.views[viewer.view]
 
-    def offer(
-        self, viewer: Viewer, frame: str, wire: bytes | None = None, stuck_after: int = 3
-    ) -> None:
-        """Write `frame` (framed: `wire`) to the socket now, else queue it; snapshot or cut off if behind."""
+    def offer(self, viewer: Viewer, frame: str, wire: bytes | None = None) -> None:
+        """Write `frame` (framed: `wire`) to the socket now, else queue it; coalesce if behind."""
         if viewer.closed or viewer.needs_snapshot:
             return
+        held = viewer.queued_chars + viewer.writer.backlog()
         # A frozen browser's bytes pile up in the transport on the direct path: they count too.
-        behind = viewer.queued_chars + viewer.writer.backlog() + len(frame) > self._max_chars
+        # A browser holding nothing takes any frame, so one bigger than the budget cannot wedge it.
+        behind = held + len(frame) > self._max_chars and (held > 0 or viewer.sending)
         # Straight to the socket only when nothing older is still on its way, so order holds.
         if not behind and not viewer.queue and not viewer.sending:
             if viewer.writer.write(text_frame(frame) if wire is None else wire):
                 viewer.snapshots = 0
                 return
-        if behind:
+        if behind:  # coalesce: drop the backlog; one snapshot replaces it once it caught up
             viewer.queue.clear()
             viewer.queued_chars = 0
             viewer.snapshots += 1
-            if viewer.snapshots > stuck_after:
-                viewer.closed = True
-                viewer.gone.set()
-                self._drops["dashboard_slow_disconnect"] += 1
-            else:
-                viewer.needs_snapshot = True
-                self._drops["dashboard_backlog_replaced"] += 1
+            viewer.needs_snapshot = True
+            self._drops["dashboard_backlog_replaced"] += 1
             viewer.wake()
             return
         viewer.queue.append(frame)
         viewer.queued_chars += len(frame)
         viewer.wake()
+
+    def resyncable(
+        self, viewers: Iterable[Viewer], now: float, stuck_seconds: float = STUCK_SECONDS
+    ) -> list[Viewer]:
+        """Viewers awaiting a snapshot that can take one now; cut off those stuck too long."""
+        ready = []
+        for viewer in viewers:
+            if not viewer.needs_snapshot or viewer.closed:
+                continue
+            caught_up = not viewer.queue and not viewer.sending
+            if caught_up and viewer.writer.backlog() <= self._max_chars * RESYNC_AT:
+                viewer.waiting_since = None
+                ready.append(viewer)
+            elif viewer.waiting_since is None:
+                viewer.waiting_since = now
+            elif now - viewer.waiting_since > stuck_seconds:
+                viewer.closed = True
+                viewer.gone.set()
+                viewer.wake()
+                self._drops["dashboard_slow_disconnect"] += 1
+        return ready
 
     def offer_all(self, viewers: Iterable[Viewer], frame: str) -> None:
         """Offer one rendered frame to each of `viewers`, framed for the wire once."""

@@ -21,7 +21,9 @@ from hub.core.records import EventRecord
 from hub.core.state import HubState
 from hub.core.stats import Dirty, Topic
 from hub.live.cards import card_model, hub_model
+from hub.live.deltas import COALESCE, ROW_FIELDS, CardDeltas, Change
 from hub.live.formats import read_state
+from hub.live.listing import CARD_LIMIT, Listing, ListOrder, listing
 from hub.live.orders import OrderRow, fold_orders
 
 __all__ = ["OVERVIEW", "FragmentKey", "Part", "ViewKey", "ViewKind", "Views"]
@@ -37,10 +39,13 @@ class ViewKind(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ViewKey:
-    """One view: its kind and, for one engine, the engine's hub-assigned index."""
+    """One view: its kind and, for one engine, the engine's hub-assigned index; for the
+    overview of a big hub, the page of its dense list and the list's order."""
 
     kind: ViewKind
     index: int = 0
+    page: int = 1
+    order: ListOrder = ListOrder.HEALTH
 
 
 class Part(enum.Enum):
@@ -53,6 +58,8 @@ class Part(enum.Enum):
     ERRORS = "errors"
     LOGS = "logs"  # the overview's log tail
     CARD = "card"  # one engine's card
+    VALUES = "values"  # a few values of one engine's card (a heartbeat's counters)
+    ROW = "row"  # a few values of one engine's row in the dense list
     STATE = "state"
     METRICS = "metrics"
     ELOGS = "elogs"  # one engine's log tail
@@ -66,10 +73,13 @@ class Part(enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class FragmentKey:
-    """One fragment: a part and, for the parts of one engine, the engine's index."""
+    """One fragment: a part and, for the parts of one engine, the engine's index; for the
+    engine list, its page and order."""
 
     part: Part
     index: int = 0
+    page: int = 1
+    order: ListOrder = ListOrder.HEALTH
 
 
 OVERVIEW = ViewKey(ViewKind.OVERVIEW)
@@ -90,7 +100,6 @@ _SECTIONS = {
     Part.CYCLES: "cycle",
     Part.EERRORS: "error",
 }
-_OVERVIEW_PARTS = [FragmentKey(part) for part in (Part.HUB, Part.CARDS, *_TABLES, Part.LOGS)]
 
 
 class Views:
@@ -101,6 +110,13 @@ class Views:
         self.env = env
         self.state = state
         self.store_problem: str | None = None  # set by the runtime when the history store fails
+        self.deltas = CardDeltas()
+        self.card_limit = CARD_LIMIT  # more engines than this: the overview is the engine list
+        self._tick_at: float | None = None  # the tick the caches below belong to
+        self._models: dict[int, dict[str, Any]] = {}  # card models of this tick
+        self._listings: dict[tuple[int, ListOrder], Listing] = {}  # list pages of this tick
+        self._shown: dict[tuple[int, ListOrder], tuple[int, ...]] = {}  # rows each page was sent
+        self._planned: object = None  # the dirty marks this tick's plan was made from
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -111,47 +127,86 @@ class Views:
     def _engines(self) -> list[EngineRecord]:
         return sorted(self.state.engines.values(), key=lambda e: e.name)
 
+    def listed(self, page: int, order: ListOrder, now: float | None = None) -> Listing:
+        """The engines one page of the dense list shows (computed once per tick)."""
+        self._start_tick(now)
+        key = (page, order)
+        shown = self._listings.get(key) if now is not None else None
+        if shown is None:
+            shown = self._listings[key] = listing(self.state.engines, order, page)
+        return shown
+
+    def _start_tick(self, now: float | None) -> None:
+        if now is None or now != self._tick_at:
+            self._tick_at = now
+            self._models.clear()
+            self._listings.clear()
+
     # -- which fragments ---------------------------------------------------------------------
 
     def names(self, view: ViewKey) -> list[FragmentKey]:
         """Every fragment of `view` (its snapshot)."""
         kind, index = view.kind, view.index
         if kind is ViewKind.OVERVIEW:
-            return list(_OVERVIEW_PARTS)
+            cards = FragmentKey(Part.CARDS, 0, view.page, view.order)
+            return [
+                FragmentKey(Part.HUB),
+                cards,
+                *map(FragmentKey, _TABLES),
+                FragmentKey(Part.LOGS),
+            ]
         if kind is ViewKind.ENGINE:
             parts = (Part.CARD, Part.STATE, Part.METRICS, Part.ELOGS, *_SECTIONS)
             return [FragmentKey(part, index) for part in parts]
         return [FragmentKey(Part.CARD, index)]
 
-    def dirtied(self, view: ViewKey, dirty: Iterable[Dirty]) -> list[FragmentKey]:
-        """Fragments of `view` that the dirty marks touched, in snapshot order."""
+    def plan(self, dirty: Iterable[Dirty], now: float) -> dict[int, Change]:
+        """What this tick sends for each changed engine (decided once per tick, for every view)."""
+        if now != self._tick_at or self._planned is not dirty:
+            self._start_tick(now)
+            self._planned = dirty
+            names = {name for topic, name in dirty if topic is Topic.ENGINE}
+            names.update(self.deltas.held())
+            engines = [e for e in map(self.state.engines.get, names) if e is not None]
+            if any(topic is Topic.ENGINES for topic, _ in dirty):
+                self.deltas.forget(e.index for e in self.state.engines.values())
+            big = len(self.state.engines) > self.card_limit
+            hold = COALESCE if big else 0.0  # bytes on a big hub, latency on a small one
+            self.deltas.plan([self._model(e, now) for e in engines], now, hold)
+        return self.deltas.changes
+
+    def dirtied(
+        self, view: ViewKey, dirty: Iterable[Dirty], now: float | None = None
+    ) -> list[FragmentKey]:
+        """Fragments of `view` that the dirty marks touched, in snapshot order.
+
+        With `now` (the ticker), a changed engine's card is planned by `CardDeltas`: the whole
+        card, a few values, or nothing yet; without, every changed card is sent whole.
+        """
         kind, index = view.kind, view.index
+        if now is None:
+            changes = {
+                e.index: Change.FULL
+                for topic, name in dirty
+                if topic is Topic.ENGINE and (e := self.state.engines.get(name)) is not None
+            }
+        else:
+            changes = self.plan(dirty, now)
         touched: set[FragmentKey] = set()
         if kind is ViewKind.OVERVIEW:
-            for topic, name in dirty:
-                if topic is Topic.ENGINES:
-                    touched.update((FragmentKey(Part.CARDS), FragmentKey(Part.HUB)))
-                elif topic is Topic.ENGINE:
-                    record = self.state.engines.get(name)
-                    if record is not None:
-                        touched.add(FragmentKey(Part.CARD, record.index))
-                elif topic is Topic.EVENTS:
-                    touched.update(FragmentKey(p) for p, t in _TABLES.items() if t == name)
-                elif topic is Topic.LOGS:
-                    touched.add(FragmentKey(Part.LOGS))
-                elif topic is Topic.HUB:
-                    touched.add(FragmentKey(Part.HUB))
-            if FragmentKey(Part.CARDS) in touched:  # the container re-renders every card
-                touched = {key for key in touched if key.part is not Part.CARD}
+            touched = self._overview_dirtied(view, dirty, changes, now)
         else:
             engine = self.engine_by_index(index)
             page = kind is ViewKind.ENGINE
+            change = changes.get(index, Change.NONE)
+            if engine is not None and change is not Change.NONE:
+                part = Part.CARD if change is Change.FULL else Part.VALUES
+                touched.add(FragmentKey(part, index))
             for topic, name in dirty:
                 if engine is None:
                     if topic is Topic.ENGINES:  # the engine was forgotten: show it "gone"
                         touched.update(self.names(view))
                 elif topic is Topic.ENGINE and name == engine.name:
-                    touched.add(FragmentKey(Part.CARD, index))
                     if page:
                         touched.add(FragmentKey(Part.STATE, index))
                 elif not page:
@@ -163,7 +218,45 @@ class Views:
                 elif topic is Topic.METRICS and name == engine.name:
                     touched.add(FragmentKey(Part.METRICS, index))
         order = {key: i for i, key in enumerate(self.names(view))}
-        return sorted(touched, key=lambda key: order.get(key, len(order)))
+        return sorted(touched, key=lambda key: (order.get(key, len(order)), key.index))
+
+    def _overview_dirtied(
+        self, view: ViewKey, dirty: Iterable[Dirty], changes: dict[int, Change], now: float | None
+    ) -> set[FragmentKey]:
+        cards = FragmentKey(Part.CARDS, 0, view.page, view.order)
+        touched: set[FragmentKey] = set()
+        for topic, name in dirty:
+            if topic is Topic.ENGINES:
+                touched.update((cards, FragmentKey(Part.HUB)))
+            elif topic is Topic.EVENTS:
+                touched.update(FragmentKey(p) for p, t in _TABLES.items() if t == name)
+            elif topic is Topic.LOGS:
+                touched.add(FragmentKey(Part.LOGS))
+            elif topic is Topic.HUB:
+                touched.add(FragmentKey(Part.HUB))
+        if len(self.state.engines) <= self.card_limit:
+            for index, change in changes.items():
+                if change is not Change.NONE:
+                    part = Part.CARD if change is Change.FULL else Part.VALUES
+                    touched.add(FragmentKey(part, index))
+        else:
+            shown = self.listed(view.page, view.order, now).indices
+            if self._shown.get((view.page, view.order)) != shown:  # rows moved, came or went
+                if len(self._shown) > 1000:  # bounded: forget pages nobody may watch any more
+                    self._shown.clear()
+                self._shown[(view.page, view.order)] = shown
+                touched.add(cards)
+            on_page = set(shown)
+            for index, change in changes.items():
+                if index not in on_page or change is Change.NONE:
+                    continue
+                if change is Change.FULL:
+                    touched.add(cards)
+                elif set(self.deltas.fields.get(index, ())) & set(ROW_FIELDS):
+                    touched.add(FragmentKey(Part.ROW, index))
+        if cards in touched:  # the container re-renders every card or row
+            touched = {key for key in touched if key.part not in _PER_ENGINE}
+        return touched
 
     # -- rendering ---------------------------------------------------------------------------
 
@@ -179,7 +272,12 @@ class Views:
         if part is Part.HUB:
             return {"hub": self.hub_model(now)}
         if part is Part.CARDS:
-            return {"cards": [self.card_model(e, now) for e in self._engines()]}
+            if len(state.engines) <= self.card_limit:
+                return {"cards": [self._model(e, now) for e in self._engines()], "listing": None}
+            shown = self.listed(key.page, key.order, now)
+            by_index = {e.index: e for e in state.engines.values()}
+            rows = [self._model(by_index[i], now) for i in shown.indices]
+            return {"cards": rows, "listing": shown, "order": key.order.value}
         if part is Part.ORDERS:
             orders = fold_orders(state.rings.recent(ORDER_SCAN, "order_event"), TABLE_ROWS)
             return {"table": part.value, "rows": self._order_rows(orders), "where": self._where()}
@@ -191,7 +289,13 @@ class Views:
             return {"dom_id": "logs", "lines": lines, "show_engine": True, "where": self._where()}
         engine = self.engine_by_index(index)
         if part is Part.CARD:
-            return {"card": self.card_model(engine, now) if engine else None, "index": index}
+            return {"card": self._model(engine, now) if engine else None, "index": index}
+        if part in (Part.VALUES, Part.ROW):
+            fields = self.deltas.fields.get(index, ())
+            if part is Part.ROW:
+                fields = tuple(f for f in fields if f in ROW_FIELDS)
+            card = self._model(engine, now) if engine else None
+            return {"card": card, "fields": fields if card else (), "cell": part is Part.ROW}
         base: dict[str, Any] = {"index": index, "engine": engine}
         if engine is None:  # forgotten engine: empty sections keep their ids
             empty: dict[str, Any] = {
@@ -235,6 +339,15 @@ class Views:
         """Everything a card shows, computed by our code (engine text stays text)."""
         return card_model(self.state, engine, now)
 
+    def _model(self, engine: EngineRecord, now: float) -> dict[str, Any]:
+        """The card model, computed once per tick for every view that shows the engine."""
+        if now != self._tick_at:
+            self._start_tick(now)
+        model = self._models.get(engine.index)
+        if model is None:
+            model = self._models[engine.index] = self.card_model(engine, now)
+        return model
+
     def hub_model(self, now: float) -> dict[str, Any]:
         """Hub status line: engines by health, P&L per mode and currency, events per second."""
         return hub_model(self.state, now, self.store_problem)
@@ -264,8 +377,11 @@ def _rows(records: list[EventRecord]) -> list[dict[str, Any]]:
     ]
 
 
+_PER_ENGINE = (Part.CARD, Part.VALUES, Part.ROW)
 _TEMPLATE = {
     Part.CARD: "card",
+    Part.VALUES: "card_values",
+    Part.ROW: "card_values",
     Part.CARDS: "cards",
     Part.SIGNALS: "events_table",
     Part.ORDERS: "events_table",

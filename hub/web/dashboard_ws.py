@@ -15,7 +15,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.core.messages import CloseCode
 from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer
-from hub.live.views import OVERVIEW, ViewKey, ViewKind
+from hub.live.listing import ListOrder, page_of
+from hub.live.views import ViewKey, ViewKind
 from hub.web.fastwrite import frame_writer
 from hub.web.hosts import same_origin
 from hub.web.runtime import Hub
@@ -29,8 +30,9 @@ CLOSE_TIMEOUT = 5.0  # a frozen browser may never take the close frame
 def _view(websocket: WebSocket) -> ViewKey | None:
     params = websocket.query_params
     kind = params.get("view", "overview")
-    if kind == "overview":
-        return OVERVIEW
+    if kind == "overview":  # a big hub's list: its page and order (malformed: the defaults)
+        page, order = page_of(params.get("page", "")), ListOrder.parse(params.get("sort", ""))
+        return ViewKey(ViewKind.OVERVIEW, page=page, order=order)
     raw = params.get("id", "")
     if kind in ("engine", "embed") and raw.isdigit() and len(raw) < 10:
         return ViewKey(ViewKind(kind), int(raw))
@@ -58,7 +60,8 @@ class _DashboardEndpoint:
         if view is None:
             await websocket.close(
                 CloseCode.POLICY_VIOLATION,
-                "unknown view: use ?view=overview, or view=engine|embed&id=N",
+                "unknown view: use ?view=overview (&page=N&sort=health|name), "
+                "or view=engine|embed&id=N",
             )
             return
         if not _origin_ok(websocket, hub):

@@ -14,8 +14,9 @@ from starlette.staticfiles import StaticFiles
 
 from hub.core.state import CannotForget
 from hub.live.filters import RowFilter
+from hub.live.listing import ListOrder, page_of
 from hub.live.resources import static_dir
-from hub.live.views import OVERVIEW, FragmentKey, Part
+from hub.live.views import FragmentKey, Part, ViewKey, ViewKind
 from hub.stores import HistoryQuery
 from hub.web import hosts
 from hub.web.admin import forget_engine, forgotten_message
@@ -70,10 +71,16 @@ def _not_found(request: Request, name: str, frame_ancestors: str = "'none'") -> 
 
 
 async def overview(request: Request) -> Response:
-    """`/`: every engine's card, recent signals, orders, errors, logs and hub status."""
-    views, now = _hub(request).views, time.time()
-    context: dict[str, Any] = {}
-    for key in views.names(OVERVIEW):
+    """`/`: every engine's card (or one page of the engine list), recent signals, orders,
+    errors, logs and hub status."""
+    views, now, params = _hub(request).views, time.time(), request.query_params
+    view = ViewKey(
+        ViewKind.OVERVIEW,
+        page=page_of(params.get("page", "")),
+        order=ListOrder.parse(params.get("sort", "")),
+    )
+    context: dict[str, Any] = {"listing": None}
+    for key in views.names(view):
         context.update(views.context(key, now))
     context.update(
         signals=views.context(FragmentKey(Part.SIGNALS), now)["rows"],

@@ -202,8 +202,8 @@ class Hub:
         offered = 0
         for view, watching in list(fanout.views.items()):
             viewers = list(watching)  # the set may change while this run yields
-            fresh = [v for v in viewers if v.needs_snapshot and not v.closed]
-            names = views.dirtied(view, dirty) if dirty else []
+            fresh = fanout.resyncable(viewers, now)  # new, or lagged and caught up since
+            names = views.dirtied(view, dirty, now)  # also values held back on earlier runs
             if names:  # offer() skips the fresh viewers: they still await their snapshot
                 frame = views.frame(names, now, cache)
                 wire = text_frame(frame)  # framed once for every viewer of the view

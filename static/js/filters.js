@@ -44,7 +44,7 @@
   // as the card shows it, the value its hub index. A selected engine that is gone stays listed.
   const syncEngines = () => {
     const selected = engineSelect.value;
-    const engines = Array.from(document.querySelectorAll("#cards article.card[id^='card-']"), (card) => ({
+    const engines = Array.from(document.querySelectorAll("#cards .card[id^='card-']"), (card) => ({
       index: card.id.slice("card-".length),
       name: (card.querySelector("a.name") || card).textContent.trim(),
     })).filter((e) => /^\d+$/.test(e.index));
