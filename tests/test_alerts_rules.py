@@ -345,3 +345,11 @@ def test_durations() -> None:
         86400.0,
         7.0,
     ]
+
+
+def test_drops_already_counted_when_first_seen_are_not_news() -> None:
+    """An engine whose gaps were restored (hub restart) does not fire client_drops for them."""
+    w = World(client_drops=RuleConfig(hold=0.0, threshold=1, window=60.0))
+    fno = w.hello()
+    fno.gaps = 7
+    assert ("client_drops", "fno") not in w.rules.evaluate(w.state, None, T0)

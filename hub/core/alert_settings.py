@@ -154,6 +154,7 @@ class ReceiverConfig:
     timeout: float = 5.0
     attempts: int = 4
     queue: int = 100
+    backoff: float = 1.0  # seconds before the first retry; doubles per retry (60 s at most)
 
     @property
     def shown(self) -> str:
@@ -287,7 +288,7 @@ def _user(name: str, raw: Any) -> UserRule:
 
 def _receiver(index: int, raw: Any) -> ReceiverConfig:
     where = f"[[alerts.receivers]] #{index + 1}"
-    keys = {"name", "type", "url", "token", "chat_id", "timeout", "attempts", "queue"}
+    keys = {"name", "type", "url", "token", "chat_id", "timeout", "attempts", "queue", "backoff"}
     table = _table(where, raw, keys)
     name = str(table.get("name", ""))
     if not _NAME.match(name):
@@ -313,6 +314,7 @@ def _receiver(index: int, raw: Any) -> ReceiverConfig:
         parse_duration(f"receiver {name!r} timeout", table.get("timeout", 5.0)),
         attempts,
         queue,
+        parse_duration(f"receiver {name!r} backoff", table.get("backoff", 1.0)),
     )
 
 

@@ -44,7 +44,7 @@ class _Track:
     last_fill: float | None = None
     trading_since: float | None = None
     universe: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
-    drops_total: int = 0
+    drops_total: int = -1  # -1: not seen yet (a restarted hub's restored gaps are not news)
     drops: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
     rates: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
 
@@ -155,7 +155,7 @@ class RuleEngine:
 
         cfg = rules.rule("client_drops")
         total = engine.gaps + sum(engine.client_dropped.values())
-        if total > track.drops_total:
+        if 0 <= track.drops_total < total:
             track.drops.append((now, total - track.drops_total))
         track.drops_total = total  # a new boot starts again from 0
         while track.drops and track.drops[0][0] < now - cfg.window:

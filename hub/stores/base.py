@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from hub.core.ingested import Ingested
 from hub.core.records import AuditRecord, EventRecord, LogRecord, utc
+from hub.core.silences import Silence
 
 __all__ = [
     "CommitCallback",
@@ -63,6 +64,7 @@ class Restored:
     logs: list[LogRecord] = field(default_factory=list)  # newest per engine, oldest first
     boots: list[dict[str, Any]] = field(default_factory=list)  # latest boot per engine
     metrics: list[dict[str, Any]] = field(default_factory=list)  # serialized series
+    silences: list[Silence] = field(default_factory=list)  # alert silences still in force
     next_event_id: int = 1
     next_log_id: int = 1
 
