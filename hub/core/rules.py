@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from operator import itemgetter
 
-from hub.core.alert_settings import Aggregate, AlertSettings, UserRule
+from hub.core.alert_settings import BUILTIN_RULES, Aggregate, AlertSettings, UserRule
 from hub.core.alerts import AlertKey, Condition
 from hub.core.engines import EngineRecord, Health
 from hub.core.metrics import MetricKind
@@ -31,7 +32,14 @@ _HEALTH_RULES = (
     ("stalled", Health.STALLED, "engine {name!r} is stalled: loop_tick stopped advancing"),
     ("status_error", Health.ERROR, "engine {name!r} reports status error"),
 )
+_BY_HEALTH = {health: (rule, text) for rule, health, text in _HEALTH_RULES}
+_SIZE = itemgetter(1)
 _MAX_SAMPLES = 4096  # per engine and window: older samples go first
+# User rules read metric series (a p95 walks a sketch): each engine's are evaluated once per this
+# many seconds, engines spread over the interval, and their conditions held in between, so a
+# tick costs a tenth of evaluating them all (docs/benchmarks.md).
+USER_RULE_PERIOD = 1.0
+_SPREAD = 10
 
 
 @dataclass(slots=True)
@@ -47,6 +55,8 @@ class _Track:
     drops_total: int = -1  # -1: not seen yet (a restarted hub's restored gaps are not news)
     drops: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
     rates: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
+    user_due: float | None = None  # when its user rules are evaluated next
+    user_conditions: dict[AlertKey, Condition] = field(default_factory=dict)
 
 
 class RuleEngine:
@@ -54,6 +64,7 @@ class RuleEngine:
 
     def __init__(self, settings: AlertSettings) -> None:
         self.settings = settings
+        self._rules = {name: settings.rule(name) for name in BUILTIN_RULES}
         self._tracks: dict[str, _Track] = {}
         self._cursor = 0  # the newest event id read from the rings
 
@@ -72,9 +83,15 @@ class RuleEngine:
             if track is None:
                 track = self._tracks[engine.name] = _Track()
             self._engine(engine, track, now, out)
-            for rule in self.settings.user_rules:
-                self._user(rule, state, engine, track, now, out)
-        store = self.settings.rule("store_failing")
+            if self.settings.user_rules:
+                if track.user_due is None or now >= track.user_due:
+                    spread = 0.0 if track.user_due else engine.index % _SPREAD / _SPREAD
+                    track.user_due = now + USER_RULE_PERIOD * (1.0 + spread)
+                    track.user_conditions = {}
+                    for rule in self.settings.user_rules:
+                        self._user(rule, state, engine, track, now, track.user_conditions)
+                out.update(track.user_conditions)
+        store = self._rules["store_failing"]
         if store.enabled and store_problem:
             self._add(out, "store_failing", "", "hub", f"history store failing: {store_problem}")
         return out
@@ -82,7 +99,7 @@ class RuleEngine:
     def _add(
         self, out: dict[AlertKey, Condition], rule: str, engine: str, mode: str, text: str
     ) -> None:
-        cfg = self.settings.rule(rule)
+        cfg = self._rules[rule]
         out[(rule, engine)] = Condition(rule, engine, mode, cfg.severity, text[:500], cfg.hold)
 
     def _read_events(self, state: HubState) -> None:
@@ -109,20 +126,20 @@ class RuleEngine:
     def _engine(
         self, engine: EngineRecord, track: _Track, now: float, out: dict[AlertKey, Condition]
     ) -> None:
-        name, mode, rules = engine.name, engine.mode, self.settings
-        silence = now - (engine.last_heartbeat or engine.connected_at or now)
-        for rule, health, text in _HEALTH_RULES:
-            if engine.health is health and rules.rule(rule).enabled:
-                self._add(out, rule, name, mode, text.format(name=name, silence=silence))
+        name, mode, rules = engine.name, engine.mode, self._rules
+        health = _BY_HEALTH.get(engine.health)
+        if health is not None and rules[health[0]].enabled:
+            silence = now - (engine.last_heartbeat or engine.connected_at or now)
+            self._add(out, health[0], name, mode, health[1].format(name=name, silence=silence))
 
-        cfg = rules.rule("error_burst")
+        cfg = rules["error_burst"]
         while track.errors and track.errors[0] < now - cfg.window:
             track.errors.popleft()
         if cfg.enabled and len(track.errors) >= max(cfg.threshold, 1):
             text = f"engine {name!r}: {len(track.errors)} errors in {cfg.window:.0f} s"
             self._add(out, "error_burst", name, mode, text)
 
-        cfg = rules.rule("reject_rate")
+        cfg = rules["reject_rate"]
         while track.orders and track.orders[0][0] < now - cfg.window:
             track.rejects -= track.orders.popleft()[1]
         orders = len(track.orders)
@@ -132,40 +149,41 @@ class RuleEngine:
                 text = f"engine {name!r}: {track.rejects} of {orders} orders rejected ({rate:.0%})"
                 self._add(out, "reject_rate", name, mode, text)
 
-        cfg = rules.rule("no_fills")
+        cfg = rules["no_fills"]
         trading = engine.connected and engine.state.get("trading_hours_active") is True
         track.trading_since = (track.trading_since or now) if trading else None
         if cfg.enabled and track.trading_since is not None:
-            last = max(track.last_fill or 0.0, track.trading_since)
+            fill = track.last_fill
+            last = fill if fill is not None and fill > track.trading_since else track.trading_since
             if now - last >= cfg.window:
                 text = f"engine {name!r}: no fills for {now - last:.0f} s during trading hours"
                 self._add(out, "no_fills", name, mode, text)
 
-        cfg = rules.rule("universe_collapse")
+        cfg = rules["universe_collapse"]
         size = engine.universe_size
         if size is not None and engine.connected:
             if not track.universe or track.universe[-1][1] != size:
                 track.universe.append((now, size))
             while len(track.universe) > 1 and track.universe[0][0] < now - cfg.window:
                 track.universe.popleft()
-            peak = max(n for _, n in track.universe)
+            peak = max(track.universe, key=_SIZE)[1] if len(track.universe) > 1 else size
             if cfg.enabled and peak > 0 and size < peak * (1 - cfg.threshold / 100):
                 text = f"engine {name!r}: universe fell from {peak} to {size}"
                 self._add(out, "universe_collapse", name, mode, text)
 
-        cfg = rules.rule("client_drops")
+        cfg = rules["client_drops"]
         total = engine.gaps + sum(engine.client_dropped.values())
         if 0 <= track.drops_total < total:
             track.drops.append((now, total - track.drops_total))
         track.drops_total = total  # a new boot starts again from 0
         while track.drops and track.drops[0][0] < now - cfg.window:
             track.drops.popleft()
-        lost = sum(n for _, n in track.drops)
-        if cfg.enabled and track.drops and lost >= max(cfg.threshold, 1):
+        lost = sum(n for _, n in track.drops) if track.drops else 0
+        if cfg.enabled and lost and lost >= cfg.threshold:
             text = f"engine {name!r}: {lost} messages dropped or gapped in {cfg.window:.0f} s"
             self._add(out, "client_drops", name, mode, text)
 
-        cfg = rules.rule("clock_skew")
+        cfg = rules["clock_skew"]
         skew = engine.clock_skew
         if cfg.enabled and engine.connected and skew is not None and abs(skew) > cfg.threshold:
             self._add(out, "clock_skew", name, mode, f"engine {name!r}: clock {skew:+.1f} s off")

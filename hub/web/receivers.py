@@ -12,18 +12,19 @@ import asyncio
 import contextlib
 import hashlib
 import ssl
+import time
 from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
 
 from hub import __version__
-from hub.core.alert_settings import ReceiverConfig, ReceiverKind
+from hub.core.alert_settings import ReceiverConfig, ReceiverKind, Severity
 from hub.core.alerts import Alert, AlertState
 from hub.core.records import utc
 from hub.core.routes import Outgoing
 
-__all__ = ["DeliveryError", "post_json", "render"]
+__all__ = ["DeliveryError", "post_json", "render", "send_test"]
 
 _encode = msgspec.json.Encoder().encode
 _ZERO = "0001-01-01T00:00:00Z"  # Alertmanager's "no end time"
@@ -103,6 +104,24 @@ def render(receiver: ReceiverConfig, out: Outgoing, external_url: str = "") -> t
         url = f"{url.rstrip('/')}/api/v2/alerts"
         body = [_am_alert(a, external_url) for a in out.alerts]
     return url, _encode(body)
+
+
+async def send_test(receiver: ReceiverConfig) -> int:
+    """Send one made-up firing alert to `receiver` (one attempt); its HTTP status."""
+    now = time.time()
+    alert = Alert(
+        0,
+        "test",
+        "engine-hub",
+        "test",
+        Severity.INFO,
+        "a test notification from `engine-hub alerts test`: this receiver works",
+        AlertState.FIRING,
+        now,
+        now,
+    )
+    url, body = render(receiver, Outgoing(receiver.name, (alert,)))
+    return await post_json(url, body, receiver.timeout)
 
 
 async def post_json(url: str, body: bytes, timeout: float) -> int:
