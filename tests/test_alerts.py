@@ -382,6 +382,8 @@ async def test_dashboard_panel_shows_firing_alerts_and_acks_them(browser: Browse
             await row.wait_for(timeout=WAIT * 1000)
             assert "status_error" in await row.inner_text()
             assert await page.locator("#alert-count").text_content() == "1 firing"
+            badge = page.locator("header #alert-badge")
+            assert await badge.text_content() == "1 alert firing" and await badge.is_visible()
             await row.locator("button", has_text="Ack").click()
             await page.locator("#alerts tr.alert-firing", has_text="acked by").wait_for(
                 timeout=WAIT * 1000

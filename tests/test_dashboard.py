@@ -522,7 +522,7 @@ HOSTILE = [
 ]
 OUR_IDS = re.compile(
     r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
-    r"|tz-toggle|filters|forget-form|alerts|alert-count"
+    r"|tz-toggle|filters|forget-form|alerts|alert-count|alert-badge"
     r"|(card|state|metrics|elogs|esignals|eorders|positions|decisions|cycles|eerrors)-\d+)$"
 )
 HUB_SCRIPTS = [

@@ -117,7 +117,13 @@ async def alerts_fragment(request: Request) -> Response:
     admin = getattr(request.scope.get("user"), "role", None) == Role.ADMIN
     context |= {"admin": admin, "alert_scope": int(raw)}
     html = hub.env.get_template("partials/_alerts.html").render(context)
-    return Response(html, media_type="text/html")
+    firing = (
+        len(hub.alerting.view(time.time())["firing"])
+        if engine
+        else len(context["alerts"]["firing"])
+    )
+    badge = hub.env.get_template("partials/_alert_badge.html").render(alert_firing=firing)
+    return Response(html + badge, media_type="text/html")
 
 
 def _back(request: Request) -> Response:
