@@ -18,6 +18,7 @@ from typing import Any
 
 from hub.core.alert_settings import ReceiverConfig
 from hub.core.routes import Outgoing
+from hub.core.throttles import LogThrottle
 from hub.web.receivers import DeliveryError, post_json, render
 
 __all__ = ["Delivery", "Notifier"]
@@ -67,6 +68,7 @@ class Notifier:
         self.dropped = 0  # messages given up after every attempt, or pushed out of a full queue
         self.last_error = ""
         self.last_sent: float | None = None
+        self._log = LogThrottle(60.0, 1)  # a dead receiver logs one line a minute, not one a try
 
     def offer(self, out: Outgoing) -> None:
         """Queue a message for `out` (never blocks; a full queue drops its oldest)."""
@@ -123,7 +125,16 @@ class Notifier:
                 error = str(exc)
             self.failed += 1
             self.last_error = error
-            log.warning("receiver %r: attempt %d of %d failed: %s", name, attempt, attempts, error)
+            held = self._log.due("failed", time.time())
+            if held is not None:
+                log.warning(
+                    "receiver %r: attempt %d of %d failed: %s (%d failures not logged before)",
+                    name,
+                    attempt,
+                    attempts,
+                    error,
+                    held,
+                )
             if attempt < attempts:
                 await asyncio.sleep(min(self.receiver.backoff * 2 ** (attempt - 1), MAX_BACKOFF))
         self.dropped += 1
