@@ -327,6 +327,8 @@ def test_max_alerts_bounds_the_book() -> None:
         ({"receivers": [{"name": "x", "url": "ftp://a"}]}, "http"),
         ({"routes": [{"receiver": "ghost"}]}, "ghost"),
         ({"receivers": [{"name": "t", "type": "telegram"}]}, "token"),
+        ({"max_alerts": -1}, "max_alerts"),
+        ({"receivers": [{"name": "x", "url": "https://a", "attempts": "many"}]}, "many"),
     ],
 )
 def test_bad_alert_settings_say_what_to_fix(raw: dict[str, Any], words: str) -> None:

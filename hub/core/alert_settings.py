@@ -340,6 +340,7 @@ def _route(index: int, raw: Any, receivers: set[str]) -> Route:
     )
 
 
+_BOUNDS = (("max_alerts", 1, 100_000), ("recent_resolved", 0, 1000), ("max_silences", 1, 10_000))
 _TOP = {
     "enabled",
     "rules",
@@ -384,6 +385,12 @@ def parse_alerts(raw: Any) -> AlertSettings:
         if len(set(names)) != len(names):
             raise AlertSettingsError("two [[alerts.receivers]] have the same name")
         routes = tuple(_route(i, r, set(names)) for i, r in enumerate(raw_routes))
+        for key, low, high in _BOUNDS:
+            value = table.get(key)
+            if value is not None and (type(value) is not int or not low <= value <= high):
+                raise AlertSettingsError(
+                    f"alerts.{key} must be an integer {low}..{high} (got {value!r})"
+                )
         return AlertSettings(
             enabled=bool(table.get("enabled", True)),
             rules=MappingProxyType(rules),
@@ -399,5 +406,7 @@ def parse_alerts(raw: Any) -> AlertSettings:
             max_silences=int(table.get("max_silences", 500)),
             max_silence=parse_duration("alerts.max_silence", table.get("max_silence", "30d")),
         )
-    except (TypeError, KeyError) as exc:
-        raise AlertSettingsError(f"[alerts] cannot use this value: {exc!r}") from None
+    except AlertSettingsError:
+        raise
+    except (TypeError, KeyError, ValueError) as exc:
+        raise AlertSettingsError(f"[alerts] cannot use this value: {exc}") from None
