@@ -47,8 +47,10 @@ def _demo(args: argparse.Namespace) -> int:
             flush=True,
         )
 
+    from hub.demo.supervisor import demo_alerts
+
     # The demo keeps its history in memory unless asked: simulated engines stay out of engine-hub.db.
-    settings = _settings(args, db=args.db or ":memory:")
+    settings = _settings(args, db=args.db or ":memory:", alerts=demo_alerts(args.webhook))
     problems = startup_problems(settings)  # off loopback the demo is held to serve's rules
     for problem in problems:
         print(f"engine-hub: {problem}", file=sys.stderr)
@@ -63,6 +65,33 @@ def _demo(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    return 0
+
+
+def _alerts_test(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from hub.web.receivers import DeliveryError, send_test
+
+    settings = _settings(args)
+    receiver = settings.alerts.receiver(args.receiver)
+    if receiver is None:
+        names = ", ".join(r.name for r in settings.alerts.receivers) or "none configured"
+        print(
+            f"engine-hub: no receiver named {args.receiver!r} in the settings ({names}); "
+            "add an [[alerts.receivers]] table or pass --config",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        code = asyncio.run(send_test(receiver))
+    except DeliveryError as exc:
+        print(f"engine-hub: receiver {receiver.name!r}: {exc}", file=sys.stderr)
+        return 1
+    if not 200 <= code < 300:
+        print(f"engine-hub: receiver {receiver.name!r} answered HTTP {code}", file=sys.stderr)
+        return 1
+    print(f"sent a test notification to receiver {receiver.name!r} ({receiver.kind}): HTTP {code}")
     return 0
 
 
@@ -384,6 +413,11 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="cause a stall, freeze, error, restart or crash this often (0: never; default 40)",
     )
+    demo.add_argument(
+        "--webhook",
+        metavar="URL",
+        help="send the demo's alerts there (Alertmanager webhook JSON; docs/alerts.md)",
+    )
     demo.set_defaults(run=_demo)
 
     export = commands.add_parser(
@@ -451,6 +485,16 @@ def _parser() -> argparse.ArgumentParser:
         "--interval", type=float, default=0.2, help="seconds between polls (default 0.2)"
     )
     bridge.set_defaults(run=_bridge, **no_server)
+
+    alerts = commands.add_parser("alerts", help="alert receivers (docs/alerts.md)")
+    alert_commands = alerts.add_subparsers(dest="alerts_command", required=True, metavar="COMMAND")
+    test = alert_commands.add_parser(
+        "test", help="send one test notification to a configured receiver and report the answer"
+    )
+    test.add_argument("--receiver", required=True, metavar="NAME", help="the receiver's name")
+    test.add_argument("--config", help="TOML settings file with [[alerts.receivers]]")
+    test.set_defaults(run=_alerts_test, host=None, port=None, db=None, log_level=None)
+
     user = commands.add_parser("user", help="viewer accounts for the dashboard and API")
     user_commands = user.add_subparsers(dest="user_command", required=True, metavar="ACTION")
     user_add = user_commands.add_parser(

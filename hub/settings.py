@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from hub.core.access import ApiToken, EngineToken, Role, User
+from hub.core.alert_settings import AlertSettings, AlertSettingsError, parse_alerts
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 
@@ -163,6 +164,9 @@ class Settings:
     # Write frames straight to uvicorn's socket; False sends every frame through ASGI `send`.
     dashboard_direct_writes: bool = True
 
+    # Alerts (docs/alerts.md): the [alerts] TOML table; receiver URLs and tokens are secrets.
+    alerts: AlertSettings = field(default_factory=AlertSettings, repr=False)
+
     def __post_init__(self) -> None:
         for f in fields(self):
             value = getattr(self, f.name)
@@ -272,6 +276,14 @@ def _entries(name: str, raw: Any) -> tuple[Any, ...]:
     return tuple(out)
 
 
+def _alerts(raw: Any) -> AlertSettings:
+    """The [alerts] table, its problems as SettingsError."""
+    try:
+        return parse_alerts(raw)
+    except AlertSettingsError as exc:
+        raise SettingsError(str(exc)) from None
+
+
 def _coerce(name: str, raw: Any, default: Any) -> Any:
     """Turn a TOML or environment value into the type of the setting's default."""
     try:
@@ -324,6 +336,11 @@ def load_settings(
             raw_entries = [*(root.pop(key, None) or ()), *(table.pop(key, None) or ())]
             if raw_entries:
                 values[key] = _entries(key, raw_entries)
+        raw_alerts = table.pop("alerts", None) or (
+            root.pop("alerts", None) if root is not table else None
+        )
+        if raw_alerts is not None:  # [alerts] at the top, or under [hub]
+            values["alerts"] = _alerts(raw_alerts)
         for key, raw in table.items():
             if key not in known:
                 raise SettingsError(f"unknown setting {key!r} in {str(path)!r}")
@@ -331,7 +348,7 @@ def load_settings(
 
     for key, default in known.items():
         env_name = f"{ENV_PREFIX}{key.upper()}"
-        if env_name in environ and key not in _ENTRY_TABLES:  # credentials: TOML only
+        if env_name in environ and key not in (*_ENTRY_TABLES, "alerts"):  # TOML only
             values[key] = _coerce(key, environ[env_name], default)
 
     for key, raw in (overrides or {}).items():
@@ -339,6 +356,9 @@ def load_settings(
             continue
         if key not in known:
             raise SettingsError(f"unknown setting {key!r}")
+        if key == "alerts":
+            values[key] = raw if isinstance(raw, AlertSettings) else _alerts(raw)
+            continue
         values[key] = tuple(raw) if key in _ENTRY_TABLES else _coerce(key, raw, known[key])
     return Settings(**values)
 

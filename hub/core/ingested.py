@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hub.core.decoding import Rejected
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.silences import Silence
 
 __all__ = ["Gap", "Ingested"]
 
@@ -48,6 +49,7 @@ class Ingested:
         "rejected",
         "runs",
         "seq",
+        "silences",
         "snapshots",
     )
 
@@ -67,3 +69,4 @@ class Ingested:
         self.boots: list[BootChange] = []  # boots that started or ended (hello, bye, replaced)
         self.snapshots: list[MetricsSnapshot] = []
         self.audit: list[AuditRecord] = []  # who did what (the shell adds these, not ingest)
+        self.silences: list[Silence] = []  # silences added or ended (kept across restarts)

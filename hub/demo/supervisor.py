@@ -16,6 +16,7 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from hub.settings import Settings
 from hub.stores import check_store
@@ -119,6 +120,24 @@ class Supervisor:
             except TimeoutError:
                 proc.kill()
                 await proc.wait()
+
+
+def demo_alerts(webhook: str | None) -> dict[str, Any]:
+    """The demo's `[alerts]` table: short `for`s so its incidents fire and resolve alerts within
+    seconds, and with `webhook`, a receiver that hears every alert (the demo's engines are paper)."""
+    table: dict[str, Any] = {
+        "rules": {
+            "offline": {"for": "5s"},
+            "stalled": {"for": "3s"},
+            "clock_skew": {"enabled": False},
+        },
+        "resolve_after": "5s",
+        "quiet_after_resolve": "30s",
+    }
+    if webhook:
+        table["receivers"] = [{"name": "demo", "type": "webhook", "url": webhook, "attempts": 3}]
+        table["routes"] = [{"receiver": "demo", "repeat_interval": "10m"}]
+    return table
 
 
 async def run_demo(

@@ -133,6 +133,12 @@ class Broadcaster:
                 if subscriber.wants(HEALTH_EVENT, change.engine):
                     subscriber.push(frame)
 
+    def publish_alert(self, engine: str, frame: bytes) -> None:
+        """Offer an alert change (SSE event `hub.alert`, already framed) to subscribers."""
+        for subscriber in self.subscribers:
+            if subscriber.wants("hub.alert", engine):
+                subscriber.push(frame)
+
     def close(self) -> None:
         """End every stream (hub shutdown)."""
         for subscriber in self.subscribers:

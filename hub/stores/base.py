@@ -8,6 +8,7 @@ from typing import Any, Literal, Protocol
 
 from hub.core.ingested import Ingested
 from hub.core.records import AuditRecord, EventRecord, LogRecord, utc
+from hub.core.silences import Silence
 
 __all__ = [
     "CommitCallback",
@@ -64,6 +65,7 @@ class Restored:
     boots: list[dict[str, Any]] = field(default_factory=list)  # latest boot per engine
     metrics: list[dict[str, Any]] = field(default_factory=list)  # serialized series
     forgotten: dict[str, float] = field(default_factory=dict)  # engine -> when an admin forgot it
+    silences: list[Silence] = field(default_factory=list)  # alert silences still in force
     next_event_id: int = 1
     next_log_id: int = 1
 

@@ -9,6 +9,7 @@ from typing import Any
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.records import AuditRecord, EventRecord, LogRecord, MetricsSnapshot, utc
+from hub.core.silences import Silence
 from hub.stores.base import (
     CommitCallback,
     HistoryKind,
@@ -83,20 +84,27 @@ class MemoryStore:
         self._gaps: list[tuple[str, dict[str, Any]]] = []  # (engine, gap as exported)
         self._metrics: dict[str, tuple[MetricsSnapshot, float]] = {}  # and when it was noted
         self._audit: deque[AuditRecord] = deque(maxlen=MAX_AUDIT)
+        self._silences: dict[int, Silence] = {}
         self._export_limit = export_limit
         self._on_commit: CommitCallback = _ignore
 
     async def start(self, on_commit: CommitCallback) -> Restored:
         """Nothing to open or restore; remember who to tell about commits."""
         self._on_commit = on_commit
-        return Restored()
+        return Restored(silences=list(self._silences.values()))
 
     def append(self, ingested: Ingested) -> None:
         """Keep what the core changed and report the engine's seq as committed."""
         self._events.extend(ingested.events)
         if ingested.logs:
             self._logs.extend(ingested.logs)
-        if ingested.gaps or ingested.boots or ingested.snapshots or ingested.audit:  # rare
+        if (
+            ingested.gaps
+            or ingested.boots
+            or ingested.snapshots
+            or ingested.audit
+            or ingested.silences
+        ):
             self._keep_rare(ingested)
         engine = ingested.engine
         if engine:
@@ -121,6 +129,8 @@ class MemoryStore:
         for snapshot in ingested.snapshots:  # the latest per engine
             self._metrics[snapshot.engine] = (snapshot, time.time())
         self._audit.extend(ingested.audit)
+        for silence in ingested.silences[:MAX_AUDIT]:
+            self._silences[silence.id] = silence
 
     def _boot(self, engine: str, boot_id: str) -> dict[str, Any]:
         """The boot's row as the export shows it, made (and the oldest dropped) when new."""

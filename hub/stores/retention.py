@@ -26,6 +26,7 @@ def retain(conn: sqlite3.Connection, settings: Settings, now: float) -> None:
     conn.execute("DELETE FROM logs WHERE ts < ?", (cutoff,))
     conn.execute("DELETE FROM gaps WHERE at < ?", (cutoff,))
     conn.execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
+    conn.execute("DELETE FROM silences WHERE ends < ?", (cutoff,))
     for (kind,) in conn.execute("SELECT DISTINCT type FROM event_chunks").fetchall():
         retain_type(conn, kind, settings.retention_events)
     for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():

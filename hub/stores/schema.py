@@ -31,9 +31,9 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-# 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
+# 7: alert silences; 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
 # 1: row per event
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
 _id = attrgetter("id")
@@ -79,6 +79,11 @@ CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY, ts REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
     detail TEXT NOT NULL, engine TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
+-- Alert silences (hub/core/silences.py): kept so they survive a restart; an ended one stays
+-- with its end time (retention drops it with the audit trail).
+CREATE TABLE IF NOT EXISTS silences (
+    id INTEGER PRIMARY KEY, engine TEXT NOT NULL, rule TEXT NOT NULL, starts REAL NOT NULL,
+    ends REAL NOT NULL, comment TEXT NOT NULL, author TEXT NOT NULL);
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload, received) AS

@@ -29,6 +29,7 @@ import msgspec
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.silences import Silence
 from hub.settings import Settings
 from hub.stores.base import CommitCallback, HistoryKind, HistoryQuery, Restored
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
@@ -56,6 +57,7 @@ class _Batch:
     boots: list[BootChange] = field(default_factory=list)
     metrics: dict[str, MetricsSnapshot] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
+    silences: list[Silence] = field(default_factory=list)
     since: float | None = None  # when the oldest thing in it was queued (Unix seconds)
 
     @property
@@ -73,6 +75,7 @@ class _Batch:
             or self.boots
             or self.metrics
             or self.audit
+            or self.silences
         )
 
     def prepend(self, older: _Batch) -> None:
@@ -83,6 +86,7 @@ class _Batch:
         self.gaps[:0] = older.gaps
         self.boots[:0] = older.boots
         self.audit[:0] = older.audit
+        self.silences[:0] = older.silences
         self.since = older.since if self.since is None else min(self.since, older.since or 1e18)
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
@@ -173,6 +177,7 @@ class SQLiteStore:
                 )
             batch.boots.extend(ingested.boots)
             batch.audit.extend(ingested.audit)
+            batch.silences.extend(ingested.silences)
             for snapshot in ingested.snapshots:  # the latest snapshot per engine wins
                 batch.metrics[snapshot.engine] = snapshot
             if engine:
@@ -321,6 +326,14 @@ class SQLiteStore:
                 "INSERT INTO audit (ts, actor, action, detail, engine) VALUES (?, ?, ?, ?, ?)",
                 [(a.ts, a.actor, a.action, a.detail, a.engine) for a in batch.audit],
             )
+            conn.executemany(
+                "INSERT OR REPLACE INTO silences (id, engine, rule, starts, ends, comment, author) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (s.id, s.engine, s.rule, s.starts, s.ends, s.comment, s.author)
+                    for s in batch.silences
+                ],
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
@@ -387,6 +400,14 @@ class SQLiteStore:
             conn.execute("SELECT max(last_id) FROM event_chunks").fetchone()[0] or 0
         ) + 1
         restored.next_log_id = (conn.execute("SELECT max(id) FROM logs").fetchone()[0] or 0) + 1
+        restored.silences = [
+            Silence(*row)
+            for row in conn.execute(
+                "SELECT id, engine, rule, starts, ends, comment, author FROM silences "
+                "WHERE ends > ? ORDER BY id",
+                (time.time(),),
+            )
+        ]
         return restored
 
     def _read(self, fn: Any, *args: Any) -> Any:

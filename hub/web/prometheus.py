@@ -93,6 +93,29 @@ class HubCollector:
             value=state.lag.total_blind,
         )
         yield from (messages, rejected, drops, evicted, size, conns, lag, blind)
+        yield from _alert_families(hub)
+
+
+def _alert_families(hub: Hub) -> Iterator[Metric]:
+    """Active alerts (1 per pending or firing alert) and deliveries by receiver and outcome."""
+    alerts = GaugeMetricFamily(
+        "engine_hub_alerts",
+        "Active alerts (docs/alerts.md), 1 per alert",
+        labels=["rule", "engine", "mode", "severity", "state"],
+    )
+    for alert in hub.alerting.book.active.values():
+        labels = [alert.rule, alert.engine, alert.mode, str(alert.severity), str(alert.state)]
+        alerts.add_metric(labels, 1.0)
+    deliveries = CounterMetricFamily(
+        "engine_hub_alert_deliveries",
+        "Alert notifications by receiver: sent, failed attempts, dropped messages",
+        labels=["receiver", "outcome"],
+    )
+    for notifier in hub.alerting.notifiers.values():
+        for outcome in ("sent", "failed", "dropped"):
+            value = float(getattr(notifier, outcome))
+            deliveries.add_metric([notifier.receiver.name, outcome], value)
+    yield from (alerts, deliveries)
 
 
 def hub_engine_lines(hub: Hub, now: float) -> Iterator[str]:

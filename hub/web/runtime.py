@@ -25,6 +25,7 @@ from hub.live.views import FragmentKey, Views
 from hub.settings import Settings
 from hub.stores import HistoryStore, open_store
 from hub.stores.restore import restore
+from hub.web.alerting import Alerting
 
 __all__ = ["Hub", "Session", "credentials_of"]
 
@@ -76,6 +77,9 @@ class Hub:
             settings.dashboard_queue_bytes, settings.max_dashboards, self.state.stats.drops
         )
         self.credentials = credentials_of(settings)
+        self.alerting = Alerting(
+            settings, self.audit, self.broadcaster.publish_alert, self.store.append
+        )
         self.refusal_log = LogThrottle()  # refused engines: one warning per address per minute
         self.sessions: dict[int, Session] = {}
         self.by_engine: dict[str, Session] = {}
@@ -119,6 +123,7 @@ class Hub:
         """Open the store and start the background tasks this hub owns."""
         restored = await self.store.start(self._on_commit)
         restore(self.state, restored, time.time())
+        self.alerting.start(restored.silences, time.time())
         self._tasks.append(asyncio.create_task(self._tick(), name="hub-ticker"))
         self._tasks.append(asyncio.create_task(self._fan_out(), name="hub-fanout"))
 
@@ -158,6 +163,10 @@ class Hub:
             if lagging != self._lagging:  # the hub status says so (and stops saying so)
                 self._lagging = lagging
                 self.state.dirty.mark(Topic.HUB)
+            try:  # rules once per tick (docs/alerts.md); a broken rule must not stop the ticker
+                self.alerting.tick(self.state, self.store.problem, now)
+            except Exception:
+                log.exception("evaluating alert rules failed; will retry next tick")
             if now >= next_rate:
                 self.state.measure_rate(now)
                 self.save_snapshots()
@@ -237,5 +246,6 @@ class Hub:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        await self.alerting.stop()
         self.save_snapshots()
         await self.store.close()
