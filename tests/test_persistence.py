@@ -361,7 +361,9 @@ async def test_full_disk_keeps_live_data_pauses_acks_and_recovers(tmp_path: Path
         )
         await acks.wait(marker, timeout=2 * WAIT)  # the writer retries with back-off (at most 5 s)
         health = (await http.get("/healthz")).json()
-        assert health["status"] == "ok" and health["store"]["problem"] is None
+        # Only the store's reasons: on a crowded machine the hub may also say its loop lags.
+        store_reasons = [r for r in health["reasons"] if not r.startswith("hub lagging ")]
+        assert not store_reasons and health["store"]["problem"] is None
         async with dashboard(proc.port) as page:
             await page.until(saving_again)
         await acks.close()
