@@ -634,7 +634,7 @@ async def assert_inert(kind: str, watched: WatchedPage) -> list[str]:
     assert shape["scripts"] == scripts, (kind, shape["scripts"])
     ids = shape["ids"]
     assert len(ids) == len(set(ids)) and all(OUR_IDS.match(i) for i in ids), (kind, ids)
-    if kind == "overview":
+    if kind in ("overview", "engine"):  # an engine's page shows the hub's status too
         [status] = shape["hubStatus"]
         assert re.match(r"^\d+ engines?\b", status) and status.endswith("events/s"), status
     else:
@@ -952,7 +952,8 @@ async def test_top_bar_totals_pnl_per_mode_and_currency(browser: Browser) -> Non
 
 
 async def test_tab_title_counts_problems_on_first_paint_and_live(browser: Browser) -> None:
-    """'(2) Engine Hub — 1 error, 1 offline', server-rendered and then kept current."""
+    """'(2) Engine Hub — 1 error, 1 offline', server-rendered and then kept current, on the
+    overview and (after the engine's name) on an engine's page."""
     async with running_hub() as own:
         fine = await connect_engine(own, "fine")
         failing = await connect_engine(own, "failing")
@@ -972,8 +973,11 @@ async def test_tab_title_counts_problems_on_first_paint_and_live(browser: Browse
             await expect(page).to_have_title(expected)
             await failing.send({"kind": "heartbeat", "status": "running"})
             await expect(page).to_have_title("(1) Engine Hub \u2014 1 offline", timeout=MS)
+        async with live_page(browser, f"http://127.0.0.1:{own.port}/engines/fine") as watched:
+            page = watched.page  # an engine's page: its name first, the hub's problems after it
+            await expect(page).to_have_title("fine \u00b7 (1) Engine Hub \u2014 1 offline")
             again = await connect_engine(own, "killed")
-            await expect(page).to_have_title("Engine Hub", timeout=MS)
+            await expect(page).to_have_title("fine \u00b7 Engine Hub", timeout=MS)
             await again.close()
         await fine.close()
         await failing.close()

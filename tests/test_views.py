@@ -60,6 +60,7 @@ def test_names_per_view(views: Views) -> None:
     """Each view lists its snapshot fragments; engine fragments carry the engine index."""
     assert labels(views.names(OVERVIEW)) == ["hub", "cards", "signals", "orders", "errors", "logs"]
     assert labels(views.names(ViewKey(ViewKind.ENGINE, 3))) == [
+        "hub",
         "card:3",
         "state:3",
         "metrics:3",

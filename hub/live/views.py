@@ -157,7 +157,8 @@ class Views:
             ]
         if kind is ViewKind.ENGINE:
             parts = (Part.CARD, Part.STATE, Part.METRICS, Part.ELOGS, *_SECTIONS)
-            return [FragmentKey(part, index) for part in parts]
+            # The hub status too: a problem on another engine is never hidden (top bar, tab title).
+            return [FragmentKey(Part.HUB), *(FragmentKey(part, index) for part in parts)]
         return [FragmentKey(Part.CARD, index)]
 
     def plan(self, dirty: Iterable[Dirty], now: float) -> dict[int, Change]:
@@ -203,6 +204,8 @@ class Views:
                 part = Part.CARD if change is Change.FULL else Part.VALUES
                 touched.add(FragmentKey(part, index))
             for topic, name in dirty:
+                if page and topic in (Topic.ENGINES, Topic.HUB):  # counts, tab title
+                    touched.add(FragmentKey(Part.HUB))
                 if engine is None:
                     if topic is Topic.ENGINES:  # the engine was forgotten: show it "gone"
                         touched.update(self.names(view))

@@ -155,6 +155,7 @@ async def engine_page(request: Request) -> Response:
         "engine": engine,
         "index": index,
         "card": views.card_model(engine, now),
+        "hub": views.hub_model(now),
         "state_items": views.context(FragmentKey(Part.STATE, index), now)["items"],
         "metrics": views.context(FragmentKey(Part.METRICS, index), now)["metrics"],
         "sections": sections,

@@ -143,11 +143,13 @@
   };
 
   // 3c. The tab title carries the problem count, as the pushed hub status says it.
+  //     An engine's page keeps its engine first: "equity · (1) Engine Hub — 1 offline".
   const showTitle = () => {
     const status = document.getElementById("hub-status");
-    if (status && status.dataset.title && document.title !== status.dataset.title) {
-      document.title = status.dataset.title;
-    }
+    if (!status || !status.dataset.title) return;
+    const crumb = document.querySelector(".topbar .crumb");
+    const title = crumb ? `${crumb.textContent.trim()} · ${status.dataset.title}` : status.dataset.title;
+    if (document.title !== title) document.title = title;
   };
 
   // 3d. A truncated cell shows its whole text on hover (CSS ellipsis; never clipped silently).
