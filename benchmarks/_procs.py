@@ -4,16 +4,26 @@ from __future__ import annotations
 
 import asyncio
 import cProfile
+import http.client
 import multiprocessing as mp
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any, Protocol
 
-__all__ = ["Profiling", "proc_cpu", "serve_on_port_0", "spawn_server", "stop_process"]
+__all__ = [
+    "Profiling",
+    "http_get",
+    "latency_prober",
+    "proc_cpu",
+    "serve_on_port_0",
+    "spawn_server",
+    "stop_process",
+]
 
 # The hub of the checkout these scripts are in, for them and the servers they spawn (which inherit
 # sys.path), not the one the virtualenv's editable install points at: an A/B run of two worktrees
@@ -103,3 +113,31 @@ def proc_cpu(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as fh:
         fields = fh.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def http_get(port: int, path: str, host: str = HOST, timeout: float = 600) -> int:
+    """GET `path` on a new connection, reading the body in 1 MiB pieces; returns its size."""
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request("GET", path)
+        response = conn.getresponse()
+        size = 0
+        while piece := response.read(1 << 20):
+            size += len(piece)
+        assert response.status == 200, response.status
+        return size
+    finally:
+        conn.close()
+
+
+def latency_prober(control: Connection, port: int, path: str, every: float) -> None:
+    """A prober process's loop: on each "start", GET `path` every `every` seconds until the next
+    message, then send back the latencies (seconds)."""
+    while control.recv() == "start":
+        latencies: list[float] = []
+        while not control.poll(every):  # pacing the prober, not synchronizing a test
+            start = time.perf_counter()
+            http_get(port, path)
+            latencies.append(time.perf_counter() - start)
+        control.recv()
+        control.send(latencies)

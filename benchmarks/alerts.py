@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import multiprocessing as mp
 import socket
 import statistics
@@ -30,7 +29,7 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 import msgspec
-from _procs import HOST  # also puts this checkout's hub first on sys.path
+from _procs import HOST, http_get, latency_prober  # also puts this checkout's hub first on sys.path
 
 from hub.core.alert_settings import parse_alerts
 from hub.core.alerts import AlertBook
@@ -123,27 +122,9 @@ def evaluation(engines: int, ticks: int) -> None:
     )
 
 
-def _get(port: int, path: str) -> None:
-    conn = http.client.HTTPConnection(HOST, port, timeout=60)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        response.read()
-        assert response.status == 200, response.status
-    finally:
-        conn.close()
-
-
 def _prober(control: Connection, port: int) -> None:
     """On "start", GET / every 20 ms until the next message; send back the latencies."""
-    while control.recv() == "start":
-        latencies: list[float] = []
-        while not control.poll(EVERY):  # pacing the prober, not synchronizing a test
-            start = time.perf_counter()
-            _get(port, "/")
-            latencies.append(time.perf_counter() - start)
-        control.recv()
-        control.send(latencies)
+    latency_prober(control, port, "/", EVERY)
 
 
 async def _hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -179,7 +160,7 @@ async def dashboard(engines: int, dead: bool) -> list[float]:
     sock = bind(HOST, 0)
     port = sock.getsockname()[1]
     task = asyncio.create_task(server.serve(sockets=[sock]))
-    await asyncio.to_thread(_get, port, "/healthz")
+    await asyncio.to_thread(http_get, port, "/healthz")
     hub = server.hub
     assert hub is not None
     now = time.time()
@@ -192,7 +173,7 @@ async def dashboard(engines: int, dead: bool) -> list[float]:
     control, child = ctx.Pipe()
     prober = ctx.Process(target=_prober, args=(child, port), daemon=True)
     prober.start()
-    await asyncio.to_thread(_get, port, "/")
+    await asyncio.to_thread(http_get, port, "/")
     control.send("start")
     await asyncio.sleep(WINDOW)
     control.send("stop")

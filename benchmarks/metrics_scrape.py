@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import http.client
 import multiprocessing as mp
 import os
 import statistics
@@ -29,7 +28,12 @@ import time
 from multiprocessing.connection import Connection
 from typing import Any
 
-from _procs import HOST, proc_cpu  # also puts this checkout's hub first on sys.path
+from _procs import (  # also puts this checkout's hub first on sys.path
+    HOST,
+    http_get,
+    latency_prober,
+    proc_cpu,
+)
 
 from hub.core.messages import Metric
 from hub.settings import Settings
@@ -38,7 +42,6 @@ from hub.web.server import HubServer, bind
 PROBE = 0.005
 HEALTHZ_EVERY = 0.02
 IDLE_SECONDS = 3.0
-READ = 1 << 20
 
 
 def fill(server: HubServer, engines: int, series: int) -> None:
@@ -66,31 +69,9 @@ def percentiles(values: list[float]) -> tuple[float, float, float]:
     return statistics.median(ordered) * 1e3, p99 * 1e3, ordered[-1] * 1e3
 
 
-def _get(port: int, path: str) -> int:
-    """GET `path` on a new connection, reading the body in 1 MiB pieces; returns its size."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=600)
-    try:
-        conn.request("GET", path)
-        response = conn.getresponse()
-        size = 0
-        while piece := response.read(READ):
-            size += len(piece)
-        assert response.status == 200, response.status
-        return size
-    finally:
-        conn.close()
-
-
 def _prober_child(control: Connection, port: int) -> None:
     """Prober process: on each "start", GET /healthz every 20 ms until the next message."""
-    while control.recv() == "start":
-        latencies: list[float] = []
-        while not control.poll(HEALTHZ_EVERY):  # pacing the prober, not synchronizing a test
-            start = time.perf_counter()
-            _get(port, "/healthz")
-            latencies.append(time.perf_counter() - start)
-        control.recv()
-        control.send(latencies)
+    latency_prober(control, port, "/healthz", HEALTHZ_EVERY)
 
 
 def _scraper_child(control: Connection, port: int) -> None:
@@ -99,7 +80,7 @@ def _scraper_child(control: Connection, port: int) -> None:
         sizes, times = [], []
         for _ in range(count):
             start = time.perf_counter()
-            sizes.append(_get(port, "/metrics"))
+            sizes.append(http_get(port, "/metrics"))
             times.append(time.perf_counter() - start)
         control.send((sizes, times))
 
@@ -186,10 +167,10 @@ async def main() -> None:
     prober_process, prober = spawn(_prober_child, port)
     scraper_process, scraper = spawn(_scraper_child, port)
     # The socket already listens; this request completes once the lifespan has started.
-    await asyncio.to_thread(_get, port, "/healthz")
+    await asyncio.to_thread(http_get, port, "/healthz")
     # The first streamed response of a process imports anyio's backend (~100 ms, once): a hub
     # that has served one scrape or SSE stream before is what is measured.
-    await asyncio.to_thread(_get, port, "/metrics")
+    await asyncio.to_thread(http_get, port, "/metrics")
     rss_before = rss_mib()
     start = time.perf_counter()
     fill(server, args.engines, args.series)
