@@ -171,7 +171,7 @@ class _Counts:
         find = buffer.find
         pos = find(MARKER, start, end)
         while pos >= 0:
-            pos += len(MARKER)
+            pos = find(b">", pos + len(MARKER), end) + 1  # past the element's other attributes
             stop = find(b"<", pos, end)
             digits = bytes(buffer[pos:stop]).replace(b",", b"").strip()
             if digits.isdigit():
