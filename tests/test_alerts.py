@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser
+from playwright.async_api import Browser, expect
 
 from hub.core.alert_settings import AlertSettings, parse_alerts
 from tests.conftest import (
@@ -384,6 +385,8 @@ async def test_dashboard_panel_shows_firing_alerts_and_acks_them(browser: Browse
             assert await page.locator("#alert-count").text_content() == "1 firing"
             badge = page.locator("header #alert-badge")
             assert await badge.text_content() == "1 alert firing" and await badge.is_visible()
+            # ... and the tab title says so after the hub's problem count.
+            await expect(page).to_have_title(re.compile(r"^\(1\) Engine Hub .* · 1 alert firing$"))
             await row.locator("button", has_text="Ack").click()
             await page.locator("#alerts tr.alert-firing", has_text="acked by").wait_for(
                 timeout=WAIT * 1000

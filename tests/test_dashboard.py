@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 from playwright.async_api import Browser, Locator, Page, Route, expect
 
+from hub.core.alert_settings import AlertSettings
 from hub.core.engines import EngineRecord, Health
 from hub.core.messages import Status
 from hub.live.views import TABLE_ROWS
@@ -953,8 +954,9 @@ async def test_top_bar_totals_pnl_per_mode_and_currency(browser: Browser) -> Non
 
 async def test_tab_title_counts_problems_on_first_paint_and_live(browser: Browser) -> None:
     """'(2) Engine Hub — 1 error, 1 offline', server-rendered and then kept current, on the
-    overview and (after the engine's name) on an engine's page."""
-    async with running_hub() as own:
+    overview and (after the engine's name) on an engine's page. (Alerts are off here: firing
+    ones would add '· N alerts firing', tested in test_alerts.)"""
+    async with running_hub(alerts=AlertSettings(enabled=False)) as own:
         fine = await connect_engine(own, "fine")
         failing = await connect_engine(own, "failing")
         killed = await connect_engine(own, "killed")

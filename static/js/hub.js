@@ -148,7 +148,12 @@
     const status = document.getElementById("hub-status");
     if (!status || !status.dataset.title) return;
     const crumb = document.querySelector(".topbar .crumb");
-    const title = crumb ? `${crumb.textContent.trim()} · ${status.dataset.title}` : status.dataset.title;
+    let title = crumb ? `${crumb.textContent.trim()} · ${status.dataset.title}` : status.dataset.title;
+    //     Firing alerts too, as the top bar's badge counts them ("… · 2 alerts firing").
+    const badge = document.getElementById("alert-badge");
+    if (badge && !badge.hidden && /^[1-9]/.test(badge.textContent.trim())) {
+      title += ` · ${badge.textContent.trim()}`;
+    }
     if (document.title !== title) document.title = title;
   };
 
