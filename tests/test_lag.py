@@ -16,23 +16,13 @@ from hub.live.views import OVERVIEW, FragmentKey, Part
 from hub.settings import Settings
 from hub.stores import MemoryStore
 from hub.web.runtime import Hub
-
-T0 = 1_700_000_000.0
-SETTINGS = Settings()  # late after 2x, stale after 6x, stalled after 6x the interval
+from tests.test_engines import SETTINGS, T0
+from tests.test_engines import engine as running_engine
 
 
 def engine(**fields: Any) -> EngineRecord:
     """A connected, running engine that beat and ticked at T0 with a 1 s interval."""
-    defaults: dict[str, Any] = {
-        "status": Status.RUNNING,
-        "connected": True,
-        "connected_at": T0 - 100,
-        "last_heartbeat": T0,
-        "loop_tick": 1,
-        "tick_changed_at": T0,
-        "heartbeat_interval": 1.0,
-    }
-    return EngineRecord("fno", T0 - 100, **{**defaults, **fields})
+    return running_engine(**{"heartbeat_interval": 1.0, **fields})
 
 
 # -- LoopLag -------------------------------------------------------------------------------------
