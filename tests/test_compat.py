@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import textwrap
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -189,7 +190,10 @@ async def test_collector_state_calls_ride_on_the_heartbeat(
     telemetry.record_cycle({"duration_seconds": 12.3, "success": True, "signals": 1})
     await flushed(telemetry.client)
     state = (await card_of(hub, configured))["state"]
-    assert state["next_cycle_time"] == "2026-01-07T14:40:15+00:00"
+    # Delegated to the client's helpers: the keys the dashboard and the monitor read, in seconds.
+    assert state["next_cycle_at"] == datetime(2026, 1, 7, 14, 40, 15, tzinfo=UTC).timestamp()
+    assert "next_cycle_time" not in state
+    assert telemetry.get_summary()["state"]["next_cycle_time"] == "2026-01-07T14:40:15+00:00"
     assert state["trading_hours_active"] is True and state["trading_hours"] == "06:00-19:00 UTC"
     assert state["run_interval_minutes"] == 5
     assert telemetry.get_summary()["state"]["last_cycle_time"].endswith("+00:00")

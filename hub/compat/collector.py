@@ -233,20 +233,23 @@ class TelemetryCollector:
 
     def set_next_cycle_time(self, timestamp: datetime | float | str | None) -> None:
         """When the next cycle starts (a datetime, Unix seconds or ISO-8601 text)."""
-        if isinstance(timestamp, datetime):
-            timestamp = timestamp.isoformat()
-        self.state["next_cycle_time"] = timestamp
-        self.client.heartbeat(next_cycle_time=timestamp)
+        when: datetime | float | None
+        if isinstance(timestamp, str):
+            try:
+                when = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+            except ValueError:
+                return  # the old collector stored any text; the hub needs a time
+        else:
+            when = timestamp
+        self.state["next_cycle_time"] = when.isoformat() if isinstance(when, datetime) else when
+        self.client.set_next_cycle_time(when)
 
     def set_trading_hours_active(self, active: bool, window: str | None = None) -> None:
         """Whether trading hours are on, and the window (e.g. "06:00-19:00 UTC") if known."""
-        state = self.state
-        state["trading_hours_active"] = active = bool(active)
-        if window is None:
-            self.client.heartbeat(trading_hours_active=active)
-        else:
-            state["trading_hours"] = window
-            self.client.heartbeat(trading_hours_active=active, trading_hours=window)
+        self.state["trading_hours_active"] = bool(active)
+        if window is not None:
+            self.state["trading_hours"] = window
+        self.client.set_trading_hours_active(active, window)
 
     # The read side, from the local buffers.
 
