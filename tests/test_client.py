@@ -17,6 +17,7 @@ import httpx
 import hub as hub_package
 from hub.client import AsyncEngineClient, EngineClient
 from tests.conftest import WAIT, RunningHub, running_hub, sse, unique
+from tests.test_alerts import until
 
 FAST = {"flush_interval": 0.02, "backoff_base": 0.05, "backoff_max": 0.2, "close_timeout": 3.0}
 
@@ -347,7 +348,17 @@ async def test_demo_brings_up_three_engines() -> None:
             async with sse(demo_hub) as stream:
                 while len(seen) < 3:
                     seen.add((await stream.next()).data["engine"])
-        assert seen == {"fno", "equity", "options"}
+            assert seen == {"fno", "equity", "options"}
+            # The simulated engines report state through the client's helpers, as a real one would.
+            wanted = {"active_strategies", "trading_hours_active", "next_cycle_at", "last_cycle"}
+            body = await until(
+                demo_hub,
+                lambda b: all(wanted <= set(e["state"]) for e in b["engines"]),
+                "/api/telemetry/engines",
+            )
+        fno = next(e for e in body["engines"] if e["name"] == "fno")
+        assert fno["state"]["active_strategies"] == ["momentum", "breakout"]
+        assert fno["state"]["trading_hours"] == "09:15-15:30 IST"
     finally:
         proc.terminate()
         async with asyncio.timeout(WAIT):

@@ -74,17 +74,19 @@ class Simulator:
     orders: int = 0
 
     def health(self) -> dict[str, Any]:
-        """Heartbeat fields, called by the client's automatic heartbeats."""
-        now = time.time()
+        """Heartbeat fields, called by the client's automatic heartbeats (state: `started`, `step`)."""
         return {
             "loop_tick": self.tick,
             "universe_size": len(self.profile.symbols),
             "open_positions": sum(1 for q in self.positions.values() if q),
-            "state": {
-                "next_cycle_at": round(now + self.profile.cycle_seconds, 3),
-                "trading_hours_active": True,
-            },
         }
+
+    def started(self) -> None:
+        """The engine state a real engine reports once (the client's state helpers)."""
+        client, profile = self.client, self.profile
+        client.set_bot_state(run_interval_seconds=profile.cycle_seconds, simulated=True)
+        client.set_trading_hours_active(True, "09:15-15:30 IST")
+        client.set_active_strategies(profile.strategies, total=len(profile.strategies))
 
     def report_pnl(self) -> None:
         """Realised P&L so far, open positions marked to the last price, and gross exposure."""
@@ -141,6 +143,11 @@ class Simulator:
             log.debug("tick %d: %s at %.2f, rsi %.1f", self.tick, symbol, price, rsi)
         duration = time.perf_counter() - started + rng.uniform(0.002, 0.03)
         client.record_cycle(round(duration, 4), self.tick)
+        failed = now < self.error_until
+        client.set_last_cycle(
+            not failed, round(duration, 4), "broker session expired" if failed else None
+        )
+        client.set_next_cycle_time(now + self.profile.cycle_seconds)
         client.record_timing("cycle.seconds", duration)
         client.increment("cycles")
 
@@ -260,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGINT, sim.stop)
     with client:
         client.heartbeat(status="running", **sim.health())
+        sim.started()
         sim.report_pnl()  # flat at the start, so the card shows P&L from the first heartbeat
         engine_log.info("engine %s started (pid %d)", args.engine, os.getpid())
         sim.run()
