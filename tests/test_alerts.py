@@ -394,3 +394,36 @@ async def test_dashboard_panel_shows_firing_alerts_and_acks_them(browser: Browse
             assert watched.problems == []
         body = await running.get("/api/alerts")
         assert body["firing"][0]["acked_by"] == "anonymous"
+
+
+async def test_panel_is_pushed_over_the_dashboard_socket(browser: Browser) -> None:
+    """In Chromium, on an engine's page opened before anything fires: the alert appears and
+    resolves in the panel without a reload or a timer (the socket pushes a nudge and the page
+    fetches its panel); the panel has no polling trigger."""
+    async with running_hub(alerts=fast([]), view_tick=0.05) as running:
+        engine = await live_engine(running, "pushed")
+        fetched: list[str] = []
+        async with watched_page(browser) as watched:
+            page = watched.page
+            page.on(
+                "request", lambda r: fetched.append(r.url) if "/fragments/alerts" in r.url else None
+            )
+            await page.goto(f"http://127.0.0.1:{running.port}/engines/{engine.name}")
+            await page.locator("#alerts .empty", has_text="Nothing firing.").wait_for(
+                timeout=WAIT * 1000
+            )
+            assert await page.locator("#alerts[hx-trigger]").count() == 0  # no polling
+            before = len(fetched)
+            await engine.send({"kind": "heartbeat", "status": "error", "last_error": "feed"})
+            await engine.wait_acked()
+            await page.locator("#alerts tr.alert-firing").wait_for(timeout=WAIT * 1000)
+            assert await page.locator("header #alert-badge").text_content() == "1 alert firing"
+            await engine.send({"kind": "heartbeat", "status": "running", "loop_tick": 2})
+            await engine.wait_acked()
+            resolved = page.locator("#alerts .alerts-resolved li", has_text="status_error")
+            await resolved.wait_for(timeout=WAIT * 1000)
+            assert await page.locator("#alerts tr.alert-firing").count() == 0
+            # One fetch per change (fired, resolved), not a timer's worth.
+            assert 2 <= len(fetched) - before <= 4, fetched
+            assert all("index=" in url and "index=0" not in url for url in fetched)
+            assert watched.problems == []

@@ -58,7 +58,15 @@ def views() -> Views:
 
 def test_names_per_view(views: Views) -> None:
     """Each view lists its snapshot fragments; engine fragments carry the engine index."""
-    assert labels(views.names(OVERVIEW)) == ["hub", "cards", "signals", "orders", "errors", "logs"]
+    assert labels(views.names(OVERVIEW)) == [
+        "hub",
+        "cards",
+        "signals",
+        "orders",
+        "errors",
+        "logs",
+        "alerts",
+    ]
     assert labels(views.names(ViewKey(ViewKind.ENGINE, 3))) == [
         "hub",
         "card:3",
@@ -71,6 +79,7 @@ def test_names_per_view(views: Views) -> None:
         "decisions:3",
         "cycles:3",
         "eerrors:3",
+        "alerts:3",
     ]
     assert labels(views.names(ViewKey(ViewKind.EMBED, 7))) == ["card:7"]
 

@@ -32,6 +32,7 @@ class Topic(enum.Enum):
     LOGS = "logs"  # one engine's log tail (name: the engine)
     METRICS = "metrics"  # one engine's metrics (name: the engine)
     HUB = "hub"  # hub-wide figures (events/s, store health)
+    ALERTS = "alerts"  # what the alerts panels show (fired, resolved, acked, silenced)
 
 
 class Dirty(NamedTuple):

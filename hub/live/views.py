@@ -69,6 +69,7 @@ class Part(enum.Enum):
     EERRORS = "eerrors"  # one engine's errors
     ESIGNALS = "esignals"  # one engine's signals
     EORDERS = "eorders"  # one engine's orders, one row per order id
+    ALERTS = "alerts"  # tells the page to fetch its alerts panel again (it depends on the viewer)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,11 +155,16 @@ class Views:
                 cards,
                 *map(FragmentKey, _TABLES),
                 FragmentKey(Part.LOGS),
+                FragmentKey(Part.ALERTS),
             ]
         if kind is ViewKind.ENGINE:
             parts = (Part.CARD, Part.STATE, Part.METRICS, Part.ELOGS, *_SECTIONS)
             # The hub status too: a problem on another engine is never hidden (top bar, tab title).
-            return [FragmentKey(Part.HUB), *(FragmentKey(part, index) for part in parts)]
+            return [
+                FragmentKey(Part.HUB),
+                *(FragmentKey(part, index) for part in parts),
+                FragmentKey(Part.ALERTS, index),
+            ]
         return [FragmentKey(Part.CARD, index)]
 
     def plan(self, dirty: Iterable[Dirty], now: float) -> dict[int, Change]:
@@ -206,6 +212,8 @@ class Views:
             for topic, name in dirty:
                 if page and topic in (Topic.ENGINES, Topic.HUB):  # counts, tab title
                     touched.add(FragmentKey(Part.HUB))
+                if page and topic is Topic.ALERTS:
+                    touched.add(FragmentKey(Part.ALERTS, index))
                 if engine is None:
                     if topic is Topic.ENGINES:  # the engine was forgotten: show it "gone"
                         touched.update(self.names(view))
@@ -237,6 +245,8 @@ class Views:
                 touched.add(FragmentKey(Part.LOGS))
             elif topic is Topic.HUB:
                 touched.add(FragmentKey(Part.HUB))
+            elif topic is Topic.ALERTS:
+                touched.add(FragmentKey(Part.ALERTS))
         if len(self.state.engines) <= self.card_limit:
             for index, change in changes.items():
                 if change is not Change.NONE:
@@ -274,6 +284,8 @@ class Views:
         state = self.state
         if part is Part.HUB:
             return {"hub": self.hub_model(now)}
+        if part is Part.ALERTS:
+            return {"scope": index}
         if part is Part.CARDS:
             if len(state.engines) <= self.card_limit:
                 return {"cards": [self._model(e, now) for e in self._engines()], "listing": None}
@@ -382,6 +394,7 @@ def _rows(records: list[EventRecord]) -> list[dict[str, Any]]:
 
 _PER_ENGINE = (Part.CARD, Part.VALUES, Part.ROW)
 _TEMPLATE = {
+    Part.ALERTS: "alerts_nudge",
     Part.CARD: "card",
     Part.VALUES: "card_values",
     Part.ROW: "card_values",

@@ -88,6 +88,7 @@ class Hub:
         self._conn_ids = itertools.count(1)
         self.cadence = Cadence(settings.view_tick, settings.table_refresh)
         self._lagging: float | None = None  # what the hub status last said about the loop's lag
+        self._alert_changes = 0  # the alerting changes the pages were last told of
         self._tasks: list[asyncio.Task[None]] = []
 
     def reload_credentials(self, settings: Settings, actor: str = "hub") -> None:
@@ -167,6 +168,9 @@ class Hub:
                 self.alerting.tick(self.state, self.store.problem, now)
             except Exception:
                 log.exception("evaluating alert rules failed; will retry next tick")
+            if self.alerting.changes != self._alert_changes:  # pages fetch their panel again
+                self._alert_changes = self.alerting.changes
+                self.state.dirty.mark(Topic.ALERTS)
             if now >= next_rate:
                 self.state.measure_rate(now)
                 self.save_snapshots()
