@@ -35,9 +35,11 @@ _HEALTH_RULES = (
 _BY_HEALTH = {health: (rule, text) for rule, health, text in _HEALTH_RULES}
 _SIZE = itemgetter(1)
 _MAX_SAMPLES = 4096  # per engine and window: older samples go first
-# User rules read metric series (a p95 walks a sketch): each engine's are evaluated once per this
-# many seconds, engines spread over the interval, and their conditions held in between, so a
-# tick costs a tenth of evaluating them all (docs/benchmarks.md).
+# The windowed built-in rules (errors, rejects, fills, universe, drops, clock) and the user rules
+# (a p95 walks a sketch) of an engine are evaluated when it sent something since, else once per
+# this many seconds (engines spread over the interval), and their conditions held in between, so
+# a tick costs a fraction of evaluating them all (docs/benchmarks.md). Health rules read this
+# tick's health: every tick.
 USER_RULE_PERIOD = 1.0
 _SPREAD = 10
 
@@ -55,8 +57,9 @@ class _Track:
     drops_total: int = -1  # -1: not seen yet (a restarted hub's restored gaps are not news)
     drops: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=_MAX_SAMPLES))
     rates: dict[str, deque[tuple[float, float]]] = field(default_factory=dict)
-    user_due: float | None = None  # when its user rules are evaluated next
-    user_conditions: dict[AlertKey, Condition] = field(default_factory=dict)
+    due: float | None = None  # when its windowed and user rules are evaluated next
+    seen: tuple[str, int, bool] = ("", -1, False)  # (boot, highest seq, connected) then
+    conditions: dict[AlertKey, Condition] = field(default_factory=dict)  # held until then
 
 
 class RuleEngine:
@@ -82,15 +85,21 @@ class RuleEngine:
             track = self._tracks.get(engine.name)
             if track is None:
                 track = self._tracks[engine.name] = _Track()
-            self._engine(engine, track, now, out)
-            if self.settings.user_rules:
-                if track.user_due is None or now >= track.user_due:
-                    spread = 0.0 if track.user_due else engine.index % _SPREAD / _SPREAD
-                    track.user_due = now + USER_RULE_PERIOD * (1.0 + spread)
-                    track.user_conditions = {}
-                    for rule in self.settings.user_rules:
-                        self._user(rule, state, engine, track, now, track.user_conditions)
-                out.update(track.user_conditions)
+            health = _BY_HEALTH.get(engine.health)
+            if health is not None and self._rules[health[0]].enabled:
+                silence = now - (engine.last_heartbeat or engine.connected_at or now)
+                text = health[1].format(name=engine.name, silence=silence)
+                self._add(out, health[0], engine.name, engine.mode, text)
+            seen = (engine.boot_id, engine.hwm, engine.connected)
+            if track.due is None or now >= track.due or seen != track.seen:  # due, or news
+                spread = 0.0 if track.due else engine.index % _SPREAD / _SPREAD
+                track.due, track.seen = now + USER_RULE_PERIOD * (1.0 + spread), seen
+                held: dict[AlertKey, Condition] = {}
+                track.conditions = held
+                self._engine(engine, track, now, held)
+                for rule in self.settings.user_rules:
+                    self._user(rule, state, engine, track, now, held)
+            out.update(track.conditions)
         store = self._rules["store_failing"]
         if store.enabled and store_problem:
             self._add(out, "store_failing", "", "hub", f"history store failing: {store_problem}")
@@ -126,12 +135,8 @@ class RuleEngine:
     def _engine(
         self, engine: EngineRecord, track: _Track, now: float, out: dict[AlertKey, Condition]
     ) -> None:
+        """The windowed built-in rules of one engine."""
         name, mode, rules = engine.name, engine.mode, self._rules
-        health = _BY_HEALTH.get(engine.health)
-        if health is not None and rules[health[0]].enabled:
-            silence = now - (engine.last_heartbeat or engine.connected_at or now)
-            self._add(out, health[0], name, mode, health[1].format(name=name, silence=silence))
-
         cfg = rules["error_burst"]
         while track.errors and track.errors[0] < now - cfg.window:
             track.errors.popleft()
