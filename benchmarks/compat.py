@@ -126,12 +126,12 @@ def _pairs(
         (
             "set_next_cycle_time",
             lambda: collector.set_next_cycle_time(1767796815.0),
-            lambda: client.heartbeat(next_cycle_time=1767796815.0),
+            lambda: client.set_next_cycle_time(1767796815.0),
         ),
         (
             "set_trading_hours_active",
             lambda: collector.set_trading_hours_active(True, "06-19"),
-            lambda: client.heartbeat(trading_hours_active=True, trading_hours="06-19"),
+            lambda: client.set_trading_hours_active(True, "06-19"),
         ),
         (
             "reporter.heartbeat",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from hub.client import EngineClient
+from hub.client.intake import OBSERVE, DropReason
 from hub.compat.clients import shared_client
 from hub.compat.config import CompatConfig
 from hub.compat.lifetimes import fetch_lifetimes
@@ -56,8 +57,11 @@ class TelemetryCollector:
         self._counts, self._times = self.metrics.pending_counts, self.metrics.pending_times
         self._gauges = self.metrics.gauges
         # Bound once: the metric calls are the hot path, and each lookup saved is a few percent.
-        self._increment, self._set_gauge = client.increment, client.set_gauge
-        self._record_timing = client.record_timing
+        # They write to the client's intake directly (what `client.increment` etc. do after
+        # making the series key), so a call here costs the client's work once, plus the mirror.
+        intake = client.intake
+        self._inc, self._gauge, self._queue = intake.inc, intake.set_gauge, intake.append
+        self._invalid = intake.count_drop
         self._count_of, self._time_of = self._counts.get, self._times.get
         self.seeded = threading.Event()  # set once counters hold earlier boots' totals (or not)
         self._lifetimes = lifetimes
@@ -143,7 +147,10 @@ class TelemetryCollector:
         """Add `amount` to counter `name` (tags as a mapping or as keywords)."""
         if tags:
             tag_kwargs = {**tags, **tag_kwargs}
-        self._increment(name, amount, **tag_kwargs)
+        try:
+            self._inc((name, tuple(tag_kwargs.items())) if tag_kwargs else name, amount)
+        except Exception:  # e.g. an unhashable tag value: counted, as the client does
+            self._invalid(DropReason.INVALID)
         values = self._count_of(name)
         if values is None:
             values = self.metrics.series(self._counts, name, tag_kwargs)
@@ -157,7 +164,10 @@ class TelemetryCollector:
         """Set gauge `name` to `value`."""
         if tags:
             tag_kwargs = {**tags, **tag_kwargs}
-        self._set_gauge(name, value, **tag_kwargs)
+        try:
+            self._gauge((name, tuple(tag_kwargs.items())) if tag_kwargs else name, value)
+        except Exception:
+            self._invalid(DropReason.INVALID)
         gauges = self._gauges
         if len(gauges) < MAX_SERIES or name in gauges:
             gauges[name] = (value, tag_kwargs)  # one atomic store: the last value wins
@@ -168,7 +178,8 @@ class TelemetryCollector:
         """Record one duration of `name` in seconds (a timer on the hub)."""
         if tags:
             tag_kwargs = {**tags, **tag_kwargs}
-        self._record_timing(name, duration, **tag_kwargs)
+        key = (name, tuple(tag_kwargs.items())) if tag_kwargs else name
+        self._queue((OBSERVE, key, duration))
         values = self._time_of(name)
         if values is None:
             values = self.metrics.series(self._times, name, tag_kwargs)
