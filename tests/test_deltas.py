@@ -103,3 +103,17 @@ def test_forgotten_engines_are_dropped_from_memory() -> None:
     assert deltas.held() == []
     deltas.plan([model(2, loop_tick=5)], T0 + 5)
     assert deltas.changes == {2: Change.FULL}
+
+
+def test_a_once_a_second_engine_is_not_held_for_jitter() -> None:
+    """Heartbeats a second apart, read a little early or late, go out on the tick they are read:
+    only a change well within COALESCE of the last one waits."""
+    deltas = CardDeltas()
+    deltas.plan([model()], T0)
+    sent = []
+    for n, read_at in enumerate((1.08, 1.95, 3.02, 3.9, 5.1), start=2):
+        deltas.plan([model(loop_tick=n)], T0 + read_at)
+        sent.append(deltas.changes[1])
+    assert sent == [Change.VALUES] * 5
+    deltas.plan([model(loop_tick=99)], T0 + 5.5)
+    assert deltas.changes == {1: Change.NONE} and deltas.held() == ["e1"]

@@ -21,6 +21,10 @@ from typing import Any
 __all__ = ["CARD_FIELDS", "COALESCE", "ROW_FIELDS", "Change", "CardDeltas"]
 
 COALESCE = 1.0  # seconds between two value-only updates of one card
+# ... less this much: an engine heartbeating once per COALESCE whose heartbeat was read a little
+# later than the one before (or whose previous one went out on a late tick) is not held back a
+# whole fan-out run for it. Holding those doubled heartbeat->page latency under load (scale.py).
+SLACK = 0.25
 
 _Model = dict[str, Any]
 
@@ -80,7 +84,7 @@ class CardDeltas:
 
     def plan(self, models: Iterable[_Model], now: float, hold: float = COALESCE) -> None:
         """Decide this tick's change for each engine whose model is in `models` (changed ones);
-        value-only changes of one engine go out at most once per `hold` seconds."""
+        value-only changes of one engine go out at most once per `hold` seconds (less SLACK)."""
         self.changes.clear()
         self.fields.clear()
         for model in models:
@@ -95,7 +99,7 @@ class CardDeltas:
             changed = tuple(f for f in CARD_FIELDS if values[f] != sent[1][f])
             if not changed:
                 self.changes[index] = Change.NONE
-            elif now - sent[2] < hold:
+            elif now - sent[2] < hold - SLACK:
                 self._held[index] = model["name"]  # planned again next tick (`held`)
                 self.changes[index] = Change.NONE
             else:
