@@ -179,20 +179,21 @@ _SYMBOLS = ["NIFTY", "BANKNIFTY", "RELIANCE", "INFY", "TCS", "HDFCBANK", "SBIN",
 _STRATEGIES = ["mean_reversion", "momentum", "breakout", "pairs", "vwap_revert"]
 
 
-def _batch_templates(engine: str, count: int, rng: random.Random) -> list[bytes]:
-    """`count` batch frames with %d for each seq, %s for each ts and %d for the marker."""
+def _batch_templates(engine: str, count: int, rng: random.Random, size: int = 100) -> list[bytes]:
+    """`count` batch frames of `size` events, a log line and a heartbeat, with %d for each seq,
+    %s for each ts and %d for the marker."""
     out = []
     for variant in range(count):
         messages = []
-        for i in range(100):
+        for i in range(size):
             price = round(rng.uniform(100, 50_000), 2)
             symbol = rng.choice(_SYMBOLS)
-            if i < 70:
+            if i < 0.7 * size:
                 kind, payload = (
                     "indicator_event",
                     {"symbol": symbol, "rsi": round(rng.random() * 100, 2)},
                 )
-            elif i < 90:
+            elif i < 0.9 * size:
                 kind = "signal_event"
                 payload = {
                     "symbol": symbol,
@@ -202,7 +203,7 @@ def _batch_templates(engine: str, count: int, rng: random.Random) -> list[bytes]
                     "confidence": round(rng.random(), 3),
                     "reason": f"z-score {rng.uniform(-3, 3):.2f} beyond band; volume {rng.uniform(0.5, 4):.1f}x",
                 }
-            elif i < 99 or variant % 8:
+            elif i < size - 1 or variant % 8:
                 kind = "order_event"
                 payload = {
                     "order_id": uuid.UUID(int=rng.getrandbits(128)).hex[:12],
@@ -225,7 +226,7 @@ def _batch_templates(engine: str, count: int, rng: random.Random) -> list[bytes]
             )
         messages.append(
             b'{"kind":"log","seq":%%d,"ts":%%s,"level":"INFO","logger":"engine.%s",'
-            b'"message":"cycle done: 100 events, %d signals"}' % (engine.encode(), 20)
+            b'"message":"cycle done: %d events"}' % (engine.encode(), size)
         )
         messages.append(b'{"kind":"heartbeat","seq":%d,"ts":%s,"status":"running","loop_tick":%d}')
         out.append(b"[" + b",".join(messages) + b"]")
@@ -239,6 +240,7 @@ async def _engine(
     stop: asyncio.Event,
     counts: dict[str, int],
     sends: array.array[int],
+    size: int = 100,
 ) -> None:
     """One engine: hello, then a batch every 1/`batches` s on a fixed schedule until `stop`.
 
@@ -271,8 +273,8 @@ async def _engine(
                 counts["errors"] += 1
 
     reader = asyncio.create_task(read_replies())
-    templates = _batch_templates(name, 8, random.Random(index))
-    per_batch = 102
+    templates = _batch_templates(name, 8, random.Random(index), size)
+    per_batch = size + 2
     args: list[Any] = [0] * (2 * per_batch + 1)
     loop = asyncio.get_running_loop()
     interval = 1.0 / batches
@@ -303,7 +305,9 @@ async def _engine(
         reader.cancel()
 
 
-def _engines_child(port: int, engines: int, batches: float, ctrl: Connection) -> None:
+def _engines_child(
+    port: int, engines: int, batches: float, ctrl: Connection, size: int = 100
+) -> None:
     """Entry point of the engine process: run until the parent says stop, then report."""
 
     counts = {"batches": 0, "late": 0, "errors": 0}
@@ -313,7 +317,7 @@ def _engines_child(port: int, engines: int, batches: float, ctrl: Connection) ->
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         tasks = [
-            asyncio.create_task(_engine(port, i, batches, stop, counts, sends[i]))
+            asyncio.create_task(_engine(port, i, batches, stop, counts, sends[i], size))
             for i in range(engines)
         ]
         ctrl.send("ready")
@@ -819,6 +823,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engines", type=int, default=4)
     parser.add_argument("--batches", type=float, default=50.0, help="batches/s per engine")
     parser.add_argument(
+        "--batch-events",
+        type=int,
+        default=100,
+        help="events per batch (default 100); `--engines 1 --batches 10 --batch-events 1` is "
+        "one engine at 10 events/s, issue 20's low-load latency case",
+    )
+    parser.add_argument(
         "--db", default=":memory:", help='history store of the hub (default ":memory:")'
     )
     parser.add_argument(
@@ -830,11 +841,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = args.seconds or (3.0 if args.quick else 10.0)
     settle = 1.0 if args.quick else 3.0
     warmup = args.warmup if args.warmup is not None else (3.0 if args.quick else 8.0)
-    events = args.engines * args.batches * 100
+    size = max(1, args.batch_events)
+    events = args.engines * args.batches * size
     _raise_nofile(clients + 256)
 
     print(
-        f"fan-out benchmark: {args.engines} engines x {args.batches:g} batches/s x 100 events "
+        f"fan-out benchmark: {args.engines} engines x {args.batches:g} batches/s x {size} events "
         f"= {events:,.0f} events/s; K=1 and K={clients} overview dashboards; {seconds:g} s windows; "
         f"store {args.db}; {os.cpu_count()} CPUs",
         flush=True,
@@ -842,7 +854,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     hub = start_hub(args.profile, max_dashboards=clients + 64, db=args.db)
     ctx = mp.get_context("spawn")
     ctrl, child = ctx.Pipe()
-    engines = ctx.Process(target=_engines_child, args=(hub.port, args.engines, args.batches, child))
+    engines = ctx.Process(
+        target=_engines_child, args=(hub.port, args.engines, args.batches, child, size)
+    )
     engines.start()
     assert engines.pid is not None
     try:
