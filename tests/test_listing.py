@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from hub.core.engines import EngineRecord, Health
-from hub.live.listing import MAX_PAGE, PAGE_ROWS, ListOrder, listing, page_of, pages
+from hub.live.listing import (
+    MAX_PAGE,
+    PAGE_ROWS,
+    ListFilter,
+    ListOrder,
+    listing,
+    page_of,
+    pages,
+)
 
 
 def engines(count: int, sick: dict[int, Health] | None = None) -> dict[str, EngineRecord]:
@@ -47,3 +55,28 @@ def test_url_parts_are_parsed_to_bounded_values() -> None:
     assert page_of("999999") == MAX_PAGE
     assert ListOrder.parse("name") is ListOrder.NAME
     assert ListOrder.parse("<script>") is ListOrder.HEALTH
+
+
+def test_the_list_filter_picks_engines_before_paging() -> None:
+    """Mode, part of a name (any case) and problems only: every page holds only admitted
+    engines, and the counts say how many of how many."""
+    all_ = engines(120, {n: Health.ERROR for n in range(0, 120, 10)})
+    for n, record in enumerate(all_.values()):
+        record.mode = "live" if n % 2 else "paper"
+    only = ListFilter.parse({"mode": "live", "name": "E0", "show": "problems"})
+    assert only == ListFilter("live", "e0", True) and only
+    assert listing(all_, ListOrder.NAME, 1, only).indices == ()  # errors are at even n: paper
+    shown = listing(all_, ListOrder.NAME, 1, ListFilter("", "e0", True))
+    assert shown.indices == tuple(n + 1 for n in range(0, 100, 10))
+    assert (shown.total, shown.known, shown.pages) == (10, 120, 1)
+    live = listing(all_, ListOrder.NAME, 2, ListFilter.parse({"mode": "live"}))
+    assert live.total == 60 and len(live.indices) == 10
+    assert all(all_[f"e{i - 1:03d}"].mode == "live" for i in live.indices)
+
+
+def test_list_filter_urls_are_bounded_and_quoted() -> None:
+    """Malformed parts mean no filter; the name is cut to 40 characters; links quote it."""
+    assert not ListFilter.parse({"mode": "<b>", "show": "all"})
+    long = ListFilter.parse({"name": "x" * 500})
+    assert long.name == "x" * 40
+    assert ListFilter("live", "a&b c", True).query() == "&mode=live&name=a%26b%20c&show=problems"

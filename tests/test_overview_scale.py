@@ -183,6 +183,17 @@ async def test_the_overview_of_300_engines_is_one_page_of_rows_problems_first(
             assert len(second) == PAGE_ROWS and not set(second) & set(names), second[:3]
             pages = {v.page for v in running.hub.fanout.views if v.kind is ViewKind.OVERVIEW}
             assert 2 in pages, pages
+            # The list's own filter works on the server, over every page: problems only.
+            await page.select_option(".list-filter select[name=show]", "problems")
+            await page.click(".list-filter button[type=submit]")
+            await expect(page).to_have_url(re.compile(r"show=problems"))
+            await expect(page.locator("#conn")).to_have_text("live", timeout=MS)
+            await expect(rows).to_have_count(5)
+            assert set(await rows.locator("a.name").all_text_contents()) == problems
+            await expect(page.locator("#cards .count")).to_contain_text("5 of 300 engines")
+            # ... and it stays live: another engine's error joins the filtered list.
+            await engines[10].send({"kind": "heartbeat", "status": "error", "last_error": "x"})
+            await expect(rows).to_have_count(6, timeout=MS)
             assert watched.problems == [], watched.problems
         for engine in engines:
             if engine.name not in ("bulk-250", "bulk-251", "bulk-252"):

@@ -23,7 +23,7 @@ from hub.core.stats import Dirty, Topic
 from hub.live.cards import card_model, hub_model
 from hub.live.deltas import COALESCE, ROW_FIELDS, CardDeltas, Change
 from hub.live.formats import read_state
-from hub.live.listing import CARD_LIMIT, Listing, ListOrder, listing
+from hub.live.listing import CARD_LIMIT, EVERY_ENGINE, ListFilter, Listing, ListOrder, listing
 from hub.live.orders import OrderRow, fold_orders
 
 __all__ = ["OVERVIEW", "FragmentKey", "Part", "ViewKey", "ViewKind", "Views"]
@@ -40,12 +40,13 @@ class ViewKind(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class ViewKey:
     """One view: its kind and, for one engine, the engine's hub-assigned index; for the
-    overview of a big hub, the page of its dense list and the list's order."""
+    overview of a big hub, the page of its dense list, the list's order and its filter."""
 
     kind: ViewKind
     index: int = 0
     page: int = 1
     order: ListOrder = ListOrder.HEALTH
+    only: ListFilter = EVERY_ENGINE
 
 
 class Part(enum.Enum):
@@ -75,12 +76,13 @@ class Part(enum.Enum):
 @dataclass(frozen=True, slots=True)
 class FragmentKey:
     """One fragment: a part and, for the parts of one engine, the engine's index; for the
-    engine list, its page and order."""
+    engine list, its page, order and filter."""
 
     part: Part
     index: int = 0
     page: int = 1
     order: ListOrder = ListOrder.HEALTH
+    only: ListFilter = EVERY_ENGINE
 
 
 OVERVIEW = ViewKey(ViewKind.OVERVIEW)
@@ -103,6 +105,9 @@ _SECTIONS = {
 }
 
 
+_Page = tuple[int, ListOrder, ListFilter]  # one page of the dense list: page, order, filter
+
+
 class Views:
     """Renders fragments from the hub state; takes `now`, reads no clock, does no I/O."""
 
@@ -115,8 +120,8 @@ class Views:
         self.card_limit = CARD_LIMIT  # more engines than this: the overview is the engine list
         self._tick_at: float | None = None  # the tick the caches below belong to
         self._models: dict[int, dict[str, Any]] = {}  # card models of this tick
-        self._listings: dict[tuple[int, ListOrder], Listing] = {}  # list pages of this tick
-        self._shown: dict[tuple[int, ListOrder], tuple[int, ...]] = {}  # rows each page was sent
+        self._listings: dict[_Page, Listing] = {}  # list pages of this tick
+        self._shown: dict[_Page, tuple[int, ...]] = {}  # rows each page was sent
         self._planned: object = None  # the dirty marks this tick's plan was made from
 
     # -- lookups ---------------------------------------------------------------------------
@@ -128,13 +133,15 @@ class Views:
     def _engines(self) -> list[EngineRecord]:
         return sorted(self.state.engines.values(), key=lambda e: e.name)
 
-    def listed(self, page: int, order: ListOrder, now: float | None = None) -> Listing:
+    def listed(
+        self, page: int, order: ListOrder, now: float | None = None, only: ListFilter = EVERY_ENGINE
+    ) -> Listing:
         """The engines one page of the dense list shows (computed once per tick)."""
         self._start_tick(now)
-        key = (page, order)
+        key = (page, order, only)
         shown = self._listings.get(key) if now is not None else None
         if shown is None:
-            shown = self._listings[key] = listing(self.state.engines, order, page)
+            shown = self._listings[key] = listing(self.state.engines, order, page, only)
         return shown
 
     def _start_tick(self, now: float | None) -> None:
@@ -149,7 +156,7 @@ class Views:
         """Every fragment of `view` (its snapshot)."""
         kind, index = view.kind, view.index
         if kind is ViewKind.OVERVIEW:
-            cards = FragmentKey(Part.CARDS, 0, view.page, view.order)
+            cards = FragmentKey(Part.CARDS, 0, view.page, view.order, view.only)
             return [
                 FragmentKey(Part.HUB),
                 cards,
@@ -234,7 +241,7 @@ class Views:
     def _overview_dirtied(
         self, view: ViewKey, dirty: Iterable[Dirty], changes: dict[int, Change], now: float | None
     ) -> set[FragmentKey]:
-        cards = FragmentKey(Part.CARDS, 0, view.page, view.order)
+        cards = FragmentKey(Part.CARDS, 0, view.page, view.order, view.only)
         touched: set[FragmentKey] = set()
         for topic, name in dirty:
             if topic is Topic.ENGINES:
@@ -253,11 +260,12 @@ class Views:
                     part = Part.CARD if change is Change.FULL else Part.VALUES
                     touched.add(FragmentKey(part, index))
         else:
-            shown = self.listed(view.page, view.order, now).indices
-            if self._shown.get((view.page, view.order)) != shown:  # rows moved, came or went
+            shown = self.listed(view.page, view.order, now, view.only).indices
+            page = (view.page, view.order, view.only)
+            if self._shown.get(page) != shown:  # rows moved, came or went
                 if len(self._shown) > 1000:  # bounded: forget pages nobody may watch any more
                     self._shown.clear()
-                self._shown[(view.page, view.order)] = shown
+                self._shown[page] = shown
                 touched.add(cards)
             on_page = set(shown)
             for index, change in changes.items():
@@ -289,7 +297,7 @@ class Views:
         if part is Part.CARDS:
             if len(state.engines) <= self.card_limit:
                 return {"cards": [self._model(e, now) for e in self._engines()], "listing": None}
-            shown = self.listed(key.page, key.order, now)
+            shown = self.listed(key.page, key.order, now, key.only)
             by_index = {e.index: e for e in state.engines.values()}
             rows = [self._model(by_index[i], now) for i in shown.indices]
             return {"cards": rows, "listing": shown, "order": key.order.value}

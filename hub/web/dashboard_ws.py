@@ -15,7 +15,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from hub.core.messages import CloseCode
 from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer
-from hub.live.listing import ListOrder, page_of
+from hub.live.listing import ListFilter, ListOrder, page_of
 from hub.live.views import ViewKey, ViewKind
 from hub.web.fastwrite import frame_writer
 from hub.web.hosts import same_origin
@@ -32,7 +32,7 @@ def _view(websocket: WebSocket) -> ViewKey | None:
     kind = params.get("view", "overview")
     if kind == "overview":  # a big hub's list: its page and order (malformed: the defaults)
         page, order = page_of(params.get("page", "")), ListOrder.parse(params.get("sort", ""))
-        return ViewKey(ViewKind.OVERVIEW, page=page, order=order)
+        return ViewKey(ViewKind.OVERVIEW, page=page, order=order, only=ListFilter.parse(params))
     raw = params.get("id", "")
     if kind in ("engine", "embed") and raw.isdigit() and len(raw) < 10:
         return ViewKey(ViewKind(kind), int(raw))

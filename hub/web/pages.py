@@ -14,7 +14,7 @@ from starlette.staticfiles import StaticFiles
 
 from hub.core.state import CannotForget
 from hub.live.filters import RowFilter
-from hub.live.listing import ListOrder, page_of
+from hub.live.listing import ListFilter, ListOrder, page_of
 from hub.live.resources import static_dir
 from hub.live.views import FragmentKey, Part, ViewKey, ViewKind
 from hub.stores import HistoryQuery
@@ -78,6 +78,7 @@ async def overview(request: Request) -> Response:
         ViewKind.OVERVIEW,
         page=page_of(params.get("page", "")),
         order=ListOrder.parse(params.get("sort", "")),
+        only=ListFilter.parse(params),
     )
     context: dict[str, Any] = {"listing": None}
     for key in views.names(view):
