@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -11,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from hub.cluster.lease import AlertLease, LeaseTimer
+from hub.cluster.owners import Displaced, Owner, OwnerBook, OwnerClaims
 from tests.conftest import WAIT
 from tests.redisproc import RedisServer, redis_server
 
@@ -109,3 +111,127 @@ async def test_redis_restart_drops_the_lease_then_the_holder_gets_it_back(tmp_pa
         await server.start()
         # Whether the key survived the restart or expired, a asks first and holds it again.
         assert await a.attempt() and not await b.attempt()
+
+
+# One socket per engine across the cluster (hub/cluster/owners.py).
+
+
+def test_owner_values_round_trip_and_reject_forgeries() -> None:
+    """ "node conn" parses back; anything else (spaces, markup, empty) is not an owner."""
+    owner = Owner("node-a", "c1")
+    assert Owner.parse(owner.encode()) == owner == Owner.parse(owner.encode().encode())
+    for bad in [None, "", "node-a", "node-a c1 extra", "<b> c1", "node-a <script>"]:
+        assert Owner.parse(bad) is None, bad
+
+
+def test_notices_parse_with_limits_and_close_only_the_named_socket() -> None:
+    """A notice closes this node's socket only if it is the one named; a stale one closes nothing."""
+    data = json.dumps({"engine": "fno", "old": "a c1", "new": "b c2"})
+    notice = Displaced.parse(data)
+    assert notice == Displaced("fno", Owner("a", "c1"), Owner("b", "c2"))
+    assert notice.reason == "replaced by a newer connection on node b"
+    for bad in ["{", json.dumps({"engine": "<x>", "old": "a c1", "new": "b c2"}), "x" * 2000]:
+        assert Displaced.parse(bad) is None
+    book = OwnerBook("a")
+    book.claimed("fno", "c3")  # a newer socket of ours came after c1
+    assert book.displaced(notice) is None, "c1 is gone; c3 must stay"
+    book.claimed("fno", "c1")
+    assert OwnerBook("b").displaced(notice) is None, "not b's socket"
+    assert book.displaced(notice) == "c1" and not book.released("fno", "c1")
+    long = Displaced("fno", Owner("a", "c1"), Owner("n" * 128, "c2"))
+    assert len(long.reason.encode()) <= 123
+
+
+Closed = asyncio.Queue[tuple[str, str, str]]
+
+
+@asynccontextmanager
+async def claims_of(redis: aioredis.Redis, node: str) -> AsyncIterator[tuple[OwnerClaims, Closed]]:
+    """A node's OwnerClaims following its notices; closes go to the queue."""
+    claims, closed = OwnerClaims(redis, node, retry=0.05), Closed()
+    task = asyncio.create_task(claims.run(lambda *close: closed.put_nowait(close)))
+    try:
+        async with asyncio.timeout(WAIT):
+            await claims.subscribed.wait()
+        yield claims, closed
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_claim_on_b_closes_the_socket_on_a_and_a_stale_release_keeps_b(
+    tmp_path: Path,
+) -> None:
+    """Latest claim wins: A's socket is told to close with B's name; A's late release is a no-op."""
+    async with redis_server(tmp_path) as server, redis_of(server) as redis:
+        async with (
+            claims_of(redis, "node-a") as (a, closed_a),
+            claims_of(redis, "node-b") as (b, _),
+        ):
+            assert await a.claim("fno", "c1") is None
+            assert await b.claim("fno", "c2") == Owner("node-a", "c1")
+            async with asyncio.timeout(WAIT):
+                assert await closed_a.get() == (
+                    "fno",
+                    "c1",
+                    "replaced by a newer connection on node node-b",
+                )
+            assert not await a.release("fno", "c1"), "a stale release never removes B"
+            assert Owner.parse(await redis.get(a.key("fno"))) == Owner("node-b", "c2")
+            assert await b.release("fno", "c2") and await redis.get(a.key("fno")) is None
+
+
+async def test_simultaneous_claims_leave_exactly_one_socket(tmp_path: Path) -> None:
+    """Claims racing from two nodes: for each engine exactly the loser is closed."""
+    engines = [f"e{i}" for i in range(20)]
+    async with redis_server(tmp_path) as server, redis_of(server) as redis:
+        async with (
+            claims_of(redis, "node-a") as (a, closed_a),
+            claims_of(redis, "node-b") as (
+                b,
+                closed_b,
+            ),
+        ):
+            await asyncio.gather(
+                *(a.claim(e, "ca") for e in engines), *(b.claim(e, "cb") for e in engines)
+            )
+            closes: dict[str, str] = {}
+            async with asyncio.timeout(WAIT):
+                while len(closes) < len(engines):
+                    getters = [asyncio.ensure_future(q.get()) for q in (closed_a, closed_b)]
+                    done, pending = await asyncio.wait(getters, return_when="FIRST_COMPLETED")
+                    for getter in pending:
+                        getter.cancel()
+                    for getter in done:
+                        engine, conn, _ = getter.result()
+                        assert engine not in closes, f"{engine} closed twice"
+                        closes[engine] = conn
+            for engine in engines:
+                winner = Owner.parse(await redis.get(a.key(engine)))
+                assert winner is not None and winner.conn != closes[engine]
+            assert set(a.book.held) | set(b.book.held) == set(engines)
+            assert not set(a.book.held) & set(b.book.held)
+
+
+async def test_a_notice_missed_while_unsubscribed_is_caught_on_resubscribe(
+    tmp_path: Path,
+) -> None:
+    """A node that was not listening when it was displaced closes the stale socket on return."""
+    async with redis_server(tmp_path) as server, redis_of(server) as redis:
+        a = OwnerClaims(redis, "node-a")
+        assert await a.claim("fno", "c1") is None
+        await a.claim("lone", "c9")
+        await redis.delete(a.key("lone"))  # Redis lost A's claim: A makes it again on return
+        async with claims_of(redis, "node-b") as (b, _):
+            assert await b.claim("fno", "c2") == Owner("node-a", "c1")  # A hears nothing
+        closed = Closed()
+        task = asyncio.create_task(a.run(lambda *close: closed.put_nowait(close)))
+        try:
+            async with asyncio.timeout(WAIT):
+                assert (await closed.get())[:2] == ("fno", "c1")
+                await a.subscribed.wait()
+            assert Owner.parse(await redis.get(a.key("lone"))) == Owner("node-a", "c9")
+            assert a.book.held == {"lone": "c9"}
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
