@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from benchmarks.cluster import Summary, delivery, percentile, summarize, supports_cluster, verdicts
 from hub.cluster.lease import AlertLease, LeaseTimer
 from hub.cluster.owners import Displaced, Owner, OwnerBook, OwnerClaims
 from tests.conftest import WAIT
@@ -235,3 +236,25 @@ async def test_a_notice_missed_while_unsubscribed_is_caught_on_resubscribe(
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+
+
+# benchmarks/cluster.py: its measuring parts (the benchmark itself needs the merged cluster).
+
+
+def test_cluster_benchmark_percentiles_and_delivery() -> None:
+    """Nearest-rank percentiles; lost and duplicated events are counted per engine."""
+    summary = summarize([i / 1000 for i in range(1, 101)])
+    assert (summary.count, summary.p50, summary.p99) == (100, 0.05, 0.099)
+    assert percentile([], 50) != percentile([], 50), "no samples is NaN, never a figure"
+    sent = {"a": range(5), "b": range(3)}
+    assert delivery(sent, {"a": [0, 1, 2, 3, 4], "b": [0, 1, 2]}) == (0, 0)
+    assert delivery(sent, {"a": [0, 1, 1, 3, 4], "b": [2, 1]}) == (2, 1)
+
+
+def test_cluster_benchmark_verdicts_and_cluster_detection() -> None:
+    """Targets: p99 within single + 50 ms, failover within 5 s, nothing lost or duplicated."""
+    single, near, far = Summary(9, 0.01, 0.1), Summary(9, 0.02, 0.149), Summary(9, 0.02, 0.151)
+    assert [row[2] for row in verdicts(single, near, 4.9, 0, 0)] == ["ok", "ok", "ok"]
+    assert [row[2] for row in verdicts(single, far, 5.1, 1, 0)] == ["MISSED"] * 3
+    assert supports_cluster("usage: engine-hub serve [--cluster CLUSTER] [--node-id ID]")
+    assert not supports_cluster("usage: engine-hub serve [-h] [--host HOST] [--port PORT]")
