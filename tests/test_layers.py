@@ -22,6 +22,7 @@ ALLOWED: dict[str, set[str]] = {
     # compat and bridge: the replaced systems' APIs and files, over the engine library only.
     "compat": {"client"},
     "bridge": {"client", "compat", "core.messages"},
+    "cluster": {"core"},  # Redis (issue #19): the only package that imports redis
 }
 # The sans-I/O core and the engine library must stay importable without the server stack.
 FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
@@ -34,7 +35,7 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "bridge": {"starlette", "uvicorn", "jinja2", "sqlite3", "prometheus_client"},
 }
 # Dependencies only one part needs are imported only there (a server never loads textual).
-ONLY_IN: dict[str, str] = {"textual": "tui", "rich": "tui", "httpx": "tui"}
+ONLY_IN: dict[str, str] = {"textual": "tui", "rich": "tui", "httpx": "tui", "redis": "cluster"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -92,6 +93,7 @@ def test_every_module_belongs_to_a_room() -> None:
     assert sorted(p.name for p in HUB.iterdir() if p.is_dir() and p.name != "__pycache__") == [
         "bridge",
         "client",
+        "cluster",
         "compat",
         "core",
         "demo",

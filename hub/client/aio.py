@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -24,14 +25,15 @@ class AsyncEngineClient(Recorder):
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
+        urls: Sequence[str] | None = None,
         engine: str,
         mode: str = "paper",
         token: str | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(url, engine, mode, token, options)
+        super().__init__(url, engine, mode, token, options, urls)
         self._sender: Sender | None = None
         self._task: asyncio.Task[None] | None = None
         self._closed = False
@@ -40,7 +42,7 @@ class AsyncEngineClient(Recorder):
         """Start the background sender; returns at once (the hub may still be away)."""
         if not self.options.enabled or self._task is not None or self._closed:
             return
-        self._sender = Sender(self._core, self.url, self.token, self.options)
+        self._sender = Sender(self._core, self.urls, self.token, self.options)
         self._intake.wake = self._sender.wake
         self._task = asyncio.create_task(self._sender.run(), name=f"engine-hub-{self.engine}")
 

@@ -10,16 +10,17 @@ import socket
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
 from hub import __version__
 from hub.client.core import ClientCore, ClientStats, ConnectionState
+from hub.client.endpoints import engine_urls
 from hub.client.handlers import HubLogHandler
 from hub.client.intake import EVENT, LOG, OBSERVE, DropReason, Intake, NullIntake
-from hub.client.options import ClientOptions, engine_url, make_options, validate_identity
+from hub.client.options import ClientOptions, make_options, validate_identity
 from hub.core.messages import Status
 
 __all__ = ["Recorder", "Timer"]
@@ -39,11 +40,18 @@ class Recorder:
     """Health, metrics, events and logs for one engine boot (the part of the client engines call)."""
 
     def __init__(
-        self, url: str, engine: str, mode: str, token: str | None, options: Mapping[str, Any]
+        self,
+        url: str | None,
+        engine: str,
+        mode: str,
+        token: str | None,
+        options: Mapping[str, Any],
+        urls: Sequence[str] | None = None,
     ) -> None:
         self.options: ClientOptions = make_options(options)
         validate_identity(engine, mode)
-        self.url = engine_url(url)
+        self.urls = engine_urls(url, urls)  # the nodes, tried round robin (docs/client.md)
+        self.url = self.urls[0]
         self.engine = engine
         self.mode = mode
         self.token = token

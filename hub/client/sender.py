@@ -11,7 +11,7 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketExce
 
 from hub.client.backoff import Backoff
 from hub.client.core import ClientCore, ConnectionState
+from hub.client.endpoints import Endpoints
 from hub.client.handlers import SHIPPING
 from hub.client.intake import DropReason
 from hub.client.options import ClientOptions
@@ -41,13 +42,13 @@ class Sender:
     def __init__(
         self,
         core: ClientCore,
-        url: str,
+        urls: str | Sequence[str],
         token: str | None,
         options: ClientOptions,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._core = core
-        self._url = url
+        self._endpoints = Endpoints((urls,) if isinstance(urls, str) else urls)
         self._options = options
         self._clock = clock
         self._backoff = Backoff(options.backoff_base, options.backoff_max)
@@ -101,6 +102,7 @@ class Sender:
                 delay = await self._session()
                 if self._done():
                     break
+                self._endpoints.advance()  # fail over: the next attempt goes to the next node
                 if self._stopping:
                     delay = min(delay, max(0.0, self._deadline - self._loop.time()))
                 await self._pause(delay)
@@ -184,7 +186,7 @@ class Sender:
         """One connection from connect to close; returns the delay before the next attempt."""
         core = self._core
         try:
-            async with connect(self._url, **self._connect_kwargs) as ws:
+            async with connect(self._endpoints.current, **self._connect_kwargs) as ws:
                 await ws.send(core.hello(), text=True)
                 async with asyncio.timeout(self._options.hello_timeout):
                     while core.state is ConnectionState.HANDSHAKE:
@@ -209,7 +211,8 @@ class Sender:
         self._backoff.reset()
         self._quiet = self._refusal_logged = self._limited = False
         stats = self._core.stats()
-        log.info("connected to %s (boot %s; %d buffered)", self._url, stats.boot_id, stats.buffered)
+        url = self._endpoints.current
+        log.info("connected to %s (boot %s; %d buffered)", url, stats.boot_id, stats.buffered)
         self._wakeup.set()
 
     def _received(self, data: str | bytes) -> None:
@@ -261,7 +264,10 @@ class Sender:
         if not self._refusal_logged:  # one clear line per refusal streak, not one per attempt
             what = f"HTTP {status}: check the token" if status else f"close 1008: {reason}"
             log.error(
-                "hub at %s refused this engine (%s); retrying in %.0f s", self._url, what, delay
+                "hub at %s refused this engine (%s); retrying in %.0f s",
+                self._endpoints.current,
+                what,
+                delay,
             )
             self._refusal_logged = self._quiet = True
         return delay
@@ -270,7 +276,11 @@ class Sender:
         delay = self._backoff.next_delay()
         level = logging.DEBUG if self._quiet else logging.WARNING
         log.log(
-            level, "hub at %s unavailable (%s); buffering, retry in %.1f s", self._url, why, delay
+            level,
+            "hub at %s unavailable (%s); buffering, retry in %.1f s",
+            self._endpoints.current,
+            why,
+            delay,
         )
         self._quiet = True
         return delay

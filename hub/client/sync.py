@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import threading
+from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
@@ -26,14 +27,15 @@ class EngineClient(Recorder):
 
     def __init__(
         self,
-        url: str,
+        url: str | None = None,
         *,
+        urls: Sequence[str] | None = None,
         engine: str,
         mode: str = "paper",
         token: str | None = None,
         **options: Any,
     ) -> None:
-        super().__init__(url, engine, mode, token, options)
+        super().__init__(url, engine, mode, token, options, urls)
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sender: Sender | None = None
@@ -119,7 +121,7 @@ class EngineClient(Recorder):
     async def _serve(self, ready: threading.Event) -> None:
         self._loop = asyncio.get_running_loop()
         self._main = asyncio.current_task()
-        self._sender = Sender(self._core, self.url, self.token, self.options)
+        self._sender = Sender(self._core, self.urls, self.token, self.options)
         self._intake.wake = self._sender.wake
         ready.set()
         await self._sender.run()
