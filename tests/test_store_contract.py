@@ -639,7 +639,7 @@ async def test_export_bundle_keeps_one_engine_within_the_window(
 
 
 KEYS = ["format", "engine", "since", "until", "boots", "events", "errors", "logs", "gaps"]
-KEYS += ["metrics", "audit", "truncated", "hub", "generated_at"]  # docs/api.md, in this order
+KEYS += ["metrics", "audit", "series", "truncated", "hub", "generated_at"]  # docs/api.md, in this order
 
 
 def essence(bundle: dict[str, Any]) -> dict[str, Any]:
@@ -729,8 +729,9 @@ async def record_an_incident(running: RunningHub, window: Window) -> None:
         while NAME in await connected(running):
             pass
     # The closed socket's boot end went to the store with it; metric snapshots go on the hub's
-    # ticks: here, now. OTHER's acked message then proves that what was handed before is durable.
-    running.hub.save_snapshots()
+    # ticks: here, now, with every open series bucket (as at shutdown, so a restart adds none).
+    # OTHER's acked message then proves that what was handed before is durable.
+    running.hub.save_snapshots(final=True)
     intruder = await connect_engine(running, OTHER)
     await intruder.send(
         {"kind": "event", "type": "error", "ts": now, "payload": {"message": "not mine"}}
@@ -795,6 +796,12 @@ async def test_export_is_one_bundle_via_the_api_and_the_cli(
     ]
     assert [(g["first_seq"], g["last_seq"], g["reason"]) for g in via_api["gaps"]] == [
         (7, 8, "client_dropped")
+    ]
+    # The counter's buckets, fine and coarse, each holding its one increment of 3.
+    series = [(s["name"], s["kind"], s["tier"], s["points"]) for s in via_api["series"]]
+    assert [(n, k, t, [p[1:3] for p in pts]) for n, k, t, pts in series] == [
+        ("orders", "counter", "fine", [[1, 3.0]]),
+        ("orders", "counter", "coarse", [[1, 3.0]]),
     ]
     [boot] = via_api["boots"]
     assert (boot["boot_id"], boot["pid"], boot["mode"], boot["last_seq"]) == (

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hub.core.decoding import Rejected
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.series import Point
 from hub.core.silences import Silence
 
 __all__ = ["Gap", "Ingested"]
@@ -45,6 +46,7 @@ class Ingested:
         "frame",
         "gaps",
         "logs",
+        "points",
         "received",
         "rejected",
         "runs",
@@ -68,5 +70,6 @@ class Ingested:
         self.gaps: list[Gap] = []
         self.boots: list[BootChange] = []  # boots that started or ended (hello, bye, replaced)
         self.snapshots: list[MetricsSnapshot] = []
+        self.points: list[Point] = []  # closed metric series buckets (hub/core/series.py)
         self.audit: list[AuditRecord] = []  # who did what (the shell adds these, not ingest)
         self.silences: list[Silence] = []  # silences added or ended (kept across restarts)

@@ -45,6 +45,17 @@ class Sketch:
         else:
             self._zero += 1
 
+    def merge(self, other: Sketch) -> None:
+        """Fold in every observation of `other` (the buckets add up: quantiles stay ~1%)."""
+        self.count += other.count
+        self.sum += other.sum
+        self.min = min(self.min, other.min)
+        self.max = max(self.max, other.max)
+        for mine, theirs in ((self._pos, other._pos), (self._neg, other._neg)):
+            for key, n in theirs.items():
+                mine[key] = mine.get(key, 0) + n
+        self._zero += other._zero
+
     def quantile(self, q: float) -> float | None:
         """The approximate `q`-quantile (0..1), clamped to [min, max]; None when empty."""
         if not self.count:
