@@ -192,7 +192,8 @@ class SQLiteStore:
             batch.boots.extend(ingested.boots)
             batch.audit.extend(ingested.audit)
             batch.silences.extend(ingested.silences)
-            batch.points.extend(ingested.points)  # bounded by the core's Downsampler
+            if ingested.points:  # bounded by the core's Downsampler
+                batch.points.extend(ingested.points)
             for snapshot in ingested.snapshots:  # the latest snapshot per engine wins
                 batch.metrics[snapshot.engine] = snapshot
             if engine:
