@@ -962,7 +962,10 @@ async def test_series_are_listed_and_read_back_by_step_the_same_by_every_store(
         series_point("depth", G, fine, t0 + 10, [3, 1, 2]),
         series_point("latency", H, fine, t0, [0.1, 0.2, 0.3]),
     ]
-    again = [series_point("orders", C, fine, t0 + 30, [1], venue="nse")]  # the rest of a partial
+    again = [  # the rest of partial buckets
+        series_point("orders", C, fine, t0 + 30, [1], venue="nse"),
+        series_point("latency", H, fine, t0, [0.4, 0.5]),
+    ]
     nse = SeriesQuery("alpha", "orders", t0, t0 + 60, 20, (("venue", "nse"),))
     want_nse = (20.0, [("rate", {"venue": "nse"}, [(t0, 0.3), (t0 + 20, 0.35), (t0 + 40, None)])])
     async with opened(db) as first:
@@ -983,8 +986,9 @@ async def test_series_are_listed_and_read_back_by_step_the_same_by_every_store(
         ]
         _, hist = await read_lines(first.store, SeriesQuery("alpha", "latency", t0, t0 + 10, 10))
         got = {stat: points[0][1] for stat, _, points in hist}
-        assert got["count"] == 3 and got["sum"] == pytest.approx(0.6)
-        assert got["p50"] == pytest.approx(0.2, rel=0.02)
+        assert got["count"] == 5 and got["sum"] == pytest.approx(1.5)
+        assert got["p50"] == pytest.approx(0.3, rel=0.02)
+        assert got["p99"] == pytest.approx(0.4, rel=0.02)  # rank floor(0.99 * 4)
         listed = [(s.name, s.tags, s.kind) for s in await first.store.series_names("alpha")]
         assert listed == [
             ("depth", {}, "gauge"),

@@ -39,7 +39,7 @@ class Tier(enum.IntEnum):
 class Bucket:
     """The values of one series in one time bucket: count, sum, min, max, last (and a sketch)."""
 
-    __slots__ = ("count", "last", "max", "min", "sketch", "start", "sum")
+    __slots__ = ("count", "last", "max", "min", "quantiles", "sketch", "start", "sum")
 
     def __init__(self, start: float, histogram: bool) -> None:
         self.start = start
@@ -49,6 +49,8 @@ class Bucket:
         self.max = -math.inf
         self.last = 0.0
         self.sketch: Sketch | None = Sketch() if histogram else None
+        # p50, p95, p99 as a store kept them: a read that merges nothing needs no sketch.
+        self.quantiles: list[float | None] | None = None
 
     def add(self, value: float) -> None:
         """Fold in one value (a counter's increment, a gauge's value, an observation)."""

@@ -13,6 +13,7 @@ from hub.stores.base import SeriesLine, SeriesQuery, SeriesStat
 __all__ = [
     "MAX_POINTS",
     "MAX_SERIES_LINES",
+    "QUANTILES",
     "EXPORT_COLUMNS",
     "bucket_row",
     "export_entry",
@@ -23,6 +24,7 @@ __all__ = [
 
 MAX_POINTS = 2000  # per line: a query whose range / step needs more is refused (a 400)
 MAX_SERIES_LINES = 20  # series of one name a query returns (the first by tags)
+QUANTILES = (0.5, 0.95, 0.99)
 EXPORT_COLUMNS = ["start", "count", "sum", "min", "max", "last", "p50", "p95", "p99"]
 _STATS: dict[MetricKind, tuple[tuple[SeriesStat, str | None], ...]] = {
     MetricKind.COUNTER: (("rate", "/s"),),
@@ -67,54 +69,58 @@ def lines(
     count = min(MAX_POINTS, max(0, math.ceil((query.until - first) / step)))
     slots: list[Bucket | None] = [None] * count
     histogram = kind is MetricKind.HISTOGRAM
+    mine = [False] * count  # whether the slot holds a merged copy (never merge into a stored one)
     for bucket in buckets:
         index = int((bucket.start - first) // step)
         if 0 <= index < count:
             slot = slots[index]
             if slot is None:
-                slot = slots[index] = Bucket(first + index * step, histogram)
+                slots[index] = bucket  # one bucket per step (step = tier width): used as it is
+                continue
+            if not mine[index]:
+                copy = Bucket(first + index * step, histogram)
+                copy.merge(slot)
+                slot = slots[index] = copy
+                mine[index] = True
             slot.merge(bucket)
-    starts = [first + i * step for i in range(count)]
+    stats = _STATS[kind]
+    columns: list[list[tuple[float, float | None]]] = [[] for _ in stats]
+    for index, slot in enumerate(slots):
+        values = _values(slot, kind, step)
+        at = first + index * step
+        for column, value in zip(columns, values, strict=True):
+            column.append((at, value))
     view = dict(tags)
     return [
-        SeriesLine(
-            name,
-            view,
-            stat,
-            unit,
-            [(t, _stat(s, stat, step)) for t, s in zip(starts, slots, strict=True)],
-        )
-        for stat, unit in _STATS[kind]
+        SeriesLine(name, view, stat, unit, column)
+        for (stat, unit), column in zip(stats, columns, strict=True)
     ]
 
 
-def _stat(bucket: Bucket | None, stat: SeriesStat, step: float) -> float | None:
+def _values(bucket: Bucket | None, kind: MetricKind, step: float) -> list[float | None]:
+    """The statistics of one step's bucket in `_STATS` order (None each if it has no data)."""
     if bucket is None or not bucket.count:
-        return None
-    match stat:
-        case "rate":
-            return bucket.sum / step
-        case "value":
-            return bucket.last
-        case "min":
-            return bucket.min
-        case "max":
-            return bucket.max
-        case "mean":
-            return bucket.sum / bucket.count
-        case "count":
-            return float(bucket.count)
-        case "sum":
-            return bucket.sum
-        case "p50" | "p95" | "p99":
-            sketch = bucket.sketch
-            return None if sketch is None else sketch.quantile(int(stat[1:]) / 100)
+        return [None] * len(_STATS[kind])
+    match kind:
+        case MetricKind.COUNTER:
+            return [bucket.sum / step]
+        case MetricKind.GAUGE:
+            return [bucket.last, bucket.min, bucket.max, bucket.sum / bucket.count]
+        case MetricKind.HISTOGRAM:
+            return [*_quantiles(bucket), float(bucket.count), bucket.sum]
+
+
+def _quantiles(bucket: Bucket) -> list[float | None]:
+    """p50, p95, p99 of a histogram bucket: as stored, or from its sketch."""
+    if bucket.quantiles is not None:
+        return bucket.quantiles
+    sketch = bucket.sketch
+    return [None] * 3 if sketch is None else sketch.quantiles(QUANTILES)
 
 
 def bucket_row(bucket: Bucket) -> list[Any]:
     """One stored bucket as the incident bundle lists it (`EXPORT_COLUMNS`)."""
-    sketch = bucket.sketch
-    quantiles = [None if sketch is None else sketch.quantile(q) for q in (0.5, 0.95, 0.99)]
+    quantiles = _quantiles(bucket)
     low = None if not bucket.count else bucket.min
     high = None if not bucket.count else bucket.max
     return [bucket.start, bucket.count, bucket.sum, low, high, bucket.last, *quantiles]

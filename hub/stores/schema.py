@@ -86,14 +86,15 @@ CREATE TABLE IF NOT EXISTS silences (
     id INTEGER PRIMARY KEY, engine TEXT NOT NULL, rule TEXT NOT NULL, starts REAL NOT NULL,
     ends REAL NOT NULL, comment TEXT NOT NULL, author TEXT NOT NULL);
 -- #18 series: metric time series (hub/core/series.py, hub/stores/series_sql.py). A series per
--- (engine, name, tags as canonical JSON); its buckets per tier (0 fine, 1 coarse) by start.
+-- (engine, name, tags as canonical JSON); its buckets per tier (0 fine, 1 coarse) by start;
+-- a histogram's also hold its sketch and p50/p95/p99 (NULL once a merge made them stale).
 CREATE TABLE IF NOT EXISTS series (
     id INTEGER PRIMARY KEY, engine TEXT NOT NULL, name TEXT NOT NULL, tags TEXT NOT NULL,
     kind TEXT NOT NULL, UNIQUE (engine, name, tags));
 CREATE TABLE IF NOT EXISTS series_points (
     series INTEGER NOT NULL, tier INTEGER NOT NULL, start REAL NOT NULL, n INTEGER NOT NULL,
     total REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL, last REAL NOT NULL, sketch BLOB,
-    PRIMARY KEY (series, tier, start)) WITHOUT ROWID;
+    p50 REAL, p95 REAL, p99 REAL, PRIMARY KEY (series, tier, start)) WITHOUT ROWID;
 -- #18 series end
 """
 EVENTS_VIEW = """

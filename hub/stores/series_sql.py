@@ -8,17 +8,19 @@ is merged by the upsert, histogram sketches too (`sketch_merge`, an SQL function
 
 from __future__ import annotations
 
+import math
 import sqlite3
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 
 from hub.core.metrics import MetricKind, TagKey
 from hub.core.series import Bucket, Point, Tier
-from hub.core.sketches import Sketch, sketch_from_dict, sketch_to_dict
+from hub.core.sketches import pack_bins, unpack_bins
 from hub.settings import Settings
 from hub.stores.base import SeriesInfo, SeriesLine, SeriesQuery
-from hub.stores.lines import MAX_SERIES_LINES, export_entry, lines, matches, plan
+from hub.stores.lines import MAX_SERIES_LINES, QUANTILES, export_entry, lines, matches, plan
 
 __all__ = [
     "SeriesIds",
@@ -33,36 +35,43 @@ __all__ = [
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 UPSERT = (
-    "INSERT INTO series_points (series, tier, start, n, total, low, high, last, sketch) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series, tier, start) DO UPDATE SET "
-    "n = n + excluded.n, total = total + excluded.total, low = min(low, excluded.low), "
-    "high = max(high, excluded.high), last = excluded.last, "
-    "sketch = sketch_merge(sketch, excluded.sketch)"
+    "INSERT INTO series_points (series, tier, start, n, total, low, high, last, sketch, p50, "
+    "p95, p99) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (series, tier, start) "
+    "DO UPDATE SET n = n + excluded.n, total = total + excluded.total, "
+    "low = min(low, excluded.low), high = max(high, excluded.high), last = excluded.last, "
+    "sketch = sketch_merge(sketch, excluded.sketch), p50 = NULL, p95 = NULL, p99 = NULL"
 )
-_POINTS = (
-    "SELECT start, n, total, low, high, last, sketch FROM series_points "
-    "WHERE series = ? AND tier = ? AND start >= ? AND start < ? ORDER BY start"
+# A read that merges buckets takes their sketches; one that does not (a step of the tier's own
+# width) takes the stored quantiles, and a sketch only where a merge left them NULL.
+_COLUMNS = "start, n, total, low, high, last, {sketch}, p50, p95, p99"
+_RANGE = " FROM series_points WHERE series = ? AND tier = ? AND start >= ? AND start < ?"
+_MERGING = "SELECT " + _COLUMNS.format(sketch="sketch") + _RANGE + " ORDER BY start"
+_AS_STORED = (
+    "SELECT "
+    + _COLUMNS.format(sketch="CASE WHEN p50 IS NULL THEN sketch END")
+    + _RANGE
+    + " ORDER BY start"
 )
-
-
-def _sketch(blob: bytes | None) -> Sketch | None:
-    return None if blob is None else sketch_from_dict(_decode(blob))
 
 
 def sketch_merge(mine: bytes | None, theirs: bytes | None) -> bytes | None:
-    """SQL function: two stored sketches as one (either may be NULL)."""
+    """SQL function: two stored sketches' buckets as one (either may be NULL)."""
     if mine is None or theirs is None:
         return mine if theirs is None else theirs
-    merged = sketch_from_dict(_decode(mine))
-    merged.merge(sketch_from_dict(_decode(theirs)))
-    return _encode(sketch_to_dict(merged))
+    merged = unpack_bins(mine, 0, 0.0, math.inf, -math.inf)
+    merged.merge(unpack_bins(theirs, 0, 0.0, math.inf, -math.inf))
+    return pack_bins(merged)
 
 
 def _bucket(start: float, n: int, total: float, low: float, high: float, last: float,
-            sketch: bytes | None) -> Bucket:  # fmt: skip
+            sketch: bytes | None, p50: float | None, p95: float | None,
+            p99: float | None) -> Bucket:  # fmt: skip
     bucket = Bucket(start, False)
     bucket.count, bucket.sum, bucket.min, bucket.max, bucket.last = n, total, low, high, last
-    bucket.sketch = _sketch(sketch)
+    if sketch is not None:
+        bucket.sketch = unpack_bins(sketch, n, total, low, high)
+    elif p50 is not None:
+        bucket.quantiles = [p50, p95, p99]
     return bucket
 
 
@@ -100,24 +109,18 @@ class SeriesIds:
         self._ids.clear()
 
 
-def write_points(conn: sqlite3.Connection, ids: SeriesIds, points: list[Point]) -> None:
+def write_points(conn: sqlite3.Connection, ids: SeriesIds, points: Sequence[Point]) -> None:
     """Upsert closed buckets, inside the writer's open transaction."""
     rows = []
     for point in points:
         b = point.bucket
-        sketch = None if b.sketch is None else _encode(sketch_to_dict(b.sketch))
+        sketch: bytes | None = None
+        quantiles: list[float | None] = [None, None, None]
+        if b.sketch is not None:
+            sketch, quantiles = pack_bins(b.sketch), b.sketch.quantiles(QUANTILES)
+        ident, tier = ids.of(conn, point), int(point.tier)
         rows.append(
-            (
-                ids.of(conn, point),
-                int(point.tier),
-                b.start,
-                b.count,
-                b.sum,
-                b.min,
-                b.max,
-                b.last,
-                sketch,
-            )
+            (ident, tier, b.start, b.count, b.sum, b.min, b.max, b.last, sketch, *quantiles)
         )
     conn.executemany(UPSERT, rows)
 
@@ -157,9 +160,11 @@ def read_series(
         for name, tags, kind, ident in _series_of(conn, query.engine)
         if name == query.name and matches(tags, query.tags)
     ]
+    width = settings.series_fine_step if tier is Tier.FINE else settings.series_coarse_step
+    sql = _AS_STORED if step == width else _MERGING
     out: list[SeriesLine] = []
     for tags, kind, ident in found[:MAX_SERIES_LINES]:
-        rows = conn.execute(_POINTS, (ident, int(tier), first, query.until))
+        rows = conn.execute(sql, (ident, int(tier), first, query.until))
         out += lines(query.name, tags, kind, [_bucket(*row) for row in rows], query, step)
     return step, out
 
@@ -180,7 +185,7 @@ def export_series(
         for tier in Tier:
             if limit <= 0:
                 return out
-            rows = conn.execute(_POINTS + " LIMIT ?", (ident, int(tier), since, until, limit))
+            rows = conn.execute(_AS_STORED + " LIMIT ?", (ident, int(tier), since, until, limit))
             buckets = [_bucket(*row) for row in rows]
             limit -= len(buckets)
             if buckets:
