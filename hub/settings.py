@@ -94,6 +94,12 @@ class Settings:
     retention_days: float = 30.0
     retention_interval: float = 60.0
     export_max_records: int = 100_000
+    # Metric time series (docs/history.md): fine buckets kept series_fine_days, coarse ones
+    # retention_days; a series beyond series_max_per_engine is live only (counted).
+    series_fine_step: float = 10.0
+    series_fine_days: float = 1.0
+    series_coarse_step: float = 300.0
+    series_max_per_engine: int = 500
     card_metrics: str = "session"  # which metric values cards show: session or lifetime
 
     # Engine protocol limits.
@@ -186,6 +192,13 @@ class Settings:
             )
         if self.max_series_bytes_per_engine > self.max_series_bytes:
             raise SettingsError("'max_series_bytes_per_engine' must not exceed 'max_series_bytes'")
+        if not 0 < self.series_fine_step <= self.series_coarse_step or (
+            self.series_coarse_step % self.series_fine_step
+        ):
+            raise SettingsError(
+                "'series_coarse_step' must be a whole multiple of 'series_fine_step' (both above "
+                "0), e.g. 300 and 10"
+            )
         if self.max_past_seconds == 0:
             raise SettingsError(
                 "'max_past_seconds' must be positive: it is how old a timestamp may be before it "

@@ -20,9 +20,12 @@ import pytest
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Gap, Ingested
 from hub.core.logs import level_number
+from hub.core.metrics import MetricKind
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.series import Bucket, Point, Tier
 from hub.settings import Settings
 from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
+from hub.stores.base import SeriesQuery
 from hub.stores.sqlite import SQLiteStore
 from hub.web.admin import forget_engine
 from tests.conftest import WAIT, Engine, RunningHub, connect_engine, run_cli, running_hub, unique
@@ -639,7 +642,14 @@ async def test_export_bundle_keeps_one_engine_within_the_window(
 
 
 KEYS = ["format", "engine", "since", "until", "boots", "events", "errors", "logs", "gaps"]
-KEYS += ["metrics", "audit", "truncated", "hub", "generated_at"]  # docs/api.md, in this order
+KEYS += [
+    "metrics",
+    "audit",
+    "series",
+    "truncated",
+    "hub",
+    "generated_at",
+]  # docs/api.md, in this order
 
 
 def essence(bundle: dict[str, Any]) -> dict[str, Any]:
@@ -729,8 +739,9 @@ async def record_an_incident(running: RunningHub, window: Window) -> None:
         while NAME in await connected(running):
             pass
     # The closed socket's boot end went to the store with it; metric snapshots go on the hub's
-    # ticks: here, now. OTHER's acked message then proves that what was handed before is durable.
-    running.hub.save_snapshots()
+    # ticks: here, now, with every open series bucket (as at shutdown, so a restart adds none).
+    # OTHER's acked message then proves that what was handed before is durable.
+    running.hub.save_snapshots(final=True)
     intruder = await connect_engine(running, OTHER)
     await intruder.send(
         {"kind": "event", "type": "error", "ts": now, "payload": {"message": "not mine"}}
@@ -795,6 +806,12 @@ async def test_export_is_one_bundle_via_the_api_and_the_cli(
     ]
     assert [(g["first_seq"], g["last_seq"], g["reason"]) for g in via_api["gaps"]] == [
         (7, 8, "client_dropped")
+    ]
+    # The counter's buckets, fine and coarse, each holding its one increment of 3.
+    series = [(s["name"], s["kind"], s["tier"], s["points"]) for s in via_api["series"]]
+    assert [(n, k, t, [p[1:3] for p in pts]) for n, k, t, pts in series] == [
+        ("orders", "counter", "fine", [[1, 3.0]]),
+        ("orders", "counter", "coarse", [[1, 3.0]]),
     ]
     [boot] = via_api["boots"]
     assert (boot["boot_id"], boot["pid"], boot["mode"], boot["last_seq"]) == (
@@ -896,3 +913,92 @@ async def test_export_of_a_connected_engine_with_nothing_stored_yet_is_empty(
         [],
         None,
     )
+
+
+# -- #18 series: metric time series (hub/core/series.py, HistoryStore.series) ----------------
+
+
+def series_point(
+    name: str, kind: MetricKind, tier: Tier, start: float, values: Sequence[float], **tags: str
+) -> Point:
+    """A bucket of `values` as the downsampler hands it out."""
+    bucket = Bucket(start, kind is MetricKind.HISTOGRAM)
+    for value in values:
+        bucket.add(value)
+    return Point("alpha", name, tuple(sorted(tags.items())), kind, tier, bucket)
+
+
+def hand_points(store: HistoryStore, engine: EngineRecord, points: list[Point]) -> None:
+    """Points in one Ingested with a commit key, so that `Commits.wait` sees them durable."""
+    engine.hwm += 1
+    ingested = Ingested(engine.name, engine.boot_id, engine.hwm)
+    ingested.points = points
+    store.append(ingested)
+
+
+async def read_lines(store: HistoryStore, query: SeriesQuery) -> tuple[float, list[Any]]:
+    """The step and (stat, tags, points) of every line, as plain values."""
+    step, lines = await store.series(query)
+    return step, [(line.stat, line.tags, line.points) for line in lines]
+
+
+async def test_series_are_listed_and_read_back_by_step_the_same_by_every_store(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """Stored buckets come back re-bucketed to the step, filtered by tags, None where a step has
+    none; a bucket written twice (a partial one at shutdown) is merged; the engine's series are
+    listed; a persistent store answers the same after reopening."""
+    db = backend.db(tmp_path)
+    t0 = float(int(time.time() // 300 * 300 - 3600))
+    alpha = EngineRecord("alpha", t0, boot_id=BOOT)
+    C, G, H = MetricKind.COUNTER, MetricKind.GAUGE, MetricKind.HISTOGRAM
+    fine, coarse = Tier.FINE, Tier.COARSE
+    points = [
+        series_point("orders", C, fine, t0, [1, 1], venue="nse"),
+        series_point("orders", C, fine, t0 + 10, [4], venue="nse"),
+        series_point("orders", C, fine, t0 + 30, [6], venue="nse"),
+        series_point("orders", C, coarse, t0, [1, 1, 4, 6], venue="nse"),
+        series_point("orders", C, fine, t0, [1], venue="bse"),
+        series_point("depth", G, fine, t0 + 10, [3, 1, 2]),
+        series_point("latency", H, fine, t0, [0.1, 0.2, 0.3]),
+    ]
+    again = [  # the rest of partial buckets
+        series_point("orders", C, fine, t0 + 30, [1], venue="nse"),
+        series_point("latency", H, fine, t0, [0.4, 0.5]),
+    ]
+    nse = SeriesQuery("alpha", "orders", t0, t0 + 60, 20, (("venue", "nse"),))
+    want_nse = (20.0, [("rate", {"venue": "nse"}, [(t0, 0.3), (t0 + 20, 0.35), (t0 + 40, None)])])
+    async with opened(db) as first:
+        hand_points(first.store, alpha, points)
+        hand_points(first.store, alpha, again)
+        await first.commits.wait(alpha)
+        assert await read_lines(first.store, nse) == want_nse
+        every = await read_lines(first.store, SeriesQuery("alpha", "orders", t0, t0 + 10, 10))
+        assert every == (10.0, [("rate", {"venue": "bse"}, [(t0, 0.1)]),
+                                ("rate", {"venue": "nse"}, [(t0, 0.2)])])  # fmt: skip
+        by_coarse = await read_lines(first.store, SeriesQuery("alpha", "orders", t0, t0 + 300, 300))
+        assert by_coarse == (300.0, [("rate", {"venue": "bse"}, [(t0, None)]),
+                                     ("rate", {"venue": "nse"}, [(t0, 12 / 300)])])  # fmt: skip
+        _, gauge = await read_lines(first.store, SeriesQuery("alpha", "depth", t0, t0 + 20, 10))
+        assert gauge == [
+            (stat, {}, [(t0, None), (t0 + 10, value)])
+            for stat, value in (("value", 2.0), ("min", 1.0), ("max", 3.0), ("mean", 2.0))
+        ]
+        _, hist = await read_lines(first.store, SeriesQuery("alpha", "latency", t0, t0 + 10, 10))
+        got = {stat: points[0][1] for stat, _, points in hist}
+        assert got["count"] == 5 and got["sum"] == pytest.approx(1.5)
+        assert got["p50"] == pytest.approx(0.3, rel=0.02)
+        assert got["p99"] == pytest.approx(0.4, rel=0.02)  # rank floor(0.99 * 4)
+        listed = [(s.name, s.tags, s.kind) for s in await first.store.series_names("alpha")]
+        assert listed == [
+            ("depth", {}, "gauge"),
+            ("latency", {}, "histogram"),
+            ("orders", {"venue": "bse"}, "counter"),
+            ("orders", {"venue": "nse"}, "counter"),
+        ]
+        assert await first.store.series_names("beta") == []
+    async with opened(db) as second:
+        if backend.persistent:
+            assert await read_lines(second.store, nse) == want_nse
+        else:
+            assert await second.store.series_names("alpha") == []

@@ -10,10 +10,12 @@ The I/O shell replies with its rejections, publishes its events and hands it, wh
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from hub.core.decoding import Rejected
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.series import Point
 from hub.core.silences import Silence
 
 __all__ = ["Gap", "Ingested"]
@@ -45,6 +47,7 @@ class Ingested:
         "frame",
         "gaps",
         "logs",
+        "points",
         "received",
         "rejected",
         "runs",
@@ -68,5 +71,8 @@ class Ingested:
         self.gaps: list[Gap] = []
         self.boots: list[BootChange] = []  # boots that started or ended (hello, bye, replaced)
         self.snapshots: list[MetricsSnapshot] = []
+        # Closed metric series buckets (hub/core/series.py): only the snapshot tick has any, so
+        # the engine frames' hot path allocates no list for them.
+        self.points: Sequence[Point] = ()
         self.audit: list[AuditRecord] = []  # who did what (the shell adds these, not ingest)
         self.silences: list[Silence] = []  # silences added or ended (kept across restarts)

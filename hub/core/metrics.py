@@ -12,11 +12,14 @@ import enum
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hub.core.messages import ErrorCode, Metric
 from hub.core.sketches import Sketch, sketch_from_dict, sketch_to_dict
 from hub.settings import Settings
+
+if TYPE_CHECKING:
+    from hub.core.series import SeriesBuckets
 
 __all__ = [
     "FAMILY_PREFIX",
@@ -108,6 +111,7 @@ class Series:
     session: float | Sketch
     lifetime: float | Sketch
     updated_at: float = 0.0
+    history: SeriesBuckets | None = None  # its time-series buckets (hub/core/series.py)
 
     def reset_session(self) -> None:
         """Start a new session (a new engine boot); lifetime values continue."""
@@ -185,8 +189,9 @@ class MetricRegistry:
             drops,
         )
 
-    def apply(self, engine: str, msg: Metric, now: float) -> None:
-        """Fold one metric message in; raises MetricRejected on a kind conflict or the series cap."""
+    def apply(self, engine: str, msg: Metric, now: float) -> Series:
+        """Fold one metric message in and return its series; raises MetricRejected on a kind
+        conflict or the series cap."""
         metrics = self.engines.get(engine)
         if metrics is None:
             metrics = self.engines[engine] = EngineMetrics()
@@ -209,6 +214,7 @@ class MetricRegistry:
             series.session.observe(value)  # type: ignore[union-attr]
             series.lifetime.observe(value)  # type: ignore[union-attr]
         series.updated_at = now
+        return series
 
     def _new_series(self, engine: str, metrics: EngineMetrics, msg: Metric, tags: TagKey) -> Series:
         kind = _KIND_OF_OP[msg.op]

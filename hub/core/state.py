@@ -20,6 +20,7 @@ from hub.core.messages import Bye, EngineMessage, ErrorCode, Event, Heartbeat, H
 from hub.core.metrics import MetricRegistry, MetricRejected
 from hub.core.records import BootChange, EventRecord, LogRecord, MetricsSnapshot, utc
 from hub.core.rings import EventRings, Ring, TooManyTypes
+from hub.core.series import Downsampler
 from hub.core.stats import Dirty, DirtySet, Stats, Topic
 from hub.settings import Settings
 
@@ -88,6 +89,7 @@ class HubState:
         self.logs = LogTails(settings.log_tail_lines)
         self.stats = Stats()
         self.metrics = MetricRegistry.from_settings(settings, self.stats.drops)  # byte caps too
+        self.series = Downsampler(settings, self.stats.drops)  # metric history buckets
         self.dirty = DirtySet()
         self._event_ids = itertools.count(first_event_id)
         self._log_ids = itertools.count(first_log_id)
@@ -198,6 +200,7 @@ class HubState:
             self.dirty.mark(Topic.EVENTS, kind)
         tail = self.logs.tails.pop(name, None)
         series = self.metrics.forget(name)
+        self.series.forget(name)
         self.stats.drops["engine_forgotten"] += 1
         for topic in (Topic.ENGINES, Topic.HUB):
             self.dirty.mark(topic)
@@ -352,10 +355,11 @@ class HubState:
                 self._heartbeat(engine, item, now)
             case Metric():
                 try:
-                    self.metrics.apply(name, item, now)
+                    series = self.metrics.apply(name, item, now)
                 except MetricRejected as exc:
                     self._reject(engine, Rejected(exc.code, exc.detail, seq, index), out)
                     return
+                self.series.add(name, series, item.value, now)
                 dirty.mark(Topic.METRICS, name)
                 self.snapshot_due.add(name)
             case Log():
@@ -491,10 +495,13 @@ class HubState:
                 self.dirty.mark(Topic.ENGINE, engine.name)
         return changes
 
-    def snapshots(self) -> Ingested | None:
-        """The metric series and card facts of every engine that changed since the last call."""
+    def snapshots(self, now: float | None = None, final: bool = False) -> Ingested | None:
+        """The metric series and card facts of every engine that changed since the last call,
+        and the series buckets over by `now` (all open ones if `final`: the hub stops)."""
         changed, self.snapshot_due = self.snapshot_due, set()
         out = Ingested()
+        if now is not None:
+            out.points = self.series.drain(now, final)
         for name in sorted(changed):
             engine = self.engines.get(name)
             if engine is not None:
@@ -502,4 +509,4 @@ class HubState:
                 out.snapshots.append(
                     MetricsSnapshot(name, engine.boot_id, rows, engine.card_facts())
                 )
-        return out if out.snapshots else None
+        return out if out.snapshots or out.points else None

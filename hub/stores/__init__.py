@@ -101,7 +101,7 @@ def open_store(settings: Settings, drops: Counter[str] | None = None) -> History
     """The store `settings.db` names (see `parse_db`); a backend's module loads only when chosen."""
     url = parse_db(settings.db)
     if url.backend == "memory":
-        return MemoryStore(export_limit=settings.export_max_records)
+        return MemoryStore(export_limit=settings.export_max_records, settings=settings)
     if url.backend == "sqlite":
         from hub.stores.sqlite import SQLiteStore  # the in-memory hub never loads sqlite3
 

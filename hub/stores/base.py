@@ -16,6 +16,9 @@ __all__ = [
     "HistoryQuery",
     "HistoryStore",
     "Restored",
+    "SeriesInfo",
+    "SeriesLine",
+    "SeriesQuery",
     "StoreError",
     "UnknownEngine",
     "make_bundle",
@@ -71,6 +74,52 @@ class Restored:
 
 
 HistoryKind = Literal["events", "logs", "audit"]
+SeriesStat = Literal["rate", "value", "min", "max", "mean", "p50", "p95", "p99", "count", "sum"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesQuery:
+    """One metric's series of an engine over [since, until) in `step`-second buckets.
+
+    `tags` selects the series whose tags include every given pair (none: all of the name's).
+    """
+
+    engine: str
+    name: str
+    since: float
+    until: float
+    step: float
+    tags: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    """One series an engine keeps: its name, tags and kind (counter, gauge or histogram)."""
+
+    name: str
+    tags: dict[str, str]
+    kind: str
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesLine:
+    """One statistic of one series, a point per step: (bucket start, value or None if no data)."""
+
+    name: str
+    tags: dict[str, str]
+    stat: SeriesStat
+    unit: str | None
+    points: list[tuple[float, float | None]]
+
+    def view(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "name": self.name,
+            "tags": self.tags,
+            "stat": self.stat,
+            "unit": self.unit,
+            "points": [list(p) for p in self.points],
+        }
 
 
 class HistoryStore(Protocol):
@@ -100,6 +149,13 @@ class HistoryStore(Protocol):
         Raises UnknownEngine for an engine the store never saw.
         """
 
+    async def series(self, query: SeriesQuery) -> tuple[float, list[SeriesLine]]:
+        """The step actually used (a whole number of the tier's buckets) and the lines of
+        `query` (docs/history.md), at most `MAX_SERIES_LINES` series."""
+
+    async def series_names(self, engine: str) -> list[SeriesInfo]:
+        """Every series of `engine` the store holds points of, by name then tags."""
+
     async def close(self) -> None:
         """Flush what is queued (within the graceful timeout) and release resources."""
 
@@ -115,6 +171,7 @@ def make_bundle(
     metrics: dict[str, Any] | None,
     truncated: bool,
     audit: list[AuditRecord] | None = None,
+    series: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The incident bundle (docs/api.md): events and logs oldest first, boots by start, errors picked out."""
     return {
@@ -129,5 +186,6 @@ def make_bundle(
         "gaps": gaps,
         "metrics": metrics,
         "audit": [a.view() for a in audit or ()],  # the hub's own and this engine's, oldest first
+        "series": series or [],  # metric time-series buckets in the window (docs/api.md)
         "truncated": truncated,
     }

@@ -2,28 +2,37 @@
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from typing import Any
 
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
+from hub.core.metrics import MetricKind, TagKey
 from hub.core.records import AuditRecord, EventRecord, LogRecord, MetricsSnapshot, utc
+from hub.core.series import Bucket, Point, Tier
 from hub.core.silences import Silence
+from hub.settings import Settings
 from hub.stores.base import (
     CommitCallback,
     HistoryKind,
     HistoryQuery,
     Restored,
+    SeriesInfo,
+    SeriesLine,
+    SeriesQuery,
     UnknownEngine,
     make_bundle,
 )
+from hub.stores.lines import MAX_SERIES_LINES, export_entry, lines, matches, plan
 
 __all__ = ["MemoryStore"]
 
 MAX_BOOTS = 10_000  # the newest are kept
 MAX_GAPS = 10_000
 MAX_AUDIT = 10_000  # the newest are kept
+MAX_SERIES = 10_000  # metric series kept (points of further ones are counted, not kept)
 
 
 def _audit_matches(record: AuditRecord, query: HistoryQuery, hub_wide: bool = False) -> bool:
@@ -77,7 +86,19 @@ class MemoryStore:
     pending_since: float | None = None  # everything appended is committed at once
     switch_interval: float | None = None  # no writer thread: the interpreter's default is fine
 
-    def __init__(self, capacity: int = 100_000, export_limit: int = 100_000) -> None:
+    def __init__(
+        self, capacity: int = 100_000, export_limit: int = 100_000, settings: Settings | None = None
+    ) -> None:
+        self._settings = settings or Settings()
+        keep = self._settings
+        # Each tier keeps as many buckets as its keep time holds, at most.
+        self._depth = {
+            Tier.FINE: math.ceil(keep.series_fine_days * 86_400 / keep.series_fine_step),
+            Tier.COARSE: math.ceil(keep.retention_days * 86_400 / keep.series_coarse_step),
+        }
+        self._series: dict[tuple[str, str, TagKey], tuple[MetricKind, dict[Tier, deque[Bucket]]]]
+        self._series = {}
+        self.dropped_points = 0
         self._events: deque[EventRecord] = deque(maxlen=capacity)
         self._logs: deque[LogRecord] = deque(maxlen=capacity)
         self._boots: dict[tuple[str, str], dict[str, Any]] = {}
@@ -106,6 +127,8 @@ class MemoryStore:
             or ingested.silences
         ):
             self._keep_rare(ingested)
+        for point in ingested.points:
+            self._keep_point(point)
         engine = ingested.engine
         if engine:
             boot_id, seq = ingested.boot_id, ingested.seq
@@ -131,6 +154,59 @@ class MemoryStore:
         self._audit.extend(ingested.audit)
         for silence in ingested.silences[:MAX_AUDIT]:
             self._silences[silence.id] = silence
+
+    def _keep_point(self, point: Point) -> None:
+        """A series bucket: appended, or merged into a bucket of the same start (a restart's)."""
+        key = (point.engine, point.name, point.tags)
+        kept = self._series.get(key)
+        if kept is None:
+            if len(self._series) >= MAX_SERIES:
+                self.dropped_points += 1
+                return
+            tiers = {tier: deque[Bucket](maxlen=depth) for tier, depth in self._depth.items()}
+            kept = self._series[key] = (point.kind, tiers)
+        buckets = kept[1][point.tier]
+        if buckets and buckets[-1].start == point.bucket.start:
+            buckets[-1].merge(point.bucket)
+        elif not buckets or buckets[-1].start < point.bucket.start:
+            buckets.append(point.bucket)  # a store lives in one process: never out of order
+
+    async def series(self, query: SeriesQuery) -> tuple[float, list[SeriesLine]]:
+        """The query's lines from the buckets memory holds (see HistoryStore.series)."""
+        tier, step = plan(query, time.time(), self._settings)
+        first = query.since - query.since % step
+        found = sorted(
+            (tags, kind, tiers[tier])
+            for (engine, name, tags), (kind, tiers) in self._series.items()
+            if engine == query.engine and name == query.name and matches(tags, query.tags)
+        )
+        out: list[SeriesLine] = []
+        for tags, kind, buckets in found[:MAX_SERIES_LINES]:
+            inside = [b for b in buckets if first <= b.start < query.until]
+            out += lines(query.name, tags, kind, inside, query, step)
+        return step, out
+
+    async def series_names(self, engine: str) -> list[SeriesInfo]:
+        """Every series of `engine` memory holds, by name then tags."""
+        return [
+            SeriesInfo(name, dict(tags), kind.value)
+            for (name, tags), kind in sorted(
+                ((n, t), k) for (e, n, t), (k, _) in self._series.items() if e == engine
+            )
+        ]
+
+    def _export_series(self, engine: str, since: float, until: float) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        room = self._export_limit
+        for (name_engine, name, tags), (kind, tiers) in sorted(self._series.items()):
+            if name_engine != engine:
+                continue
+            for tier, buckets in tiers.items():
+                inside = [b for b in buckets if since <= b.start < until][:room]
+                room -= len(inside)
+                if inside:
+                    out.append(export_entry(name, tags, kind, tier, inside))
+        return out
 
     def _boot(self, engine: str, boot_id: str) -> dict[str, Any]:
         """The boot's row as the export shows it, made (and the oldest dropped) when new."""
@@ -160,6 +236,7 @@ class MemoryStore:
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle from what memory still holds, shaped as the SQLite store's."""
         known = {name for name, _ in self._boots} | self._metrics.keys()
+        known |= {name for name, _, _ in self._series}
         if engine not in known:
             raise UnknownEngine(engine, known)
         limit = self._export_limit
@@ -179,8 +256,19 @@ class MemoryStore:
         metrics = None if snapshot is None else {"series": snapshot.series, "updated": utc(noted)}
         truncated = len(events) >= limit
         audit = [a for a in self._audit if _audit_matches(a, window, hub_wide=True)]
+        series = self._export_series(engine, since, until)
         return make_bundle(
-            engine, since, until, boots, events, logs, gaps, metrics, truncated, audit[-limit:]
+            engine,
+            since,
+            until,
+            boots,
+            events,
+            logs,
+            gaps,
+            metrics,
+            truncated,
+            audit[-limit:],
+            series,
         )
 
     async def close(self) -> None:

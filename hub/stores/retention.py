@@ -7,12 +7,13 @@ import sqlite3
 from hub.core.records import EventRecord
 from hub.settings import Settings
 from hub.stores.chunks import CHUNK_COLUMNS, INSERT_CHUNK, chunk_row, decode_chunk
+from hub.stores.series_sql import retain_series
 
 __all__ = ["retain", "retain_type"]
 
 
 def retain(conn: sqlite3.Connection, settings: Settings, now: float) -> None:
-    """One pass, in one transaction: per-type and per-engine counts, and an age limit.
+    """One pass, in one transaction: per-type and per-engine counts, age limits (series too).
 
     Raises what SQLite (or a bug) raises, inside the transaction; the caller rolls back.
     """
@@ -27,6 +28,7 @@ def retain(conn: sqlite3.Connection, settings: Settings, now: float) -> None:
     conn.execute("DELETE FROM gaps WHERE at < ?", (cutoff,))
     conn.execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
     conn.execute("DELETE FROM silences WHERE ends < ?", (cutoff,))
+    retain_series(conn, settings, now)  # fine buckets after series_fine_days, coarse after this
     for (kind,) in conn.execute("SELECT DISTINCT type FROM event_chunks").fetchall():
         retain_type(conn, kind, settings.retention_events)
     for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():

@@ -20,6 +20,7 @@ from hub.stores.chunks import (
     insert_many,
     unpack,
 )
+from hub.stores.series_sql import export_series, sketch_merge
 
 __all__ = [
     "APPLICATION_ID",
@@ -31,9 +32,9 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-# 7: alert silences; 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
+# 8: #18 series: metric time series (series, series_points); 7: alert silences; 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
 # 1: row per event
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
 _id = attrgetter("id")
@@ -84,6 +85,17 @@ CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
 CREATE TABLE IF NOT EXISTS silences (
     id INTEGER PRIMARY KEY, engine TEXT NOT NULL, rule TEXT NOT NULL, starts REAL NOT NULL,
     ends REAL NOT NULL, comment TEXT NOT NULL, author TEXT NOT NULL);
+-- #18 series: metric time series (hub/core/series.py, hub/stores/series_sql.py). A series per
+-- (engine, name, tags as canonical JSON); its buckets per tier (0 fine, 1 coarse) by start;
+-- a histogram's also hold its sketch and p50/p95/p99 (NULL once a merge made them stale).
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY, engine TEXT NOT NULL, name TEXT NOT NULL, tags TEXT NOT NULL,
+    kind TEXT NOT NULL, UNIQUE (engine, name, tags));
+CREATE TABLE IF NOT EXISTS series_points (
+    series INTEGER NOT NULL, tier INTEGER NOT NULL, start REAL NOT NULL, n INTEGER NOT NULL,
+    total REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL, last REAL NOT NULL, sketch BLOB,
+    p50 REAL, p95 REAL, p99 REAL, PRIMARY KEY (series, tier, start)) WITHOUT ROWID;
+-- #18 series end
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload, received) AS
@@ -121,6 +133,7 @@ def connect(path: str, synchronous: str = "normal", create: bool = True) -> sqli
     try:
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=10)
         conn.create_function("sqlar_uncompress", 2, unpack, deterministic=True)
+        conn.create_function("sketch_merge", 2, sketch_merge, deterministic=True)
         app_id = conn.execute("PRAGMA application_id").fetchone()[0]
         tables = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
         if tables and app_id != APPLICATION_ID:
@@ -280,7 +293,8 @@ def _holds(conn: sqlite3.Connection, engine: str) -> bool:
         "SELECT EXISTS (SELECT 1 FROM boots WHERE engine = ?1) "
         "OR EXISTS (SELECT 1 FROM metrics WHERE engine = ?1) "
         "OR EXISTS (SELECT 1 FROM event_chunks WHERE engine = ?1) "
-        "OR EXISTS (SELECT 1 FROM logs WHERE engine = ?1)",
+        "OR EXISTS (SELECT 1 FROM logs WHERE engine = ?1) "
+        "OR EXISTS (SELECT 1 FROM series WHERE engine = ?1)",
         (engine,),
     )
     return bool(found)
@@ -335,4 +349,5 @@ def export_bundle(
         {"series": _decode(metrics[0]), "updated": utc(metrics[1])} if metrics else None,
         len(events) >= limit,
         list(reversed(read_audit(conn, window, hub_wide=True))),
+        export_series(conn, engine, since, until, limit),
     )

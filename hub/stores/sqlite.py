@@ -29,12 +29,22 @@ import msgspec
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.series import Point
 from hub.core.silences import Silence
 from hub.settings import Settings
-from hub.stores.base import CommitCallback, HistoryKind, HistoryQuery, Restored
+from hub.stores.base import (
+    CommitCallback,
+    HistoryKind,
+    HistoryQuery,
+    Restored,
+    SeriesInfo,
+    SeriesLine,
+    SeriesQuery,
+)
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
 from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
+from hub.stores.series_sql import SeriesIds, read_series, read_series_names, write_points
 
 __all__ = ["SQLiteStore"]
 
@@ -58,6 +68,7 @@ class _Batch:
     metrics: dict[str, MetricsSnapshot] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
     silences: list[Silence] = field(default_factory=list)
+    points: list[Point] = field(default_factory=list)  # metric series buckets
     since: float | None = None  # when the oldest thing in it was queued (Unix seconds)
 
     @property
@@ -76,6 +87,7 @@ class _Batch:
             or self.metrics
             or self.audit
             or self.silences
+            or self.points
         )
 
     def prepend(self, older: _Batch) -> None:
@@ -87,6 +99,7 @@ class _Batch:
         self.boots[:0] = older.boots
         self.audit[:0] = older.audit
         self.silences[:0] = older.silences
+        self.points[:0] = older.points
         self.since = older.since if self.since is None else min(self.since, older.since or 1e18)
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
@@ -114,6 +127,7 @@ class SQLiteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_commit: CommitCallback | None = None
         self._writing_since: float | None = None  # the batch the writer holds, uncommitted
+        self._series_ids = SeriesIds()  # the writer thread's only
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -178,6 +192,8 @@ class SQLiteStore:
             batch.boots.extend(ingested.boots)
             batch.audit.extend(ingested.audit)
             batch.silences.extend(ingested.silences)
+            if ingested.points:  # bounded by the core's Downsampler
+                batch.points.extend(ingested.points)
             for snapshot in ingested.snapshots:  # the latest snapshot per engine wins
                 batch.metrics[snapshot.engine] = snapshot
             if engine:
@@ -239,6 +255,7 @@ class SQLiteStore:
             conn.close()
 
     def _failed(self, batch: _Batch, exc: Exception) -> None:
+        self._series_ids.clear()  # rows it made may have been rolled back
         with self._lock:
             self._batch.prepend(batch)
         message = str(exc) if isinstance(exc, sqlite3.Error) else f"internal error: {exc!r}"
@@ -334,6 +351,7 @@ class SQLiteStore:
                     for s in batch.silences
                 ],
             )
+            write_points(conn, self._series_ids, batch.points)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
@@ -343,6 +361,7 @@ class SQLiteStore:
 
     def _retain(self, conn: sqlite3.Connection) -> None:
         """One retention pass (hub/stores/retention.py); a failed one is logged and tried again."""
+        self._series_ids.clear()  # retention may delete series rows
         try:
             retain(conn, self.settings, time.time())
         except Exception as exc:  # the next pass tries again; writes go on meanwhile
@@ -419,6 +438,14 @@ class SQLiteStore:
         """Stored events, log lines or audit entries, newest first (read off the event loop)."""
         reader = {"events": read_events, "logs": read_logs, "audit": read_audit}[kind]
         return await asyncio.to_thread(self._read, reader, query)
+
+    async def series(self, query: SeriesQuery) -> tuple[float, list[SeriesLine]]:
+        """The step used and the lines of `query` (read off the event loop)."""
+        return await asyncio.to_thread(self._read, read_series, query, self.settings, time.time())
+
+    async def series_names(self, engine: str) -> list[SeriesInfo]:
+        """Every series of `engine` the file holds."""
+        return await asyncio.to_thread(self._read, read_series_names, engine)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle for one engine over a window."""

@@ -173,7 +173,7 @@ class Hub:
                 self.state.dirty.mark(Topic.ALERTS)
             if now >= next_rate:
                 self.state.measure_rate(now)
-                self.save_snapshots()
+                self.save_snapshots(now)
                 next_rate = now + 1.0
 
     async def _fan_out(self) -> None:
@@ -190,9 +190,10 @@ class Hub:
             following = self.cadence.ran(started, spent, self.state.lag.lag)
             await asyncio.sleep(max(0.0, following - loop.time()))
 
-    def save_snapshots(self) -> None:
-        """Hand the store a snapshot of every engine whose metrics or card changed since the last."""
-        snapshots = self.state.snapshots()
+    def save_snapshots(self, now: float | None = None, final: bool = False) -> None:
+        """Hand the store a snapshot of every engine whose metrics or card changed since the last,
+        and the metric series buckets over by `now` (every open one if `final`)."""
+        snapshots = self.state.snapshots(time.time() if now is None else now, final)
         if snapshots is not None:
             self.store.append(snapshots)
 
@@ -251,5 +252,5 @@ class Hub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.alerting.stop()
-        self.save_snapshots()
+        self.save_snapshots(final=True)
         await self.store.close()
