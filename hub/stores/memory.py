@@ -6,6 +6,15 @@ import time
 from collections import deque
 from typing import Any
 
+from hub.core.hits import (
+    SearchHit,
+    SearchPage,
+    SearchRequest,
+    event_hit,
+    log_hit,
+    merge,
+    payload_text,
+)
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.records import AuditRecord, EventRecord, LogRecord, MetricsSnapshot, utc
@@ -156,6 +165,25 @@ class MemoryStore:
                 if len(out) >= query.limit:
                     break
         return out
+
+    async def search(self, request: SearchRequest) -> SearchPage:
+        """Full-text search over what memory holds, by the same rules as the SQLite store."""
+        query, limit = request.query, request.limit
+        logs: list[SearchHit] = []
+        events: list[SearchHit] = []
+        if request.wants_logs:
+            for r in reversed(self._logs):
+                if request.log_ok(r) and query.matches((r.message, r.logger, r.exc or "")):
+                    logs.append(log_hit(r))
+                    if len(logs) >= limit:
+                        break
+        if request.wants_events:
+            for e in reversed(self._events):
+                if request.event_ok(e) and query.matches((payload_text(e),)):
+                    events.append(event_hit(e))
+                    if len(events) >= limit:
+                        break
+        return merge(request, logs, events)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle from what memory still holds, shaped as the SQLite store's."""

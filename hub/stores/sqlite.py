@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from hub.core.hits import SearchPage, SearchRequest
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
@@ -35,6 +36,7 @@ from hub.stores.base import CommitCallback, HistoryKind, HistoryQuery, Restored
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
 from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
+from hub.stores.search_index import index_pending, search
 
 __all__ = ["SQLiteStore"]
 
@@ -114,6 +116,7 @@ class SQLiteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_commit: CommitCallback | None = None
         self._writing_since: float | None = None  # the batch the writer holds, uncommitted
+        self._unindexed = True  # committed records may wait for the search index
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -231,7 +234,10 @@ class SQLiteStore:
                     # The batch goes back to the loop with the acks: its records are freed there,
                     # among the loop's own allocations, not in bulk on this thread's core.
                     self._call(self._committed, batch)
+                    self._unindexed = True
                 del batch
+                if self._unindexed and not self._stopping:
+                    self._index(conn)
                 if time.monotonic() >= next_retention and not self._stopping:
                     next_retention = time.monotonic() + self.settings.retention_interval
                     self._retain(conn)
@@ -341,6 +347,22 @@ class SQLiteStore:
             raise
         self.commits += 1
 
+    def _index(self, conn: sqlite3.Connection) -> None:
+        """Index committed records for search until half a commit interval has passed or the
+        next batch is due (hub/stores/search_index.py); a failure is logged and tried again."""
+        end = time.monotonic() + self.settings.commit_interval / 2
+        wake = self._wake
+
+        def stop() -> bool:
+            return wake.is_set() or time.monotonic() >= end
+
+        try:
+            self._unindexed = index_pending(conn, stop)
+        except Exception as exc:  # searches scan what is not indexed; writes go on
+            log.warning(
+                "search indexing failed: %s", exc, exc_info=not isinstance(exc, sqlite3.Error)
+            )
+
     def _retain(self, conn: sqlite3.Connection) -> None:
         """One retention pass (hub/stores/retention.py); a failed one is logged and tried again."""
         try:
@@ -419,6 +441,11 @@ class SQLiteStore:
         """Stored events, log lines or audit entries, newest first (read off the event loop)."""
         reader = {"events": read_events, "logs": read_logs, "audit": read_audit}[kind]
         return await asyncio.to_thread(self._read, reader, query)
+
+    async def search(self, request: SearchRequest) -> SearchPage:
+        """One page of full-text search hits, newest first (read off the event loop)."""
+        page: SearchPage = await asyncio.to_thread(self._read, search, request)
+        return page
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle for one engine over a window."""
