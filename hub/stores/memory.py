@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import heapq
 import time
 from collections import deque
+from operator import attrgetter
 from typing import Any
 
 from hub.core.hits import (
@@ -30,6 +32,7 @@ from hub.stores.base import (
 
 __all__ = ["MemoryStore"]
 
+_id = attrgetter("id")
 MAX_BOOTS = 10_000  # the newest are kept
 MAX_GAPS = 10_000
 MAX_AUDIT = 10_000  # the newest are kept
@@ -172,17 +175,17 @@ class MemoryStore:
         logs: list[SearchHit] = []
         events: list[SearchHit] = []
         if request.wants_logs:
-            for r in reversed(self._logs):
-                if request.log_ok(r) and query.matches((r.message, r.logger, r.exc or "")):
-                    logs.append(log_hit(r))
-                    if len(logs) >= limit:
-                        break
+            matched = (
+                r
+                for r in self._logs
+                if request.log_ok(r) and query.matches((r.message, r.logger, r.exc or ""))
+            )
+            logs = [log_hit(r) for r in heapq.nlargest(limit, matched, key=_id)]
         if request.wants_events:
-            for e in reversed(self._events):
-                if request.event_ok(e) and query.matches((payload_text(e),)):
-                    events.append(event_hit(e))
-                    if len(events) >= limit:
-                        break
+            found = (
+                e for e in self._events if request.event_ok(e) and query.matches((payload_text(e),))
+            )
+            events = [event_hit(e) for e in heapq.nlargest(limit, found, key=_id)]
         return merge(request, logs, events)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
