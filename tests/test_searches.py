@@ -117,11 +117,11 @@ def test_cursors_round_trip_and_foreign_ones_are_refused() -> None:
 
 
 def _newest(hits: list[SearchHit], before: int | None, limit: int) -> list[SearchHit]:
-    """A source's answer: its newest `limit` hits below `before` (none once it is done)."""
+    """A source's answer: its newest `limit` + 1 hits below `before` (none once it is done)."""
     if before == DONE:
         return []
     below = [h for h in hits if before is None or h.id < before]
-    return sorted(below, key=lambda h: -h.id)[:limit]
+    return sorted(below, key=lambda h: -h.id)[: limit + 1]
 
 
 def _hit(kind: str, ident: int, ts: float) -> SearchHit:

@@ -163,7 +163,7 @@ def _position(
 def merge(
     request: SearchRequest, logs: list[SearchHit], events: list[SearchHit], partial: bool = False
 ) -> SearchPage:
-    """One page from each source's newest `request.limit` hits (fewer: that source is done)."""
+    """One page from each source's newest `request.limit + 1` hits (fewer: that source is done)."""
     limit, cursor = request.limit, request.cursor
     # Each source is newest first by id; taking the newer head each time takes a prefix of each,
     # which is what lets one id per source say where the next page starts.
@@ -181,8 +181,8 @@ def merge(
             both.append(events[j])
             j += 1
     nxt = Cursor(
-        _position(logs, kept_logs, len(logs) >= limit, cursor.logs) if request.wants_logs else DONE,
-        _position(events, kept_events, len(events) >= limit, cursor.events)
+        _position(logs, kept_logs, len(logs) > limit, cursor.logs) if request.wants_logs else DONE,
+        _position(events, kept_events, len(events) > limit, cursor.events)
         if request.wants_events
         else DONE,
     )

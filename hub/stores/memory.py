@@ -171,7 +171,7 @@ class MemoryStore:
 
     async def search(self, request: SearchRequest) -> SearchPage:
         """Full-text search over what memory holds, by the same rules as the SQLite store."""
-        query, limit = request.query, request.limit
+        query, limit = request.query, request.limit + 1  # one more: is there a next page
         logs: list[SearchHit] = []
         events: list[SearchHit] = []
         if request.wants_logs:

@@ -93,7 +93,7 @@ def _filters(request: SearchRequest, *conds: tuple[str, Any]) -> tuple[str, list
 
 
 def _search_logs(conn: sqlite3.Connection, request: SearchRequest) -> tuple[list[SearchHit], bool]:
-    mark, limit, query = _mark(conn, "logs"), request.limit, request.query
+    mark, limit, query = _mark(conn, "logs"), request.limit + 1, request.query
     where, args = _filters(
         request,
         ("l.engine = ?", request.engine),
@@ -155,7 +155,7 @@ def _candidate_chunks(
 def _search_events(
     conn: sqlite3.Connection, request: SearchRequest
 ) -> tuple[list[SearchHit], bool]:
-    limit, query = request.limit, request.query
+    limit, query = request.limit + 1, request.query  # one more: is there a next page
     found: list[EventRecord] = []
     for scanned, (last_id, *chunk) in enumerate(_candidate_chunks(conn, request)):
         if len(found) >= limit:

@@ -31,7 +31,7 @@ __all__ = ["routes"]
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
 _TYPE = re.compile(EVENT_TYPE_PATTERN)
-_FILTERS = ("q", "engine", "level", "type", "since", "until")
+_FILTERS = ("q", "engine", "level", "type", "since", "until", "limit")
 
 
 def _hub(request: Request) -> Hub:
