@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = [
     "MAX_QUERY_CHARS",
@@ -47,6 +47,8 @@ def _fold(token: str) -> str:
 
 def tokens(text: str) -> list[str]:
     """The folded tokens of `text`."""
+    if text.isascii():
+        return _TOKEN.findall(text.lower())
     return [_fold(t) for t in _TOKEN.findall(text)]
 
 
@@ -84,6 +86,7 @@ class SearchQuery:
 
     groups: tuple[tuple[Phrase, ...], ...]
     excluded: tuple[Phrase, ...] = ()
+    _needles: tuple[tuple[str, ...], ...] = field(init=False, repr=False, compare=False)
 
     def fts(self) -> str:
         """The whole query as an FTS5 expression (for a full-detail index)."""
@@ -104,9 +107,34 @@ class SearchQuery:
             loose.append("(" + " AND ".join(p.fts() for p in parts) + ")")
         return " OR ".join(loose)
 
+    def __post_init__(self) -> None:
+        words = tuple(tuple(w for p in g for w in p.words) for g in self.groups)
+        object.__setattr__(self, "_needles", words)
+
     def matches(self, texts: Sequence[str]) -> bool:
         """Whether the query holds for a record made of `texts` (a phrase stays inside one)."""
-        seqs = [tokens(t) for t in texts if t]
+        low = [t.lower() for t in texts if t]
+        # A cheap no first: in ASCII text every token of a match is a substring of the text.
+        if all(t.isascii() for t in low) and not any(
+            all(any(w in t for t in low) for w in g) for g in self._needles
+        ):
+            return False
+        return self._holds([tokens(t) for t in low])
+
+    def matches_text(self, text: str) -> bool:
+        """`matches` for a record of one text (an event's payload), the common case made cheap."""
+        low = text.lower()
+        if not low.isascii():
+            return self._holds([tokens(low)])
+        for group in self._needles:  # plain loops: this runs for every event of a chunk
+            for word in group:
+                if word not in low:
+                    break
+            else:
+                return self._holds([tokens(low)])
+        return False
+
+    def _holds(self, seqs: list[list[str]]) -> bool:
 
         def found(phrase: Phrase) -> bool:
             return any(phrase.found_in(seq) for seq in seqs)

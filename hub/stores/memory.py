@@ -183,7 +183,9 @@ class MemoryStore:
             logs = [log_hit(r) for r in heapq.nlargest(limit, matched, key=_id)]
         if request.wants_events:
             found = (
-                e for e in self._events if request.event_ok(e) and query.matches((payload_text(e),))
+                e
+                for e in self._events
+                if query.matches_text(payload_text(e)) and request.event_ok(e)
             )
             events = [event_hit(e) for e in heapq.nlargest(limit, found, key=_id)]
         return merge(request, logs, events)

@@ -168,7 +168,7 @@ def _search_events(
         found += [
             e
             for e in decode_chunk(*chunk)
-            if request.event_ok(e) and query.matches((payload_text(e),))
+            if query.matches_text(payload_text(e)) and request.event_ok(e)
         ]
     found.sort(key=lambda e: e.id, reverse=True)
     return [event_hit(e) for e in found[:limit]], False
