@@ -90,7 +90,8 @@ async def test_event_payloads_are_searched_with_type_and_engine_filters(tmp_path
 
 
 async def test_paging_by_cursor_returns_each_hit_once(tmp_path: Path) -> None:
-    """With `limit`, `next` leads page by page through every hit, each once, newest first."""
+    """With `limit`, `next` leads page by page through every hit, each once; 40 hits at 8 a page
+    are 5 full pages, the last without a `next` (no empty page promised)."""
     name = unique("srch")
     async with running_hub(db=str(tmp_path / "hub.db")) as running:
         engine = await connect_engine(running, name)
@@ -98,15 +99,17 @@ async def test_paging_by_cursor_returns_each_hit_once(tmp_path: Path) -> None:
         await engine.send(*[order(note="zqxpage", i=i) for i in range(17)], batch=True)
         await engine.wait_acked()
         seen: list[tuple[str, int]] = []
-        params: dict[str, Any] = {"q": "zqxpage", "limit": 6}
+        params: dict[str, Any] = {"q": "zqxpage", "limit": 8}
+        pages = 0
         while True:
             body = await search(running, **params)
-            assert len(body["hits"]) <= 6
+            assert len(body["hits"]) == 8
+            pages += 1
             seen += [(h["kind"], h["id"]) for h in body["hits"]]
             if body["next"] is None:
                 break
             params["cursor"] = body["next"]
-    assert len(seen) == len(set(seen)) == 40
+    assert len(seen) == len(set(seen)) == 40 and pages == 5
 
 
 @pytest.mark.parametrize(

@@ -157,3 +157,25 @@ def test_a_level_searches_log_lines_only_and_a_type_events_only() -> None:
     assert not SearchRequest(q, 5, min_level=30).wants_events
     assert not SearchRequest(q, 5, event_type="order_event").wants_logs
     assert SearchRequest(q, 5).wants_logs and SearchRequest(q, 5).wants_events
+
+
+def test_phrase_search_agrees_with_a_plain_reference() -> None:
+    """Random phrases (with and without a prefix) over random token runs: found exactly when a
+    naive window-by-window comparison finds them."""
+    rng = random.Random(18)
+    vocab = ["a", "ab", "abc", "b", "ba", "c"]
+    for _ in range(3000):
+        seq = [rng.choice(vocab) for _ in range(rng.randint(0, 8))]
+        words = tuple(rng.choice(vocab) for _ in range(rng.randint(1, 3)))
+        phrase = Phrase(words, rng.random() < 0.5)
+        n = len(words)
+        naive = any(
+            seq[i : i + n - 1] == list(words[:-1])
+            and (
+                seq[i + n - 1].startswith(words[-1])
+                if phrase.prefix
+                else seq[i + n - 1] == words[-1]
+            )
+            for i in range(len(seq) - n + 1)
+        )
+        assert phrase.found_in(seq) == naive, (seq, phrase)

@@ -68,16 +68,26 @@ class Phrase:
         """The FTS5 phrase: quoted, so that no token is ever read as an operator."""
         return '"' + " ".join(self.words) + '"' + ("*" if self.prefix else "")
 
-    def found_in(self, seq: Sequence[str]) -> bool:
-        """Whether the phrase occurs in a token sequence."""
-        n, words = len(self.words), self.words
-        for start in range(len(seq) - n + 1):
-            if all(
-                seq[start + i] == w or (self.prefix and i == n - 1 and seq[start + i].startswith(w))
-                for i, w in enumerate(words)
-            ):
+    def found_in(self, seq: list[str]) -> bool:
+        """Whether the phrase occurs in a token sequence (list.index does the scanning, in C)."""
+        words, prefix = self.words, self.prefix
+        head, n = words[0], len(words)
+        if n == 1:
+            return any(t.startswith(head) for t in seq) if prefix else head in seq
+        rest = words[1:-1] if prefix else words[1:]  # exactly; then a prefix last, if any
+        start = 0
+        while True:
+            try:
+                start = seq.index(head, start) + 1
+            except ValueError:
+                return False
+            end = start + len(rest)
+            if tuple(seq[start:end]) != rest:
+                continue
+            if not prefix:
                 return True
-        return False
+            if end < len(seq) and seq[end].startswith(words[-1]):
+                return True
 
 
 @dataclass(frozen=True, slots=True)
