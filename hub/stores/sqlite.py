@@ -44,6 +44,10 @@ log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 WRITER_SWITCH_INTERVAL = 0.001  # seconds (docs/benchmarks.md, session 5)
+# Search indexing after a commit, as a share of the commit interval: while the hub is busy (its
+# last batch this big) the index may lag, so that ingest keeps its speed (docs/history.md).
+BUSY_BATCH = 5_000
+INDEX_SHARE, INDEX_SHARE_BUSY = 0.5, 0.1
 
 
 @dataclass
@@ -235,9 +239,10 @@ class SQLiteStore:
                     # among the loop's own allocations, not in bulk on this thread's core.
                     self._call(self._committed, batch)
                     self._unindexed = True
+                busy = batch.size >= BUSY_BATCH
                 del batch
                 if self._unindexed and not self._stopping:
-                    self._index(conn)
+                    self._index(conn, busy)
                 if time.monotonic() >= next_retention and not self._stopping:
                     next_retention = time.monotonic() + self.settings.retention_interval
                     self._retain(conn)
@@ -347,10 +352,11 @@ class SQLiteStore:
             raise
         self.commits += 1
 
-    def _index(self, conn: sqlite3.Connection) -> None:
-        """Index committed records for search until half a commit interval has passed or the
-        next batch is due (hub/stores/search_index.py); a failure is logged and tried again."""
-        end = time.monotonic() + self.settings.commit_interval / 2
+    def _index(self, conn: sqlite3.Connection, busy: bool) -> None:
+        """Index committed records for search for a while, or until the next batch is due
+        (hub/stores/search_index.py); a failure is logged and tried again."""
+        share = INDEX_SHARE_BUSY if busy else INDEX_SHARE
+        end = time.monotonic() + self.settings.commit_interval * share
         wake = self._wake
 
         def stop() -> bool:
