@@ -8,7 +8,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from operator import attrgetter
 from pathlib import Path
@@ -18,10 +18,12 @@ import msgspec
 import pytest
 
 from hub.core.engines import EngineRecord
+from hub.core.hits import Cursor, SearchRequest
 from hub.core.ingested import Gap, Ingested
 from hub.core.logs import level_number
 from hub.core.metrics import MetricKind
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.searches import parse_query
 from hub.core.series import Bucket, Point, Tier
 from hub.settings import Settings
 from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
@@ -1002,3 +1004,94 @@ async def test_series_are_listed_and_read_back_by_step_the_same_by_every_store(
             assert await read_lines(second.store, nse) == want_nse
         else:
             assert await second.store.series_names("alpha") == []
+
+
+# -- #18 search: full-text search over what the store holds --------------------------------------
+
+
+def search_reference(
+    events: Sequence[EventRecord], logs: Sequence[LogRecord], request: SearchRequest
+) -> set[tuple[str, int]]:
+    """What a search selects, spelled out: filters and the query over message, logger, exc or
+    the payload's JSON text."""
+    found = set()
+    if request.event_type is None:
+        found |= {
+            ("log", r.id)
+            for r in logs
+            if request.log_ok(r) and request.query.matches((r.message, r.logger, r.exc or ""))
+        }
+    if request.min_level is None:
+        found |= {
+            ("event", e.id)
+            for e in events
+            if request.event_ok(e) and request.query.matches((bytes(e.payload).decode(),))
+        }
+    return found
+
+
+async def test_search_filters_and_pages_return_each_hit_once(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """search() answers words, phrases, prefixes, OR and exclusions with engine, level, type and
+    time filters; paging by its cursor returns each hit exactly once, newest first per kind."""
+    t0 = float(int(time.time()) - 600)
+    words = ["order", "rejected", "filled", "timeout", "broker", "margin"]
+    engines = {n: EngineRecord(n, t0, boot_id=BOOT) for n in ("alpha", "beta")}
+    events, logs = [], []
+    levels = ["DEBUG", "INFO", "WARNING", "ERROR"]
+    for i in range(1, 91):
+        engine = engines["alpha" if i % 4 else "beta"]
+        text = f"{words[i % 6]} {words[(i * 5) % 6]} by {words[(i // 6) % 6]}"
+        kind = ("order_event", "signal_event", "cycle")[i % 3]
+        events.append(event(i, 2 * i, t0 + i, engine.name, kind, note=text))
+        logs.append(log_line(i, 2 * i + 1, t0 + 90 - i, engine.name, levels[i % 4], text))
+    requests = [
+        SearchRequest(parse_query("rejected"), 7),
+        SearchRequest(parse_query('"filled by"'), 4),
+        SearchRequest(parse_query("ord* -timeout"), 5),
+        SearchRequest(parse_query("broker OR margin"), 6, engine="beta"),
+        SearchRequest(parse_query("order"), 3, min_level=level_number("WARNING")),
+        SearchRequest(
+            parse_query("note"), 8, event_type="signal_event", since=t0 + 20, until=t0 + 60
+        ),
+        SearchRequest(parse_query("rejected"), 5, since=t0 + 30, until=t0 + 50),
+        SearchRequest(parse_query("nothinglikethis"), 5),
+    ]
+    async with opened(backend.db(tmp_path)) as opened_store:
+        store = opened_store.store
+        for i in range(0, 90, 10):  # frames of ten, so chunks hold several events
+            engine = engines["alpha"]
+            hand(
+                store,
+                engine,
+                [e for e in events[i : i + 10] if e.engine == "alpha"],
+                [r for r in logs[i : i + 10] if r.engine == "alpha"],
+            )
+            beta = engines["beta"]
+            hand(
+                store,
+                beta,
+                [e for e in events[i : i + 10] if e.engine == "beta"],
+                [r for r in logs[i : i + 10] if r.engine == "beta"],
+            )
+        for engine in engines.values():
+            await opened_store.commits.wait(engine)
+        found: list[int] = []
+        for request in requests:
+            seen: list[tuple[str, int]] = []
+            cursor: Cursor | None = Cursor()
+            while cursor is not None:
+                page = await store.search(replace(request, cursor=cursor))
+                assert len(page.hits) <= request.limit
+                assert page.hits or cursor == Cursor(), "a next page promised and empty"
+                for kind in ("log", "event"):
+                    ids = [h.id for h in page.hits if h.kind == kind]
+                    assert ids == sorted(ids, reverse=True)
+                seen += [(h.kind, h.id) for h in page.hits]
+                cursor = page.next
+            assert len(seen) == len(set(seen)), request
+            assert set(seen) == search_reference(events, logs, request), request
+            found.append(len(seen))
+    assert all(found[:-1]) and found[-1] == 0, found  # every request but the last finds some
+    assert max(found) > 3 * 7  # and some take several pages

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from hub.core.hits import SearchPage, SearchRequest
 from hub.core.ingested import Ingested
 from hub.core.records import AuditRecord, EventRecord, LogRecord, utc
 from hub.core.silences import Silence
@@ -142,6 +143,9 @@ class HistoryStore(Protocol):
     async def history(self, kind: HistoryKind, query: HistoryQuery) -> list[Any]:
         """Stored events (EventRecord), log lines (LogRecord) or audit entries (AuditRecord)
         matching `query`, newest first (audit: `engine`, `since`, `until` and `limit` apply)."""
+
+    async def search(self, request: SearchRequest) -> SearchPage:
+        """Log lines and events matching a full-text query, newest first, a page at a time."""
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """One engine's events, logs, errors, gaps, metrics and boots over a window (docs/api.md).

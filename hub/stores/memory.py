@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import heapq
 import math
 import time
 from collections import deque
+from operator import attrgetter
 from typing import Any
 
+from hub.core.hits import (
+    SearchHit,
+    SearchPage,
+    SearchRequest,
+    event_hit,
+    log_hit,
+    merge,
+    payload_text,
+)
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.metrics import MetricKind, TagKey
@@ -29,6 +40,7 @@ from hub.stores.lines import MAX_SERIES_LINES, export_entry, lines, matches, pla
 
 __all__ = ["MemoryStore"]
 
+_id = attrgetter("id")
 MAX_BOOTS = 10_000  # the newest are kept
 MAX_GAPS = 10_000
 MAX_AUDIT = 10_000  # the newest are kept
@@ -232,6 +244,27 @@ class MemoryStore:
                 if len(out) >= query.limit:
                     break
         return out
+
+    async def search(self, request: SearchRequest) -> SearchPage:
+        """Full-text search over what memory holds, by the same rules as the SQLite store."""
+        query, limit = request.query, request.limit + 1  # one more: is there a next page
+        logs: list[SearchHit] = []
+        events: list[SearchHit] = []
+        if request.wants_logs:
+            matched = (
+                r
+                for r in self._logs
+                if request.log_ok(r) and query.matches((r.message, r.logger, r.exc or ""))
+            )
+            logs = [log_hit(r) for r in heapq.nlargest(limit, matched, key=_id)]
+        if request.wants_events:
+            found = (
+                e
+                for e in self._events
+                if query.matches_text(payload_text(e)) and request.event_ok(e)
+            )
+            events = [event_hit(e) for e in heapq.nlargest(limit, found, key=_id)]
+        return merge(request, logs, events)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle from what memory still holds, shaped as the SQLite store's."""

@@ -32,7 +32,8 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-# 8: #18 series: metric time series (series, series_points); 7: alert silences; 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
+# 8: #18 series (series, series_points) and search (full-text indexes); 7: alert silences;
+# 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
 # 1: row per event
 SCHEMA_VERSION = 8
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -96,6 +97,30 @@ CREATE TABLE IF NOT EXISTS series_points (
     total REAL NOT NULL, low REAL NOT NULL, high REAL NOT NULL, last REAL NOT NULL, sketch BLOB,
     p50 REAL, p95 REAL, p99 REAL, PRIMARY KEY (series, tier, start)) WITHOUT ROWID;
 -- #18 series end
+-- #18 search: contentless FTS5 indexes of log lines and of event chunks (one document per
+-- chunk, no positions: the search decodes a matching chunk and matches its events exactly).
+-- The writer indexes behind its commits (hub/stores/search_index.py); `upto` is the highest
+-- id indexed, so an upgraded file starts at 0 and is backfilled in the background. Deletes of
+-- indexed rows (retention) remove them from the index; a chunk retention rewrites is indexed
+-- again. A contentless 'delete' needs the text as indexed, hence sqlar_uncompress here.
+CREATE TABLE IF NOT EXISTS search_marks (name TEXT PRIMARY KEY, upto INTEGER NOT NULL);
+INSERT OR IGNORE INTO search_marks VALUES ('logs', 0), ('events', 0);
+CREATE VIRTUAL TABLE IF NOT EXISTS log_text USING fts5(message, logger, exc, content='');
+CREATE VIRTUAL TABLE IF NOT EXISTS event_text
+USING fts5(body, content='', detail=none, columnsize=0);
+CREATE TRIGGER IF NOT EXISTS log_text_delete AFTER DELETE ON logs
+WHEN OLD.id <= (SELECT upto FROM search_marks WHERE name = 'logs')
+BEGIN INSERT INTO log_text (log_text, rowid, message, logger, exc)
+      VALUES ('delete', OLD.id, OLD.message, OLD.logger, OLD.exc); END;
+CREATE TRIGGER IF NOT EXISTS event_text_delete AFTER DELETE ON event_chunks
+WHEN OLD.last_id <= (SELECT upto FROM search_marks WHERE name = 'events')
+BEGIN INSERT INTO event_text (event_text, rowid, body)
+      VALUES ('delete', OLD.last_id, CAST(sqlar_uncompress(OLD.body, OLD.size) AS TEXT)); END;
+CREATE TRIGGER IF NOT EXISTS event_text_rewrite AFTER INSERT ON event_chunks
+WHEN NEW.last_id <= (SELECT upto FROM search_marks WHERE name = 'events')
+BEGIN INSERT INTO event_text (rowid, body)
+      VALUES (NEW.last_id, CAST(sqlar_uncompress(NEW.body, NEW.size) AS TEXT)); END;
+-- end #18 search
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload, received) AS

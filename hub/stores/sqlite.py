@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from hub.core.hits import SearchPage, SearchRequest
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
@@ -44,6 +45,7 @@ from hub.stores.base import (
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
 from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
+from hub.stores.search_index import index_pending, search
 from hub.stores.series_sql import SeriesIds, read_series, read_series_names, write_points
 
 __all__ = ["SQLiteStore"]
@@ -52,6 +54,10 @@ log = logging.getLogger(__name__)
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.decode
 WRITER_SWITCH_INTERVAL = 0.001  # seconds (docs/benchmarks.md, session 5)
+# Search indexing after a commit, as a share of the commit interval: while the hub is busy (its
+# last batch this big) the index may lag, so that ingest keeps its speed (docs/history.md).
+BUSY_BATCH = 5_000
+INDEX_SHARE, INDEX_SHARE_BUSY = 0.5, 0.1
 
 
 @dataclass
@@ -128,6 +134,7 @@ class SQLiteStore:
         self._on_commit: CommitCallback | None = None
         self._writing_since: float | None = None  # the batch the writer holds, uncommitted
         self._series_ids = SeriesIds()  # the writer thread's only
+        self._unindexed = True  # committed records may wait for the search index
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -247,7 +254,11 @@ class SQLiteStore:
                     # The batch goes back to the loop with the acks: its records are freed there,
                     # among the loop's own allocations, not in bulk on this thread's core.
                     self._call(self._committed, batch)
+                    self._unindexed = True
+                busy = batch.size >= BUSY_BATCH
                 del batch
+                if self._unindexed and not self._stopping:
+                    self._index(conn, busy)
                 if time.monotonic() >= next_retention and not self._stopping:
                     next_retention = time.monotonic() + self.settings.retention_interval
                     self._retain(conn)
@@ -359,6 +370,23 @@ class SQLiteStore:
             raise
         self.commits += 1
 
+    def _index(self, conn: sqlite3.Connection, busy: bool) -> None:
+        """Index committed records for search for a while, or until the next batch is due
+        (hub/stores/search_index.py); a failure is logged and tried again."""
+        share = INDEX_SHARE_BUSY if busy else INDEX_SHARE
+        end = time.monotonic() + self.settings.commit_interval * share
+        wake = self._wake
+
+        def stop() -> bool:
+            return wake.is_set() or time.monotonic() >= end
+
+        try:
+            self._unindexed = index_pending(conn, stop)
+        except Exception as exc:  # searches scan what is not indexed; writes go on
+            log.warning(
+                "search indexing failed: %s", exc, exc_info=not isinstance(exc, sqlite3.Error)
+            )
+
     def _retain(self, conn: sqlite3.Connection) -> None:
         """One retention pass (hub/stores/retention.py); a failed one is logged and tried again."""
         self._series_ids.clear()  # retention may delete series rows
@@ -446,6 +474,11 @@ class SQLiteStore:
     async def series_names(self, engine: str) -> list[SeriesInfo]:
         """Every series of `engine` the file holds."""
         return await asyncio.to_thread(self._read, read_series_names, engine)
+
+    async def search(self, request: SearchRequest) -> SearchPage:
+        """One page of full-text search hits, newest first (read off the event loop)."""
+        page: SearchPage = await asyncio.to_thread(self._read, search, request)
+        return page
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle for one engine over a window."""

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from hub.settings import Settings
-from hub.web import admin, alert_routes, api, login, pages, series_api
+from hub.web import admin, alert_routes, api, login, pages, searches, series_api
 from hub.web.api import error_response
 from hub.web.auth import AuthMiddleware
 from hub.web.dashboard_ws import dashboard_endpoint
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/ws/engine", _websocket_only),
         Route("/ws/dashboard", _websocket_only),
         *login.routes,
+        *searches.routes,
         *pages.routes,
     ]
     # Outermost first: a trusted proxy's X-Forwarded-* make the scope what the client asked for,
