@@ -95,11 +95,11 @@ class Settings:
     retention_interval: float = 60.0
     export_max_records: int = 100_000
     # Metric time series (docs/history.md): fine buckets kept series_fine_days, coarse ones
-    # retention_days; a series beyond series_max_per_engine is live only (counted).
+    # retention_days; a series beyond max_history_series_per_engine is live only (counted).
     series_fine_step: float = 10.0
     series_fine_days: float = 1.0
     series_coarse_step: float = 300.0
-    series_max_per_engine: int = 500
+    max_history_series_per_engine: int = 500
     card_metrics: str = "session"  # which metric values cards show: session or lifetime
 
     # Engine protocol limits.

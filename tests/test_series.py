@@ -191,9 +191,9 @@ def test_a_quiet_series_closes_its_buckets_on_the_tick_and_partials_only_at_the_
 
 
 def test_series_beyond_the_cap_stay_live_and_their_values_are_counted() -> None:
-    """At series_max_per_engine tracked series, a further series gets no buckets; each of its
+    """At max_history_series_per_engine tracked series, a further series gets no buckets; each of its
     values counts as series_history_cap; another engine has its own cap."""
-    settings = Settings(series_max_per_engine=2)
+    settings = Settings(max_history_series_per_engine=2)
     drops: Counter[str] = Counter()
     registry, sampler = MetricRegistry.from_settings(settings, drops), Downsampler(settings, drops)
     for engine in ("alpha", "beta"):

@@ -8,7 +8,7 @@ way. Counters keep the sum of their increments (increments are never negative, s
 never a negative rate), gauges last/min/max/sum/count, histograms also a `Sketch` of the bucket's
 own observations: quantiles per bucket come from that bucket's values, not from the lifetime.
 
-Bounded: at most `series_max_per_engine` series of an engine get buckets (later ones stay live
+Bounded: at most `max_history_series_per_engine` series of an engine get buckets (later ones stay live
 only; each value they would have added is counted as `series_history_cap`), and at most
 `MAX_PENDING` points wait for the store (beyond: `series_pending_overflow`).
 """
@@ -151,7 +151,7 @@ class Downsampler:
     def __init__(self, settings: Settings, drops: Counter[str] | None = None) -> None:
         self.fine_step = settings.series_fine_step
         self.coarse_step = settings.series_coarse_step
-        self.max_series = settings.series_max_per_engine
+        self.max_series = settings.max_history_series_per_engine
         self.drops: Counter[str] = drops if drops is not None else Counter()
         self.open: set[SeriesBuckets] = set()  # series with an open bucket
         self.tracked: Counter[str] = Counter()  # series with buckets, per engine
