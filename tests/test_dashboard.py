@@ -523,8 +523,9 @@ HOSTILE = [
 ]
 OUR_IDS = re.compile(
     r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
-    r"|tz-toggle|filters|forget-form|alerts|alerts-nudge|alert-count|alert-badge"
+    r"|tz-toggle|filters|forget-form|alerts|alerts-nudge|alert-count|alert-badge|chart-form"
     r"|(card|state|metrics|elogs|esignals|eorders|positions|decisions|cycles|eerrors)-\d+"
+    r"|(charts|charts-nudge|chart-query)-\d+|chart-\d+-(loop|cycle|pnl|errors|rejects|pick)"
     r"|card-\d+-(beat|skew|loop|universe|positions|pnl|exposure|errors|drops|counters|spark))$"
 )
 HUB_SCRIPTS = [
@@ -541,9 +542,10 @@ PAGE_SHAPE = """
   pwned: typeof window.__pwned,
   csp: window.__csp,
   injected: document.querySelectorAll(
-    "img, button:not(#embed-form button, #forget-form button, #tz-toggle, #alerts button), " +
-    "script:not([src]), [hx-get]:not(#alerts, #alerts-nudge), [hx-trigger]:not(#alerts, #alerts-nudge), " +
-    "[hx-on\\\\:click], [onerror]").length,  // the embed and forget forms (admins), the alerts panel, its nudge and the time zone toggle are ours
+    "img, button:not(#embed-form button, #forget-form button, #chart-form button, #tz-toggle, #alerts button), " +
+    "script:not([src]), [hx-get]:not(#alerts, #alerts-nudge, [id^=charts-nudge-]), " +
+    "[hx-trigger]:not(#alerts, #alerts-nudge, [id^=charts-nudge-]), " +
+    "[hx-on\\\\:click], [onerror]").length,  // the embed, forget and chart forms, the alerts panel, the nudges and the time zone toggle are ours
   scripts: Array.from(document.scripts, (s) => new URL(s.src).pathname),
   hubStatus: Array.from(document.querySelectorAll("#hub-status"), (e) => e.textContent.trim()),
   ids: Array.from(document.querySelectorAll("[id]"), (e) => e.id),

@@ -21,8 +21,9 @@ from hub.stores import HistoryQuery
 from hub.web import hosts
 from hub.web.admin import forget_engine, forgotten_message
 from hub.web.api import error_response
+from hub.web.chart_pages import chart_context
 from hub.web.embeds import EMBED_PARAM, EmbedLinks
-from hub.web.params import small_form
+from hub.web.params import BadRequest, small_form
 from hub.web.runtime import Hub
 
 __all__ = ["csp", "routes"]
@@ -162,6 +163,12 @@ async def engine_page(request: Request) -> Response:
         "sections": sections,
         "logs": views.context(FragmentKey(Part.ELOGS, index), now)["lines"],
     }
+    try:  # its charts, for the range (and picked metric) in the URL
+        context |= await chart_context(hub, request, now, engine)
+    except BadRequest as exc:
+        return _page(
+            request, "error.html", {"status": "Bad chart request", "message": str(exc)}, 400
+        )
     return _page(request, "engine.html", context)
 
 
