@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from hub.core.chains import Link, Step
 from hub.core.ingested import Ingested
 from hub.core.records import AuditRecord, EventRecord, LogRecord, utc
 from hub.core.silences import Silence
@@ -93,6 +94,12 @@ class HistoryStore(Protocol):
     async def history(self, kind: HistoryKind, query: HistoryQuery) -> list[Any]:
         """Stored events (EventRecord), log lines (LogRecord) or audit entries (AuditRecord)
         matching `query`, newest first (audit: `engine`, `since`, `until` and `limit` apply)."""
+
+    async def chain(
+        self, event_id: int, seeds: Sequence[Link], limit: int
+    ) -> tuple[list[Step], bool]:
+        """The causal chain of `event_id` joined to `seeds` (links the caller already holds), in
+        time order, and whether it was cut at `limit`; empty when the store holds no link of it."""
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """One engine's events, logs, errors, gaps, metrics and boots over a window (docs/api.md).

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import Any
 
+from hub.core.chains import ChainIndex, Link, Step, walk
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.records import AuditRecord, EventRecord, LogRecord, MetricsSnapshot, utc
@@ -85,6 +87,7 @@ class MemoryStore:
         self._metrics: dict[str, tuple[MetricsSnapshot, float]] = {}  # and when it was noted
         self._audit: deque[AuditRecord] = deque(maxlen=MAX_AUDIT)
         self._silences: dict[int, Silence] = {}
+        self._chains = ChainIndex(capacity)
         self._export_limit = export_limit
         self._on_commit: CommitCallback = _ignore
 
@@ -96,6 +99,10 @@ class MemoryStore:
     def append(self, ingested: Ingested) -> None:
         """Keep what the core changed and report the engine's seq as committed."""
         self._events.extend(ingested.events)
+        if ingested.links:
+            by_id = {e.id: e for e in ingested.events}
+            for link in ingested.links:
+                self._chains.add(link, by_id.get(link.event_id))
         if ingested.logs:
             self._logs.extend(ingested.logs)
         if (
@@ -156,6 +163,17 @@ class MemoryStore:
                 if len(out) >= query.limit:
                     break
         return out
+
+    async def chain(
+        self, event_id: int, seeds: Sequence[Link], limit: int
+    ) -> tuple[list[Step], bool]:
+        """The chain of `event_id` from the links memory still holds, as the SQLite store's."""
+        start = self._chains.step(event_id)
+        if start is None and not seeds:
+            return [], False
+        links, cut = walk(self._chains, [*([start.link] if start else []), *seeds], limit)
+        steps = [self._chains.step(k.event_id) or Step(k, None) for k in links]
+        return steps, cut
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle from what memory still holds, shaped as the SQLite store's."""

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from hub.settings import Settings
-from hub.web import admin, alert_routes, api, login, pages
+from hub.web import admin, alert_routes, api, chains, login, pages
 from hub.web.api import error_response
 from hub.web.auth import AuthMiddleware
 from hub.web.dashboard_ws import dashboard_endpoint
@@ -94,6 +94,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *api.routes,
         *admin.routes,
         *alert_routes.routes,
+        *chains.routes,
         Route("/api/telemetry/stream", stream),
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/ws/engine", engine_endpoint),
