@@ -11,6 +11,7 @@ import pytest
 from playwright.async_api import Browser
 
 from hub.client import AsyncEngineClient
+from hub.core.chains import ChainIndex
 from tests.conftest import WAIT, RunningHub, connect_engine, running_hub, unique, watched_page
 
 FAST = {"flush_interval": 0.02, "backoff_base": 0.05, "backoff_max": 0.2, "close_timeout": 3.0}
@@ -45,10 +46,14 @@ async def test_chain_is_reassembled_from_history_after_a_restart(tmp_path: Path)
         async with AsyncEngineClient(running.ws_url, engine=name, **FAST) as client:
             await _record_chain(client)
     async with running_hub(db=db) as running:
-        assert len(running.hub.state.chains) == 0  # nothing in memory: history answers
         events = [e for e in await _events(running, name) if e["type"] != "cycle"]
         assert len(events) == 4
         ids = [e["id"] for e in events]
+        page = (await running.http.get(f"/engines/{name}")).text  # restored rows link too
+        for member in (ids[0], ids[1], ids[3]):  # signal, decision, the order's newest event
+            assert f'href="/chain?event_id={member}"' in page
+        assert len(running.hub.state.chains) == 4
+        running.hub.state.chains = ChainIndex()  # history alone must answer
         for member in ids:
             chain = await _chain(running, member)
             assert [s["event_id"] for s in chain["steps"]] == ids

@@ -67,6 +67,7 @@ class Restored:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # serialized series
     forgotten: dict[str, float] = field(default_factory=dict)  # engine -> when an admin forgot it
     silences: list[Silence] = field(default_factory=list)  # alert silences still in force
+    links: list[Link] = field(default_factory=list)  # chain links of `events` (#18 chain)
     next_event_id: int = 1
     next_log_id: int = 1
 

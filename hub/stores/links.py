@@ -10,11 +10,11 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from hub.core.chains import Link, Step, walk
+from hub.core.chains import CHAIN_CAPACITY, Link, Step, walk
 from hub.core.records import EventRecord
 from hub.stores.chunks import CHUNK_COLUMNS, decode_chunk
 
-__all__ = ["INSERT_LINK", "SQLiteLinks", "link_rows", "read_chain"]
+__all__ = ["INSERT_LINK", "SQLiteLinks", "link_rows", "read_chain", "restored_links"]
 
 INSERT_LINK = (
     "INSERT OR IGNORE INTO links (event_id, engine, boot_id, type, ts, ref, parent, cycle) "
@@ -92,3 +92,12 @@ def read_chain(
     links, cut = walk(source, [*([start] if start else []), *seeds], limit)
     events = _events(conn, links)
     return [Step(k, events.get(k.event_id)) for k in links], cut
+
+
+def restored_links(conn: sqlite3.Connection, first_id: int) -> list[Link]:
+    """The newest links from event `first_id` on (what a restarted hub's rings hold), oldest first."""
+    rows = conn.execute(
+        f"SELECT {_COLUMNS} FROM links WHERE event_id >= ? ORDER BY event_id DESC LIMIT ?",
+        (first_id, CHAIN_CAPACITY),
+    ).fetchall()
+    return [Link(*row) for row in reversed(rows)]

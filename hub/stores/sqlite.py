@@ -35,7 +35,7 @@ from hub.core.silences import Silence
 from hub.settings import Settings
 from hub.stores.base import CommitCallback, HistoryKind, HistoryQuery, Restored
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
-from hub.stores.links import INSERT_LINK, link_rows, read_chain
+from hub.stores.links import INSERT_LINK, link_rows, read_chain, restored_links
 from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
 
@@ -371,6 +371,8 @@ class SQLiteStore:
             query = HistoryQuery(settings.ring_capacity(kind), event_type=kind)
             restored.events += reversed(read_events(conn, query))
         restored.events.sort(key=lambda e: e.id)
+        if restored.events:
+            restored.links = restored_links(conn, restored.events[0].id)
         for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():
             restored.logs += reversed(
                 read_logs(conn, HistoryQuery(settings.log_tail_lines, engine=engine))
