@@ -38,15 +38,17 @@ def stage_of(event_type: str, payload: dict[str, Any] | None) -> str:
 
 
 def duration_text(seconds: float) -> str:
-    """A duration as people read it: 0.4 ms, 420 ms, 3.2 s, 12 min."""
+    """A duration as people read it: 0.4 ms, 420 ms, 3.2 s, 12 min, 2.5 h."""
     ms = seconds * 1000
     if ms < 10:
         return f"{ms:.1f} ms"
-    if ms < 10_000:
+    if ms < 1000:
         return f"{ms:.0f} ms"
-    if seconds < 600:
+    if seconds < 60:
         return f"{seconds:.1f} s"
-    return f"{seconds / 60:.0f} min"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 def timeline_url(engine: str, ts: float) -> str:
