@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Protocol, TypeVar
 
 from msgspec import UNSET
@@ -116,9 +117,10 @@ class ChainIndex:
         self._order: deque[int] = deque()  # event ids, oldest first
         self._steps: dict[int, Step] = {}
         # (engine, boot_id, ref / parent ref / cycle) -> event ids, oldest first
-        self._refs: dict[tuple[str, str, int], list[int]] = {}
-        self._children: dict[tuple[str, str, int], list[int]] = {}
-        self._cycles: dict[tuple[str, str, str], list[int]] = {}
+        # deques: forgetting takes the oldest of a key, O(1) however many events share it
+        self._refs: dict[tuple[str, str, int], deque[int]] = {}
+        self._children: dict[tuple[str, str, int], deque[int]] = {}
+        self._cycles: dict[tuple[str, str, str], deque[int]] = {}
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -133,11 +135,11 @@ class ChainIndex:
         self._steps[link.event_id] = Step(link, event)
         key = (link.engine, link.boot_id)
         if link.ref is not None:
-            self._refs.setdefault((*key, link.ref), []).append(link.event_id)
+            self._refs.setdefault((*key, link.ref), deque()).append(link.event_id)
         if link.parent is not None:
-            self._children.setdefault((*key, link.parent), []).append(link.event_id)
+            self._children.setdefault((*key, link.parent), deque()).append(link.event_id)
         if link.cycle is not None:
-            self._cycles.setdefault((*key, link.cycle), []).append(link.event_id)
+            self._cycles.setdefault((*key, link.cycle), deque()).append(link.event_id)
 
     def _forget(self, event_id: int) -> None:
         step = self._steps.pop(event_id)
@@ -158,8 +160,8 @@ class ChainIndex:
         """Whether the event of that id is a chain member held here."""
         return event_id in self._steps
 
-    def _links(self, ids: list[int] | None, limit: int) -> list[Link]:
-        return [self._steps[i].link for i in (ids or ())[:limit]]
+    def _links(self, ids: deque[int] | None, limit: int) -> list[Link]:
+        return [self._steps[i].link for i in islice(ids or (), limit)]
 
     def by_ref(self, engine: str, boot_id: str, ref: int, limit: int) -> list[Link]:
         """Events whose own ref is `ref`."""
@@ -174,13 +176,13 @@ class ChainIndex:
         return self._links(self._cycles.get((engine, boot_id, cycle)), limit)
 
 
-def _drop_first(index: dict[K, list[int]], key: K, event_id: int) -> None:
+def _drop_first(index: dict[K, deque[int]], key: K, event_id: int) -> None:
     """Remove `event_id` (the oldest of its key, as ids are forgotten in order) from `index`."""
     ids = index.get(key)
     if ids is None:
         return
     if ids[0] == event_id:
-        del ids[0]
+        ids.popleft()
     elif event_id in ids:
         ids.remove(event_id)
     if not ids:

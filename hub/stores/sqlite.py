@@ -275,7 +275,7 @@ class SQLiteStore:
         try:
             insert_many(conn, INSERT_CHUNK, rows)
             if batch.links:
-                conn.executemany(INSERT_LINK, link_rows(batch.links))
+                insert_many(conn, INSERT_LINK, link_rows(batch.links))  # one step, not one per row
             insert_many(
                 conn,
                 "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra, received) "
