@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Hashable, Iterable
-from dataclasses import dataclass
 from itertools import islice
 from typing import Protocol, TypeVar
 
+import msgspec
 from msgspec import UNSET
 
 from hub.core.messages import ChainLink
@@ -33,11 +33,15 @@ __all__ = [
 MAX_CHAIN = 100  # members of one chain at most; a longer one is cut (and says so)
 CHAIN_CAPACITY = 50_000  # chained events the hub keeps in memory (the oldest are forgotten)
 K = TypeVar("K", bound=Hashable)
+Ids = int | deque[int]  # the event ids under one key, oldest first
 
 
-@dataclass(frozen=True, slots=True)
-class Link:
-    """One chained event: where it is, when it happened, and the refs that join it to others."""
+class Link(msgspec.Struct, frozen=True, gc=False):
+    """One chained event: where it is, when it happened, and the refs that join it to others.
+
+    gc=False (as the records): tens of thousands are held, and tracking them made every
+    collection of the ingest path's garbage scan them all.
+    """
 
     event_id: int
     engine: str
@@ -49,8 +53,7 @@ class Link:
     cycle: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
+class Step(msgspec.Struct, frozen=True, gc=False):
     """A member of a chain and its event (None: history no longer holds the event)."""
 
     link: Link
@@ -117,10 +120,11 @@ class ChainIndex:
         self._order: deque[int] = deque()  # event ids, oldest first
         self._steps: dict[int, Step] = {}
         # (engine, boot_id, ref / parent ref / cycle) -> event ids, oldest first
-        # deques: forgetting takes the oldest of a key, O(1) however many events share it
-        self._refs: dict[tuple[str, str, int], deque[int]] = {}
-        self._children: dict[tuple[str, str, int], deque[int]] = {}
-        self._cycles: dict[tuple[str, str, str], deque[int]] = {}
+        # One id per key as a plain int (the usual case: small, nothing more to allocate), a deque
+        # from the second on, so forgetting the oldest is O(1) however many events share a key.
+        self._refs: dict[tuple[str, str, int], Ids] = {}
+        self._children: dict[tuple[str, str, int], Ids] = {}
+        self._cycles: dict[tuple[str, str, str], Ids] = {}
 
     def __len__(self) -> int:
         return len(self._steps)
@@ -133,13 +137,13 @@ class ChainIndex:
             self._forget(self._order.popleft())
         self._order.append(link.event_id)
         self._steps[link.event_id] = Step(link, event)
-        key = (link.engine, link.boot_id)
+        engine, boot_id, event_id = link.engine, link.boot_id, link.event_id
         if link.ref is not None:
-            self._refs.setdefault((*key, link.ref), deque()).append(link.event_id)
+            _keep(self._refs, (engine, boot_id, link.ref), event_id)
         if link.parent is not None:
-            self._children.setdefault((*key, link.parent), deque()).append(link.event_id)
+            _keep(self._children, (engine, boot_id, link.parent), event_id)
         if link.cycle is not None:
-            self._cycles.setdefault((*key, link.cycle), deque()).append(link.event_id)
+            _keep(self._cycles, (engine, boot_id, link.cycle), event_id)
 
     def _forget(self, event_id: int) -> None:
         step = self._steps.pop(event_id)
@@ -160,8 +164,12 @@ class ChainIndex:
         """Whether the event of that id is a chain member held here."""
         return event_id in self._steps
 
-    def _links(self, ids: deque[int] | None, limit: int) -> list[Link]:
-        return [self._steps[i].link for i in islice(ids or (), limit)]
+    def _links(self, ids: Ids | None, limit: int) -> list[Link]:
+        if ids is None:
+            return []
+        if isinstance(ids, int):
+            return [self._steps[ids].link]
+        return [self._steps[i].link for i in islice(ids, limit)]
 
     def by_ref(self, engine: str, boot_id: str, ref: int, limit: int) -> list[Link]:
         """Events whose own ref is `ref`."""
@@ -176,14 +184,29 @@ class ChainIndex:
         return self._links(self._cycles.get((engine, boot_id, cycle)), limit)
 
 
-def _drop_first(index: dict[K, deque[int]], key: K, event_id: int) -> None:
+def _keep(index: dict[K, Ids], key: K, event_id: int) -> None:
+    """Add `event_id` under `key`."""
+    ids = index.get(key)
+    if ids is None:
+        index[key] = event_id
+    elif isinstance(ids, int):
+        index[key] = deque((ids, event_id))
+    else:
+        ids.append(event_id)
+
+
+def _drop_first(index: dict[K, Ids], key: K, event_id: int) -> None:
     """Remove `event_id` (the oldest of its key, as ids are forgotten in order) from `index`."""
     ids = index.get(key)
     if ids is None:
+        return
+    if isinstance(ids, int):
+        if ids == event_id:
+            del index[key]
         return
     if ids[0] == event_id:
         ids.popleft()
     elif event_id in ids:
         ids.remove(event_id)
-    if not ids:
-        del index[key]
+    if len(ids) == 1:
+        index[key] = ids[0]
