@@ -3,7 +3,8 @@
 Run from the repository root: `.venv/bin/python benchmarks/ingest.py` (about a minute),
 `--quick` (a few seconds, smoke test), `--seconds N` (sending time of each timed run),
 `--profile hub.prof` (cProfile of the hub during its timed runs), `--limits on` (per-engine rate
-limits on but never reached: their per-frame cost). See docs/benchmarks.md.
+limits on but never reached: their per-frame cost), `--chain` (every event carries a causal-chain
+link: the worst case of chains). See docs/benchmarks.md.
 
 What is compared. Two servers, each in its own spawned process (so neither shares an event loop or
 the GIL with the load generator), on 127.0.0.1, with the same uvicorn configuration built by
