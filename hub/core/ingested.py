@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hub.core.chains import Link
 from hub.core.decoding import Rejected
 from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
 from hub.core.series import Point
@@ -46,6 +47,7 @@ class Ingested:
         "events",
         "frame",
         "gaps",
+        "links",
         "logs",
         "points",
         "received",
@@ -66,6 +68,7 @@ class Ingested:
         # the store may keep it verbatim instead of encoding the records again.
         self.frame: bytes | None = None
         self.received = 0.0  # when `frame` came: the ts of its events that carry none
+        self.links: list[Link] = []  # events of `events` that carry a chain link
         self.logs: list[LogRecord] = []
         self.rejected: list[Rejected] = []
         self.gaps: list[Gap] = []

@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from hub.core.chains import ChainIndex
 from hub.core.engines import EngineRecord
 from hub.core.records import EventRecord
 from hub.core.state import HubState
@@ -305,7 +306,7 @@ class Views:
             orders = fold_orders(state.rings.recent(ORDER_SCAN, "order_event"), TABLE_ROWS)
             return {"table": part.value, "rows": self._order_rows(orders), "where": self._where()}
         if part in _TABLES:
-            rows = _rows(state.rings.recent(TABLE_ROWS, _TABLES[part]))
+            rows = _rows(state.rings.recent(TABLE_ROWS, _TABLES[part]), state.chains)
             return {"table": part.value, "rows": rows, "where": self._where()}
         if part is Part.LOGS:
             lines = self._all_logs(LOG_ROWS)
@@ -340,7 +341,9 @@ class Views:
             recent = state.rings.recent(ORDER_SCAN, "order_event", engine.name)
             rows = self._order_rows(fold_orders(recent, SECTION_ROWS))
         else:
-            rows = _rows(state.rings.recent(SECTION_ROWS, _SECTIONS[part], engine.name))
+            rows = _rows(
+                state.rings.recent(SECTION_ROWS, _SECTIONS[part], engine.name), state.chains
+            )
         return {**base, "section": part.value, "rows": rows}
 
     def frame(self, keys: Iterable[FragmentKey], now: float, cache: dict[FragmentKey, str]) -> str:
@@ -383,7 +386,16 @@ class Views:
         }
 
     def _order_rows(self, orders: list[OrderRow]) -> list[dict[str, Any]]:
-        return [{"timestamp": o.last_ts, "engine": o.engine, "order": o} for o in orders]
+        chains = self.state.chains
+        return [
+            {
+                "timestamp": o.last_ts,
+                "engine": o.engine,
+                "order": o,
+                "chain": next((i for i in o.ids if chains.has(i)), None),
+            }
+            for o in orders
+        ]
 
     def _all_logs(self, limit: int) -> list[Any]:
         tails = [reversed(tail) for tail in self.state.logs.tails.values()]
@@ -393,10 +405,18 @@ class Views:
         return lines
 
 
-def _rows(records: list[EventRecord]) -> list[dict[str, Any]]:
-    """Table rows: the payload is decoded here, only for the rows a page shows."""
+def _rows(records: list[EventRecord], chains: ChainIndex) -> list[dict[str, Any]]:
+    """Table rows: the payload is decoded here, only for the rows a page shows; `chain` is the
+    event's id when it belongs to a causal chain (the row links to /chain)."""
     return [
-        {"timestamp": r.ts, "engine": r.engine, "seq": r.seq, "payload": r.data()} for r in records
+        {
+            "timestamp": r.ts,
+            "engine": r.engine,
+            "seq": r.seq,
+            "payload": r.data(),
+            "chain": r.id if chains.has(r.id) else None,
+        }
+        for r in records
     ]
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from hub.core.chains import Link, Step
 from hub.core.hits import SearchPage, SearchRequest
 from hub.core.ingested import Ingested
 from hub.core.records import AuditRecord, EventRecord, LogRecord, utc
@@ -70,6 +71,7 @@ class Restored:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # serialized series
     forgotten: dict[str, float] = field(default_factory=dict)  # engine -> when an admin forgot it
     silences: list[Silence] = field(default_factory=list)  # alert silences still in force
+    links: list[Link] = field(default_factory=list)  # chain links of `events` (#18 chain)
     next_event_id: int = 1
     next_log_id: int = 1
 
@@ -146,6 +148,12 @@ class HistoryStore(Protocol):
 
     async def search(self, request: SearchRequest) -> SearchPage:
         """Log lines and events matching a full-text query, newest first, a page at a time."""
+
+    async def chain(
+        self, event_id: int, seeds: Sequence[Link], limit: int
+    ) -> tuple[list[Step], bool]:
+        """The causal chain of `event_id` joined to `seeds` (links the caller already holds), in
+        time order, and whether it was cut at `limit`; empty when the store holds no link of it."""
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """One engine's events, logs, errors, gaps, metrics and boots over a window (docs/api.md).

@@ -6,9 +6,11 @@ import heapq
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
+from hub.core.chains import ChainIndex, Link, Step, walk
 from hub.core.hits import (
     SearchHit,
     SearchPage,
@@ -118,6 +120,7 @@ class MemoryStore:
         self._metrics: dict[str, tuple[MetricsSnapshot, float]] = {}  # and when it was noted
         self._audit: deque[AuditRecord] = deque(maxlen=MAX_AUDIT)
         self._silences: dict[int, Silence] = {}
+        self._chains = ChainIndex(capacity)
         self._export_limit = export_limit
         self._on_commit: CommitCallback = _ignore
 
@@ -129,6 +132,10 @@ class MemoryStore:
     def append(self, ingested: Ingested) -> None:
         """Keep what the core changed and report the engine's seq as committed."""
         self._events.extend(ingested.events)
+        if ingested.links:
+            by_id = {e.id: e for e in ingested.events}
+            for link in ingested.links:
+                self._chains.add(link, by_id.get(link.event_id))
         if ingested.logs:
             self._logs.extend(ingested.logs)
         if (
@@ -265,6 +272,17 @@ class MemoryStore:
             )
             events = [event_hit(e) for e in heapq.nlargest(limit, found, key=_id)]
         return merge(request, logs, events)
+
+    async def chain(
+        self, event_id: int, seeds: Sequence[Link], limit: int
+    ) -> tuple[list[Step], bool]:
+        """The chain of `event_id` from the links memory still holds, as the SQLite store's."""
+        start = self._chains.step(event_id)
+        if start is None and not seeds:
+            return [], False
+        links, cut = walk(self._chains, [*([start.link] if start else []), *seeds], limit)
+        steps = [self._chains.step(k.event_id) or Step(k, None) for k in links]
+        return steps, cut
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle from what memory still holds, shaped as the SQLite store's."""

@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-# 8: #18 series (series, series_points) and search (full-text indexes); 7: alert silences;
-# 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
+# 8: #18 series (series, series_points), search (full-text indexes) and chain (links);
+# 7: alert silences; 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
 # 1: row per event
 SCHEMA_VERSION = 8
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -121,6 +121,16 @@ WHEN NEW.last_id <= (SELECT upto FROM search_marks WHERE name = 'events')
 BEGIN INSERT INTO event_text (rowid, body)
       VALUES (NEW.last_id, CAST(sqlar_uncompress(NEW.body, NEW.size) AS TEXT)); END;
 -- end #18 search
+-- #18 chain: one row per event that carried a chain link (hub/core/chains.py), written by the
+-- writer with its event; refs are per (engine, boot). A new table: nothing to backfill.
+CREATE TABLE IF NOT EXISTS links (
+    event_id INTEGER PRIMARY KEY, engine TEXT NOT NULL, boot_id TEXT NOT NULL,
+    type TEXT NOT NULL, ts REAL NOT NULL, ref INTEGER, parent INTEGER, cycle TEXT);
+CREATE INDEX IF NOT EXISTS links_ref ON links (engine, boot_id, ref) WHERE ref IS NOT NULL;
+CREATE INDEX IF NOT EXISTS links_parent ON links (engine, boot_id, parent)
+    WHERE parent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS links_cycle ON links (engine, boot_id, cycle) WHERE cycle IS NOT NULL;
+-- #18 chain end
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload, received) AS

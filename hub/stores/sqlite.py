@@ -21,11 +21,13 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from hub.core.chains import Link, Step
 from hub.core.hits import SearchPage, SearchRequest
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
@@ -43,6 +45,7 @@ from hub.stores.base import (
     SeriesQuery,
 )
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
+from hub.stores.links import INSERT_LINK, link_rows, read_chain, restored_links
 from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
 from hub.stores.search_index import index_pending, search
@@ -67,6 +70,7 @@ class _Batch:
     # each frame's events: verbatim, or as records when the frame is not all one type's events
     frames: list[list[EventRecord] | Frame] = field(default_factory=list)
     events: int = 0  # in all frames
+    links: list[Link] = field(default_factory=list)  # of those events that carry one
     logs: list[tuple[LogRecord, str]] = field(default_factory=list)
     gaps: list[tuple[str, str, int, int, str, float]] = field(default_factory=list)
     commits: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -86,6 +90,7 @@ class _Batch:
         """Nothing at all to write."""
         return not (
             self.frames
+            or self.links
             or self.logs
             or self.gaps
             or self.commits
@@ -100,6 +105,7 @@ class _Batch:
         """Put a batch that failed to commit back in front of this one."""
         self.frames[:0] = older.frames
         self.events += older.events
+        self.links[:0] = older.links
         self.logs[:0] = older.logs
         self.gaps[:0] = older.gaps
         self.boots[:0] = older.boots
@@ -191,6 +197,8 @@ class SQLiteStore:
                     kept = None if text is None else verbatim(events, text, ingested.received)
                     batch.frames.append(events if kept is None else kept)
                     batch.events += len(events)
+                    if ingested.links:
+                        batch.links.extend(ingested.links)
                 batch.logs.extend((record, boot_id) for record in ingested.logs)
             for gap in ingested.gaps:
                 batch.gaps.append(
@@ -294,6 +302,8 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             insert_many(conn, INSERT_CHUNK, rows)
+            if batch.links:
+                insert_many(conn, INSERT_LINK, link_rows(batch.links))  # one step, not one per row
             insert_many(
                 conn,
                 "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra, received) "
@@ -408,6 +418,8 @@ class SQLiteStore:
             query = HistoryQuery(settings.ring_capacity(kind), event_type=kind)
             restored.events += reversed(read_events(conn, query))
         restored.events.sort(key=lambda e: e.id)
+        if restored.events:
+            restored.links = restored_links(conn, restored.events[0].id)
         for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():
             restored.logs += reversed(
                 read_logs(conn, HistoryQuery(settings.log_tail_lines, engine=engine))
@@ -479,6 +491,12 @@ class SQLiteStore:
         """One page of full-text search hits, newest first (read off the event loop)."""
         page: SearchPage = await asyncio.to_thread(self._read, search, request)
         return page
+
+    async def chain(
+        self, event_id: int, seeds: Sequence[Link], limit: int
+    ) -> tuple[list[Step], bool]:
+        """The stored causal chain of `event_id` (hub/stores/links.py), read off the event loop."""
+        return await asyncio.to_thread(self._read, read_chain, event_id, seeds, limit)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle for one engine over a window."""
