@@ -16,7 +16,8 @@ ALLOWED: dict[str, set[str]] = {
     "client": {"core.messages"},
     "stores": {"core"},
     "live": {"core"},
-    "web": {"core", "live", "stores"},
+    "web": {"core", "live", "stores", "cluster"},
+    "cluster": {"core"},  # Redis Streams between nodes; the only package that imports redis
     "demo": {"web", "stores", "client"},
     "tui": {"core"},  # a client of the hub's HTTP API and SSE stream, nothing of the server
     # compat and bridge: the replaced systems' APIs and files, over the engine library only.
@@ -32,9 +33,10 @@ FORBIDDEN_THIRD_PARTY: dict[str, set[str]] = {
     "tui": {"starlette", "uvicorn", "jinja2", "sqlite3", "websockets"},
     "compat": {"starlette", "uvicorn", "jinja2", "sqlite3", "prometheus_client"},
     "bridge": {"starlette", "uvicorn", "jinja2", "sqlite3", "prometheus_client"},
+    "cluster": {"starlette", "uvicorn", "jinja2", "sqlite3", "websockets"},
 }
 # Dependencies only one part needs are imported only there (a server never loads textual).
-ONLY_IN: dict[str, str] = {"textual": "tui", "rich": "tui", "httpx": "tui"}
+ONLY_IN: dict[str, str] = {"textual": "tui", "rich": "tui", "httpx": "tui", "redis": "cluster"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -92,6 +94,7 @@ def test_every_module_belongs_to_a_room() -> None:
     assert sorted(p.name for p in HUB.iterdir() if p.is_dir() and p.name != "__pycache__") == [
         "bridge",
         "client",
+        "cluster",
         "compat",
         "core",
         "demo",
@@ -103,7 +106,8 @@ def test_every_module_belongs_to_a_room() -> None:
 
 
 def test_single_use_dependencies_stay_in_their_package() -> None:
-    """textual, rich and httpx are imported only by hub/tui (and the CLI's lazy `tui` command)."""
+    """textual, rich and httpx are imported only by hub/tui (and the CLI's lazy `tui` command),
+    redis only by hub/cluster."""
     bad = [
         f"{path.relative_to(HUB.parent)} imports {name}"
         for path in sorted(HUB.rglob("*.py"))
