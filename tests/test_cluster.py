@@ -135,6 +135,8 @@ async def test_redis_down_keeps_local_serving_then_catches_up(tmp_path: Path) ->
         health = (await a.http.get("/healthz")).json()
         assert health["status"] == "degraded" and health["cluster"]["state"] == "degraded"
         assert any(r.startswith("cluster degraded") for r in health["reasons"])
+        await until(lambda: a.hub.views.cluster_note is not None, "the ticker noted it")
+        assert "cluster degraded" in (await a.http.get("/")).text
         local = await a.get("/api/telemetry/events", engine=name)
         assert sorted(e["seq"] for e in local["events"]) == [1, 2, 3]  # still served live
         assert engine.acked == 1 and a.hub.state.engines[name].committed == 1  # no ack
@@ -147,6 +149,25 @@ async def test_redis_down_keeps_local_serving_then_catches_up(tmp_path: Path) ->
             events = await node.get("/api/telemetry/events", engine=name, limit=100)
             assert sorted(e["seq"] for e in events["events"]) == [1, 2, 3]
         await engine.close()
+
+
+async def test_a_full_buffer_closes_engine_sockets_until_redis_returns(tmp_path: Path) -> None:
+    """Beyond cluster_buffer frames held for Redis, engine sockets close 1013 (the client keeps
+    its unacked messages) and new ones are refused until the buffer drains."""
+    name = unique("full")
+    async with redis_server(tmp_path) as server, nodes(server, "a", cluster_buffer=2) as (a,):
+        engine = await connect_engine(a, name)
+        await server.stop()
+        await engine.send(*({"kind": "event", "type": "cycle", "payload": {}} for _ in range(3)))
+        async with asyncio.timeout(WAIT):
+            await engine.ws.wait_closed()
+        assert engine.ws.close_code == 1013 and "buffer is full" in engine.ws.close_reason
+        assert a.hub.state.stats.drops["cluster_buffer_full"] >= 1
+        await server.start()
+        await until(lambda: not a.hub.cluster.full, "the buffer drained into Redis")
+        again = await connect_engine(a, name, boot_id=engine.boot_id)
+        assert again.welcome["last_seq"] == 3  # every frame held went to Redis
+        await again.close()
 
 
 async def test_single_node_status_is_local() -> None:

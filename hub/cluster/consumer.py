@@ -2,8 +2,9 @@
 
 It starts from the oldest entry the stream keeps, so a node that joins (or restarts with an
 empty store) catches up on what the cluster retained; dedupe by (engine, boot_id, seq) makes a
-re-read harmless. Before each read it asks Redis the newest id trimming deleted: past the last
-id this node read means entries it never saw are gone, and the hub records a visible gap.
+re-read harmless. Each read asks Redis, in the same transaction, how many entries were ever
+trimmed (`entries-added` - `length`): more than this node has passed means entries it never read
+are gone, and the hub records a visible gap. Only head trimming deletes entries (never XDEL).
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from redis.exceptions import RedisError, ResponseError
@@ -38,15 +38,14 @@ class Consumer:
         settings: Settings,
         stream_key: str,
         node_id: str,
-        on_problem: Callable[[str | None], None],
     ) -> None:
         self.settings = settings
         self.stream_key = stream_key
         self.node_id = node_id
         self.last: StreamId = (0, 0)
+        self.position: int | None = None  # how many entries ever added precede `last`'s successor
         self.problem: str | None = None
         self.connected = False
-        self._on_problem = on_problem
         self._redis = connect(settings)
 
     async def close(self) -> None:
@@ -59,43 +58,55 @@ class Consumer:
         failures = 0
         while True:
             try:
-                await self._check_trimmed(sink)
-                reply = await self._redis.xread(
-                    {self.stream_key: "{}-{}".format(*self.last)}, count=_COUNT, block=_BLOCK_MS
-                )
+                entries = await self._read(sink)
+                if not entries:
+                    await self._wait()
             except (RedisError, OSError) as exc:
-                self.problem = describe(exc, self.settings.cluster_url)
-                self._on_problem(self.problem)
+                problem = describe(exc, self.settings.cluster_url)
+                if problem != self.problem:
+                    log.warning("cluster degraded: cannot read the stream: %s", problem)
+                self.problem = problem
                 await asyncio.sleep(_RETRY[min(failures, len(_RETRY) - 1)])
                 failures += 1
                 continue
             if self.problem is not None:
                 log.info("cluster: reading the stream again from %s-%s", *self.last)
             failures, self.problem, self.connected = 0, None, True
-            self._on_problem(None)
-            streams: list[Any] = list(reply or ())
-            for _, entries in streams:
-                for raw_id, fields in entries:
-                    at = stream_id(raw_id)
-                    self.last = at
-                    try:
-                        entry = decode_entry(fields)
-                    except ValueError as exc:
-                        log.warning("skipping cluster entry %s-%s: %s", *at, exc)
-                        continue
-                    if entry.node != self.node_id:
-                        sink.received(at, entry)
-                await asyncio.sleep(0)  # a long catch-up must not starve engine sockets
+            for raw_id, fields in entries:
+                at = stream_id(raw_id)
+                self.last = at
+                try:
+                    entry = decode_entry(fields)
+                except ValueError as exc:
+                    log.warning("skipping cluster entry %s-%s: %s", *at, exc)
+                    continue
+                if entry.node != self.node_id:
+                    sink.received(at, entry)
+            await asyncio.sleep(0)  # a long catch-up must not starve engine sockets
 
-    async def _check_trimmed(self, sink: ClusterSink) -> None:
-        """Report entries trimmed after the last one this node read (a node that was away)."""
-        if self.last == (0, 0):
-            return  # a node that read nothing yet never held what was trimmed before it came
-        try:
-            info = await self._redis.xinfo_stream(self.stream_key)
-        except ResponseError:
-            return  # no stream yet
-        deleted = stream_id(info.get("max-deleted-entry-id") or b"0-0")
-        if deleted > self.last:
-            sink.missed(self.last, deleted)
-            self.last = deleted
+    async def _read(self, sink: ClusterSink) -> list[Any]:
+        """Entries after `last`, and (atomically with them) how many were ever trimmed: more
+        than this node has passed means entries it never read are gone."""
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xinfo_stream(self.stream_key)
+            pipe.xread({self.stream_key: "{}-{}".format(*self.last)}, count=_COUNT)
+            try:
+                info, reply = await pipe.execute()
+            except ResponseError:
+                return []  # no stream yet: nobody published
+        trimmed = int(info["entries-added"]) - int(info["length"])
+        if self.position is None:
+            self.position = trimmed  # a node that just came never held what went before
+        elif trimmed > self.position:
+            sink.missed(self.last, stream_id(info.get("recorded-first-entry-id") or b"0-0"))
+            self.position = trimmed
+        streams: list[Any] = list(reply or ())
+        entries: list[Any] = streams[0][1] if streams else []
+        self.position += len(entries)
+        return entries
+
+    async def _wait(self) -> None:
+        """Block until something new is in the stream (the next `_read` takes it)."""
+        await self._redis.xread(
+            {self.stream_key: "{}-{}".format(*self.last)}, count=1, block=_BLOCK_MS
+        )

@@ -57,7 +57,7 @@ class RedisCluster:
         self._problem: str | None = None
         self._writer = connect(settings)
         self._script = self._writer.register_script(DEDUPE_XADD)
-        self.consumer = Consumer(settings, self.stream_key, node_id, self._set_reader_problem)
+        self.consumer = Consumer(settings, self.stream_key, node_id)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -97,10 +97,6 @@ class RedisCluster:
         with contextlib.suppress(RedisError, OSError):
             await self._writer.aclose()
         await self.consumer.close()
-
-    def _set_reader_problem(self, problem: str | None) -> None:
-        if problem and self._state is not ClusterState.DEGRADED:
-            log.warning("cluster degraded: reading the stream failed: %s", problem)
 
     async def _publish(self, sink: ClusterSink) -> None:
         """Send queued entries in batches; on failure keep them and retry, saying so."""
