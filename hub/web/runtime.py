@@ -134,6 +134,11 @@ class Hub:
         on_commit = self._stored if self.cluster.enabled else self.acknowledge
         restored = await self.store.start(on_commit)
         restore(self.state, restored, time.time())
+        if self.cluster.enabled:
+            # What this node stored may never have reached Redis (it died degraded): a welcome
+            # must promise only what the stream holds, which the reader re-establishes.
+            for engine in self.state.engines.values():
+                engine.committed = 0
         self.alerting.start(restored.silences, time.time())
         await self.cluster.start(self.replication)
         self._tasks.append(asyncio.create_task(self._tick(), name="hub-ticker"))
