@@ -155,12 +155,18 @@ class EngineSession:
         """Redis has been away longer than the buffer holds: close every engine socket (their
         clients keep what is unacked and resend it), and take none until the buffer drains."""
         hub = self.hub
+        sessions = [
+            s for s in hub.sessions.values() if isinstance(s, EngineSession) and not s.closing
+        ]
+        if not sessions:
+            return  # already closing them: one warning per episode, not per frame
         hub.state.stats.drops["cluster_buffer_full"] += 1
         log.warning(
-            "cluster degraded and %d frames held: closing engine sockets until Redis is back",
+            "cluster degraded and %d frames held: closing %d engine sockets until Redis is back",
             hub.cluster.status.pending,
+            len(sessions),
         )
-        for session in list(hub.sessions.values()):
+        for session in sessions:
             session.close_soon(CloseCode.TRY_AGAIN_LATER, _CLUSTER_FULL)
 
     def _opened(self) -> None:
