@@ -76,6 +76,9 @@ class ClusterBackend(Protocol):
     def share(self, entry: Entry) -> None:
         """Queue `entry` for the shared log, in order (never blocks)."""
 
+    async def caught_up(self, within: float) -> bool:
+        """Wait up to `within` s until this node has read all the stream held; False if not."""
+
     async def start(self, sink: ClusterSink) -> None:
         """Start the publisher and the reader tasks."""
 
@@ -103,6 +106,10 @@ class LocalCluster:
 
     def share(self, entry: Entry) -> None:
         """Nothing to share with."""
+
+    async def caught_up(self, within: float) -> bool:
+        """Always: there is nothing else to read."""
+        return True
 
     async def start(self, sink: ClusterSink) -> None:
         """Nothing to start."""

@@ -46,6 +46,7 @@ class Consumer:
         self.position: int | None = None  # how many entries ever added precede `last`'s successor
         self.problem: str | None = None
         self.connected = False
+        self._moved = asyncio.Event()  # set (and replaced) each time `last` moves on
         self._redis = connect(settings)
 
     async def close(self) -> None:
@@ -82,7 +83,15 @@ class Consumer:
                     continue
                 if entry.node != self.node_id:
                     sink.received(at, entry)
+            if entries:
+                moved, self._moved = self._moved, asyncio.Event()
+                moved.set()
             await asyncio.sleep(0)  # a long catch-up must not starve engine sockets
+
+    async def reached(self, target: StreamId) -> None:
+        """Return once this node has read the stream up to `target`."""
+        while self.last < target:
+            await self._moved.wait()
 
     async def _read(self, sink: ClusterSink) -> list[Any]:
         """Entries after `last`, and (atomically with them) how many were ever trimmed: more

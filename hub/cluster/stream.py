@@ -81,6 +81,19 @@ class RedisCluster:
         self._pending.append(entry)
         self._wake.set()
 
+    async def caught_up(self, within: float) -> bool:
+        """Wait (at most `within` s) until this node has read everything the stream held when
+        called: an engine that moves here must get a welcome that counts what other nodes
+        stored, or its replay would jump ahead of what this node has still to read."""
+        try:
+            async with asyncio.timeout(within):
+                newest = await self._writer.xrevrange(self.stream_key, count=1)
+                if newest:
+                    await self.consumer.reached(stream_id(newest[0][0] or b"0-0"))
+        except (TimeoutError, RedisError, OSError):
+            return False  # degraded or far behind: the engine is served all the same
+        return True
+
     async def start(self, sink: ClusterSink) -> None:
         """Start publishing and reading (neither waits for Redis: a node starts degraded)."""
         self._tasks = [

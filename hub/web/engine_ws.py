@@ -133,6 +133,8 @@ class EngineSession:
                         raise WebSocketDisconnect(message.get("code", CloseCode.NORMAL))
                     conn.receive_bytes(message.get("bytes") or b"")  # raises ProtocolClose
                     continue
+                if clustered and self.engine_name is None:  # a hello may be in this frame
+                    await self._catch_up()
                 ingested = receive_text(text, clock())
                 if ingested is None:
                     continue  # no hello yet
@@ -150,6 +152,13 @@ class EngineSession:
                         self._cluster_full()
                 if ingested.rejected:
                     self._wake.set()  # error replies are due
+
+    async def _catch_up(self) -> None:
+        """Before a hello in cluster mode: read what other nodes stored of this engine first, so
+        the welcome counts it and the replay continues after it (never ahead of the reader)."""
+        hub = self.hub
+        if not await hub.cluster.caught_up(hub.settings.hello_timeout / 2):
+            hub.state.stats.drops["cluster_catch_up_late"] += 1
 
     def _cluster_full(self) -> None:
         """Redis has been away longer than the buffer holds: close every engine socket (their
