@@ -24,12 +24,14 @@ __all__ = ["Gap", "Ingested"]
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Messages `first`..`last` of a boot never arrived (the client dropped them)."""
+    """Messages `first`..`last` of a boot never arrived (the client dropped them), or, with
+    reason `cluster_trimmed`, stream entries (ids in ms) trimmed before this node read them."""
 
     engine: str
     boot_id: str
     first: int
     last: int
+    reason: str = "client_dropped"
 
 
 class Ingested:

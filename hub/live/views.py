@@ -117,6 +117,7 @@ class Views:
         self.env = env
         self.state = state
         self.store_problem: str | None = None  # set by the runtime when the history store fails
+        self.cluster_note: str | None = None  # set by the runtime: cluster degraded, or a gap
         self.deltas = CardDeltas()
         self.card_limit = CARD_LIMIT  # more engines than this: the overview is the engine list
         self._tick_at: float | None = None  # the tick the caches below belong to
@@ -376,7 +377,7 @@ class Views:
 
     def hub_model(self, now: float) -> dict[str, Any]:
         """Hub status line: engines by health, P&L per mode and currency, events per second."""
-        return hub_model(self.state, now, self.store_problem)
+        return hub_model(self.state, now, self.store_problem, self.cluster_note)
 
     def _where(self) -> dict[str, tuple[int, str]]:
         """Engine name -> (hub index, "live" or "paper"): what filterable rows carry as data."""

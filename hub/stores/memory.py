@@ -161,7 +161,7 @@ class MemoryStore:
         for gap in ingested.gaps[:100]:
             if len(self._gaps) < MAX_GAPS:
                 row = {"boot_id": gap.boot_id, "first_seq": gap.first, "last_seq": gap.last}
-                row |= {"reason": "client_dropped", "at": time.time()}
+                row |= {"reason": gap.reason, "at": time.time()}
                 self._gaps.append((gap.engine, row))
         for change in ingested.boots:
             boot = self._boot(change.engine, change.boot_id)

@@ -201,9 +201,7 @@ class SQLiteStore:
                         batch.links.extend(ingested.links)
                 batch.logs.extend((record, boot_id) for record in ingested.logs)
             for gap in ingested.gaps:
-                batch.gaps.append(
-                    (gap.engine, gap.boot_id, gap.first, gap.last, "client_dropped", now)
-                )
+                batch.gaps.append((gap.engine, gap.boot_id, gap.first, gap.last, gap.reason, now))
             batch.boots.extend(ingested.boots)
             batch.audit.extend(ingested.audit)
             batch.silences.extend(ingested.silences)

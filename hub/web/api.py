@@ -224,7 +224,8 @@ async def metrics(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     """Liveness: 200 while serving, "degraded" with `reasons` when the history store fails, its
-    commits (and so the engines' acks) have stalled or the hub's loop lags; 503 only when stopping."""
+    commits (and so the engines' acks) have stalled, the hub's loop lags, or (cluster) Redis is
+    unreachable or entries were trimmed before this node read them; 503 only when stopping."""
     hub, now = _hub(request), time.time()
     if hub.shutting_down:
         return json_response({"status": "shutting_down"}, 503)
@@ -245,6 +246,15 @@ async def healthz(request: Request) -> Response:
             f"hub lagging {lagging:.1f} s: its event loop is behind (dashboards are coalesced; "
             "engines are not marked late for time the hub was not reading them)"
         )
+    cluster = hub.cluster.status
+    if cluster.degraded:  # local engines are served live; acks wait for Redis
+        reasons.append(
+            f"cluster degraded: {cluster.problem}; serving this node's engines, not acking, "
+            f"{cluster.pending} frames held for Redis"
+        )
+        acking = False
+    if hub.replication.gaps:
+        reasons.append(f"cluster gap: {hub.replication.last_gap}")
     return json_response(
         {
             "status": "degraded" if reasons else "ok",
@@ -257,6 +267,14 @@ async def healthz(request: Request) -> Response:
                 "problem": problem,
                 "acking": acking,
                 "pending_seconds": waiting,
+            },
+            "cluster": {
+                "state": cluster.state.value,  # local, connecting, ok or degraded
+                "node_id": cluster.node_id,
+                "problem": cluster.problem,
+                "pending": cluster.pending,
+                "buffer": cluster.buffer,
+                "gaps": hub.replication.gaps,
             },
         }
     )
