@@ -2,7 +2,7 @@
 
 One `Ingested` comes from each engine frame (`EngineConnection.receive_text`), from a socket that
 closed (`EngineConnection.closed`), from the runtime's snapshot tick (`HubState.snapshots`) and
-from the audit trail (`Hub.audit`).
+from the audit trail (`Hub.audit`) and from health changes (the runtime's ticker).
 The I/O shell replies with its rejections, publishes its events and hands it, whole, to
 `HistoryStore.append`. It names its engine and boot by plain keys, never by the live (mutable)
 `EngineRecord`.
@@ -13,7 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from hub.core.decoding import Rejected
-from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import (
+    AuditRecord,
+    BootChange,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+)
 from hub.core.silences import Silence
 
 __all__ = ["Gap", "Ingested"]
@@ -51,6 +58,7 @@ class Ingested:
         "seq",
         "silences",
         "snapshots",
+        "transitions",
     )
 
     def __init__(self, engine: str = "", boot_id: str = "", seq: int = 0) -> None:
@@ -70,3 +78,4 @@ class Ingested:
         self.snapshots: list[MetricsSnapshot] = []
         self.audit: list[AuditRecord] = []  # who did what (the shell adds these, not ingest)
         self.silences: list[Silence] = []  # silences added or ended (kept across restarts)
+        self.transitions: list[Transition] = []  # health changes (the runtime's ticker adds these)

@@ -8,15 +8,35 @@ from typing import Any
 
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
-from hub.core.records import AuditRecord, EventRecord, LogRecord, MetricsSnapshot, utc
+from hub.core.records import (
+    AuditRecord,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+    utc,
+)
 from hub.core.silences import Silence
 from hub.stores.base import (
     CommitCallback,
     HistoryKind,
     HistoryQuery,
     Restored,
+    TimelineItem,
+    TimelineQuery,
     UnknownEngine,
     make_bundle,
+)
+from hub.stores.timelines import (
+    MARKER_TYPES,
+    alert_item,
+    boot_items,
+    bounds,
+    event_item,
+    gap_item,
+    is_alert,
+    newest,
+    transition_item,
 )
 
 __all__ = ["MemoryStore"]
@@ -24,6 +44,7 @@ __all__ = ["MemoryStore"]
 MAX_BOOTS = 10_000  # the newest are kept
 MAX_GAPS = 10_000
 MAX_AUDIT = 10_000  # the newest are kept
+MAX_TRANSITIONS = 10_000  # the newest are kept
 
 
 def _audit_matches(record: AuditRecord, query: HistoryQuery, hub_wide: bool = False) -> bool:
@@ -85,6 +106,7 @@ class MemoryStore:
         self._metrics: dict[str, tuple[MetricsSnapshot, float]] = {}  # and when it was noted
         self._audit: deque[AuditRecord] = deque(maxlen=MAX_AUDIT)
         self._silences: dict[int, Silence] = {}
+        self._transitions: deque[Transition] = deque(maxlen=MAX_TRANSITIONS)
         self._export_limit = export_limit
         self._on_commit: CommitCallback = _ignore
 
@@ -104,6 +126,7 @@ class MemoryStore:
             or ingested.snapshots
             or ingested.audit
             or ingested.silences
+            or ingested.transitions
         ):
             self._keep_rare(ingested)
         engine = ingested.engine
@@ -131,6 +154,7 @@ class MemoryStore:
         self._audit.extend(ingested.audit)
         for silence in ingested.silences[:MAX_AUDIT]:
             self._silences[silence.id] = silence
+        self._transitions.extend(ingested.transitions)
 
     def _boot(self, engine: str, boot_id: str) -> dict[str, Any]:
         """The boot's row as the export shows it, made (and the oldest dropped) when new."""
@@ -156,6 +180,33 @@ class MemoryStore:
                 if len(out) >= query.limit:
                     break
         return out
+
+    async def timeline(self, query: TimelineQuery) -> list[TimelineItem]:
+        """Markers of what memory still holds, as the SQLite store finds them."""
+        since, until = bounds(query)
+        names = set(query.engines)
+
+        def wanted(engine: str, ts: float) -> bool:
+            return (not names or engine in names) and since <= ts < until
+
+        items = [
+            event_item(e) for e in self._events if e.type in MARKER_TYPES and wanted(e.engine, e.ts)
+        ]
+        items += (transition_item(t) for t in self._transitions if wanted(t.engine, t.at))
+        firsts: dict[str, float] = {}
+        for (engine, _), row in self._boots.items():
+            if row["started"] is not None:
+                firsts[engine] = min(firsts.get(engine, row["started"]), row["started"])
+        for (engine, _), row in self._boots.items():
+            if not names or engine in names:
+                items += boot_items(engine, row, firsts.get(engine), since, until)
+        items += (
+            gap_item(engine, g["first_seq"], g["last_seq"], g["reason"], g["at"])
+            for engine, g in self._gaps
+            if wanted(engine, g["at"])
+        )
+        items += (alert_item(a) for a in self._audit if is_alert(a) and wanted(a.engine, a.ts))
+        return newest(items, query.limit)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle from what memory still holds, shaped as the SQLite store's."""

@@ -31,9 +31,9 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-# 7: alert silences; 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
+# 8: #18 timeline: health transitions; 7: alert silences; 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
 # 1: row per event
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _decode = msgspec.json.decode
 _id = attrgetter("id")
@@ -84,6 +84,13 @@ CREATE INDEX IF NOT EXISTS audit_ts ON audit (ts);
 CREATE TABLE IF NOT EXISTS silences (
     id INTEGER PRIMARY KEY, engine TEXT NOT NULL, rule TEXT NOT NULL, starts REAL NOT NULL,
     ends REAL NOT NULL, comment TEXT NOT NULL, author TEXT NOT NULL);
+-- #18 timeline: health transitions the hub derived (hub/core/engines.py), for the timeline;
+-- nothing to backfill (schema 7 never kept them). Alerts come from the audit table.
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY, engine TEXT NOT NULL, at REAL NOT NULL, health TEXT NOT NULL,
+    previous TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
+-- #18 timeline: end
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload, received) AS

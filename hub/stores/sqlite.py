@@ -28,13 +28,28 @@ import msgspec
 
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
-from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import (
+    AuditRecord,
+    BootChange,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+)
 from hub.core.silences import Silence
 from hub.settings import Settings
-from hub.stores.base import CommitCallback, HistoryKind, HistoryQuery, Restored
+from hub.stores.base import (
+    CommitCallback,
+    HistoryKind,
+    HistoryQuery,
+    Restored,
+    TimelineItem,
+    TimelineQuery,
+)
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
 from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
+from hub.stores.timelines import read_timeline
 
 __all__ = ["SQLiteStore"]
 
@@ -58,6 +73,7 @@ class _Batch:
     metrics: dict[str, MetricsSnapshot] = field(default_factory=dict)
     audit: list[AuditRecord] = field(default_factory=list)
     silences: list[Silence] = field(default_factory=list)
+    transitions: list[Transition] = field(default_factory=list)
     since: float | None = None  # when the oldest thing in it was queued (Unix seconds)
 
     @property
@@ -76,6 +92,7 @@ class _Batch:
             or self.metrics
             or self.audit
             or self.silences
+            or self.transitions
         )
 
     def prepend(self, older: _Batch) -> None:
@@ -87,6 +104,7 @@ class _Batch:
         self.boots[:0] = older.boots
         self.audit[:0] = older.audit
         self.silences[:0] = older.silences
+        self.transitions[:0] = older.transitions
         self.since = older.since if self.since is None else min(self.since, older.since or 1e18)
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
@@ -178,6 +196,7 @@ class SQLiteStore:
             batch.boots.extend(ingested.boots)
             batch.audit.extend(ingested.audit)
             batch.silences.extend(ingested.silences)
+            batch.transitions.extend(ingested.transitions)
             for snapshot in ingested.snapshots:  # the latest snapshot per engine wins
                 batch.metrics[snapshot.engine] = snapshot
             if engine:
@@ -334,6 +353,10 @@ class SQLiteStore:
                     for s in batch.silences
                 ],
             )
+            conn.executemany(
+                "INSERT INTO transitions (engine, at, health, previous) VALUES (?, ?, ?, ?)",
+                [(t.engine, t.at, t.health, t.previous) for t in batch.transitions],
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
@@ -419,6 +442,10 @@ class SQLiteStore:
         """Stored events, log lines or audit entries, newest first (read off the event loop)."""
         reader = {"events": read_events, "logs": read_logs, "audit": read_audit}[kind]
         return await asyncio.to_thread(self._read, reader, query)
+
+    async def timeline(self, query: TimelineQuery) -> list[TimelineItem]:
+        """Markers of engines in a window, newest first (read off the event loop)."""
+        return await asyncio.to_thread(self._read, read_timeline, query)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle for one engine over a window."""
