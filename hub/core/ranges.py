@@ -113,8 +113,8 @@ class TimeRange:
             raise ValueError("since must be before until")
         if until - since > MAX_SPAN:
             raise ValueError(
-                f"the range is {format_duration(until - since)} long; the most is "
-                f"{format_duration(MAX_SPAN)}: narrow since/until"
+                f"the range is {(until - since) / 86_400:.1f} days long; the most is "
+                f"{MAX_SPAN / 86_400:.0f} days: narrow since/until"
             )
         return cls(since, until)
 

@@ -12,6 +12,7 @@ from hub.core.ranges import TimeRange, parse_duration, parse_when
 
 __all__ = [
     "BadRequest",
+    "ENGINE_RE",
     "engine_param",
     "event_type_param",
     "int_param",
@@ -24,7 +25,7 @@ __all__ = [
     "window_param",
 ]
 
-_ENGINE = re.compile(ENGINE_NAME_PATTERN)
+_ENGINE = ENGINE_RE = re.compile(ENGINE_NAME_PATTERN)
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _LEVEL = re.compile(r"^[A-Za-z]{1,16}$")
 
