@@ -63,7 +63,10 @@ def test_a_custom_window_takes_parse_when_forms_and_round_trips() -> None:
         ({"since": "nan"}, "'nan' is not a time: use a finite number of Unix seconds"),
         ({"since": "inf"}, "'inf' is not a time: use a finite number"),
         ({"since": "100", "until": "50"}, "since must be before until"),
-        ({"since": "0", "until": "1763736000"}, "the range is 20413.6 days long; the most is 31 days"),
+        (
+            {"since": "0", "until": "1763736000"},
+            "the range is 20413.6 days long; the most is 31 days",
+        ),
     ],
 )
 def test_bad_input_says_what_is_allowed(query: dict[str, str], message: str) -> None:

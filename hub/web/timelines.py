@@ -156,9 +156,7 @@ def picture(
         for i in items
         if i.engine in rows
     ]
-    lane_list = [
-        Lane(name, y, _lane_href(name, index_of, window)) for name, y in rows.items()
-    ]
+    lane_list = [Lane(name, y, _lane_href(name, index_of, window)) for name, y in rows.items()]
     bottom = TOP + LANE_HEIGHT * len(lanes)
     fmt = "%H:%M:%S" if window.span <= 900 else "%H:%M" if window.span <= 86_400 else "%m-%d %H:%M"
     edges = [window.since + window.span * i / ZONES for i in range(ZONES + 1)]
@@ -167,9 +165,7 @@ def picture(
         Zone(x_of(z.since), round(x_of(z.until) - x_of(z.since), 1), _href(keep, z))
         for z in window.zones(ZONES)
     ]
-    return Picture(
-        bottom + AXIS, lane_list, markers, ticks, zones, _href(keep, window.wider())
-    )
+    return Picture(bottom + AXIS, lane_list, markers, ticks, zones, _href(keep, window.wider()))
 
 
 def _href(keep: Sequence[tuple[str, str]], window: TimeRange) -> str:
