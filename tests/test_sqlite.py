@@ -906,3 +906,33 @@ async def test_a_schema_7_database_is_upgraded_in_place_with_a_transitions_table
     assert rows(db, "SELECT engine, at, health, previous FROM transitions") == [
         ("alpha", ts + 1, "offline", "ok")
     ]
+
+
+async def test_the_timeline_finds_events_of_chunks_that_straddle_its_window(
+    tmp_path: Path,
+) -> None:
+    """A chunk reaching past both ends of the window, one reaching past its end and one within
+    it: their events inside the window are found, newest first, and `limit` keeps the newest."""
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    engine = EngineRecord("alpha", 0.0, boot_id=BOOT)
+    t = 1_763_736_090.0
+    spans = [
+        [t - 500, t + 10, t + 500],  # both ends
+        [t + 20, t + 900],  # the end
+        [t + 30, t + 40],  # within
+    ]
+    seq = 0
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        for times in spans:  # one frame, so one chunk, each
+            records = []
+            for ts in times:
+                seq += 1
+                records.append(event(seq, seq, ts, kind="signal_event"))
+            store.append(frame(engine, records))
+            await commits.wait(engine.hwm)
+        found = await store.timeline(TimelineQuery(t, t + 100, 10))
+        newest = await store.timeline(TimelineQuery(t, t + 100, 2))
+    assert [i.ts - t for i in found] == [40, 30, 20, 10]
+    assert [i.ts - t for i in newest] == [40, 30]
+    assert rows(settings.db, "SELECT count(*) FROM event_chunks") == [(3,)]

@@ -42,7 +42,8 @@ _id = attrgetter("id")
 # The `events` view unpacks chunks into one row per event for ad-hoc SQL (it is not fast). It
 # inflates bodies with sqlar_uncompress(), which the sqlite3 shell has and `connect` defines;
 # other programs define it first (docs/operations.md).
-# No index on time: time filters prune chunks by ts_min/ts_max while walking an id index.
+# History queries prune chunks by ts_min/ts_max while walking an id index; only the timeline
+# walks by time (the event_chunks_ts index, schema 8).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_chunks (
     last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, engine TEXT NOT NULL,
@@ -90,6 +91,10 @@ CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY, engine TEXT NOT NULL, at REAL NOT NULL, health TEXT NOT NULL,
     previous TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
+-- The timeline walks each marker type's chunks newest end first and stops early, and finds
+-- chunks straddling a window's end from the index alone (hub/stores/timelines.py); one entry
+-- per chunk, not per event. Made once for an existing database when it upgrades.
+CREATE INDEX IF NOT EXISTS event_chunks_ts ON event_chunks (type, ts_max, ts_min);
 -- #18 timeline: end
 """
 EVENTS_VIEW = """

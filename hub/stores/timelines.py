@@ -10,6 +10,7 @@ from __future__ import annotations
 import heapq
 import sqlite3
 from collections.abc import Iterable
+from itertools import chain
 from typing import Any
 
 import msgspec
@@ -187,22 +188,26 @@ def _chunk_events(
     only: str,
     names: tuple[str, ...],
 ) -> list[TimelineItem]:
-    """Marker events in the window: chunks of the marker types whose times overlap it, newest
-    (by id) first; once `limit` are found, a chunk ending before the oldest kept is not read."""
-    kinds = ", ".join("?" * len(MARKER_TYPES))
-    sql = (
-        f"SELECT {CHUNK_COLUMNS}, ts_max FROM event_chunks WHERE type IN ({kinds}) "
-        f"AND ts_max >= ? AND ts_min < ?{only} ORDER BY last_id DESC"
-    )
+    """Marker events in the window, through the `event_chunks_ts` index, type by type: first the
+    few chunks that end after the window but start in or before it, then those ending in it,
+    newest end first, until `limit` are kept and no chunk left can hold a newer one."""
     kept: list[tuple[float, int, EventRecord]] = []  # a min-heap of the newest `limit`
-    for _, *chunk, ts_max in conn.execute(sql, (*MARKER_TYPES, since, until, *names)):
-        if len(kept) >= limit and ts_max < kept[0][0]:
-            continue  # nothing in it is newer than what is kept
-        for event in decode_chunk(*chunk):
-            if since <= event.ts < until:
-                entry = (event.ts, event.id, event)
-                if len(kept) < limit:
-                    heapq.heappush(kept, entry)
-                elif entry[:2] > kept[0][:2]:
-                    heapq.heapreplace(kept, entry)
+    head = f"SELECT {CHUNK_COLUMNS}, ts_max FROM event_chunks INDEXED BY event_chunks_ts WHERE type = ?"
+    straddling = f"{head} AND ts_max >= ? AND ts_min < ?{only}"
+    ending = f"{head} AND ts_max >= ? AND ts_max < ?{only} ORDER BY ts_max DESC"
+    for kind in MARKER_TYPES:
+        rows = chain(
+            conn.execute(straddling, (kind, until, until, *names)),
+            conn.execute(ending, (kind, since, until, *names)),
+        )
+        for _, *chunk, ts_max in rows:
+            if len(kept) >= limit and ts_max < kept[0][0]:
+                break  # the straddling chunks all end after the window: only `ending` stops
+            for event in decode_chunk(*chunk):
+                if since <= event.ts < until:
+                    entry = (event.ts, event.id, event)
+                    if len(kept) < limit:
+                        heapq.heappush(kept, entry)
+                    elif entry[:2] > kept[0][:2]:
+                        heapq.heapreplace(kept, entry)
     return [event_item(event) for _, _, event in kept]
