@@ -295,3 +295,31 @@ async def test_history_apis_take_range_and_around(hub: RunningHub) -> None:
     assert fragment.status_code == 400
     assert asyncio.get_running_loop()  # the hub answered every bad query without a 500
     await engine.close()
+
+
+async def test_the_list_view_pages_newest_first_by_time(hub: RunningHub) -> None:
+    """The list shows 50 markers a page, newest first; its "older" link shows the rest, none
+    twice, and the axis still shows the whole window."""
+    name = unique("pages")
+    engine = await connect_engine(hub, name)
+    now = time.time()
+    await engine.send(
+        *(
+            {"kind": "event", "ts": now - 100 + i, "type": "signal_event", "payload": {"n": i}}
+            for i in range(60)
+        )
+    )
+    await engine.wait_acked()
+    first = (await hub.http.get("/timeline", params={"engine": name, "range": "15m"})).text
+    older = re.search(r'<a class="older" href="([^"]*)"', first)
+    assert older is not None
+    second = (await hub.http.get("/timeline" + unescape(older.group(1)))).text
+    assert re.search(r'<a class="older"', second) is None
+    details = [
+        re.findall(r'<td class="reason"><bdi>(.*?)</bdi></td>', page) for page in (first, second)
+    ]
+    assert len(details[0]) == 50 and len(details[1]) == 11  # 60 signals and the boot
+    shown = [unescape(d) for d in details[0] + details[1]]
+    assert shown == ["pid 4242"] + [f'{{"n": {i}}}' for i in range(59, -1, -1)]  # boot: newest
+    assert len(markers(first)) == len(markers(second)) == 61
+    await engine.close()
