@@ -523,7 +523,7 @@ HOSTILE = [
 ]
 OUR_IDS = re.compile(
     r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
-    r"|tz-toggle|filters|forget-form|alerts|alerts-nudge|alert-count|alert-badge"
+    r"|tz-toggle|filters|forget-form|alerts|alerts-nudge|alert-count|alert-badge|range-picker|timeline"
     r"|(card|state|metrics|elogs|esignals|eorders|positions|decisions|cycles|eerrors)-\d+"
     r"|card-\d+-(beat|skew|loop|universe|positions|pnl|exposure|errors|drops|counters|spark))$"
 )
@@ -541,9 +541,11 @@ PAGE_SHAPE = """
   pwned: typeof window.__pwned,
   csp: window.__csp,
   injected: document.querySelectorAll(
-    "img, button:not(#embed-form button, #forget-form button, #tz-toggle, #alerts button), " +
-    "script:not([src]), [hx-get]:not(#alerts, #alerts-nudge), [hx-trigger]:not(#alerts, #alerts-nudge), " +
-    "[hx-on\\\\:click], [onerror]").length,  // the embed and forget forms (admins), the alerts panel, its nudge and the time zone toggle are ours
+    "img, button:not(#embed-form button, #forget-form button, #tz-toggle, #alerts button, " +
+    "#range-picker button), script:not([src]), [hx-get]:not(#alerts, #alerts-nudge, #timeline), " +
+    "[hx-trigger]:not(#alerts, #alerts-nudge, #timeline), [hx-on\\\\:click], [onerror]").length,
+    // the embed and forget forms (admins), the alerts panel and its nudge, the range picker, the
+    // timeline's poll and the time zone toggle are ours
   scripts: Array.from(document.scripts, (s) => new URL(s.src).pathname),
   hubStatus: Array.from(document.querySelectorAll("#hub-status"), (e) => e.textContent.trim()),
   ids: Array.from(document.querySelectorAll("[id]"), (e) => e.id),

@@ -23,12 +23,19 @@ from hub.core.hits import Cursor, SearchRequest
 from hub.core.ingested import Gap, Ingested
 from hub.core.logs import level_number
 from hub.core.metrics import MetricKind
-from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import (
+    AuditRecord,
+    BootChange,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+)
 from hub.core.searches import parse_query
 from hub.core.series import Bucket, Point, Tier
 from hub.settings import Settings
 from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
-from hub.stores.base import SeriesQuery
+from hub.stores.base import SeriesQuery, TimelineKind, TimelineQuery
 from hub.stores.schema import SCHEMA_VERSION
 from hub.stores.sqlite import SQLiteStore
 from hub.web.admin import forget_engine
@@ -1219,3 +1226,73 @@ async def test_a_schema_7_database_upgrades_in_place_to_chains(tmp_path: Path) -
             r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'links'")
         }
         assert {"links_ref", "links_parent", "links_cycle"} <= indexes
+
+
+# -- #18 timeline: markers of engines in a window ----------------------------------------------
+
+
+async def test_the_timeline_merges_events_transitions_boots_gaps_and_alerts(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """`timeline` gives marker events (not cycles), health transitions, boots (a second one is a
+    restart), gaps and engine alerts of a window, newest first; engines, limit and the time
+    cursor narrow it; a persistent store gives the same after reopening."""
+    db = backend.db(tmp_path)
+    now = float(int(time.time()))
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    beta = EngineRecord("beta", now, boot_id=BOOT)
+    changes = Ingested()
+    changes.boots = [
+        BootChange("alpha", "boot-0", 11, "paper", now - 7000, now - 6000, "bye"),
+        BootChange("alpha", BOOT, 12, "paper", now - 60),
+        BootChange("beta", BOOT, 13, "live", now - 55),
+    ]
+    changes.transitions = [Transition("alpha", now - 20, "stale", "ok")]
+    changes.audit = [
+        AuditRecord(now - 15, "hub", "alert.firing", "offline: <b>gone</b>", "alpha"),
+        AuditRecord(now - 10, "hub", "alert.resolved", "offline: back", "alpha"),
+        AuditRecord(now - 12, "hub", "silence.delete", "silence 1 ended", ""),  # hub-wide
+        AuditRecord(now - 11, "alice", "sign_in", "", "alpha"),  # not an alert
+    ]
+    async with opened(db) as first:
+        first.store.append(changes)
+        hand(first.store, beta, [event(3, 1, now - 40, "beta", "order_event", status="fill")])
+        hand(
+            first.store,
+            alpha,
+            [
+                event(1, 1, now - 7100, kind="signal_event"),  # before the window
+                event(2, 2, now - 50, kind="signal_event", symbol="<script>x</script>"),
+                event(4, 3, now - 49, kind="cycle"),  # not a marker
+                event(5, 4, now - 30, kind="error", message="boom"),
+            ],
+            gaps=[Gap("alpha", BOOT, 5, 7)],
+        )
+        await first.commits.wait(alpha)
+        await first.commits.wait(beta)
+        window = TimelineQuery(now - 100, now + 60, 100)
+        items = await first.store.timeline(window)
+        only_beta = await first.store.timeline(TimelineQuery(now - 100, now + 60, 100, ("beta",)))
+        top = await first.store.timeline(TimelineQuery(now - 100, now + 60, 3))
+        older = await first.store.timeline(TimelineQuery(now - 100, now + 60, 100, before=now - 25))
+    assert [(i.kind, i.engine, i.label) for i in items] == [
+        (TimelineKind.GAP, "alpha", "gap: client_dropped"),
+        (TimelineKind.ALERT, "alpha", "alert.resolved"),
+        (TimelineKind.ALERT, "alpha", "alert.firing"),
+        (TimelineKind.HEALTH, "alpha", "ok → stale"),
+        (TimelineKind.ERROR, "alpha", "error"),
+        (TimelineKind.EVENT, "beta", "order fill"),
+        (TimelineKind.EVENT, "alpha", "signal"),
+        (TimelineKind.BOOT, "beta", "boot"),
+        (TimelineKind.BOOT, "alpha", "restart"),
+    ]
+    signal = items[6]
+    assert (signal.event_id, signal.event_type, signal.ts) == (2, "signal_event", now - 50)
+    assert "<script>x</script>" in signal.detail  # kept as text; templates escape it
+    assert items[0].detail == "seq 5–7 (3 messages)"
+    assert [(i.label, i.event_id) for i in only_beta] == [("order fill", 3), ("boot", None)]
+    assert top == items[:3]
+    assert older == items[4:]
+    if backend.persistent:
+        async with opened(db) as second:
+            assert await second.store.timeline(window) == items

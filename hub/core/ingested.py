@@ -2,7 +2,7 @@
 
 One `Ingested` comes from each engine frame (`EngineConnection.receive_text`), from a socket that
 closed (`EngineConnection.closed`), from the runtime's snapshot tick (`HubState.snapshots`) and
-from the audit trail (`Hub.audit`).
+from the audit trail (`Hub.audit`) and from health changes (the runtime's ticker).
 The I/O shell replies with its rejections, publishes its events and hands it, whole, to
 `HistoryStore.append`. It names its engine and boot by plain keys, never by the live (mutable)
 `EngineRecord`.
@@ -15,7 +15,14 @@ from dataclasses import dataclass
 
 from hub.core.chains import Link
 from hub.core.decoding import Rejected
-from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import (
+    AuditRecord,
+    BootChange,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+)
 from hub.core.series import Point
 from hub.core.silences import Silence
 
@@ -58,6 +65,7 @@ class Ingested:
         "seq",
         "silences",
         "snapshots",
+        "transitions",
     )
 
     def __init__(self, engine: str = "", boot_id: str = "", seq: int = 0) -> None:
@@ -81,3 +89,4 @@ class Ingested:
         self.points: Sequence[Point] = ()
         self.audit: list[AuditRecord] = []  # who did what (the shell adds these, not ingest)
         self.silences: list[Silence] = []  # silences added or ended (kept across restarts)
+        self.transitions: list[Transition] = []  # health changes (the runtime's ticker adds these)

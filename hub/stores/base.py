@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -22,6 +23,9 @@ __all__ = [
     "SeriesLine",
     "SeriesQuery",
     "StoreError",
+    "TimelineItem",
+    "TimelineKind",
+    "TimelineQuery",
     "UnknownEngine",
     "make_bundle",
 ]
@@ -59,6 +63,43 @@ class HistoryQuery:
     until: float | None = None
     before: int | None = None
     min_level: int | None = None
+
+
+class TimelineKind(enum.StrEnum):
+    """What a timeline marker stands for."""
+
+    EVENT = "event"  # a signal, decision, order or fill
+    ERROR = "error"  # an `error` event
+    HEALTH = "health"  # a hub-derived health transition
+    BOOT = "boot"  # a boot started (a restart when the engine ran before)
+    STOP = "stop"  # a boot ended (bye, dropped socket, replaced)
+    GAP = "gap"  # messages the client dropped or the store could not keep
+    ALERT = "alert"  # an alert fired, resolved, was acknowledged, silenced or delivered
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineQuery:
+    """Markers of `engines` (empty: all) in [since, until), newest first, at most `limit`;
+    `before` is a time cursor (exclusive) for the next page."""
+
+    since: float
+    until: float
+    limit: int
+    engines: tuple[str, ...] = ()
+    before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineItem:
+    """One marker on the timeline; `label` and `detail` may hold engine text (escape them)."""
+
+    ts: float
+    engine: str
+    kind: TimelineKind
+    label: str  # e.g. the event type, "ok → stale", "alert.firing"
+    detail: str = ""  # a short excerpt: payload, gap seqs, alert summary
+    event_id: int | None = None  # events only
+    event_type: str | None = None  # events only
 
 
 @dataclass(slots=True)
@@ -167,6 +208,10 @@ class HistoryStore(Protocol):
 
     async def series_names(self, engine: str) -> list[SeriesInfo]:
         """Every series of `engine` the store holds points of, by name then tags."""
+
+    async def timeline(self, query: TimelineQuery) -> list[TimelineItem]:
+        """Events, health transitions, boots, gaps and alerts of engines in a window, newest
+        first, bounded by `query.limit` (hub/stores/timelines.py)."""
 
     async def close(self) -> None:
         """Flush what is queued (within the graceful timeout) and release resources."""

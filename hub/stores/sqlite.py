@@ -31,7 +31,14 @@ from hub.core.chains import Link, Step
 from hub.core.hits import SearchPage, SearchRequest
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
-from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import (
+    AuditRecord,
+    BootChange,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+)
 from hub.core.series import Point
 from hub.core.silences import Silence
 from hub.settings import Settings
@@ -43,6 +50,8 @@ from hub.stores.base import (
     SeriesInfo,
     SeriesLine,
     SeriesQuery,
+    TimelineItem,
+    TimelineQuery,
 )
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
 from hub.stores.links import INSERT_LINK, link_rows, read_chain, restored_links
@@ -50,6 +59,7 @@ from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
 from hub.stores.search_index import index_pending, search
 from hub.stores.series_sql import SeriesIds, read_series, read_series_names, write_points
+from hub.stores.timelines import read_timeline
 
 __all__ = ["SQLiteStore"]
 
@@ -79,6 +89,7 @@ class _Batch:
     audit: list[AuditRecord] = field(default_factory=list)
     silences: list[Silence] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)  # metric series buckets
+    transitions: list[Transition] = field(default_factory=list)
     since: float | None = None  # when the oldest thing in it was queued (Unix seconds)
 
     @property
@@ -99,6 +110,7 @@ class _Batch:
             or self.audit
             or self.silences
             or self.points
+            or self.transitions
         )
 
     def prepend(self, older: _Batch) -> None:
@@ -112,6 +124,7 @@ class _Batch:
         self.audit[:0] = older.audit
         self.silences[:0] = older.silences
         self.points[:0] = older.points
+        self.transitions[:0] = older.transitions
         self.since = older.since if self.since is None else min(self.since, older.since or 1e18)
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
@@ -207,6 +220,7 @@ class SQLiteStore:
             batch.silences.extend(ingested.silences)
             if ingested.points:  # bounded by the core's Downsampler
                 batch.points.extend(ingested.points)
+            batch.transitions.extend(ingested.transitions)
             for snapshot in ingested.snapshots:  # the latest snapshot per engine wins
                 batch.metrics[snapshot.engine] = snapshot
             if engine:
@@ -371,6 +385,10 @@ class SQLiteStore:
                 ],
             )
             write_points(conn, self._series_ids, batch.points)
+            conn.executemany(
+                "INSERT INTO transitions (engine, at, health, previous) VALUES (?, ?, ?, ?)",
+                [(t.engine, t.at, t.health, t.previous) for t in batch.transitions],
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
@@ -495,6 +513,10 @@ class SQLiteStore:
     ) -> tuple[list[Step], bool]:
         """The stored causal chain of `event_id` (hub/stores/links.py), read off the event loop."""
         return await asyncio.to_thread(self._read, read_chain, event_id, seeds, limit)
+
+    async def timeline(self, query: TimelineQuery) -> list[TimelineItem]:
+        """Markers of engines in a window, newest first (read off the event loop)."""
+        return await asyncio.to_thread(self._read, read_timeline, query)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle for one engine over a window."""

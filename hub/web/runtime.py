@@ -15,7 +15,7 @@ from hub.core.cadence import Cadence
 from hub.core.decoding import FrameDecoder
 from hub.core.ingested import Ingested
 from hub.core.messages import CloseCode
-from hub.core.records import AuditRecord
+from hub.core.records import AuditRecord, Transition
 from hub.core.state import HubState
 from hub.core.stats import Topic
 from hub.core.throttles import LogThrottle
@@ -177,6 +177,11 @@ class Hub:
                         "engine %s is %s (was %s)", change.engine, change.health, change.previous
                     )
                 self.broadcaster.publish_health(changes)
+                kept = Ingested()  # history keeps them for the timeline
+                kept.transitions += (
+                    Transition(c.engine, c.at, c.health.value, c.previous.value) for c in changes
+                )
+                self.store.append(kept)
             if self.views.store_problem != self.store.problem:
                 self.views.store_problem = self.store.problem
                 self.state.dirty.mark(Topic.HUB)
