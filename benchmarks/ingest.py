@@ -3,7 +3,8 @@
 Run from the repository root: `.venv/bin/python benchmarks/ingest.py` (about a minute),
 `--quick` (a few seconds, smoke test), `--seconds N` (sending time of each timed run),
 `--profile hub.prof` (cProfile of the hub during its timed runs), `--limits on` (per-engine rate
-limits on but never reached: their per-frame cost). See docs/benchmarks.md.
+limits on but never reached: their per-frame cost), `--chain` (every event carries a causal-chain
+link: the worst case of chains). See docs/benchmarks.md.
 
 What is compared. Two servers, each in its own spawned process (so neither shares an event loop or
 the GIL with the load generator), on 127.0.0.1, with the same uvicorn configuration built by
@@ -214,8 +215,9 @@ _REASONS = [
 ]
 
 
-def _event_templates(count: int, seed: int = 7) -> list[bytes]:
-    """`count` realistic signal_event messages with `%d` for seq and `%s` for ts."""
+def _event_templates(count: int, seed: int = 7, chain: bool = False) -> list[bytes]:
+    """`count` realistic signal_event messages with `%d` for seq and `%s` for ts; with `chain`,
+    each carries a causal-chain link (a cycle id: the hub indexes and stores it)."""
     rng = random.Random(seed)
     out = []
     for _ in range(count):
@@ -231,19 +233,23 @@ def _event_templates(count: int, seed: int = 7) -> list[bytes]:
             ),
         }
         body = msgspec.json.encode(payload).replace(b"%", b"%%")
-        out.append(b'{"kind":"event","seq":%%d,"ts":%%s,"type":"signal_event","payload":%s}' % body)
+        link = b',"chain":{"cycle":"c-%d"}' % rng.randrange(1_000_000) if chain else b""
+        out.append(
+            b'{"kind":"event","seq":%%d,"ts":%%s,"type":"signal_event","payload":%s%s}'
+            % (body, link)
+        )
     return out
 
 
 class FrameSource:
     """Builds frames of one shape quickly: seq numbers and ts are substituted into templates."""
 
-    def __init__(self, batch: int) -> None:
+    def __init__(self, batch: int, chain: bool = False) -> None:
         self.batch = batch
         if batch == 1:
-            self.templates = _event_templates(64)
+            self.templates = _event_templates(64, chain=chain)
         else:
-            self.templates = [b"[" + b",".join(_event_templates(batch)) + b"]"]
+            self.templates = [b"[" + b",".join(_event_templates(batch, chain=chain)) + b"]"]
         self._args: list[Any] = [0, b""] * batch
 
     def frame(self, index: int, first_seq: int, ts: bytes) -> bytes:
@@ -411,9 +417,10 @@ async def load_run(
     seconds: float,
     window: int,
     raw: bool = True,
+    chain: bool = False,
 ) -> RunResult:
     """One timed run against `server`; returns events/s as the server confirmed them."""
-    source = FrameSource(SHAPES[shape])
+    source = FrameSource(SHAPES[shape], chain)
     streams = await asyncio.gather(*(_open(server.url, i) for i in range(connections)))
     readers = [asyncio.create_task(s.read_replies()) for s in streams]
     try:
@@ -494,6 +501,7 @@ class Plan:
     persist: str | None = None  # None, or the SQLite synchronous setting to compare with memory
     db_dir: str = ""
     limits: bool = False  # the hub's per-engine rate limits on (never reached) instead of off
+    chain: bool = False  # every event carries a causal-chain link (#18 chain)
 
     @property
     def target(self) -> float:
@@ -580,6 +588,7 @@ async def measure_shape(
             seconds,
             plan.window_for(shape),
             plan.raw,
+            plan.chain,
         )
         if kind == "hub":
             sent_to_hub += result.events
@@ -748,6 +757,12 @@ def _parser() -> argparse.ArgumentParser:
         "that nothing is refused (what their per-frame charge costs)",
     )
     parser.add_argument(
+        "--chain",
+        action="store_true",
+        help="every event carries a causal-chain link (a cycle id), the worst case of chains: "
+        "the hub indexes each one and, with --persist, stores a links row for each",
+    )
+    parser.add_argument(
         "--profile",
         metavar="PATH",
         help="cProfile the hub during its timed runs; writes PATH-<shape>.prof per shape and "
@@ -772,6 +787,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         persist=args.persist,
         db_dir=tempfile.mkdtemp(prefix="engine-hub-bench-") if args.persist else "",
         limits=args.limits == "on",
+        chain=args.chain,
     )
     windows = ", ".join(f"{s} {plan.window_for(s):,}" for s in plan.shapes)
     print(

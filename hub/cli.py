@@ -31,7 +31,18 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
 def _serve(args: argparse.Namespace) -> int:
     from hub.web.server import serve
 
-    return serve(_settings(args), reload=lambda: _settings(args))
+    def settings() -> Settings:
+        return _settings(args, cluster_url=args.cluster, node_id=args.node_id)
+
+    loaded = settings()
+    if loaded.cluster_url:
+        from hub.cluster.probe import unreachable
+
+        problem = unreachable(loaded)
+        if problem is not None:
+            print(f"engine-hub: {problem}", file=sys.stderr)
+            return 2
+    return serve(loaded, reload=settings)
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -399,6 +410,13 @@ def _parser() -> argparse.ArgumentParser:
         "history store: a file path or sqlite:///path (default ./engine-hub.db), "
         "or memory:// to keep none",
     )
+    serve.add_argument(
+        "--cluster",
+        metavar="URL",
+        help="join a cluster of hub nodes sharing this Redis (redis://HOST:PORT/DB); "
+        "see docs/operations.md",
+    )
+    serve.add_argument("--node-id", help="this node's name in the cluster (default: hostname-pid)")
     serve.set_defaults(run=_serve)
 
     demo = commands.add_parser("demo", help="run a hub with three simulated engines")

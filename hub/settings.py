@@ -12,11 +12,19 @@ from datetime import datetime
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from hub.core.access import ApiToken, EngineToken, Role, User
 from hub.core.alert_settings import AlertSettings, AlertSettingsError, parse_alerts
 
-__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+__all__ = [
+    "ENV_PREFIX",
+    "Settings",
+    "SettingsError",
+    "check_cluster_url",
+    "load_settings",
+    "redacted_url",
+]
 
 ENV_PREFIX = "ENGINE_HUB_"
 
@@ -39,6 +47,35 @@ _DEFAULT_CAPACITIES: Mapping[str, int] = MappingProxyType(
 
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+_NODE_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its password (if any) replaced by ***: what logs, errors and pages may show."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        port = f":{parts.port}" if parts.port is not None else ""
+        netloc = f"{parts.username or ''}:***@{parts.hostname or ''}{port}"
+        return urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:
+        return "(a malformed URL)"
+
+
+def check_cluster_url(url: str) -> None:
+    """Raise SettingsError (never naming the password) unless `url` is redis[s]://HOST[:PORT][/DB]."""
+    shown, example = redacted_url(url), "use redis://HOST:PORT/DB, e.g. redis://127.0.0.1:6379/0"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018  # raises ValueError for a port that is not a number
+    except ValueError:
+        raise SettingsError(f"cluster_url {shown} is malformed: {example}") from None
+    if parts.scheme not in ("redis", "rediss") or not parts.hostname:
+        raise SettingsError(f"cluster_url {shown} is not a Redis URL: {example}")
+    db = parts.path.strip("/")
+    if db and not db.isdigit():
+        raise SettingsError(f"cluster_url {shown}: the database must be a number: {example}")
 
 
 class SettingsError(ValueError):
@@ -170,6 +207,15 @@ class Settings:
     # Write frames straight to uvicorn's socket; False sends every frame through ASGI `send`.
     dashboard_direct_writes: bool = True
 
+    # Cluster (docs/operations.md, "Several nodes"): unset, the hub is one process and never
+    # loads redis. The URL's password is never logged or shown (see `redacted_url`).
+    cluster_url: str = field(default="", repr=False)  # redis://[:PASSWORD@]HOST:PORT/DB
+    node_id: str = ""  # this node's name in the cluster (default: hostname-pid)
+    cluster_prefix: str = "engine-hub"  # Redis keys start with this and a colon
+    cluster_stream_maxlen: int = 1_000_000  # entries the stream keeps (approximately; trimmed)
+    cluster_buffer: int = 10_000  # frames held while Redis is unreachable; then sockets close
+    cluster_lease_ttl: float = 10.0  # seconds an alert lease lasts without renewal
+
     # Alerts (docs/alerts.md): the [alerts] TOML table; receiver URLs and tokens are secrets.
     alerts: AlertSettings = field(default_factory=AlertSettings, repr=False)
 
@@ -223,6 +269,16 @@ class Settings:
         if any(type(v) is not int or v < 1 for v in capacities.values()):
             raise SettingsError("'ring_capacities' values must be positive integers")
         object.__setattr__(self, "ring_capacities", MappingProxyType(capacities))
+        if self.cluster_url:
+            check_cluster_url(self.cluster_url)
+        if self.node_id and not _NODE_ID.match(self.node_id):
+            raise SettingsError(
+                f"'node_id' {self.node_id!r} must be 1-64 of A-Z a-z 0-9 _ . : - (e.g. hub-a)"
+            )
+        if not _NODE_ID.match(self.cluster_prefix):
+            raise SettingsError("'cluster_prefix' must be 1-64 of A-Z a-z 0-9 _ . : -")
+        if self.cluster_buffer < 1 or self.cluster_stream_maxlen < 1:
+            raise SettingsError("'cluster_buffer' and 'cluster_stream_maxlen' must be at least 1")
         for origin in self.embed_origins:
             if not _ORIGIN.match(origin):
                 raise SettingsError(

@@ -143,13 +143,20 @@ async def test_a_picked_metric_url_reproduces_the_chart_after_reload(
         before = await page.inner_html(chart)
         # One series (nse), three quantiles, one vertex each per third step.
         assert await vertices(page, chart) == 3 * 120
-        assert await labels(page, chart + " .legend li") == ["p50", "p95", "p99"]
+        assert await labels(page, chart + " .chart-legend li") == ["p50", "p95", "p99"]
         await expect(page.locator(chart + " .chart-unit")).to_have_text("(ms)")
         await page.reload()
         await expect(page.locator(chart + " svg")).to_be_visible(timeout=MS)
         assert await page.inner_html(chart) == before
         await expect(page.locator("#chart-form select[name=metric]")).to_have_value("fill.seconds")
         await expect(page.locator("#chart-form input[name=tags]")).to_have_value("venue=nse")
+        # The range picker keeps the picked chart: a preset changes the range only.
+        await page.click("#range-picker a.range-preset >> text=6h")
+        await expect(page.locator(chart + " .time-unit")).to_have_text(
+            "UTC, every hour", timeout=MS
+        )
+        assert "range=6h" in page.url and "metric=fill.seconds" in page.url
+        assert "tags=venue%3Dnse" in page.url and "since=" not in page.url
         assert watched.problems == []
     await engine.close()
 
@@ -178,7 +185,7 @@ async def test_engine_text_in_tags_stays_text_in_the_svg(hub: RunningHub, browse
         chart = f"#chart-{index}-pick"
         await expect(page.locator(chart + " svg")).to_be_visible(timeout=MS)
         shown = HOSTILE.replace("\u202e", "⟨U+202E⟩")
-        legend = await labels(page, chart + " .legend li")
+        legend = await labels(page, chart + " .chart-legend li")
         assert f"side={shown}" in legend
         title = await page.locator(chart + " .chart-bands rect title").first.text_content()
         assert title is not None and f"side={shown}: 0" in title

@@ -916,3 +916,37 @@ def test_state_helpers_write_the_keys_the_monitor_reads() -> None:
     (beat,) = messages(core, "heartbeat")
     assert beat["state"]["last_cycle"]["ok"] is True and "error" not in beat["state"]["last_cycle"]
     assert beat["state"]["active_strategies"] == 2
+
+
+def test_record_calls_return_chain_refs_that_travel_in_the_event() -> None:
+    """record_signal/decision/order return 1, 2, 3...; `parent=` and `cycle_id=` ride in the
+    event's top-level `chain` (not the payload); a bad parent is left out; publish sends none."""
+    engine = client()
+    core = engine._core
+    online(core)
+    signal = engine.record_signal("NIFTY", "long", cycle_id=17)
+    decision = engine.record_decision("buy", symbol="NIFTY", parent=signal, cycle_id="c" * 200)
+    order = engine.record_order("o-1", "NIFTY", "buy", 5, parent=decision)
+    fill = engine.record_order("o-1", "NIFTY", "buy", 5, status="fill", parent="3")
+    engine.publish("cycle", {"n": 1})
+    assert (signal, decision, order, fill) == (1, 2, 3, 4)
+    core.collect(1.0)
+    events = messages(core, "event")
+    assert [e.get("chain") for e in events] == [
+        {"ref": 1, "cycle": "17"},
+        {"ref": 2, "parent": 1, "cycle": "c" * 128},
+        {"ref": 3, "parent": 2},
+        {"ref": 4},
+        None,
+    ]
+    assert events[2]["payload"] == {
+        "order_id": "o-1",
+        "symbol": "NIFTY",
+        "side": "buy",
+        "quantity": 5,
+        "price": None,
+        "status": "create",
+        "reason": None,
+    }
+    assert events[1]["type"] == "decision_trace"
+    assert events[1]["payload"] == {"decision": "buy", "symbol": "NIFTY", "reason": None}

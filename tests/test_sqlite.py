@@ -23,10 +23,10 @@ import hub.stores.retention as retention
 import hub.stores.sqlite as sqlite_store
 from hub.core.engines import EngineRecord
 from hub.core.ingested import Gap, Ingested
-from hub.core.records import EventRecord, LogRecord
+from hub.core.records import EventRecord, LogRecord, Transition
 from hub.settings import Settings
 from hub.stores import HistoryQuery, MemoryStore
-from hub.stores.base import StoreError
+from hub.stores.base import StoreError, TimelineQuery
 from hub.stores.chunks import VERBATIM_MIN_EVENTS as VERBATIM
 from hub.stores.chunks import chunk_row, frames_row, unpack, verbatim
 from hub.stores.schema import APPLICATION_ID, SCHEMA_VERSION, connect
@@ -870,3 +870,71 @@ async def test_events_and_logs_page_beyond_the_rings(tmp_path: Path) -> None:
         )
         assert [line["message"] for line in lines["lines"]] == ["5", "6", "7", "8"]
         await engine.close()
+
+
+# -- #18 timeline ------------------------------------------------------------------------------
+
+
+async def test_a_schema_7_database_is_upgraded_in_place_with_a_transitions_table(
+    tmp_path: Path,
+) -> None:
+    """A database of schema 7 (no transitions table) opens at schema 8 with its history intact:
+    its alerts (audit rows) show on the timeline next to transitions stored from then on."""
+    db = tmp_path / "hub.db"
+    ts = 1_763_736_090.5
+    with closing(connect(str(db))) as conn:  # today's schema, taken back to schema 7
+        conn.execute("DROP TABLE transitions")
+        conn.execute(
+            "INSERT INTO audit (ts, actor, action, detail, engine) VALUES "
+            "(?, 'hub', 'alert.firing', 'offline: gone', 'alpha')",
+            (ts,),
+        )
+        conn.execute("PRAGMA user_version = 7")
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    engine = EngineRecord("alpha", 0.0, boot_id=BOOT)
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        changes = frame(engine, [event(1, 1, ts + 2, kind="signal_event")])
+        changes.transitions = [Transition("alpha", ts + 1, "offline", "ok")]
+        store.append(changes)
+        await commits.wait(engine.hwm)
+        items = await store.timeline(TimelineQuery(ts - 60, ts + 60, 10))
+    assert rows(db, "PRAGMA user_version") == [(SCHEMA_VERSION,)] == [(8,)]
+    assert [(i.kind.value, i.label) for i in items] == [
+        ("event", "signal"),
+        ("health", "ok → offline"),
+        ("alert", "alert.firing"),
+    ]
+    assert rows(db, "SELECT engine, at, health, previous FROM transitions") == [
+        ("alpha", ts + 1, "offline", "ok")
+    ]
+
+
+async def test_the_timeline_finds_events_of_chunks_that_straddle_its_window(
+    tmp_path: Path,
+) -> None:
+    """A chunk reaching past both ends of the window, one reaching past its end and one within
+    it: their events inside the window are found, newest first, and `limit` keeps the newest."""
+    settings = store_settings(tmp_path)
+    commits = Commits()
+    engine = EngineRecord("alpha", 0.0, boot_id=BOOT)
+    t = 1_763_736_090.0
+    spans = [
+        [t - 500, t + 10, t + 500],  # both ends
+        [t + 20, t + 900],  # the end
+        [t + 30, t + 40],  # within
+    ]
+    seq = 0
+    async with started(SQLiteStore(settings.db, settings), commits) as store:
+        for times in spans:  # one frame, so one chunk, each
+            records = []
+            for ts in times:
+                seq += 1
+                records.append(event(seq, seq, ts, kind="signal_event"))
+            store.append(frame(engine, records))
+            await commits.wait(engine.hwm)
+        found = await store.timeline(TimelineQuery(t, t + 100, 10))
+        newest = await store.timeline(TimelineQuery(t, t + 100, 2))
+    assert [i.ts - t for i in found] == [40, 30, 20, 10]
+    assert [i.ts - t for i in newest] == [40, 30]
+    assert rows(settings.db, "SELECT count(*) FROM event_chunks") == [(3,)]

@@ -17,20 +17,38 @@ from typing import Any
 import msgspec
 import pytest
 
+from hub.core.chains import MAX_CHAIN, Link
 from hub.core.engines import EngineRecord
 from hub.core.hits import Cursor, SearchRequest
 from hub.core.ingested import Gap, Ingested
 from hub.core.logs import level_number
 from hub.core.metrics import MetricKind
-from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import (
+    AuditRecord,
+    BootChange,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+)
 from hub.core.searches import parse_query
 from hub.core.series import Bucket, Point, Tier
 from hub.settings import Settings
 from hub.stores import HistoryQuery, HistoryStore, Restored, open_store
-from hub.stores.base import SeriesQuery
+from hub.stores.base import SeriesQuery, TimelineKind, TimelineQuery
+from hub.stores.schema import SCHEMA_VERSION
 from hub.stores.sqlite import SQLiteStore
 from hub.web.admin import forget_engine
-from tests.conftest import WAIT, Engine, RunningHub, connect_engine, run_cli, running_hub, unique
+from tests.conftest import (
+    WAIT,
+    Engine,
+    RunningHub,
+    connect_engine,
+    database,
+    run_cli,
+    running_hub,
+    unique,
+)
 
 
 @dataclass(frozen=True)
@@ -1095,3 +1113,186 @@ async def test_search_filters_and_pages_return_each_hit_once(
             found.append(len(seen))
     assert all(found[:-1]) and found[-1] == 0, found  # every request but the last finds some
     assert max(found) > 3 * 7  # and some take several pages
+
+
+# -- #18 chain: causal chains (hub/core/chains.py) ------------------------------------------------
+
+
+def chained(
+    store: HistoryStore, engine: EngineRecord, links: Sequence[tuple[EventRecord, Link | None]]
+) -> None:
+    """Hand `store` one frame of events, some with chain links, as the core does."""
+    events = [e for e, _ in links]
+    engine.hwm = max(engine.hwm, *(e.seq for e in events))
+    ingested = Ingested(engine.name, engine.boot_id, engine.hwm)
+    ingested.events = events
+    ingested.links = [link for _, link in links if link is not None]
+    store.append(ingested)
+
+
+def chain_link(
+    record: EventRecord, ref: int | None, parent: int | None = None, cycle: str | None = None
+) -> Link:
+    return Link(
+        record.id, record.engine, record.boot_id, record.type, record.ts, ref, parent, cycle
+    )
+
+
+async def test_a_chain_reads_back_whole_from_any_member(backend: Backend, tmp_path: Path) -> None:
+    """signal -> decision -> order -> fill from any member, in time order with their events; refs
+    of another boot and unchained events stay out; unknown ids give nothing; reopened, the same."""
+    db, now = backend.db(tmp_path), float(int(time.time()))
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    signal = event(1, 1, now - 5.0, kind="signal_event", symbol="X")
+    noise = event(2, 2, now - 4.9, kind="cycle")
+    decision = event(3, 3, now - 4.8, kind="decision_trace")
+    order = event(4, 4, now - 4.7, kind="order_event", status="create")
+    fill = event(5, 5, now - 4.58, kind="order_event", status="fill")
+    mate = event(6, 6, now - 4.5, kind="position_event")  # joined by the cycle id alone
+    members = [signal, decision, order, fill, mate]
+    frame = [
+        (signal, chain_link(signal, 1, cycle="c-1")),
+        (noise, None),
+        (decision, chain_link(decision, 2, 1)),
+        (order, chain_link(order, 3, 2)),
+        (fill, chain_link(fill, 4, 3)),
+        (mate, chain_link(mate, None, None, "c-1")),
+    ]
+    other = EngineRecord("alpha", now, boot_id="boot-2")  # same refs, another boot
+    stranger = event(7, 1, now - 4.0, kind="order_event", boot_id="boot-2")
+    async with opened(db) as first:
+        chained(first.store, alpha, frame)
+        chained(first.store, other, [(stranger, chain_link(stranger, 4, 3))])
+        await first.commits.wait(alpha)
+        await first.commits.wait(other)
+        for member in members:
+            steps, cut = await first.store.chain(member.id, [], MAX_CHAIN)
+            assert [s.event for s in steps] == members and not cut
+        assert [s.link.ref for s in steps] == [1, 2, 3, 4, None]
+        assert await first.store.chain(noise.id, [], MAX_CHAIN) == ([], False)
+        assert await first.store.chain(999, [], MAX_CHAIN) == ([], False)
+        steps, _ = await first.store.chain(stranger.id, [], MAX_CHAIN)
+        assert [s.event for s in steps] == [stranger]
+    if backend.persistent:
+        async with opened(db) as second:
+            steps, _ = await second.store.chain(fill.id, [], MAX_CHAIN)
+            assert [s.event for s in steps] == members
+            assert [k.event_id for k in second.restored.links] == [1, 3, 4, 5, 6, 7]
+
+
+async def test_a_long_chain_is_cut_at_the_limit_and_seeds_join_in(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """A chain longer than `limit` comes back cut (and says so); links the caller holds (seeds)
+    join the walk even when the store does not know the asked id yet."""
+    now = float(int(time.time()))
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    records = [event(n, n, now - 10 + n / 10, kind="order_event") for n in range(1, 11)]
+    frame = [(r, chain_link(r, n, n - 1 or None)) for n, r in enumerate(records, 1)]
+    async with opened(backend.db(tmp_path)) as opened_store:
+        chained(opened_store.store, alpha, frame)
+        await opened_store.commits.wait(alpha)
+        steps, cut = await opened_store.store.chain(5, [], 4)
+        assert len(steps) == 4 and cut
+        steps, cut = await opened_store.store.chain(5, [], 10)
+        assert [s.link.event_id for s in steps] == list(range(1, 11)) and not cut
+        late = event(11, 11, now, kind="order_event")  # not handed to the store
+        steps, _ = await opened_store.store.chain(11, [chain_link(late, 11, 10)], 20)
+        assert [s.link.event_id for s in steps] == list(range(1, 12))
+        assert steps[-1].event is None  # the store does not hold it: the caller fills it in
+
+
+async def test_a_schema_7_database_upgrades_in_place_to_chains(tmp_path: Path) -> None:
+    """A schema 7 file (no links table) opens, gets the table, keeps its events and stores chains."""
+    db = SQLITE.db(tmp_path)
+    now = float(int(time.time()))
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    old = event(1, 1, now - 2, kind="signal_event", symbol="X")
+    async with opened(db) as first:
+        hand(first.store, alpha, [old])
+        await first.commits.wait(alpha)
+    with database(tmp_path / "hub.db", read_only=False) as conn:  # as schema 7 left it
+        conn.executescript("DROP TABLE links; PRAGMA user_version = 7;")
+    async with opened(db) as second:
+        assert second.restored.events == [old]
+        fill = event(2, 2, now - 1, kind="order_event", status="fill")
+        chained(second.store, alpha, [(fill, chain_link(fill, 2, 1))])
+        await second.commits.wait(alpha)
+        steps, _ = await second.store.chain(2, [], MAX_CHAIN)
+        assert [s.event for s in steps] == [fill]  # the old signal carried no link
+    with database(tmp_path / "hub.db") as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 8
+        indexes = {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE tbl_name = 'links'")
+        }
+        assert {"links_ref", "links_parent", "links_cycle"} <= indexes
+
+
+# -- #18 timeline: markers of engines in a window ----------------------------------------------
+
+
+async def test_the_timeline_merges_events_transitions_boots_gaps_and_alerts(
+    backend: Backend, tmp_path: Path
+) -> None:
+    """`timeline` gives marker events (not cycles), health transitions, boots (a second one is a
+    restart), gaps and engine alerts of a window, newest first; engines, limit and the time
+    cursor narrow it; a persistent store gives the same after reopening."""
+    db = backend.db(tmp_path)
+    now = float(int(time.time()))
+    alpha = EngineRecord("alpha", now, boot_id=BOOT)
+    beta = EngineRecord("beta", now, boot_id=BOOT)
+    changes = Ingested()
+    changes.boots = [
+        BootChange("alpha", "boot-0", 11, "paper", now - 7000, now - 6000, "bye"),
+        BootChange("alpha", BOOT, 12, "paper", now - 60),
+        BootChange("beta", BOOT, 13, "live", now - 55),
+    ]
+    changes.transitions = [Transition("alpha", now - 20, "stale", "ok")]
+    changes.audit = [
+        AuditRecord(now - 15, "hub", "alert.firing", "offline: <b>gone</b>", "alpha"),
+        AuditRecord(now - 10, "hub", "alert.resolved", "offline: back", "alpha"),
+        AuditRecord(now - 12, "hub", "silence.delete", "silence 1 ended", ""),  # hub-wide
+        AuditRecord(now - 11, "alice", "sign_in", "", "alpha"),  # not an alert
+    ]
+    async with opened(db) as first:
+        first.store.append(changes)
+        hand(first.store, beta, [event(3, 1, now - 40, "beta", "order_event", status="fill")])
+        hand(
+            first.store,
+            alpha,
+            [
+                event(1, 1, now - 7100, kind="signal_event"),  # before the window
+                event(2, 2, now - 50, kind="signal_event", symbol="<script>x</script>"),
+                event(4, 3, now - 49, kind="cycle"),  # not a marker
+                event(5, 4, now - 30, kind="error", message="boom"),
+            ],
+            gaps=[Gap("alpha", BOOT, 5, 7)],
+        )
+        await first.commits.wait(alpha)
+        await first.commits.wait(beta)
+        window = TimelineQuery(now - 100, now + 60, 100)
+        items = await first.store.timeline(window)
+        only_beta = await first.store.timeline(TimelineQuery(now - 100, now + 60, 100, ("beta",)))
+        top = await first.store.timeline(TimelineQuery(now - 100, now + 60, 3))
+        older = await first.store.timeline(TimelineQuery(now - 100, now + 60, 100, before=now - 25))
+    assert [(i.kind, i.engine, i.label) for i in items] == [
+        (TimelineKind.GAP, "alpha", "gap: client_dropped"),
+        (TimelineKind.ALERT, "alpha", "alert.resolved"),
+        (TimelineKind.ALERT, "alpha", "alert.firing"),
+        (TimelineKind.HEALTH, "alpha", "ok → stale"),
+        (TimelineKind.ERROR, "alpha", "error"),
+        (TimelineKind.EVENT, "beta", "order fill"),
+        (TimelineKind.EVENT, "alpha", "signal"),
+        (TimelineKind.BOOT, "beta", "boot"),
+        (TimelineKind.BOOT, "alpha", "restart"),
+    ]
+    signal = items[6]
+    assert (signal.event_id, signal.event_type, signal.ts) == (2, "signal_event", now - 50)
+    assert "<script>x</script>" in signal.detail  # kept as text; templates escape it
+    assert items[0].detail == "seq 5–7 (3 messages)"
+    assert [(i.label, i.event_id) for i in only_beta] == [("order fill", 3), ("boot", None)]
+    assert top == items[:3]
+    assert older == items[4:]
+    if backend.persistent:
+        async with opened(db) as second:
+            assert await second.store.timeline(window) == items

@@ -61,8 +61,11 @@ class MessageBuilder:
             except Exception:
                 return None
 
-    def event(self, seq: int, ts: float, kind: Any, payload: Any) -> Event | None:
-        """An `event`, if `kind` is a valid event type and `payload` a mapping."""
+    def event(
+        self, seq: int, ts: float, kind: Any, payload: Any, chain: Any = msgspec.UNSET
+    ) -> Event | None:
+        """An `event`, if `kind` is a valid event type and `payload` a mapping; `chain` is a
+        `ChainLink` the recorder made (it checked its values)."""
         if not isinstance(kind, str):
             return None
         if kind not in self._event_types:
@@ -82,7 +85,7 @@ class MessageBuilder:
                 )
             except Exception:
                 return None
-        return Event(seq, kind, ts, msgspec.Raw(raw))
+        return Event(seq, kind, ts, msgspec.Raw(raw), chain)
 
     def log(
         self,

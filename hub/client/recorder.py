@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import os
 import socket
@@ -21,12 +22,26 @@ from hub.client.endpoints import engine_urls
 from hub.client.handlers import HubLogHandler
 from hub.client.intake import EVENT, LOG, OBSERVE, DropReason, Intake, NullIntake
 from hub.client.options import ClientOptions, make_options, validate_identity
-from hub.core.messages import Status
+from hub.core.messages import ChainLink, Status
 
 __all__ = ["Recorder", "Timer"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _MAX_STRATEGIES = 64  # names kept in state["active_strategies"]; the count stays exact
+_MAX_CYCLE = 128  # characters of a cycle id (the hub's limit)
+_MAX_REF = 2**63 - 1
+
+
+def _link(ref: int, cycle_id: Any, parent: Any) -> ChainLink:
+    """The chain link of a new event; a parent that is no ref, or an empty cycle id, is left out."""
+    link = ChainLink(ref)
+    if type(parent) is int and 0 < parent <= _MAX_REF:
+        link.parent = parent
+    if cycle_id is not None:
+        text = cycle_id if isinstance(cycle_id, str) else str(cycle_id)
+        if text:
+            link.cycle = text[:_MAX_CYCLE]
+    return link
 
 
 def _seconds(value: Any) -> Any:
@@ -71,6 +86,7 @@ class Recorder:
             meta=meta,
         )
         self._intake: Intake = self._core.intake if self.options.enabled else NullIntake()
+        self._refs = itertools.count(1)  # chain refs of this boot (next() is atomic under the GIL)
 
     @property
     def intake(self) -> Intake:
@@ -234,6 +250,17 @@ class Recorder:
         except Exception:
             self._intake.count_drop(DropReason.INVALID)
 
+    def _chained(self, type: str, payload: dict[str, Any], cycle_id: Any, parent: Any) -> int:
+        """Publish an event with a chain link; returns its ref (0 if the call failed)."""
+        try:
+            ref = next(self._refs)
+            link = _link(ref, cycle_id, parent)
+            self._intake.append((EVENT, time.time(), type, payload, link))
+            return ref
+        except Exception:
+            self._intake.count_drop(DropReason.INVALID)
+            return 0
+
     def record_signal(
         self,
         /,
@@ -244,12 +271,32 @@ class Recorder:
         strategy: str | None = None,
         confidence: float | None = None,
         reason: str | None = None,
+        cycle_id: str | int | None = None,
+        parent: int | None = None,
         **extra: Any,
-    ) -> None:
-        """Publish a `signal_event` (what the strategy decided and why)."""
+    ) -> int:
+        """Publish a `signal_event` (what the strategy decided and why); returns its chain ref.
+
+        Pass the ref as `parent=` of the decision or order that follows from it (docs/client.md).
+        """
         payload = {"symbol": symbol, "side": side, "price": price, "strategy": strategy}
         payload.update(confidence=confidence, reason=reason, **extra)
-        self.publish("signal_event", payload)
+        return self._chained("signal_event", payload, cycle_id, parent)
+
+    def record_decision(
+        self,
+        /,
+        decision: str,
+        *,
+        symbol: str | None = None,
+        reason: str | None = None,
+        cycle_id: str | int | None = None,
+        parent: int | None = None,
+        **extra: Any,
+    ) -> int:
+        """Publish a `decision_trace` (what was decided from the inputs); returns its chain ref."""
+        payload = {"decision": decision, "symbol": symbol, "reason": reason, **extra}
+        return self._chained("decision_trace", payload, cycle_id, parent)
 
     def record_order(
         self,
@@ -262,12 +309,17 @@ class Recorder:
         price: float | None = None,
         status: str = "create",
         reason: str | None = None,
+        cycle_id: str | int | None = None,
+        parent: int | None = None,
         **extra: Any,
-    ) -> None:
-        """Publish an `order_event`; `status` is create, fill, reject or cancel."""
+    ) -> int:
+        """Publish an `order_event`; `status` is create, fill, reject or cancel; returns its chain ref.
+
+        A fill or reject names the order's create (or the signal or decision) as `parent=`.
+        """
         payload = {"order_id": order_id, "symbol": symbol, "side": side, "quantity": quantity}
         payload.update(price=price, status=status, reason=reason, **extra)
-        self.publish("order_event", payload)
+        return self._chained("order_event", payload, cycle_id, parent)
 
     def record_cycle(self, /, duration: float, number: int | None = None, **extra: Any) -> None:
         """Publish a `cycle` event (how long one loop iteration took, seconds); sets the last cycle.

@@ -2,7 +2,7 @@
 
 One `Ingested` comes from each engine frame (`EngineConnection.receive_text`), from a socket that
 closed (`EngineConnection.closed`), from the runtime's snapshot tick (`HubState.snapshots`) and
-from the audit trail (`Hub.audit`).
+from the audit trail (`Hub.audit`) and from health changes (the runtime's ticker).
 The I/O shell replies with its rejections, publishes its events and hands it, whole, to
 `HistoryStore.append`. It names its engine and boot by plain keys, never by the live (mutable)
 `EngineRecord`.
@@ -13,8 +13,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from hub.core.chains import Link
 from hub.core.decoding import Rejected
-from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import (
+    AuditRecord,
+    BootChange,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+)
 from hub.core.series import Point
 from hub.core.silences import Silence
 
@@ -23,12 +31,14 @@ __all__ = ["Gap", "Ingested"]
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    """Messages `first`..`last` of a boot never arrived (the client dropped them)."""
+    """Messages `first`..`last` of a boot never arrived (the client dropped them), or, with
+    reason `cluster_trimmed`, stream entries (ids in ms) trimmed before this node read them."""
 
     engine: str
     boot_id: str
     first: int
     last: int
+    reason: str = "client_dropped"
 
 
 class Ingested:
@@ -46,6 +56,7 @@ class Ingested:
         "events",
         "frame",
         "gaps",
+        "links",
         "logs",
         "points",
         "received",
@@ -54,6 +65,7 @@ class Ingested:
         "seq",
         "silences",
         "snapshots",
+        "transitions",
     )
 
     def __init__(self, engine: str = "", boot_id: str = "", seq: int = 0) -> None:
@@ -66,6 +78,7 @@ class Ingested:
         # the store may keep it verbatim instead of encoding the records again.
         self.frame: bytes | None = None
         self.received = 0.0  # when `frame` came: the ts of its events that carry none
+        self.links: list[Link] = []  # events of `events` that carry a chain link
         self.logs: list[LogRecord] = []
         self.rejected: list[Rejected] = []
         self.gaps: list[Gap] = []
@@ -76,3 +89,4 @@ class Ingested:
         self.points: Sequence[Point] = ()
         self.audit: list[AuditRecord] = []  # who did what (the shell adds these, not ingest)
         self.silences: list[Silence] = []  # silences added or ended (kept across restarts)
+        self.transitions: list[Transition] = []  # health changes (the runtime's ticker adds these)

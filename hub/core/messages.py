@@ -20,6 +20,7 @@ __all__ = [
     "TAG_KEY_PATTERN",
     "Ack",
     "Bye",
+    "ChainLink",
     "CloseCode",
     "EngineMessage",
     "ErrorCode",
@@ -142,6 +143,15 @@ class Heartbeat(_Message, tag="heartbeat"):
     state: Json | UnsetType = UNSET
 
 
+class ChainLink(Struct, forbid_unknown_fields=False, omit_defaults=True, gc=False):
+    """Where an event sits in a causal chain (docs/protocol.md): its own `ref`, the `ref` of the
+    event it follows from (`parent`) and the engine's `cycle` id; refs are per boot."""
+
+    ref: Seq | UnsetType = UNSET
+    parent: Seq | UnsetType = UNSET
+    cycle: Annotated[str, Meta(min_length=1, max_length=128)] | UnsetType = UNSET
+
+
 class Event(_Message, tag="event"):
     """A trading event (signal, order, cycle, ...) with a free-form JSON payload."""
 
@@ -149,6 +159,9 @@ class Event(_Message, tag="event"):
     type: Annotated[str, Meta(min_length=1, max_length=64)]  # pattern: checked once per name
     ts: Timestamp | None = None
     payload: msgspec.Raw = msgspec.Raw(b"{}")  # a JSON object, kept verbatim
+    # Optional, top level so the hub reads it without decoding the payload; hubs before it
+    # ignore it (unknown fields are ignored), and events without it cost one attribute check.
+    chain: ChainLink | UnsetType = UNSET
 
 
 class Metric(_Message, tag="metric"):

@@ -14,6 +14,7 @@ __all__ = [
     "LogRecord",
     "LogView",
     "MetricsSnapshot",
+    "Transition",
     "utc",
 ]
 
@@ -135,6 +136,15 @@ class BootChange(msgspec.Struct, frozen=True, gc=False):
     ended: float | None = None
     how: str | None = None
     meta: dict[str, Any] = {}
+
+
+class Transition(msgspec.Struct, frozen=True, gc=False):
+    """An engine's hub-derived health changed at `at` (kept for the timeline)."""
+
+    engine: str
+    at: float
+    health: str  # a hub.core.engines.Health value
+    previous: str
 
 
 class MetricsSnapshot(msgspec.Struct, frozen=True, gc=False):

@@ -11,6 +11,7 @@ from typing import assert_never
 from msgspec import UNSET
 
 from hub.core.buckets import EngineBudget, budget_for
+from hub.core.chains import ChainIndex, link_of
 from hub.core.decoding import Rejected
 from hub.core.engines import EngineRecord, Health, derive_health
 from hub.core.ingested import Gap, Ingested
@@ -86,6 +87,7 @@ class HubState:
         # Per engine name, kept across reconnects: a socket cannot reset its engine's bucket.
         self.budgets: dict[str, EngineBudget] = {}
         self.rings = EventRings(settings)
+        self.chains = ChainIndex()  # chained events (hub/core/chains.py), bounded
         self.logs = LogTails(settings.log_tail_lines)
         self.stats = Stats()
         self.metrics = MetricRegistry.from_settings(settings, self.stats.drops)  # byte caps too
@@ -310,6 +312,8 @@ class HubState:
                     ring_append(record)
                 if kind == "error":
                     self._error_event(engine, record, now)
+                if item.chain is not UNSET:  # one check per event; chained ones are rare
+                    self._chained(record, item, out)
                 events.append(record)
                 continue
             if ring is not None:  # end the run: the slow path below may start another
@@ -395,6 +399,13 @@ class HubState:
                 )
             case _:
                 assert_never(item)
+
+    def _chained(self, record: EventRecord, item: Event, out: Ingested) -> None:
+        """Index an event that carries a chain link, and hand the link to the store."""
+        assert item.chain is not UNSET
+        link = link_of(record, item.chain)
+        self.chains.add(link, record)
+        out.links.append(link)
 
     def _ring_mark(self, event_type: str) -> Dirty:
         mark = self._ring_marks[event_type] = Dirty(Topic.EVENTS, event_type)

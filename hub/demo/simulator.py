@@ -158,24 +158,41 @@ class Simulator:
         strategy = rng.choice(self.profile.strategies)
         confidence = round(rng.uniform(0.55, 0.95), 2)
         reason = f"RSI {rsi} {'oversold' if side == 'long' else 'overbought'}"
-        client.record_signal(
-            symbol, side, price=price, strategy=strategy, confidence=confidence, reason=reason
+        # One chain per signal (docs/client.md#causal-chains): each step names the one before.
+        cycle = f"{self.name}-{self.tick}"
+        signal = client.record_signal(
+            symbol,
+            side,
+            price=price,
+            strategy=strategy,
+            confidence=confidence,
+            reason=reason,
+            cycle_id=cycle,
         )
-        client.publish(
-            "decision_trace",
-            {
-                "symbol": symbol,
-                "decision": side,
-                "inputs": {"rsi": rsi, "price": price},
-                "threshold": 25 if side == "long" else 75,
-            },
+        decision = client.record_decision(
+            side,
+            symbol=symbol,
+            reason=reason,
+            inputs={"rsi": rsi, "price": price},
+            threshold=25 if side == "long" else 75,
+            cycle_id=cycle,
+            parent=signal,
         )
         client.increment("signals", side=side, strategy=strategy)
         self.orders += 1
         order_id = f"{self.name}-{self.orders}"
         quantity = rng.choice((25, 50, 75, 100))
         order_side = "buy" if side == "long" else "sell"
-        client.record_order(order_id, symbol, order_side, quantity, price=price, status="create")
+        order = client.record_order(
+            order_id,
+            symbol,
+            order_side,
+            quantity,
+            price=price,
+            status="create",
+            cycle_id=cycle,
+            parent=decision,
+        )
         if rng.random() < 0.12:
             client.record_order(
                 order_id,
@@ -185,10 +202,21 @@ class Simulator:
                 price=price,
                 status="reject",
                 reason="margin exceeded",
+                cycle_id=cycle,
+                parent=order,
             )
             log.warning("order %s rejected: margin exceeded", order_id)
             return
-        client.record_order(order_id, symbol, order_side, quantity, price=price, status="fill")
+        client.record_order(
+            order_id,
+            symbol,
+            order_side,
+            quantity,
+            price=price,
+            status="fill",
+            cycle_id=cycle,
+            parent=order,
+        )
         signed = quantity if order_side == "buy" else -quantity
         self.positions[symbol] = self.positions.get(symbol, 0) + signed
         self.pnl += rng.gauss(0, 50)

@@ -75,7 +75,9 @@ def card_model(state: HubState, engine: EngineRecord, now: float) -> dict[str, A
     }
 
 
-def hub_model(state: HubState, now: float, store_problem: str | None) -> dict[str, Any]:
+def hub_model(
+    state: HubState, now: float, store_problem: str | None, cluster_note: str | None = None
+) -> dict[str, Any]:
     """Hub status line: engines by health, P&L per mode and currency, events per second."""
     counts: dict[Health, int] = {}
     reports: list[tuple[str, Pnl]] = []
@@ -102,6 +104,7 @@ def hub_model(state: HubState, now: float, store_problem: str | None) -> dict[st
         "pnl_more": pnl_more,
         "events_per_second": state.stats.events_per_second,
         "store_problem": store_problem,
+        "cluster_note": cluster_note,  # "cluster degraded: ..." or a gap, from the runtime
         "lagging": state.lag.lagging(now),  # seconds the hub's own loop is behind, or None
     }
 

@@ -57,6 +57,7 @@ class OrderRow:
     payload: dict[str, Any] = field(default_factory=dict)  # newest non-null value of each field
     steps: list[tuple[Stage, Any]] = field(default_factory=list)  # oldest first
     more_steps: int = 0  # older steps not shown
+    ids: list[int] = field(default_factory=list)  # event ids of `steps`, newest first
 
     @property
     def stage(self) -> Stage:
@@ -88,6 +89,7 @@ def fold_orders(newest_first: Iterable[EventRecord], limit: int) -> list[OrderRo
         if len(row.steps) < MAX_STEPS:
             status = payload.get("status")
             row.steps.append((stage_of(status), status))
+            row.ids.append(record.id)
         else:
             row.more_steps += 1
     for row in rows.values():

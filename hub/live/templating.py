@@ -41,6 +41,12 @@ def _text(value: Any, limit: int = _MAX_CELL) -> Markup:
     return Markup("<bdi>{}</bdi>").format(visible(_cell(value, limit)))
 
 
+def _svg_text(value: Any, limit: int = _MAX_CELL) -> str:
+    """Engine text for SVG <text>/<title>: as `text` but without <bdi>, which SVG does not
+    render (controls still made visible; escaping is the environment's job)."""
+    return visible(_cell(value, limit))
+
+
 def _skew(seconds: float | None) -> str:
     """A signed clock difference: +0.120 s, -3.5 min, -19692 d ("—" when unknown)."""
     if seconds is None or not math.isfinite(seconds):
@@ -147,6 +153,7 @@ def create_environment() -> jinja2.Environment:
     env.filters["number"] = _number
     env.filters["skew"] = _skew
     env.filters["text"] = _text
+    env.filters["svgtext"] = _svg_text
     env.globals["sparkline_points"] = sparkline_points
     env.filters.update(fixed=formats.fixed, seconds=formats.duration, chips=formats.chips)
     env.filters.update(amount=formats.amount, side=formats.side, without=formats.without)

@@ -16,6 +16,7 @@ from typing import Any
 
 import jinja2
 
+from hub.core.chains import ChainIndex
 from hub.core.engines import EngineRecord
 from hub.core.records import EventRecord
 from hub.core.state import HubState
@@ -117,6 +118,7 @@ class Views:
         self.env = env
         self.state = state
         self.store_problem: str | None = None  # set by the runtime when the history store fails
+        self.cluster_note: str | None = None  # set by the runtime: cluster degraded, or a gap
         self.deltas = CardDeltas()
         self.card_limit = CARD_LIMIT  # more engines than this: the overview is the engine list
         self._tick_at: float | None = None  # the tick the caches below belong to
@@ -309,7 +311,7 @@ class Views:
             orders = fold_orders(state.rings.recent(ORDER_SCAN, "order_event"), TABLE_ROWS)
             return {"table": part.value, "rows": self._order_rows(orders), "where": self._where()}
         if part in _TABLES:
-            rows = _rows(state.rings.recent(TABLE_ROWS, _TABLES[part]))
+            rows = _rows(state.rings.recent(TABLE_ROWS, _TABLES[part]), state.chains)
             return {"table": part.value, "rows": rows, "where": self._where()}
         if part is Part.LOGS:
             lines = self._all_logs(LOG_ROWS)
@@ -344,7 +346,9 @@ class Views:
             recent = state.rings.recent(ORDER_SCAN, "order_event", engine.name)
             rows = self._order_rows(fold_orders(recent, SECTION_ROWS))
         else:
-            rows = _rows(state.rings.recent(SECTION_ROWS, _SECTIONS[part], engine.name))
+            rows = _rows(
+                state.rings.recent(SECTION_ROWS, _SECTIONS[part], engine.name), state.chains
+            )
         return {**base, "section": part.value, "rows": rows}
 
     def frame(self, keys: Iterable[FragmentKey], now: float, cache: dict[FragmentKey, str]) -> str:
@@ -377,7 +381,7 @@ class Views:
 
     def hub_model(self, now: float) -> dict[str, Any]:
         """Hub status line: engines by health, P&L per mode and currency, events per second."""
-        return hub_model(self.state, now, self.store_problem)
+        return hub_model(self.state, now, self.store_problem, self.cluster_note)
 
     def _where(self) -> dict[str, tuple[int, str]]:
         """Engine name -> (hub index, "live" or "paper"): what filterable rows carry as data."""
@@ -387,7 +391,16 @@ class Views:
         }
 
     def _order_rows(self, orders: list[OrderRow]) -> list[dict[str, Any]]:
-        return [{"timestamp": o.last_ts, "engine": o.engine, "order": o} for o in orders]
+        chains = self.state.chains
+        return [
+            {
+                "timestamp": o.last_ts,
+                "engine": o.engine,
+                "order": o,
+                "chain": next((i for i in o.ids if chains.has(i)), None),
+            }
+            for o in orders
+        ]
 
     def _all_logs(self, limit: int) -> list[Any]:
         tails = [reversed(tail) for tail in self.state.logs.tails.values()]
@@ -397,10 +410,18 @@ class Views:
         return lines
 
 
-def _rows(records: list[EventRecord]) -> list[dict[str, Any]]:
-    """Table rows: the payload is decoded here, only for the rows a page shows."""
+def _rows(records: list[EventRecord], chains: ChainIndex) -> list[dict[str, Any]]:
+    """Table rows: the payload is decoded here, only for the rows a page shows; `chain` is the
+    event's id when it belongs to a causal chain (the row links to /chain)."""
     return [
-        {"timestamp": r.ts, "engine": r.engine, "seq": r.seq, "payload": r.data()} for r in records
+        {
+            "timestamp": r.ts,
+            "engine": r.engine,
+            "seq": r.seq,
+            "payload": r.data(),
+            "chain": r.id if chains.has(r.id) else None,
+        }
+        for r in records
     ]
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import enum
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from hub.core.chains import Link, Step
 from hub.core.hits import SearchPage, SearchRequest
 from hub.core.ingested import Ingested
 from hub.core.records import AuditRecord, EventRecord, LogRecord, utc
@@ -21,6 +23,9 @@ __all__ = [
     "SeriesLine",
     "SeriesQuery",
     "StoreError",
+    "TimelineItem",
+    "TimelineKind",
+    "TimelineQuery",
     "UnknownEngine",
     "make_bundle",
 ]
@@ -60,6 +65,43 @@ class HistoryQuery:
     min_level: int | None = None
 
 
+class TimelineKind(enum.StrEnum):
+    """What a timeline marker stands for."""
+
+    EVENT = "event"  # a signal, decision, order or fill
+    ERROR = "error"  # an `error` event
+    HEALTH = "health"  # a hub-derived health transition
+    BOOT = "boot"  # a boot started (a restart when the engine ran before)
+    STOP = "stop"  # a boot ended (bye, dropped socket, replaced)
+    GAP = "gap"  # messages the client dropped or the store could not keep
+    ALERT = "alert"  # an alert fired, resolved, was acknowledged, silenced or delivered
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineQuery:
+    """Markers of `engines` (empty: all) in [since, until), newest first, at most `limit`;
+    `before` is a time cursor (exclusive) for the next page."""
+
+    since: float
+    until: float
+    limit: int
+    engines: tuple[str, ...] = ()
+    before: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineItem:
+    """One marker on the timeline; `label` and `detail` may hold engine text (escape them)."""
+
+    ts: float
+    engine: str
+    kind: TimelineKind
+    label: str  # e.g. the event type, "ok → stale", "alert.firing"
+    detail: str = ""  # a short excerpt: payload, gap seqs, alert summary
+    event_id: int | None = None  # events only
+    event_type: str | None = None  # events only
+
+
 @dataclass(slots=True)
 class Restored:
     """What a store hands back at start so a restarted hub shows the same history at once."""
@@ -70,6 +112,7 @@ class Restored:
     metrics: list[dict[str, Any]] = field(default_factory=list)  # serialized series
     forgotten: dict[str, float] = field(default_factory=dict)  # engine -> when an admin forgot it
     silences: list[Silence] = field(default_factory=list)  # alert silences still in force
+    links: list[Link] = field(default_factory=list)  # chain links of `events` (#18 chain)
     next_event_id: int = 1
     next_log_id: int = 1
 
@@ -147,6 +190,12 @@ class HistoryStore(Protocol):
     async def search(self, request: SearchRequest) -> SearchPage:
         """Log lines and events matching a full-text query, newest first, a page at a time."""
 
+    async def chain(
+        self, event_id: int, seeds: Sequence[Link], limit: int
+    ) -> tuple[list[Step], bool]:
+        """The causal chain of `event_id` joined to `seeds` (links the caller already holds), in
+        time order, and whether it was cut at `limit`; empty when the store holds no link of it."""
+
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """One engine's events, logs, errors, gaps, metrics and boots over a window (docs/api.md).
 
@@ -159,6 +208,10 @@ class HistoryStore(Protocol):
 
     async def series_names(self, engine: str) -> list[SeriesInfo]:
         """Every series of `engine` the store holds points of, by name then tags."""
+
+    async def timeline(self, query: TimelineQuery) -> list[TimelineItem]:
+        """Events, health transitions, boots, gaps and alerts of engines in a window, newest
+        first, bounded by `query.limit` (hub/stores/timelines.py)."""
 
     async def close(self) -> None:
         """Flush what is queued (within the graceful timeout) and release resources."""

@@ -6,9 +6,11 @@ import heapq
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from operator import attrgetter
 from typing import Any
 
+from hub.core.chains import ChainIndex, Link, Step, walk
 from hub.core.hits import (
     SearchHit,
     SearchPage,
@@ -21,7 +23,14 @@ from hub.core.hits import (
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
 from hub.core.metrics import MetricKind, TagKey
-from hub.core.records import AuditRecord, EventRecord, LogRecord, MetricsSnapshot, utc
+from hub.core.records import (
+    AuditRecord,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+    utc,
+)
 from hub.core.series import Bucket, Point, Tier
 from hub.core.silences import Silence
 from hub.settings import Settings
@@ -33,10 +42,23 @@ from hub.stores.base import (
     SeriesInfo,
     SeriesLine,
     SeriesQuery,
+    TimelineItem,
+    TimelineQuery,
     UnknownEngine,
     make_bundle,
 )
 from hub.stores.lines import MAX_SERIES_LINES, export_entry, lines, matches, plan
+from hub.stores.timelines import (
+    MARKER_TYPES,
+    alert_item,
+    boot_items,
+    bounds,
+    event_item,
+    gap_item,
+    is_alert,
+    newest,
+    transition_item,
+)
 
 __all__ = ["MemoryStore"]
 
@@ -45,6 +67,7 @@ MAX_BOOTS = 10_000  # the newest are kept
 MAX_GAPS = 10_000
 MAX_AUDIT = 10_000  # the newest are kept
 MAX_SERIES = 10_000  # metric series kept (points of further ones are counted, not kept)
+MAX_TRANSITIONS = 10_000  # the newest are kept
 
 
 def _audit_matches(record: AuditRecord, query: HistoryQuery, hub_wide: bool = False) -> bool:
@@ -118,6 +141,8 @@ class MemoryStore:
         self._metrics: dict[str, tuple[MetricsSnapshot, float]] = {}  # and when it was noted
         self._audit: deque[AuditRecord] = deque(maxlen=MAX_AUDIT)
         self._silences: dict[int, Silence] = {}
+        self._chains = ChainIndex(capacity)
+        self._transitions: deque[Transition] = deque(maxlen=MAX_TRANSITIONS)
         self._export_limit = export_limit
         self._on_commit: CommitCallback = _ignore
 
@@ -129,6 +154,10 @@ class MemoryStore:
     def append(self, ingested: Ingested) -> None:
         """Keep what the core changed and report the engine's seq as committed."""
         self._events.extend(ingested.events)
+        if ingested.links:
+            by_id = {e.id: e for e in ingested.events}
+            for link in ingested.links:
+                self._chains.add(link, by_id.get(link.event_id))
         if ingested.logs:
             self._logs.extend(ingested.logs)
         if (
@@ -137,6 +166,7 @@ class MemoryStore:
             or ingested.snapshots
             or ingested.audit
             or ingested.silences
+            or ingested.transitions
         ):
             self._keep_rare(ingested)
         for point in ingested.points:
@@ -154,7 +184,7 @@ class MemoryStore:
         for gap in ingested.gaps[:100]:
             if len(self._gaps) < MAX_GAPS:
                 row = {"boot_id": gap.boot_id, "first_seq": gap.first, "last_seq": gap.last}
-                row |= {"reason": "client_dropped", "at": time.time()}
+                row |= {"reason": gap.reason, "at": time.time()}
                 self._gaps.append((gap.engine, row))
         for change in ingested.boots:
             boot = self._boot(change.engine, change.boot_id)
@@ -166,6 +196,7 @@ class MemoryStore:
         self._audit.extend(ingested.audit)
         for silence in ingested.silences[:MAX_AUDIT]:
             self._silences[silence.id] = silence
+        self._transitions.extend(ingested.transitions)
 
     def _keep_point(self, point: Point) -> None:
         """A series bucket: appended, or merged into a bucket of the same start (a restart's)."""
@@ -265,6 +296,44 @@ class MemoryStore:
             )
             events = [event_hit(e) for e in heapq.nlargest(limit, found, key=_id)]
         return merge(request, logs, events)
+
+    async def chain(
+        self, event_id: int, seeds: Sequence[Link], limit: int
+    ) -> tuple[list[Step], bool]:
+        """The chain of `event_id` from the links memory still holds, as the SQLite store's."""
+        start = self._chains.step(event_id)
+        if start is None and not seeds:
+            return [], False
+        links, cut = walk(self._chains, [*([start.link] if start else []), *seeds], limit)
+        steps = [self._chains.step(k.event_id) or Step(k, None) for k in links]
+        return steps, cut
+
+    async def timeline(self, query: TimelineQuery) -> list[TimelineItem]:
+        """Markers of what memory still holds, as the SQLite store finds them."""
+        since, until = bounds(query)
+        names = set(query.engines)
+
+        def wanted(engine: str, ts: float) -> bool:
+            return (not names or engine in names) and since <= ts < until
+
+        items = [
+            event_item(e) for e in self._events if e.type in MARKER_TYPES and wanted(e.engine, e.ts)
+        ]
+        items += (transition_item(t) for t in self._transitions if wanted(t.engine, t.at))
+        firsts: dict[str, float] = {}
+        for (engine, _), row in self._boots.items():
+            if row["started"] is not None:
+                firsts[engine] = min(firsts.get(engine, row["started"]), row["started"])
+        for (engine, _), row in self._boots.items():
+            if not names or engine in names:
+                items += boot_items(engine, row, firsts.get(engine), since, until)
+        items += (
+            gap_item(engine, g["first_seq"], g["last_seq"], g["reason"], g["at"])
+            for engine, g in self._gaps
+            if wanted(engine, g["at"])
+        )
+        items += (alert_item(a) for a in self._audit if is_alert(a) and wanted(a.engine, a.ts))
+        return newest(items, query.limit)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle from what memory still holds, shaped as the SQLite store's."""

@@ -6,6 +6,7 @@ from typing import Any
 
 from hub.core.engines import EngineRecord
 from hub.core.messages import Status
+from hub.core.records import EventRecord
 from hub.core.state import HubState
 from hub.core.stats import Topic
 from hub.stores.base import Restored
@@ -47,14 +48,19 @@ def restore(state: HubState, restored: Restored, now: float) -> None:
             if engine.said_bye
             else Status.RUNNING
         )
+    kept: dict[int, EventRecord] = {}
     for record in restored.events:
         if before_forget(record.engine, record.received or record.ts):
             continue
+        kept[record.id] = record
         state.rings.append(record)
         owner = state.engines.get(record.engine)
         if owner is not None:
             owner.events += 1
             owner.errors += record.type == "error"
+    for link in restored.links:  # so restored rows still link to their chains
+        if link.event_id in kept:
+            state.chains.add(link, kept[link.event_id])
     for line in restored.logs:
         if before_forget(line.engine, line.received or line.timestamp.timestamp()):
             continue

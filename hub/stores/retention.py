@@ -25,12 +25,22 @@ def retain(conn: sqlite3.Connection, settings: Settings, now: float) -> None:
     ).fetchall():
         _rewrite(conn, last_id, [e for e in decode_chunk(*chunk) if e.ts >= cutoff])
     conn.execute("DELETE FROM logs WHERE ts < ?", (cutoff,))
+    conn.execute("DELETE FROM links WHERE ts < ?", (cutoff,))
     conn.execute("DELETE FROM gaps WHERE at < ?", (cutoff,))
     conn.execute("DELETE FROM audit WHERE ts < ?", (cutoff,))
     conn.execute("DELETE FROM silences WHERE ends < ?", (cutoff,))
     retain_series(conn, settings, now)  # fine buckets after series_fine_days, coarse after this
+    conn.execute("DELETE FROM transitions WHERE at < ?", (cutoff,))
+    conn.execute(  # a flapping engine must not fill the disk: its newest transitions are kept
+        "DELETE FROM transitions WHERE id <= (SELECT id FROM transitions ORDER BY id DESC "
+        "LIMIT 1 OFFSET ?)",
+        (settings.retention_events,),
+    )
     for (kind,) in conn.execute("SELECT DISTINCT type FROM event_chunks").fetchall():
         retain_type(conn, kind, settings.retention_events)
+    # Links older than every stored event go with them (younger ones whose event a per-type
+    # limit removed read as "no longer stored" until their age passes).
+    conn.execute("DELETE FROM links WHERE event_id < (SELECT min(first_id) FROM event_chunks)")
     for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():
         conn.execute(
             "DELETE FROM logs WHERE engine = ? AND id <= (SELECT id FROM logs WHERE engine = ? "

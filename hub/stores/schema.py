@@ -32,8 +32,9 @@ __all__ = [
 ]
 
 APPLICATION_ID = 0x45484231  # "EHB1": marks a file as an Engine Hub database
-# 8: #18 series (series, series_points) and search (full-text indexes); 7: alert silences;
-# 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of verbatim frames; 2: chunks;
+# 8: #18 series (series, series_points), search (full-text indexes), chain (links) and timeline
+# (transitions); 7: alert silences; 6: receive times; 5: audit; 4: deflated bodies; 3: chunks of
+# verbatim frames; 2: chunks;
 # 1: row per event
 SCHEMA_VERSION = 8
 _SQLITE_MAGIC = b"SQLite format 3\x00"
@@ -44,7 +45,8 @@ _id = attrgetter("id")
 # The `events` view unpacks chunks into one row per event for ad-hoc SQL (it is not fast). It
 # inflates bodies with sqlar_uncompress(), which the sqlite3 shell has and `connect` defines;
 # other programs define it first (docs/operations.md).
-# No index on time: time filters prune chunks by ts_min/ts_max while walking an id index.
+# History queries prune chunks by ts_min/ts_max while walking an id index; only the timeline
+# walks by time (the event_chunks_ts index, schema 8).
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS event_chunks (
     last_id INTEGER PRIMARY KEY, first_id INTEGER NOT NULL, engine TEXT NOT NULL,
@@ -121,6 +123,27 @@ WHEN NEW.last_id <= (SELECT upto FROM search_marks WHERE name = 'events')
 BEGIN INSERT INTO event_text (rowid, body)
       VALUES (NEW.last_id, CAST(sqlar_uncompress(NEW.body, NEW.size) AS TEXT)); END;
 -- end #18 search
+-- #18 chain: one row per event that carried a chain link (hub/core/chains.py), written by the
+-- writer with its event; refs are per (engine, boot). A new table: nothing to backfill.
+CREATE TABLE IF NOT EXISTS links (
+    event_id INTEGER PRIMARY KEY, engine TEXT NOT NULL, boot_id TEXT NOT NULL,
+    type TEXT NOT NULL, ts REAL NOT NULL, ref INTEGER, parent INTEGER, cycle TEXT);
+CREATE INDEX IF NOT EXISTS links_ref ON links (engine, boot_id, ref) WHERE ref IS NOT NULL;
+CREATE INDEX IF NOT EXISTS links_parent ON links (engine, boot_id, parent)
+    WHERE parent IS NOT NULL;
+CREATE INDEX IF NOT EXISTS links_cycle ON links (engine, boot_id, cycle) WHERE cycle IS NOT NULL;
+-- #18 chain end
+-- #18 timeline: health transitions the hub derived (hub/core/engines.py), for the timeline;
+-- nothing to backfill (schema 7 never kept them). Alerts come from the audit table.
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY, engine TEXT NOT NULL, at REAL NOT NULL, health TEXT NOT NULL,
+    previous TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS transitions_at ON transitions (at);
+-- The timeline walks each marker type's chunks newest end first and stops early, and finds
+-- chunks straddling a window's end from the index alone (hub/stores/timelines.py); one entry
+-- per chunk, not per event. Made once for an existing database when it upgrades.
+CREATE INDEX IF NOT EXISTS event_chunks_ts ON event_chunks (type, ts_max, ts_min);
+-- #18 timeline: end
 """
 EVENTS_VIEW = """
 CREATE VIEW IF NOT EXISTS events (id, engine, boot_id, seq, type, ts, payload, received) AS

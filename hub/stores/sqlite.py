@@ -21,15 +21,24 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
+from hub.core.chains import Link, Step
 from hub.core.hits import SearchPage, SearchRequest
 from hub.core.ingested import Ingested
 from hub.core.logs import level_number
-from hub.core.records import AuditRecord, BootChange, EventRecord, LogRecord, MetricsSnapshot
+from hub.core.records import (
+    AuditRecord,
+    BootChange,
+    EventRecord,
+    LogRecord,
+    MetricsSnapshot,
+    Transition,
+)
 from hub.core.series import Point
 from hub.core.silences import Silence
 from hub.settings import Settings
@@ -41,12 +50,16 @@ from hub.stores.base import (
     SeriesInfo,
     SeriesLine,
     SeriesQuery,
+    TimelineItem,
+    TimelineQuery,
 )
 from hub.stores.chunks import INSERT_CHUNK, Frame, chunks, insert_many, verbatim
+from hub.stores.links import INSERT_LINK, link_rows, read_chain, restored_links
 from hub.stores.retention import retain
 from hub.stores.schema import connect, export_bundle, read_audit, read_events, read_logs
 from hub.stores.search_index import index_pending, search
 from hub.stores.series_sql import SeriesIds, read_series, read_series_names, write_points
+from hub.stores.timelines import read_timeline
 
 __all__ = ["SQLiteStore"]
 
@@ -67,6 +80,7 @@ class _Batch:
     # each frame's events: verbatim, or as records when the frame is not all one type's events
     frames: list[list[EventRecord] | Frame] = field(default_factory=list)
     events: int = 0  # in all frames
+    links: list[Link] = field(default_factory=list)  # of those events that carry one
     logs: list[tuple[LogRecord, str]] = field(default_factory=list)
     gaps: list[tuple[str, str, int, int, str, float]] = field(default_factory=list)
     commits: dict[tuple[str, str], int] = field(default_factory=dict)
@@ -75,6 +89,7 @@ class _Batch:
     audit: list[AuditRecord] = field(default_factory=list)
     silences: list[Silence] = field(default_factory=list)
     points: list[Point] = field(default_factory=list)  # metric series buckets
+    transitions: list[Transition] = field(default_factory=list)
     since: float | None = None  # when the oldest thing in it was queued (Unix seconds)
 
     @property
@@ -86,6 +101,7 @@ class _Batch:
         """Nothing at all to write."""
         return not (
             self.frames
+            or self.links
             or self.logs
             or self.gaps
             or self.commits
@@ -94,18 +110,21 @@ class _Batch:
             or self.audit
             or self.silences
             or self.points
+            or self.transitions
         )
 
     def prepend(self, older: _Batch) -> None:
         """Put a batch that failed to commit back in front of this one."""
         self.frames[:0] = older.frames
         self.events += older.events
+        self.links[:0] = older.links
         self.logs[:0] = older.logs
         self.gaps[:0] = older.gaps
         self.boots[:0] = older.boots
         self.audit[:0] = older.audit
         self.silences[:0] = older.silences
         self.points[:0] = older.points
+        self.transitions[:0] = older.transitions
         self.since = older.since if self.since is None else min(self.since, older.since or 1e18)
         for key, seq in older.commits.items():
             self.commits[key] = max(seq, self.commits.get(key, 0))
@@ -191,16 +210,17 @@ class SQLiteStore:
                     kept = None if text is None else verbatim(events, text, ingested.received)
                     batch.frames.append(events if kept is None else kept)
                     batch.events += len(events)
+                    if ingested.links:
+                        batch.links.extend(ingested.links)
                 batch.logs.extend((record, boot_id) for record in ingested.logs)
             for gap in ingested.gaps:
-                batch.gaps.append(
-                    (gap.engine, gap.boot_id, gap.first, gap.last, "client_dropped", now)
-                )
+                batch.gaps.append((gap.engine, gap.boot_id, gap.first, gap.last, gap.reason, now))
             batch.boots.extend(ingested.boots)
             batch.audit.extend(ingested.audit)
             batch.silences.extend(ingested.silences)
             if ingested.points:  # bounded by the core's Downsampler
                 batch.points.extend(ingested.points)
+            batch.transitions.extend(ingested.transitions)
             for snapshot in ingested.snapshots:  # the latest snapshot per engine wins
                 batch.metrics[snapshot.engine] = snapshot
             if engine:
@@ -294,6 +314,8 @@ class SQLiteStore:
         conn.execute("BEGIN IMMEDIATE")
         try:
             insert_many(conn, INSERT_CHUNK, rows)
+            if batch.links:
+                insert_many(conn, INSERT_LINK, link_rows(batch.links))  # one step, not one per row
             insert_many(
                 conn,
                 "INSERT OR IGNORE INTO logs (id, engine, boot_id, seq, ts, level, levelno, logger, message, exc, extra, received) "
@@ -363,6 +385,10 @@ class SQLiteStore:
                 ],
             )
             write_points(conn, self._series_ids, batch.points)
+            conn.executemany(
+                "INSERT INTO transitions (engine, at, health, previous) VALUES (?, ?, ?, ?)",
+                [(t.engine, t.at, t.health, t.previous) for t in batch.transitions],
+            )
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:  # SQLite may already have rolled back (e.g. disk full)
@@ -408,6 +434,8 @@ class SQLiteStore:
             query = HistoryQuery(settings.ring_capacity(kind), event_type=kind)
             restored.events += reversed(read_events(conn, query))
         restored.events.sort(key=lambda e: e.id)
+        if restored.events:
+            restored.links = restored_links(conn, restored.events[0].id)
         for (engine,) in conn.execute("SELECT DISTINCT engine FROM logs").fetchall():
             restored.logs += reversed(
                 read_logs(conn, HistoryQuery(settings.log_tail_lines, engine=engine))
@@ -479,6 +507,16 @@ class SQLiteStore:
         """One page of full-text search hits, newest first (read off the event loop)."""
         page: SearchPage = await asyncio.to_thread(self._read, search, request)
         return page
+
+    async def chain(
+        self, event_id: int, seeds: Sequence[Link], limit: int
+    ) -> tuple[list[Step], bool]:
+        """The stored causal chain of `event_id` (hub/stores/links.py), read off the event loop."""
+        return await asyncio.to_thread(self._read, read_chain, event_id, seeds, limit)
+
+    async def timeline(self, query: TimelineQuery) -> list[TimelineItem]:
+        """Markers of engines in a window, newest first (read off the event loop)."""
+        return await asyncio.to_thread(self._read, read_timeline, query)
 
     async def export(self, engine: str, since: float, until: float) -> dict[str, Any]:
         """The incident bundle for one engine over a window."""

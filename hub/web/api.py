@@ -22,7 +22,7 @@ from hub.web.params import (
     event_type_param,
     int_param,
     level_param,
-    time_param,
+    window_bounds,
 )
 from hub.web.runtime import Hub
 
@@ -65,7 +65,7 @@ async def engines(request: Request) -> Response:
 
 
 async def events(request: Request) -> Response:
-    """Events newest first: `event_type`, `engine`, `limit` (capped), `since`, `until`, `before` (id cursor).
+    """Events newest first: `event_type`, `engine`, `limit` (capped), `since`, `until` or `range`/`around`, `before` (id cursor).
 
     The rings answer down to their horizon; older events come from the history store.
     """
@@ -73,7 +73,7 @@ async def events(request: Request) -> Response:
     limit = int_param(request, "limit", 100, 1, hub.settings.api_max_limit)
     event_type, engine = event_type_param(request), engine_param(request)
     before = int_param(request, "before", 0, 1, 2**63 - 1) or None
-    since, until = time_param(request, "since", now), time_param(request, "until", now)
+    since, until = window_bounds(request, now)
     rings = hub.state.rings
     horizon = rings.horizon(event_type)
     records = [
@@ -101,7 +101,7 @@ async def audit(request: Request) -> Response:
     hub, now = _hub(request), time.time()
     limit = int_param(request, "limit", 100, 1, hub.settings.api_max_limit)
     engine = engine_param(request)
-    since, until = time_param(request, "since", now), time_param(request, "until", now)
+    since, until = window_bounds(request, now)
     entries = await hub.store.history(
         "audit", HistoryQuery(limit, engine, since=since, until=until)
     )
@@ -161,7 +161,7 @@ async def engine_logs(request: Request) -> Response:
     assert engine is not None
     lines = int_param(request, "lines", 100, 1, hub.settings.api_max_limit)
     level = level_param(request)
-    since, until = time_param(request, "since", now), time_param(request, "until", now)
+    since, until = window_bounds(request, now)
     if engine not in hub.state.engines:
         return _no_engine(engine)
     tail = hub.state.logs.tails.get(engine) or ()
@@ -191,8 +191,9 @@ async def export(request: Request) -> Response:
     hub, now = _hub(request), time.time()
     engine = engine_param(request, required=True)
     assert engine is not None
-    since = time_param(request, "since", now) or now - 3600
-    until = time_param(request, "until", now) or now
+    start, end = window_bounds(request, now)
+    since = now - 3600 if start is None else start
+    until = now if end is None else end
     if since >= until:
         raise BadRequest("since must be before until")
     try:
@@ -224,7 +225,8 @@ async def metrics(request: Request) -> Response:
 
 async def healthz(request: Request) -> Response:
     """Liveness: 200 while serving, "degraded" with `reasons` when the history store fails, its
-    commits (and so the engines' acks) have stalled or the hub's loop lags; 503 only when stopping."""
+    commits (and so the engines' acks) have stalled, the hub's loop lags, or (cluster) Redis is
+    unreachable or entries were trimmed before this node read them; 503 only when stopping."""
     hub, now = _hub(request), time.time()
     if hub.shutting_down:
         return json_response({"status": "shutting_down"}, 503)
@@ -245,6 +247,15 @@ async def healthz(request: Request) -> Response:
             f"hub lagging {lagging:.1f} s: its event loop is behind (dashboards are coalesced; "
             "engines are not marked late for time the hub was not reading them)"
         )
+    cluster = hub.cluster.status
+    if cluster.degraded:  # local engines are served live; acks wait for Redis
+        reasons.append(
+            f"cluster degraded: {cluster.problem}; serving this node's engines, not acking, "
+            f"{cluster.pending} frames held for Redis"
+        )
+        acking = False
+    if hub.replication.gaps:
+        reasons.append(f"cluster gap: {hub.replication.last_gap}")
     return json_response(
         {
             "status": "degraded" if reasons else "ok",
@@ -257,6 +268,14 @@ async def healthz(request: Request) -> Response:
                 "problem": problem,
                 "acking": acking,
                 "pending_seconds": waiting,
+            },
+            "cluster": {
+                "state": cluster.state.value,  # local, connecting, ok or degraded
+                "node_id": cluster.node_id,
+                "problem": cluster.problem,
+                "pending": cluster.pending,
+                "buffer": cluster.buffer,
+                "gaps": hub.replication.gaps,
             },
         }
     )

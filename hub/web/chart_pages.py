@@ -19,20 +19,19 @@ from starlette.routing import Route
 from hub.core.engines import EngineRecord
 from hub.core.messages import METRIC_NAME_PATTERN
 from hub.core.pnl import Pnl
+from hub.core.ranges import DEFAULT_SPAN, TimeRange
 from hub.live.charts import Chart, render_chart
 from hub.stores.base import SeriesLine, SeriesQuery
-from hub.web.params import BadRequest, parse_duration, time_param
+from hub.web.params import BadRequest, window_param
 from hub.web.runtime import Hub
 from hub.web.series_api import DEFAULT_POINTS, STEPS, parse_tags
+from hub.web.timelines import range_picker
 
 __all__ = ["STANDARD", "ChartSpec", "ChartView", "chart_context", "routes"]
 
 _NAME = re.compile(METRIC_NAME_PATTERN)
-DEFAULT_SPAN = 3600.0
-MAX_SPAN = 31 * 86_400.0
 MAX_TAGS_TEXT = 512  # the tag filter's text
 MAX_PICKABLE = 500  # metric names the picker lists (an engine keeps at most 500 series)
-LIVE_SLACK = 5.0  # a range ending this close to now still shows now
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,48 +78,16 @@ class ChartView:
     found: bool  # the engine has a series of this name
 
 
-@dataclass(frozen=True, slots=True)
-class Window:
-    """The page's range: its bounds, whether it includes now, and the query that says it."""
-
-    since: float
-    until: float
-    live: bool
-    query: tuple[tuple[str, str], ...]  # the range's own parameters, to keep in links and forms
-
-
-def window(request: Request, now: float) -> Window:
-    """`range=1h` (the last hour, live) or `since=`/`until=` (absolute); default the last hour."""
-    params = request.query_params
-    raw_range = params.get("range", "")
-    if raw_range:
-        if params.get("since") or params.get("until"):
-            raise BadRequest("use range= or since=/until=, not both")
-        try:
-            span = parse_duration(raw_range)
-        except ValueError as exc:
-            raise BadRequest(f"range: {exc}") from None
-        if not 10 <= span <= MAX_SPAN:
-            raise BadRequest("range must be between 10s and 31d")
-        return Window(now - span, now, True, (("range", raw_range.strip()),))
-    until = time_param(request, "until", now)
-    since = time_param(request, "since", now)
-    end = now if until is None else until
-    start = end - DEFAULT_SPAN if since is None else since
-    if not start < end:
-        raise BadRequest("since must be before until")
-    if end - start > MAX_SPAN:
-        raise BadRequest("the range is longer than 31 days: narrow since/until")
-    query = tuple((k, params[k]) for k in ("since", "until") if params.get(k))
-    return Window(start, end, start <= now <= end + LIVE_SLACK, query)
-
-
 def _step(span: float) -> float:
     return float(next((s for s in STEPS if span / s <= DEFAULT_POINTS), STEPS[-1]))
 
 
 async def _chart(
-    hub: Hub, engine: EngineRecord, spec: ChartSpec, win: Window, tags: tuple[tuple[str, str], ...]
+    hub: Hub,
+    engine: EngineRecord,
+    spec: ChartSpec,
+    win: TimeRange,
+    tags: tuple[tuple[str, str], ...],
 ) -> ChartView:
     query = SeriesQuery(
         engine.name, spec.metric, win.since, win.until, _step(win.until - win.since), tags
@@ -139,8 +106,9 @@ async def _chart(
 async def chart_context(
     hub: Hub, request: Request, now: float, engine: EngineRecord
 ) -> dict[str, Any]:
-    """What `partials/_charts.html` and the picker need; raises BadRequest for a bad query."""
-    win = window(request, now)
+    """What `partials/_charts.html` and the chart form need, and the range picker, which keeps
+    the picked metric and tags; raises BadRequest for a bad query."""
+    win = window_param(request, now) or TimeRange.last(DEFAULT_SPAN, now, "1h")
     picked = request.query_params.get("metric", "")
     if picked and not _NAME.match(picked):
         raise BadRequest("metric must be a metric name ([A-Za-z0-9_.:-]{1,128})")
@@ -153,19 +121,18 @@ async def chart_context(
         spec = ChartSpec("pick", picked, picked, (), hint="")
         views.append(await _chart(hub, engine, spec, win, tags))
     names = sorted({s.name for s in await hub.store.series_names(engine.name)})[:MAX_PICKABLE]
-    keep = [
-        *win.query,
-        *((("metric", picked),) if picked else ()),
-        *((("tags", raw_tags),) if raw_tags else ()),
-    ]
+    keep = [("metric", picked)] if picked else []
+    keep += [("tags", raw_tags)] if raw_tags else []
+    range_query = list(win.query().items())
     return {
         "charts": views,
         "chart_names": names,
         "chart_metric": picked,
         "chart_tags": raw_tags,
-        "chart_range": win.query,
-        "chart_live": win.live,
-        "chart_query": keep,
+        "chart_range": range_query,
+        "chart_live": win.live(now),
+        "chart_query": [*range_query, *keep],
+        "picker": range_picker(win, keep),
     }
 
 

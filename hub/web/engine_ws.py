@@ -23,6 +23,10 @@ __all__ = ["EngineSession", "close_revoked", "engine_endpoint"]
 
 log = logging.getLogger(__name__)
 
+_CLUSTER_FULL = (
+    "cluster degraded (Redis unreachable) and this node's buffer is full; reconnect later"
+)
+
 
 class EngineSession:
     """One engine socket: a receive loop (this task) and a writer task for replies and acks."""
@@ -41,6 +45,7 @@ class EngineSession:
         self.engine_name: str | None = None
         self._wake = asyncio.Event()
         self._close: tuple[CloseCode, str] | None = None
+        self._shared = 0  # the highest seq this socket put into the cluster stream
 
     def wake(self) -> None:
         """Something may be due to send (the store committed more: an ack)."""
@@ -96,6 +101,8 @@ class EngineSession:
             ended = conn.closed(time.time())
             if ended is not None:
                 hub.store.append(ended)
+            if hub.cluster.enabled and self.engine_name is not None:
+                hub.replication.closed(conn.conn_id, self.engine_name, conn.boot_id)
             hub.sessions.pop(conn.conn_id, None)
             if self.engine_name is not None and hub.by_engine.get(self.engine_name) is self:
                 del hub.by_engine[self.engine_name]
@@ -114,6 +121,9 @@ class EngineSession:
             self.hub.broadcaster.publish,
             self.hub.store.append,
         )
+        # Cluster mode only: a single node pays one bool test per frame for it.
+        clustered, cluster = self.hub.cluster.enabled, self.hub.cluster
+        share = self.hub.replication.frame
         async with asyncio.timeout(self.hub.settings.hello_timeout) as hello_deadline:
             while True:
                 message = await receive()
@@ -123,6 +133,8 @@ class EngineSession:
                         raise WebSocketDisconnect(message.get("code", CloseCode.NORMAL))
                     conn.receive_bytes(message.get("bytes") or b"")  # raises ProtocolClose
                     continue
+                if clustered and self.engine_name is None:  # a hello may be in this frame
+                    await self._catch_up()
                 ingested = receive_text(text, clock())
                 if ingested is None:
                     continue  # no hello yet
@@ -133,14 +145,47 @@ class EngineSession:
                 if ingested.events:
                     publish(ingested.events)
                 append(ingested)
+                if clustered and ingested.engine and ingested.seq > self._shared:
+                    self._shared = ingested.seq
+                    share(conn.conn_id, text, ingested)
+                    if cluster.full:
+                        self._cluster_full()
                 if ingested.rejected:
                     self._wake.set()  # error replies are due
+
+    async def _catch_up(self) -> None:
+        """Before a hello in cluster mode: read what other nodes stored of this engine first, so
+        the welcome counts it and the replay continues after it (never ahead of the reader)."""
+        hub = self.hub
+        if not await hub.cluster.caught_up(hub.settings.hello_timeout / 2):
+            hub.state.stats.drops["cluster_catch_up_late"] += 1
+
+    def _cluster_full(self) -> None:
+        """Redis has been away longer than the buffer holds: close every engine socket (their
+        clients keep what is unacked and resend it), and take none until the buffer drains."""
+        hub = self.hub
+        sessions = [
+            s for s in hub.sessions.values() if isinstance(s, EngineSession) and not s.closing
+        ]
+        if not sessions:
+            return  # already closing them: one warning per episode, not per frame
+        hub.state.stats.drops["cluster_buffer_full"] += 1
+        log.warning(
+            "cluster degraded and %d frames held: closing %d engine sockets until Redis is back",
+            hub.cluster.status.pending,
+            len(sessions),
+        )
+        for session in sessions:
+            session.close_soon(CloseCode.TRY_AGAIN_LATER, _CLUSTER_FULL)
 
     def _opened(self) -> None:
         engine = self.conn.engine
         assert engine is not None
         self.engine_name = engine.name
         self.hub.by_engine[engine.name] = self
+        self.hub.owners.claim(engine.name, self.conn.conn_id)  # cluster-wide: one socket each
+        if self.hub.cluster.enabled:
+            self.hub.replication.opened(self.conn.conn_id, engine)
         self._wake.set()
         replaced = self.conn.replaced
         old = self.hub.sessions.get(replaced) if replaced is not None else None
@@ -213,6 +258,10 @@ async def engine_endpoint(websocket: WebSocket) -> None:
     hub: Hub = websocket.app.state.hub
     if hub.shutting_down:
         await websocket.close(CloseCode.SERVICE_RESTART, "hub is restarting")
+        return
+    if hub.cluster.full:
+        hub.state.stats.drops["engine_connection_refused"] += 1
+        await websocket.close(CloseCode.TRY_AGAIN_LATER, _CLUSTER_FULL)
         return
     if len(hub.sessions) >= hub.settings.max_engine_connections:
         hub.state.stats.drops["engine_connection_refused"] += 1

@@ -25,6 +25,7 @@ from hub.web.chart_pages import chart_context
 from hub.web.embeds import EMBED_PARAM, EmbedLinks
 from hub.web.params import BadRequest, small_form
 from hub.web.runtime import Hub
+from hub.web.timeline_pages import timeline_context
 
 __all__ = ["csp", "routes"]
 
@@ -163,6 +164,10 @@ async def engine_page(request: Request) -> Response:
         "sections": sections,
         "logs": views.context(FragmentKey(Part.ELOGS, index), now)["lines"],
     }
+    try:  # its lane of the timeline, for the range in the URL
+        context |= await timeline_context(hub, request, now, index)
+    except BadRequest as exc:
+        return _page(request, "error.html", {"status": "Bad range", "message": str(exc)}, 400)
     try:  # its charts, for the range (and picked metric) in the URL
         context |= await chart_context(hub, request, now, engine)
     except BadRequest as exc:
@@ -257,6 +262,27 @@ async def card_fragment(request: Request) -> Response:
     return HTMLResponse(html, headers=headers)
 
 
+async def timeline_page(request: Request) -> Response:
+    """`/timeline?engine=A&engine=B&range=1h`: engines' markers on one time axis (docs/history.md)."""
+    try:
+        context = await timeline_context(_hub(request), request, time.time())
+    except BadRequest as exc:
+        context = {"status": "Bad timeline request", "message": str(exc)}
+        return _page(request, "error.html", context, 400)
+    return _page(request, "timeline.html", context)
+
+
+async def timeline_fragment(request: Request) -> Response:
+    """`/fragments/timeline`: the timeline partial the page polls while its range includes now
+    (`index=` an engine page's lane, else the page's `engine=`); a bad query is a JSON 400."""
+    hub, raw = _hub(request), request.query_params.get("index", "")
+    if raw and (not raw.isdigit() or len(raw) > 9):
+        raise BadRequest("index must be an engine's index")
+    context = await timeline_context(hub, request, time.time(), int(raw) if raw else None)
+    html = hub.env.get_template("partials/_timeline.html").render(context)
+    return HTMLResponse(html, headers=csp())
+
+
 routes = [
     Route("/admin/audit", audit_page),
     Route("/admin/embeds", make_embed_link, methods=["POST"]),
@@ -267,4 +293,6 @@ routes = [
     Route("/embed/engines/{name}", embed),
     Route("/fragments/engines/{name}/card", card_fragment, methods=["GET", "OPTIONS"]),
     Mount("/static", StaticFiles(directory=static_dir()), name="static"),
+    Route("/timeline", timeline_page),
+    Route("/fragments/timeline", timeline_fragment),
 ]

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 from starlette.requests import Request
 
 from hub.core.messages import ENGINE_NAME_PATTERN, EVENT_TYPE_PATTERN
+from hub.core.ranges import TimeRange, parse_duration, parse_when
 
 __all__ = [
     "BadRequest",
+    "ENGINE_RE",
     "engine_param",
     "event_type_param",
     "int_param",
@@ -20,44 +21,13 @@ __all__ = [
     "parse_when",
     "small_form",
     "time_param",
+    "window_bounds",
+    "window_param",
 ]
 
-_ENGINE = re.compile(ENGINE_NAME_PATTERN)
+_ENGINE = ENGINE_RE = re.compile(ENGINE_NAME_PATTERN)
 _EVENT_TYPE = re.compile(EVENT_TYPE_PATTERN)
 _LEVEL = re.compile(r"^[A-Za-z]{1,16}$")
-
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """Seconds from "90d", "12h", "15m" or "30s"; raises ValueError with a readable message."""
-    match = _DURATION.match(text.strip())
-    if match is None:
-        raise ValueError(f"{text[:40]!r} is not a duration: use e.g. 30s, 15m, 12h or 90d")
-    return float(match.group(1)) * _UNITS[match.group(2)]
-
-
-def parse_when(text: str, now: float) -> float:
-    """Unix seconds from "1h"/"15m"/"2d" (that long before `now`), Unix seconds, or ISO-8601.
-
-    ISO times without a timezone are taken as UTC. Raises ValueError with a readable message.
-    """
-    text = text.strip()
-    if match := _DURATION.match(text):
-        return now - float(match.group(1)) * _UNITS[match.group(2)]
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(
-            f"{text[:40]!r} is not a time: use 15m, 1h, 2d, Unix seconds or ISO-8601"
-        ) from None
-    return (when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp()
 
 
 def time_param(request: Request, name: str, now: float) -> float | None:
@@ -69,6 +39,31 @@ def time_param(request: Request, name: str, now: float) -> float | None:
         return parse_when(raw, now)
     except ValueError as exc:
         raise BadRequest(f"{name}: {exc}") from None
+
+
+_WINDOW_PARAMS = ("range", "around", "since", "until")
+
+
+def window_param(request: Request, now: float) -> TimeRange | None:
+    """The time range a request asks for (`range=`, `around=`, `since=`/`until=`, see
+    hub/core/ranges.py), None when it names none."""
+    raw = {name: request.query_params.get(name, "") for name in _WINDOW_PARAMS}
+    if not any(raw.values()):
+        return None
+    try:
+        return TimeRange.parse(now, **raw)
+    except ValueError as exc:
+        raise BadRequest(str(exc)) from None
+
+
+def window_bounds(request: Request, now: float) -> tuple[float | None, float | None]:
+    """(since, until) for a history API: a `range=`/`around=` window, else `since`/`until` as
+    given (either may be absent: an open end)."""
+    if request.query_params.get("range") or request.query_params.get("around"):
+        window = window_param(request, now)
+        assert window is not None
+        return window.since, window.until
+    return time_param(request, "since", now), time_param(request, "until", now)
 
 
 class BadRequest(Exception):

@@ -9,12 +9,13 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
+from hub.cluster import ClusterState, LocalLease, NoOwners, open_cluster
 from hub.core.access import Credentials
 from hub.core.cadence import Cadence
 from hub.core.decoding import FrameDecoder
 from hub.core.ingested import Ingested
 from hub.core.messages import CloseCode
-from hub.core.records import AuditRecord
+from hub.core.records import AuditRecord, Transition
 from hub.core.state import HubState
 from hub.core.stats import Topic
 from hub.core.throttles import LogThrottle
@@ -26,6 +27,7 @@ from hub.settings import Settings
 from hub.stores import HistoryStore, open_store
 from hub.stores.restore import restore
 from hub.web.alerting import Alerting
+from hub.web.replication import Replication
 
 __all__ = ["Hub", "Session", "credentials_of"]
 
@@ -89,6 +91,13 @@ class Hub:
         self.cadence = Cadence(settings.view_tick, settings.table_refresh)
         self._lagging: float | None = None  # what the hub status last said about the loop's lag
         self._alert_changes = 0  # the alerting changes the pages were last told of
+        # Cluster mode (docs/architecture.md): the null backend when `cluster_url` is unset.
+        self.cluster = open_cluster(settings)
+        self.replication = Replication(self)
+        # Hooks for one socket per engine (owner claims) and alerts sent once per cluster (a
+        # lease): the null objects of a single node until the cluster's own are wired in.
+        self.owners = NoOwners()
+        self.lease = LocalLease()
         self._tasks: list[asyncio.Task[None]] = []
 
     def reload_credentials(self, settings: Settings, actor: str = "hub") -> None:
@@ -122,14 +131,25 @@ class Hub:
 
     async def start(self) -> None:
         """Open the store and start the background tasks this hub owns."""
-        restored = await self.store.start(self._on_commit)
+        # One node acks what its store committed; a cluster node what Redis holds.
+        on_commit = self._stored if self.cluster.enabled else self.acknowledge
+        restored = await self.store.start(on_commit)
         restore(self.state, restored, time.time())
+        if self.cluster.enabled:
+            # What this node stored may never have reached Redis (it died degraded): a welcome
+            # must promise only what the stream holds, which the reader re-establishes.
+            for engine in self.state.engines.values():
+                engine.committed = 0
         self.alerting.start(restored.silences, time.time())
+        await self.cluster.start(self.replication)
         self._tasks.append(asyncio.create_task(self._tick(), name="hub-ticker"))
         self._tasks.append(asyncio.create_task(self._fan_out(), name="hub-fanout"))
 
-    def _on_commit(self, engine: str, boot_id: str, seq: int) -> None:
-        """The store made `seq` of this boot durable: the engine record holds it, acks follow."""
+    def _stored(self, engine: str, boot_id: str, seq: int) -> None:
+        """A cluster node's store committed: nothing to ack (Redis holding it is the ack)."""
+
+    def acknowledge(self, engine: str, boot_id: str, seq: int) -> None:
+        """`seq` of this boot is durable (stored; in Redis for a cluster): acks follow."""
         record = self.state.engines.get(engine)
         if record is not None and record.boot_id == boot_id and seq > record.committed:
             record.committed = seq
@@ -157,8 +177,17 @@ class Hub:
                         "engine %s is %s (was %s)", change.engine, change.health, change.previous
                     )
                 self.broadcaster.publish_health(changes)
+                kept = Ingested()  # history keeps them for the timeline
+                kept.transitions += (
+                    Transition(c.engine, c.at, c.health.value, c.previous.value) for c in changes
+                )
+                self.store.append(kept)
             if self.views.store_problem != self.store.problem:
                 self.views.store_problem = self.store.problem
+                self.state.dirty.mark(Topic.HUB)
+            cluster_note = self.cluster_note()
+            if self.views.cluster_note != cluster_note:
+                self.views.cluster_note = cluster_note
                 self.state.dirty.mark(Topic.HUB)
             lagging = self.state.lag.lagging(now)
             if lagging != self._lagging:  # the hub status says so (and stops saying so)
@@ -189,6 +218,15 @@ class Hub:
             spent = loop.time() - started
             following = self.cadence.ran(started, spent, self.state.lag.lag)
             await asyncio.sleep(max(0.0, following - loop.time()))
+
+    def cluster_note(self) -> str | None:
+        """What the hub status says about the cluster: degraded, or a gap; None while fine."""
+        status = self.cluster.status
+        if status.state is ClusterState.DEGRADED:
+            return f"cluster degraded: {status.problem} ({status.pending} frames held, acks paused)"
+        if self.replication.gaps:
+            return f"cluster gap: {self.replication.last_gap}"
+        return None
 
     def save_snapshots(self, now: float | None = None, final: bool = False) -> None:
         """Hand the store a snapshot of every engine whose metrics or card changed since the last,
@@ -252,5 +290,6 @@ class Hub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
         await self.alerting.stop()
+        await self.cluster.stop()
         self.save_snapshots(final=True)
         await self.store.close()
