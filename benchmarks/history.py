@@ -60,15 +60,17 @@ from hub.live.charts import render_chart  # noqa: E402
 from hub.live.templating import create_environment  # noqa: E402
 from hub.settings import Settings  # noqa: E402
 from hub.stores import search_index  # noqa: E402
-from hub.stores.base import SeriesQuery  # noqa: E402
+from hub.stores.base import HistoryQuery, SeriesQuery, TimelineQuery  # noqa: E402
 from hub.stores.chunks import INSERT_CHUNK, chunk_row, insert_many  # noqa: E402
 from hub.stores.lines import QUANTILES  # noqa: E402
-from hub.stores.schema import connect  # noqa: E402
+from hub.stores.schema import connect, read_events  # noqa: E402
 from hub.stores.search_index import index_pending  # noqa: E402
 from hub.stores.series_sql import UPSERT, read_series  # noqa: E402
+from hub.stores.timelines import read_timeline  # noqa: E402
 
 DAY = 86_400
 CHART_TARGET = 0.050  # seconds, a 24 h chart query (issue #18)
+TIMELINE_TARGET = 0.100  # seconds, an hour's timeline (issue #18)
 CHUNK_SECONDS = 5.0  # events of one engine and type per chunk (benchmarks/timeline.py)
 EVENT_TYPES = [  # and their shares, as benchmarks/timeline.py
     ("cycle", 0.50),
@@ -187,6 +189,11 @@ def build_marks(conn: sqlite3.Connection, names: list[str], now: float, rng: ran
                 "INSERT INTO boots (engine, boot_id, pid, mode, started, ended, how, last_seq) "
                 "VALUES (?, ?, 1, 'paper', ?, ?, 'disconnected', 0)",
                 (engine, f"boot-{boot}", began, began + DAY / 3 - 5),
+            )
+        for _ in range(100):
+            conn.execute(
+                "INSERT INTO transitions (engine, at, health, previous) VALUES (?, ?, ?, ?)",
+                (engine, start + rng.random() * DAY, "stale", "ok"),
             )
         for n in range(20):
             conn.execute(
@@ -309,14 +316,33 @@ def search_rows(conn: sqlite3.Connection, repeats: int) -> list[tuple[str, float
         window = options.pop("window", None)
         since = newest - window if isinstance(window, float) else None
         request = SearchRequest(parse_query(text), 50, since=since, **options)  # type: ignore[arg-type]
+        hits = len(search_index.search(conn, request).hits)
         figure = timed(partial(search_index.search, conn, request), repeats)
-        out.append((f"search: {label}", figure, baseline, search.TARGET))
+        out.append((f"search: {label} ({hits} hits)", figure, baseline, search.TARGET))
+    return out
+
+
+def timeline_rows(
+    conn: sqlite3.Connection, names: list[str], now: float, repeats: int
+) -> list[tuple[str, float, float, float]]:
+    """An hour of every engine's markers, last and mid-day; baseline: that hour's events."""
+    engines = tuple(names)
+    baseline = timed(
+        partial(read_events, conn, HistoryQuery(501, since=now - 3600, until=now)), repeats
+    )
+    out = []
+    for label, end in (("last hour", now), ("an hour mid-day", now - DAY / 2)):
+        query = TimelineQuery(end - 3600, end, 501, engines)
+        markers = len(read_timeline(conn, query))
+        figure = timed(partial(read_timeline, conn, query), repeats)
+        label = f"timeline: {label}, {len(engines)} engines ({markers} markers)"
+        out.append((label, figure, baseline, TIMELINE_TARGET))
     return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="/tmp/engine-hub-history-bench-v2.db")
+    parser.add_argument("--db", default="/tmp/engine-hub-history-bench-v3.db")
     parser.add_argument("--rebuild", action="store_true", help="build the database again")
     parser.add_argument("--engines", type=int, default=20)
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -343,6 +369,7 @@ def main() -> int:
     )
     engine = engine_names(engines)[engines // 2]
     rows = chart_rows(conn, engine, now, args.repeats) + search_rows(conn, args.repeats)
+    rows += timeline_rows(conn, engine_names(engines), now, args.repeats)
     print(f"{'query':<52} {'figure':>9} {'baseline':>10} {'ratio':>7} {'target':>7}")
     for label, figure, baseline, target in rows:
         verdict = "ok" if figure < target else "MISS"
