@@ -162,12 +162,15 @@ def test_long_lines_are_thinned_and_many_lines_bounded() -> None:
 
 
 def test_area_charts_close_each_run_on_the_baseline() -> None:
-    """An area is each run of values closed down to zero (the axis keeps zero)."""
+    """An area is each run of values closed down to zero (the axis keeps zero); a line chart
+    has none."""
     chart = render_chart("x", [line([1.0, 2.0, None, 3.0, 4.0])], T0, T0 + 50, 10, area=True)
     (trace,) = chart.traces
     assert len(trace.areas) == 2
     bottom = str(chart.plot_bottom) + ".0"
     assert all(a.split()[0].endswith("," + bottom) for a in trace.areas)
+    line_only = render_chart("x", [line([1.0, 2.0, None, 3.0, 4.0])], T0, T0 + 50, 10)
+    assert line_only.traces[0].areas == () and len(line_only.traces[0].segments) == 2
 
 
 def test_non_finite_values_are_gaps() -> None:

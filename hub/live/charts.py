@@ -23,7 +23,7 @@ MAX_LINES = 8  # distinguishable colours (one CSS class each); more lines are li
 MAX_POINTS = 400  # per line: about one point per 2 px of a chart's width
 MAX_LABEL = 80  # characters of a line's label (engine text)
 WIDTH, HEIGHT = 720, 200  # the SVG's viewBox; CSS scales it to the panel
-LEFT, RIGHT, TOP, BOTTOM = 64, 8, 8, 22  # margins of the plot area (axis labels live there)
+LEFT, RIGHT, TOP, BOTTOM = 64, 20, 8, 22  # margins of the plot area (axis labels live there)
 
 _Scale = Callable[[float], float]
 
@@ -115,8 +115,9 @@ def render_chart(
     x_of = _time_scale(since, until)
     y_of = _value_scale(axis)
     labels = _labels(shown)
+    base = y_of(max(axis.low, min(axis.high, 0.0))) if area else None  # where areas close
     traces = tuple(
-        _trace(label, tone, column, stride, x_of, y_of, y_of(max(axis.low, min(axis.high, 0.0))))
+        _trace(label, tone, column, stride, x_of, y_of, base)
         for tone, (label, column) in enumerate(zip(labels, columns, strict=True))
     )
     x_ticks, time_unit = time_ticks(since, until)
@@ -171,7 +172,7 @@ def _trace(
     stride: float,
     x_of: _Scale,
     y_of: _Scale,
-    base: float,
+    base: float | None,
 ) -> Trace:
     runs: list[list[tuple[float, float]]] = [[]]
     for t, v in column:
@@ -185,7 +186,7 @@ def _trace(
     areas = tuple(
         f"{run[0][0]},{base} " + " ".join(f"{x},{y}" for x, y in run) + f" {run[-1][0]},{base}"
         for run in runs
-        if len(run) > 1
+        if len(run) > 1 and base is not None
     )
     dots = tuple(run[0] for run in runs if len(run) == 1)
     return Trace(label, tone, segments, areas, dots, sum(len(run) for run in runs))
