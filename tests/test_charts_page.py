@@ -261,3 +261,37 @@ async def test_live_charts_follow_new_buckets_through_the_nudge(browser: Browser
             assert len(charts) > fetched and "range=15m" in charts[-1]
             assert watched.problems == []
         await engine.close()
+
+
+async def test_one_metric_across_engines_on_one_chart(hub: RunningHub, browser: Browser) -> None:
+    """`/charts` overlays a metric of the engines asked for, one line each named by engine; the
+    form's URL reproduces it; more engines than lines, or a bad stat, is a clear 400."""
+    first, second, t0 = unique("charts-a"), unique("charts-b"), start_of_range()
+    engines = [await connect_engine(hub, name) for name in (first, second)]
+    await feed(hub, loop_points(first, t0))
+    await feed(
+        hub, [point(second, "cycles", MetricKind.COUNTER, t0 + 10 * k, 2) for k in range(90)]
+    )
+    window = f"since={t0:.0f}&until={t0 + HOUR:.0f}"
+    async with watched_page(browser) as watched:
+        page = watched.page
+        await page.goto(f"{hub.http.base_url}/charts?engine={first}&engine={second}&{window}")
+        await page.select_option("#compare-form select[name=name]", "cycles")
+        await page.click("#compare-form button[type=submit]")
+        chart = "#chart-0-compare"
+        await expect(page.locator(chart + " svg")).to_be_visible(timeout=MS)
+        assert await labels(page, chart + " .chart-legend li") == [first, second]
+        assert await vertices(page, chart) == 338 + 90
+        assert await labels(page, chart + " text.x-tick") == expected_times(t0)
+        before = await page.inner_html(chart)
+        assert "name=cycles" in page.url and f"engine={second}" in page.url
+        await page.reload()
+        await expect(page.locator(chart + " svg")).to_be_visible(timeout=MS)
+        assert await page.inner_html(chart) == before
+        assert watched.problems == []
+    many = "&".join(f"engine=e{i}" for i in range(9))
+    for query, says in ((many, "at most 8 engines"), ("name=cycles&stat=p42", "stat must be")):
+        response = await hub.http.get(f"/charts?{query}")
+        assert response.status_code == 400 and says in response.text
+    for engine in engines:
+        await engine.close()

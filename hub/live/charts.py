@@ -95,11 +95,12 @@ def render_chart(
     *,
     currency: str | None = None,
     area: bool = False,
+    labels: Sequence[str] | None = None,
 ) -> Chart:
     """The chart of `lines` over [since, until) at `step` seconds a point.
 
     Rates, counts and area charts keep zero on the value axis; a `currency` labels the values
-    (P&L). Non-finite values count as gaps.
+    (P&L); `labels` name the lines (default: what tells them apart). Non-finite values are gaps.
     """
     if not until > since:
         raise ValueError("a chart needs since < until")
@@ -114,7 +115,7 @@ def render_chart(
     axis = value_axis(values, unit_kind, currency, zero)
     x_of = _time_scale(since, until)
     y_of = _value_scale(axis)
-    labels = _labels(shown)
+    labels = _labels(shown) if labels is None else [_short(text) for text in labels[:MAX_LINES]]
     base = y_of(max(axis.low, min(axis.high, 0.0))) if area else None  # where areas close
     traces = tuple(
         _trace(label, tone, column, stride, x_of, y_of, base)
@@ -223,6 +224,11 @@ def _labels(lines: Sequence[Line]) -> list[str]:
         parts: list[str] = [line.stat] if stats or not tags else []
         if tags:
             parts.append(",".join(f"{k}={v}" for k, v in sorted(line.tags.items())) or "(no tags)")
-        text = visible(" ".join(parts) or line.name)
-        labels.append(text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…")
+        labels.append(_short(" ".join(parts) or line.name))
     return labels
+
+
+def _short(text: str) -> str:
+    """A label as shown: controls made visible, at most MAX_LABEL characters."""
+    text = visible(text)
+    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 1] + "…"

@@ -27,7 +27,15 @@ from hub.web.runtime import Hub
 from hub.web.series_api import DEFAULT_POINTS, STEPS, parse_tags
 from hub.web.timelines import range_picker
 
-__all__ = ["STANDARD", "ChartSpec", "ChartView", "chart_context", "routes"]
+__all__ = [
+    "STANDARD",
+    "ChartSpec",
+    "ChartView",
+    "chart_context",
+    "metric_param",
+    "routes",
+    "step_for",
+]
 
 _NAME = re.compile(METRIC_NAME_PATTERN)
 MAX_TAGS_TEXT = 512  # the tag filter's text
@@ -78,8 +86,17 @@ class ChartView:
     found: bool  # the engine has a series of this name
 
 
-def _step(span: float) -> float:
+def step_for(span: float) -> float:
+    """The step that draws `span` in at most DEFAULT_POINTS points (as the series API picks)."""
     return float(next((s for s in STEPS if span / s <= DEFAULT_POINTS), STEPS[-1]))
+
+
+def metric_param(request: Request, key: str) -> str:
+    """A metric name parameter ("" when absent); raises BadRequest when malformed."""
+    value = request.query_params.get(key, "")
+    if value and not _NAME.match(value):
+        raise BadRequest(f"{key} must be a metric name ([A-Za-z0-9_.:-]{{1,128}})")
+    return value
 
 
 async def _chart(
@@ -89,9 +106,7 @@ async def _chart(
     win: TimeRange,
     tags: tuple[tuple[str, str], ...],
 ) -> ChartView:
-    query = SeriesQuery(
-        engine.name, spec.metric, win.since, win.until, _step(win.until - win.since), tags
-    )
+    query = SeriesQuery(engine.name, spec.metric, win.since, win.until, step_for(win.span), tags)
     step, lines = await hub.store.series(query)
     stats = spec.stats or _BY_KIND.get(lines[0].stat if lines else "", ())
     shown: list[SeriesLine] = [line for line in lines if line.stat in stats]
@@ -109,9 +124,7 @@ async def chart_context(
     """What `partials/_charts.html` and the chart form need, and the range picker, which keeps
     the picked metric and tags; raises BadRequest for a bad query."""
     win = window_param(request, now) or TimeRange.last(DEFAULT_SPAN, now, "1h")
-    picked = request.query_params.get("metric", "")
-    if picked and not _NAME.match(picked):
-        raise BadRequest("metric must be a metric name ([A-Za-z0-9_.:-]{1,128})")
+    picked = metric_param(request, "metric")
     raw_tags = request.query_params.get("tags", "").strip()
     if len(raw_tags) > MAX_TAGS_TEXT:
         raise BadRequest(f"tags: at most {MAX_TAGS_TEXT} characters")
