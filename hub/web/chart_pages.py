@@ -55,7 +55,8 @@ class ChartSpec:
     hint: str = ""  # what to send when the engine has no such series
 
 
-# The names the client's docs and the demo use (docs/dashboard.md, "Charts").
+# The metric names the demo engines send (docs/dashboard.md, "Charts"); the client docs time
+# `cycle.seconds` too.
 STANDARD = (
     ChartSpec("loop", "loop rate", "cycles", ("rate",), area=True, hint='increment("cycles")'),
     ChartSpec(
