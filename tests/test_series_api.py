@@ -132,3 +132,20 @@ async def test_series_survive_a_hub_restart(tmp_path: Path) -> None:
         lat = await second.get(URL, **window, name="lat")
         counts = next(line for line in lat["lines"] if line["stat"] == "count")
         assert sum(v for _, v in counts["points"] if v is not None) == 2
+
+
+async def test_range_and_around_name_the_same_window_as_since_and_until(hub: RunningHub) -> None:
+    """`around=T&range=10m` is [T - 5 min, T + 5 min): the same points as those since/until."""
+    name = unique("ranged")
+    t0 = float(int(time.time() // 300 * 300 - 7200))
+    ingested = Ingested()
+    ingested.points = [
+        point(name, "orders", MetricKind.COUNTER, t0 + 10 * n, 1.0) for n in range(60)
+    ]
+    hub.hub.store.append(ingested)
+    around = await hub.get(URL, engine=name, name="orders", around=t0 + 300, range="10m", step="1m")
+    plain = await hub.get(URL, engine=name, name="orders", since=t0, until=t0 + 600, step="1m")
+    assert around["since"] == t0 and around["lines"] == plain["lines"]
+    assert len(around["lines"][0]["points"]) == 10
+    bad = await hub.http.get(URL, params={"engine": name, "name": "orders", "range": "3 parsecs"})
+    assert bad.status_code == 400 and "range" in bad.json()["detail"]

@@ -30,6 +30,7 @@ from hub.core.records import (
     LogRecord,
     MetricsSnapshot,
     Transition,
+    utc,
 )
 from hub.core.searches import parse_query
 from hub.core.series import Bucket, Point, Tier
@@ -666,6 +667,7 @@ KEYS += [
     "metrics",
     "audit",
     "series",
+    "transitions",
     "truncated",
     "hub",
     "generated_at",
@@ -1275,6 +1277,9 @@ async def test_the_timeline_merges_events_transitions_boots_gaps_and_alerts(
         only_beta = await first.store.timeline(TimelineQuery(now - 100, now + 60, 100, ("beta",)))
         top = await first.store.timeline(TimelineQuery(now - 100, now + 60, 3))
         older = await first.store.timeline(TimelineQuery(now - 100, now + 60, 100, before=now - 25))
+        bundle = await first.store.export("alpha", now - 100, now + 60)
+    # The incident export carries the health changes too (and the alerts, in its audit trail).
+    assert bundle["transitions"] == [{"at": utc(now - 20), "health": "stale", "previous": "ok"}]
     assert [(i.kind, i.engine, i.label) for i in items] == [
         (TimelineKind.GAP, "alpha", "gap: client_dropped"),
         (TimelineKind.ALERT, "alpha", "alert.resolved"),

@@ -229,6 +229,7 @@ def make_bundle(
     truncated: bool,
     audit: list[AuditRecord] | None = None,
     series: list[dict[str, Any]] | None = None,
+    transitions: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The incident bundle (docs/api.md): events and logs oldest first, boots by start, errors picked out."""
     return {
@@ -244,5 +245,6 @@ def make_bundle(
         "metrics": metrics,
         "audit": [a.view() for a in audit or ()],  # the hub's own and this engine's, oldest first
         "series": series or [],  # metric time-series buckets in the window (docs/api.md)
+        "transitions": transitions or [],  # health changes the hub derived, oldest first
         "truncated": truncated,
     }

@@ -102,6 +102,11 @@ def _matches(record: EventRecord | LogRecord, query: HistoryQuery) -> bool:
     )
 
 
+def _transition(t: Transition) -> dict[str, Any]:
+    """A health change as the incident bundle shows it."""
+    return {"at": utc(t.at), "health": t.health, "previous": t.previous}
+
+
 def _overlaps(boot: dict[str, Any], since: float, until: float) -> bool:
     """Whether a boot ran during [since, until), as the SQLite store's export decides it."""
     started = boot["started"] if boot["started"] is not None else 0.0
@@ -359,6 +364,11 @@ class MemoryStore:
         truncated = len(events) >= limit
         audit = [a for a in self._audit if _audit_matches(a, window, hub_wide=True)]
         series = self._export_series(engine, since, until)
+        transitions = [
+            _transition(t)
+            for t in self._transitions
+            if t.engine == engine and since <= t.at < until
+        ]
         return make_bundle(
             engine,
             since,
@@ -371,6 +381,7 @@ class MemoryStore:
             truncated,
             audit[-limit:],
             series,
+            transitions[-limit:],
         )
 
     async def close(self) -> None:

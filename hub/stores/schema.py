@@ -398,4 +398,12 @@ def export_bundle(
         len(events) >= limit,
         list(reversed(read_audit(conn, window, hub_wide=True))),
         export_series(conn, engine, since, until, limit),
+        [
+            {"at": utc(at), "health": health, "previous": previous}
+            for at, health, previous in conn.execute(
+                "SELECT at, health, previous FROM (SELECT id, at, health, previous FROM transitions "
+                "WHERE engine = ? AND at >= ? AND at < ? ORDER BY id DESC LIMIT ?) ORDER BY id",
+                (engine, since, until, limit),
+            )
+        ],
     )

@@ -135,6 +135,9 @@ class Hub:
         on_commit = self._stored if self.cluster.enabled else self.acknowledge
         restored = await self.store.start(on_commit)
         restore(self.state, restored, time.time())
+        # Restored engines take their health now, silently: the hub was away, so e.g. "offline"
+        # is not news (no hub.health, no stored transition on every restart).
+        self.state.refresh(time.time())
         if self.cluster.enabled:
             # What this node stored may never have reached Redis (it died degraded): a welcome
             # must promise only what the stream holds, which the reader re-establishes.

@@ -23,7 +23,7 @@ from hub.core.records import utc
 from hub.core.searches import BadQuery, SearchQuery, parse_query, snippet
 from hub.web.api import json_response
 from hub.web.pages import csp
-from hub.web.params import BadRequest, engine_param, int_param, level_param, time_param
+from hub.web.params import BadRequest, engine_param, int_param, level_param, window_bounds
 from hub.web.runtime import Hub
 
 __all__ = ["routes"]
@@ -59,14 +59,15 @@ def _request(request: Request, now: float) -> SearchRequest:
         cursor = Cursor.decode(params["cursor"]) if params.get("cursor") else Cursor()
     except BadCursor as exc:
         raise BadRequest(str(exc)) from None
+    since, until = window_bounds(request, now)  # since/until, or range=/around=
     return SearchRequest(
         query,
         int_param(request, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
         engine=engine_param(request),
         min_level=level_number(level) if level else None,
         event_type=kind,
-        since=time_param(request, "since", now),
-        until=time_param(request, "until", now),
+        since=since,
+        until=until,
         cursor=cursor,
     )
 

@@ -15,7 +15,7 @@ from hub.core.records import utc
 from hub.stores.base import SeriesQuery
 from hub.stores.lines import MAX_POINTS
 from hub.web.api import error_response, json_response
-from hub.web.params import BadRequest, engine_param, parse_duration, time_param
+from hub.web.params import BadRequest, engine_param, parse_duration, window_bounds
 from hub.web.runtime import Hub
 
 __all__ = ["DEFAULT_POINTS", "STEPS", "parse_tags", "routes", "series"]
@@ -85,8 +85,7 @@ async def series(request: Request) -> Response:
         raise BadRequest("name must be a metric name ([A-Za-z0-9_.:-]{1,128})")
     raw_tags = request.query_params.get("tags")
     tags = parse_tags(raw_tags) if raw_tags else ()
-    since = time_param(request, "since", now)
-    until = time_param(request, "until", now)
+    since, until = window_bounds(request, now)  # since/until, or range=/around=
     until = now if until is None else until
     since = until - 3600 if since is None else since
     if since >= until:
