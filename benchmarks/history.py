@@ -1,22 +1,33 @@
-"""History reads over a big database: a 24 h chart query of one metric series.
+"""Issue #18's history benchmark: one database, a 24 h chart, a search and an hour's timeline.
 
 Run from the repository root: `.venv/bin/python benchmarks/history.py` (builds the database the
-first time, about a minute; later runs reuse it), `--rebuild` to build it again, `--events N
---logs N` to add events and log lines (for the search and timeline benchmarks: 1 000 000 each is
-the issue's database), `--quick` for a smoke test. See docs/benchmarks.md.
+first time, a few minutes; later runs reuse it), `--rebuild` to build it again, `--events N
+--logs N` for its size (1 000 000 each by default: the issue's database), `--quick` for a smoke
+test (2 engines, 20 000 of each). See docs/benchmarks.md.
 
-The database is the store's own format, made with the store's own code where it has one: the
-schema by `hub.stores.schema.connect`, series buckets by the writer's upsert
-(`hub.stores.series_sql.UPSERT`), events by `hub.stores.chunks` (deflated chunks, as the writer
-makes them), log lines by the writer's columns. Series: `--engines` engines (20) with 4 counters,
-3 gauges and 3 histograms each, one bucket every 10 s for a day (fine) and every 5 min (coarse),
-as the downsampler leaves them after a day of one value a second.
+One database in the store's own format, made with the store's own code where it has one: the
+schema by `hub.stores.schema.connect`; for `--engines` engines (20), a day of series (4
+counters, 3 gauges and 3 histograms each, one bucket every 10 s (fine) and every 5 min (coarse),
+as the downsampler leaves them after a day of one value a second) through the writer's upsert
+(`hub.stores.series_sql.UPSERT`); a day of events chunked as the writer chunks them
+(`hub.stores.chunks.chunk_row`: per engine, type and 5 s, one or two events a chunk at this
+rate, the worst case for reads) with payloads and log lines of the search benchmark's text
+(`benchmarks/search.py`); boots, health transitions, gaps and alert audit rows as the timeline
+benchmark makes them; then the search index, by the writer's own `index_pending`.
 
-What is measured: `read_series` (what `GET /api/telemetry/series` runs) for 24 h of one series
-at the API's default step for 24 h (5 min: the coarse tier) and at 1 min (the fine tier, 8640
-buckets merged into 1440 points; a histogram, the costliest), median of `--repeats`. Baseline in
-the same run: reading the same rows by the same primary-key range without decoding them, the
-floor any query of that range pays. Prints figure, baseline, ratio, target (< 50 ms), ok/MISS.
+What is measured, each the median of `--repeats`, with a baseline from the same run:
+- chart: `read_series` (what `GET /api/telemetry/series` and the engine page's charts run) for
+  24 h of one series at the charts' step for 24 h (5 min: the coarse tier) and at 1 min (the
+  fine tier, 8640 buckets merged into 1440 points; a histogram, the costliest). Baseline: the
+  same rows read by the same primary-key range without decoding them. Target < 50 ms.
+- chart render: the 24 h histogram chart (288 points x p50/p95/p99) rendered to SVG
+  (`hub.live.charts.render_chart` and `partials/_chart.html`). Baseline: its query.
+- search: the search benchmark's queries (`benchmarks/search.py` `QUERIES`) through
+  `hub.stores.search_index.search`, one page of 50 hits. Baseline: an indexed lookup of one log
+  line by id (as there). Target < 200 ms.
+- timeline: `read_timeline` of the last hour and of an hour mid-day, 20 engines, 501 markers.
+  Baseline: `read_events` of the same last hour (as `benchmarks/timeline.py`). Target < 100 ms.
+Prints figure, baseline, ratio, target and ok/MISS per line.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ import sqlite3
 import statistics
 import sys
 import time
+from collections import defaultdict
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
@@ -36,19 +48,38 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks import search  # noqa: E402
+from hub.core.hits import SearchRequest  # noqa: E402
+from hub.core.logs import level_number  # noqa: E402
 from hub.core.metrics import MetricKind  # noqa: E402
 from hub.core.records import EventRecord  # noqa: E402
+from hub.core.searches import parse_query  # noqa: E402
 from hub.core.series import Tier  # noqa: E402
 from hub.core.sketches import Sketch, pack_bins  # noqa: E402
+from hub.live.charts import render_chart  # noqa: E402
+from hub.live.templating import create_environment  # noqa: E402
 from hub.settings import Settings  # noqa: E402
-from hub.stores.base import SeriesQuery  # noqa: E402
-from hub.stores.chunks import INSERT_CHUNK, chunks, insert_many  # noqa: E402
+from hub.stores import search_index  # noqa: E402
+from hub.stores.base import HistoryQuery, SeriesQuery, TimelineQuery  # noqa: E402
+from hub.stores.chunks import INSERT_CHUNK, chunk_row, insert_many  # noqa: E402
 from hub.stores.lines import QUANTILES  # noqa: E402
-from hub.stores.schema import connect  # noqa: E402
+from hub.stores.schema import connect, read_events  # noqa: E402
+from hub.stores.search_index import index_pending  # noqa: E402
 from hub.stores.series_sql import UPSERT, read_series  # noqa: E402
+from hub.stores.timelines import read_timeline  # noqa: E402
 
 DAY = 86_400
-TARGET = 0.050  # seconds, a 24 h chart query (issue #18)
+CHART_TARGET = 0.050  # seconds, a 24 h chart query (issue #18)
+TIMELINE_TARGET = 0.100  # seconds, an hour's timeline (issue #18)
+CHUNK_SECONDS = 5.0  # events of one engine and type per chunk (benchmarks/timeline.py)
+EVENT_TYPES = [  # and their shares, as benchmarks/timeline.py
+    ("cycle", 0.50),
+    ("indicator_event", 0.25),
+    ("signal_event", 0.10),
+    ("decision_trace", 0.05),
+    ("order_event", 0.08),
+    ("error", 0.02),
+]
 KINDS = [MetricKind.COUNTER] * 4 + [MetricKind.GAUGE] * 3 + [MetricKind.HISTOGRAM] * 3
 _encode = msgspec.json.Encoder().encode
 
@@ -67,19 +98,21 @@ def _sketches(
     return out
 
 
-def build_series(conn: sqlite3.Connection, engines: int, now: float, rng: random.Random) -> None:
+def build_series(
+    conn: sqlite3.Connection, names: list[str], now: float, rng: random.Random
+) -> None:
     """A day of fine and coarse buckets for every series of every engine."""
     settings = Settings()
     fine, coarse = settings.series_fine_step, settings.series_coarse_step
     start = now - now % coarse - DAY
     nothing = (None, None, None, None)
     blobs = {int(Tier.FINE): _sketches(rng, 64, 10), int(Tier.COARSE): _sketches(rng, 16, 300)}
-    for e in range(engines):
+    for engine in names:
         conn.execute("BEGIN")
         for n, kind in enumerate(KINDS):
             conn.execute(
                 "INSERT INTO series (engine, name, tags, kind) VALUES (?, ?, ?, ?)",
-                (f"engine-{e:02d}", f"{kind.value}.{n}", '[["strategy","mean_reversion"]]', kind),
+                (engine, f"{kind.value}.{n}", '[["strategy","mean_reversion"]]', kind),
             )
             ident = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
             for tier, width in ((int(Tier.FINE), fine), (int(Tier.COARSE), coarse)):
@@ -94,43 +127,84 @@ def build_series(conn: sqlite3.Connection, engines: int, now: float, rng: random
         conn.execute("COMMIT")
 
 
-def build_events(conn: sqlite3.Connection, count: int, engines: int, now: float) -> None:
-    """`count` events over the last day in the writer's deflated chunks."""
-    types = ["signal_event", "order_event", "decision_trace", "cycle", "error"]
-    per_commit = 50_000
-    for first in range(1, count + 1, per_commit):
-        frames = []
-        for ident in range(first, min(count + 1, first + per_commit)):
-            engine = f"engine-{ident % engines:02d}"
-            kind = types[ident % len(types)]
-            payload = _encode({"symbol": "NIFTY", "side": "BUY", "qty": ident % 50, "n": ident})
-            ts = now - DAY + DAY * ident / count
-            frames.append(
-                [EventRecord(ident, kind, ts, engine, ident, "boot", msgspec.Raw(payload))]
-            )
+def build_events(
+    conn: sqlite3.Connection, count: int, names: list[str], now: float, rng: random.Random
+) -> None:
+    """`count` events over the last day, chunked per engine, type and 5 s (`chunk_row`)."""
+    kinds, weights = [k for k, _ in EVENT_TYPES], [w for _, w in EVENT_TYPES]
+    start = now - DAY
+    streams: dict[tuple[str, str, int], list[EventRecord]] = defaultdict(list)
+    seqs: dict[str, int] = defaultdict(int)
+    for ident in range(1, count + 1):
+        ts = start + DAY * ident / (count + 1)
+        engine, kind = rng.choice(names), rng.choices(kinds, weights)[0]
+        seqs[engine] += 1
+        payload: dict[str, Any] = {
+            "symbol": rng.choice(search.SYMBOLS),
+            "note": search.line_text(rng, ident),
+            "qty": rng.randint(1, 500),
+        }
+        if kind == "order_event":
+            payload["status"] = rng.choice(["create", "fill", "reject"])
+        raw = msgspec.Raw(_encode(payload))
+        record = EventRecord(ident, kind, ts, engine, seqs[engine], "boot", raw, ts + 0.001)
+        streams[(engine, kind, int((ts - start) // CHUNK_SECONDS))].append(record)
+    rows = sorted((chunk_row(part) for part in streams.values()), key=lambda row: row[0])
+    for first in range(0, len(rows), 50_000):
         conn.execute("BEGIN")
-        insert_many(conn, INSERT_CHUNK, chunks(frames))
+        insert_many(conn, INSERT_CHUNK, rows[first : first + 50_000])
         conn.execute("COMMIT")
 
 
-def build_logs(conn: sqlite3.Connection, count: int, engines: int, now: float) -> None:
-    """`count` log lines over the last day, in the writer's columns."""
-    words = "order filled rejected timeout signal long short retry margin feed stale".split()
-    rng = random.Random(7)
-    conn.execute("BEGIN")
+def build_logs(
+    conn: sqlite3.Connection, count: int, names: list[str], now: float, rng: random.Random
+) -> None:
+    """`count` log lines over the last day, in the writer's columns, the search benchmark's text."""
+    insert = "INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     rows = []
     for ident in range(1, count + 1):
-        text = " ".join(rng.choice(words) for _ in range(8)) + f" #{ident}"
-        ts = now - DAY + DAY * ident / count
-        level, levelno = ("ERROR", 40) if ident % 50 == 0 else ("INFO", 20)
-        engine = f"engine-{ident % engines:02d}"
+        level = rng.choice(search.LEVELS)
+        engine = names[ident % len(names)]
+        ts = now - DAY + DAY * ident / (count + 1)
+        text = search.line_text(rng, ident)
         rows.append(
-            (ident, engine, "boot", ident, ts, level, levelno, "engine", text, None, "{}", ts)
-        )
-        if len(rows) >= 50_000:
-            conn.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+            (ident, engine, "boot", ident, ts, level, level_number(level), f"engine.{engine}",
+             text, None, b"{}", ts)
+        )  # fmt: skip
+        if len(rows) >= 100_000 or ident == count:
+            conn.execute("BEGIN")
+            conn.executemany(insert, rows)
+            conn.execute("COMMIT")
             rows.clear()
-    conn.executemany("INSERT INTO logs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+
+
+def build_marks(conn: sqlite3.Connection, names: list[str], now: float, rng: random.Random) -> None:
+    """What else a timeline shows: boots, health transitions, gaps and alerts of every engine."""
+    start = now - DAY
+    conn.execute("BEGIN")
+    for engine in names:
+        for boot in range(3):
+            began = start + boot * DAY / 3
+            conn.execute(
+                "INSERT INTO boots (engine, boot_id, pid, mode, started, ended, how, last_seq) "
+                "VALUES (?, ?, 1, 'paper', ?, ?, 'disconnected', 0)",
+                (engine, f"boot-{boot}", began, began + DAY / 3 - 5),
+            )
+        for _ in range(100):
+            conn.execute(
+                "INSERT INTO transitions (engine, at, health, previous) VALUES (?, ?, ?, ?)",
+                (engine, start + rng.random() * DAY, "stale", "ok"),
+            )
+        for n in range(20):
+            conn.execute(
+                "INSERT INTO gaps VALUES (?, 'boot', ?, ?, 'client_dropped', ?)",
+                (engine, n * 10, n * 10 + 3, start + rng.random() * DAY),
+            )
+        for _ in range(50):
+            conn.execute(
+                "INSERT INTO audit (ts, actor, action, detail, engine) VALUES (?, 'hub', ?, ?, ?)",
+                (start + rng.random() * DAY, "alert.firing", "offline: gone", engine),
+            )
     conn.execute("COMMIT")
 
 
@@ -141,17 +215,28 @@ def build(path: Path, args: argparse.Namespace) -> float:
         Path(f"{path}{suffix}").unlink(missing_ok=True)
     now = float(int(time.time()))
     conn = connect(str(path))
-    conn.execute("CREATE TABLE bench (now REAL)")
-    conn.execute("INSERT INTO bench VALUES (?)", (now,))
+    conn.execute("CREATE TABLE bench (now REAL, engines INTEGER)")
+    conn.execute("INSERT INTO bench VALUES (?, ?)", (now, args.engines))
     rng = random.Random(18)
+    names = engine_names(args.engines)
     began = time.perf_counter()
-    build_series(conn, args.engines, now, rng)
-    build_events(conn, args.events, args.engines, now)
-    build_logs(conn, args.logs, args.engines, now)
+    build_series(conn, names, now, rng)
+    build_events(conn, args.events, names, now, rng)
+    build_logs(conn, args.logs, names, now, rng)
+    build_marks(conn, names, now, rng)
+    written = time.perf_counter() - began
+    index_pending(conn, lambda: False)
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
-    print(f"built {path} in {time.perf_counter() - began:.1f} s")
+    print(
+        f"built {path} in {written:.1f} s, indexed in {time.perf_counter() - began - written:.1f} s"
+    )
     return now
+
+
+def engine_names(count: int) -> list[str]:
+    """eng00, eng01, ...: the search benchmark's names (its queries filter by eng07)."""
+    return [f"eng{i:02d}" for i in range(count)]
 
 
 def _fetch(conn: sqlite3.Connection, sql: str, args: tuple[float, ...]) -> list[Any]:
@@ -168,38 +253,15 @@ def timed(fn: Callable[[], object], repeats: int) -> float:
     return statistics.median(runs)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--db", default="/tmp/engine-hub-history-bench.db")
-    parser.add_argument("--rebuild", action="store_true", help="build the database again")
-    parser.add_argument("--engines", type=int, default=20)
-    parser.add_argument("--events", type=int, default=0, help="events to add (default 0)")
-    parser.add_argument("--logs", type=int, default=0, help="log lines to add (default 0)")
-    parser.add_argument("--repeats", type=int, default=21)
-    parser.add_argument("--quick", action="store_true", help="2 engines, 5 repeats")
-    args = parser.parse_args()
-    if args.quick:
-        args.engines, args.repeats, args.db = 2, 5, "/tmp/engine-hub-history-quick.db"
-        args.rebuild = True
-    path = Path(args.db)
-    if args.rebuild or not path.exists():
-        build(path, args)
-    conn = connect(str(path))
-    [(now,)] = conn.execute("SELECT now FROM bench")
-    counts = {
-        table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
-        for table in ("series", "series_points", "event_chunks", "logs")
-    }
-    print(
-        f"database: {path} ({path.stat().st_size / 1e6:.0f} MB) "
-        + ", ".join(f"{table} {n}" for table, n in counts.items())
-    )
+def chart_rows(
+    conn: sqlite3.Connection, engine: str, now: float, repeats: int
+) -> list[tuple[str, float, float, float]]:
+    """(label, figure, baseline, target) of the 24 h chart queries and the chart's render."""
     settings = Settings()
-    engine = f"engine-{args.engines // 2:02d}"
-    print(f"{'query':<44} {'figure':>9} {'baseline':>9} {'ratio':>6} {'target':>7}")
+    out = []
     for label, name, step in (
-        ("24 h gauge, default step 5 min (coarse)", "gauge.4", 300.0),
-        ("24 h histogram, default step 5 min (coarse)", "histogram.7", 300.0),
+        ("24 h gauge, step 5 min (coarse)", "gauge.4", 300.0),
+        ("24 h histogram, step 5 min (coarse)", "histogram.7", 300.0),
         ("24 h gauge, step 1 min (fine)", "gauge.4", 60.0),
         ("24 h histogram, step 1 min (fine)", "histogram.7", 60.0),
     ):
@@ -215,12 +277,105 @@ def main() -> int:
             "WHERE series = ? AND tier = ? AND start >= ? AND start < ? ORDER BY start"
         )
         args_raw = (ident, tier, now - DAY - step, now)
-        figure = timed(partial(read_series, conn, query, settings, now), args.repeats)
-        baseline = timed(partial(_fetch, conn, raw, args_raw), args.repeats)
-        verdict = "ok" if figure < TARGET else "MISS"
+        figure = timed(partial(read_series, conn, query, settings, now), repeats)
+        baseline = timed(partial(_fetch, conn, raw, args_raw), repeats)
+        out.append((f"chart: {label}", figure, baseline, CHART_TARGET))
+    query = SeriesQuery(engine, "histogram.7", now - DAY, now, 300.0)
+    env = create_environment()
+    template = env.get_template("partials/_chart.html")
+
+    def render() -> str:
+        step, lines = read_series(conn, query, settings, now)
+        shown = [line for line in lines if line.stat in ("p50", "p95", "p99")]
+        chart = render_chart("cycle", shown, now - DAY, now, step)
+        view = {"key": "pick", "metric": "histogram.7", "chart": chart, "hint": "", "found": True}
+        return template.render(view=view, index=1)
+
+    size = len(render())
+    figure = timed(render, repeats)
+    baseline = timed(partial(read_series, conn, query, settings, now), repeats)
+    label = f"chart: 24 h histogram read + SVG ({size // 1000} kB)"
+    out.append((label, figure, baseline, CHART_TARGET))
+    return out
+
+
+def search_rows(conn: sqlite3.Connection, repeats: int) -> list[tuple[str, float, float, float]]:
+    """The search benchmark's queries on this database; baseline: a log line by id."""
+    [(lines,)] = conn.execute("SELECT count(*) FROM logs")
+    [(newest,)] = conn.execute("SELECT max(ts) FROM logs")
+    ids = list(range(1, lines + 1, max(1, lines // 100)))[:100]
+
+    def lookup() -> None:
+        for i in ids:
+            conn.execute("SELECT message FROM logs WHERE id = ?", (i,)).fetchone()
+
+    baseline = timed(lookup, repeats) / len(ids)
+    out = []
+    for label, text, options in search.QUERIES:
+        options = dict(options)
+        window = options.pop("window", None)
+        since = newest - window if isinstance(window, float) else None
+        request = SearchRequest(parse_query(text), 50, since=since, **options)  # type: ignore[arg-type]
+        hits = len(search_index.search(conn, request).hits)
+        figure = timed(partial(search_index.search, conn, request), repeats)
+        out.append((f"search: {label} ({hits} hits)", figure, baseline, search.TARGET))
+    return out
+
+
+def timeline_rows(
+    conn: sqlite3.Connection, names: list[str], now: float, repeats: int
+) -> list[tuple[str, float, float, float]]:
+    """An hour of every engine's markers, last and mid-day; baseline: that hour's events."""
+    engines = tuple(names)
+    baseline = timed(
+        partial(read_events, conn, HistoryQuery(501, since=now - 3600, until=now)), repeats
+    )
+    out = []
+    for label, end in (("last hour", now), ("an hour mid-day", now - DAY / 2)):
+        query = TimelineQuery(end - 3600, end, 501, engines)
+        markers = len(read_timeline(conn, query))
+        figure = timed(partial(read_timeline, conn, query), repeats)
+        label = f"timeline: {label}, {len(engines)} engines ({markers} markers)"
+        out.append((label, figure, baseline, TIMELINE_TARGET))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", default="/tmp/engine-hub-history-bench-v3.db")
+    parser.add_argument("--rebuild", action="store_true", help="build the database again")
+    parser.add_argument("--engines", type=int, default=20)
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--logs", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--quick", action="store_true", help="2 engines, 20 000 each, 5 repeats")
+    args = parser.parse_args()
+    if args.quick:
+        args.engines, args.events, args.logs, args.repeats = 2, 20_000, 20_000, 5
+        args.db, args.rebuild = "/tmp/engine-hub-history-quick.db", True
+    path = Path(args.db)
+    if args.rebuild or not path.exists():
+        build(path, args)
+    conn = connect(str(path))
+    [(now, engines)] = conn.execute("SELECT now, engines FROM bench")
+    [(events,)] = conn.execute("SELECT coalesce(sum(n), 0) FROM event_chunks")
+    counts = {
+        table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+        for table in ("series", "series_points", "event_chunks", "logs")
+    }
+    print(
+        f"database: {path} ({path.stat().st_size / 1e6:.0f} MB), {engines} engines, {events} "
+        "events, " + ", ".join(f"{table} {n}" for table, n in counts.items())
+    )
+    engine = engine_names(engines)[engines // 2]
+    rows = chart_rows(conn, engine, now, args.repeats) + search_rows(conn, args.repeats)
+    rows += timeline_rows(conn, engine_names(engines), now, args.repeats)
+    print(f"{'query':<52} {'figure':>9} {'baseline':>10} {'ratio':>7} {'target':>7}")
+    for label, figure, baseline, target in rows:
+        verdict = "ok" if figure < target else "MISS"
         print(
-            f"{label:<44} {figure * 1e3:7.1f}ms {baseline * 1e3:7.1f}ms {figure / baseline:6.1f} "
-            f"{TARGET * 1e3:5.0f}ms {verdict}"
+            f"{label:<52} {figure * 1e3:7.1f}ms {baseline * 1e3:8.3f}ms {figure / baseline:7.1f} "
+            f"{target * 1e3:5.0f}ms {verdict}"
         )
     conn.close()
     return 0

@@ -64,7 +64,7 @@ QUERIES = [
 ]
 
 
-def _line(rng: random.Random, n: int) -> str:
+def line_text(rng: random.Random, n: int) -> str:
     text = rng.choice(TEMPLATES).format(
         n=n,
         ms=rng.randint(1, 900),
@@ -103,7 +103,7 @@ def build(path: str, lines: int, events: int) -> None:
                     level,
                     level_number(level),
                     f"engine.{engine}",
-                    _line(rng, i),
+                    line_text(rng, i),
                     None,
                     b"{}",
                     ts,
@@ -119,7 +119,7 @@ def build(path: str, lines: int, events: int) -> None:
             ts = start + 86_400 * i / events
             payload = {
                 "symbol": rng.choice(SYMBOLS),
-                "note": _line(rng, i),
+                "note": line_text(rng, i),
                 "qty": rng.randint(1, 500),
             }
             raw = msgspec.Raw(msgspec.json.encode(payload))

@@ -524,7 +524,9 @@ HOSTILE = [
 OUR_IDS = re.compile(
     r"^(cards|signals|orders|errors|logs|hub-status|conn|live|level-filter|embed-form|account"
     r"|tz-toggle|filters|forget-form|alerts|alerts-nudge|alert-count|alert-badge|range-picker|timeline"
+    r"|chart-form"
     r"|(card|state|metrics|elogs|esignals|eorders|positions|decisions|cycles|eerrors)-\d+"
+    r"|(charts|charts-nudge|chart-query)-\d+|chart-\d+-(loop|cycle|pnl|errors|rejects|pick)"
     r"|card-\d+-(beat|skew|loop|universe|positions|pnl|exposure|errors|drops|counters|spark))$"
 )
 HUB_SCRIPTS = [
@@ -542,10 +544,11 @@ PAGE_SHAPE = """
   csp: window.__csp,
   injected: document.querySelectorAll(
     "img, button:not(#embed-form button, #forget-form button, #tz-toggle, #alerts button, " +
-    "#range-picker button), script:not([src]), [hx-get]:not(#alerts, #alerts-nudge, #timeline), " +
-    "[hx-trigger]:not(#alerts, #alerts-nudge, #timeline), [hx-on\\\\:click], [onerror]").length,
+    "#range-picker button, #chart-form button), script:not([src]), " +
+    "[hx-get]:not(#alerts, #alerts-nudge, #timeline, [id^=charts-nudge-]), " +
+    "[hx-trigger]:not(#alerts, #alerts-nudge, #timeline, [id^=charts-nudge-]), [hx-on\\\\:click], [onerror]").length,
     // the embed and forget forms (admins), the alerts panel and its nudge, the range picker, the
-    // timeline's poll and the time zone toggle are ours
+    // timeline's poll, the chart form and its nudge, and the time zone toggle are ours
   scripts: Array.from(document.scripts, (s) => new URL(s.src).pathname),
   hubStatus: Array.from(document.querySelectorAll("#hub-status"), (e) => e.textContent.trim()),
   ids: Array.from(document.querySelectorAll("[id]"), (e) => e.id),

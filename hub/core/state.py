@@ -92,6 +92,7 @@ class HubState:
         self.stats = Stats()
         self.metrics = MetricRegistry.from_settings(settings, self.stats.drops)  # byte caps too
         self.series = Downsampler(settings, self.stats.drops)  # metric history buckets
+        self.series_written: set[str] = set()  # engines whose buckets the store was last handed
         self.dirty = DirtySet()
         self._event_ids = itertools.count(first_event_id)
         self._log_ids = itertools.count(first_log_id)
@@ -511,8 +512,14 @@ class HubState:
         and the series buckets over by `now` (all open ones if `final`: the hub stops)."""
         changed, self.snapshot_due = self.snapshot_due, set()
         out = Ingested()
+        # Charts re-read the store when told: the buckets handed over last time are committed
+        # by now (the writer commits every `commit_interval`, well under the one-second tick).
+        for engine_name in self.series_written:
+            self.dirty.mark(Topic.SERIES, engine_name)
+        self.series_written = set()
         if now is not None:
             out.points = self.series.drain(now, final)
+            self.series_written = {point.engine for point in out.points}
         for name in sorted(changed):
             engine = self.engines.get(name)
             if engine is not None:

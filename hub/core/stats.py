@@ -33,6 +33,7 @@ class Topic(enum.Enum):
     METRICS = "metrics"  # one engine's metrics (name: the engine)
     HUB = "hub"  # hub-wide figures (events/s, store health)
     ALERTS = "alerts"  # what the alerts panels show (fired, resolved, acked, silenced)
+    SERIES = "series"  # one engine's stored metric series gained buckets (name: the engine)
 
 
 class Dirty(NamedTuple):

@@ -138,6 +138,7 @@ class Simulator:
             client.record_error(
                 "DataFeedTimeout", f"no quote for {symbol} within 2s", {"symbol": symbol}
             )
+            client.increment("errors")  # the engine page's error-rate chart
             log.warning("quote timeout for %s; using last price", symbol)
         elif rng.random() < 0.05:
             log.debug("tick %d: %s at %.2f, rsi %.1f", self.tick, symbol, price, rsi)
@@ -205,6 +206,7 @@ class Simulator:
                 cycle_id=cycle,
                 parent=order,
             )
+            client.increment("orders.rejected")  # the engine page's reject-rate chart
             log.warning("order %s rejected: margin exceeded", order_id)
             return
         client.record_order(

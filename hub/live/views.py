@@ -72,6 +72,7 @@ class Part(enum.Enum):
     ESIGNALS = "esignals"  # one engine's signals
     EORDERS = "eorders"  # one engine's orders, one row per order id
     ALERTS = "alerts"  # tells the page to fetch its alerts panel again (it depends on the viewer)
+    CHARTS = "charts"  # tells an engine page to fetch its charts again (they depend on its range)
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,6 +224,9 @@ class Views:
                     touched.add(FragmentKey(Part.HUB))
                 if page and topic is Topic.ALERTS:
                     touched.add(FragmentKey(Part.ALERTS, index))
+                if page and topic is Topic.SERIES and engine is not None and name == engine.name:
+                    touched.add(FragmentKey(Part.CHARTS, index))  # not in the snapshot: the
+                    # page rendered its charts itself, and the next nudge follows within a step
                 if engine is None:
                     if topic is Topic.ENGINES:  # the engine was forgotten: show it "gone"
                         touched.update(self.names(view))
@@ -294,7 +298,7 @@ class Views:
         state = self.state
         if part is Part.HUB:
             return {"hub": self.hub_model(now)}
-        if part is Part.ALERTS:
+        if part in (Part.ALERTS, Part.CHARTS):
             return {"scope": index}
         if part is Part.CARDS:
             if len(state.engines) <= self.card_limit:
@@ -424,6 +428,7 @@ def _rows(records: list[EventRecord], chains: ChainIndex) -> list[dict[str, Any]
 _PER_ENGINE = (Part.CARD, Part.VALUES, Part.ROW)
 _TEMPLATE = {
     Part.ALERTS: "alerts_nudge",
+    Part.CHARTS: "charts_nudge",
     Part.CARD: "card",
     Part.VALUES: "card_values",
     Part.ROW: "card_values",

@@ -15,7 +15,17 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 
 from hub.settings import Settings
-from hub.web import admin, alert_routes, api, chains, login, pages, searches, series_api
+from hub.web import (
+    admin,
+    alert_routes,
+    api,
+    chains,
+    chart_pages,
+    login,
+    pages,
+    searches,
+    series_api,
+)
 from hub.web.api import error_response
 from hub.web.auth import AuthMiddleware
 from hub.web.dashboard_ws import dashboard_endpoint
@@ -93,6 +103,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     routes = [
         *api.routes,
         *series_api.routes,
+        *chart_pages.routes,
         *admin.routes,
         *alert_routes.routes,
         *chains.routes,

@@ -21,6 +21,8 @@ from hub.stores import HistoryQuery
 from hub.web import hosts
 from hub.web.admin import forget_engine, forgotten_message
 from hub.web.api import error_response
+from hub.web.chart_pages import chart_context
+from hub.web.compare_charts import compare_context
 from hub.web.embeds import EMBED_PARAM, EmbedLinks
 from hub.web.params import BadRequest, small_form
 from hub.web.runtime import Hub
@@ -167,6 +169,12 @@ async def engine_page(request: Request) -> Response:
         context |= await timeline_context(hub, request, now, index)
     except BadRequest as exc:
         return _page(request, "error.html", {"status": "Bad range", "message": str(exc)}, 400)
+    try:  # its charts, for the range (and picked metric) in the URL
+        context |= await chart_context(hub, request, now, engine)
+    except BadRequest as exc:
+        return _page(
+            request, "error.html", {"status": "Bad chart request", "message": str(exc)}, 400
+        )
     return _page(request, "engine.html", context)
 
 
@@ -265,6 +273,16 @@ async def timeline_page(request: Request) -> Response:
     return _page(request, "timeline.html", context)
 
 
+async def charts_page(request: Request) -> Response:
+    """`/charts?name=cycles&engine=A&engine=B&range=6h`: one metric across engines (docs/dashboard.md)."""
+    try:
+        context = await compare_context(_hub(request), request, time.time())
+    except BadRequest as exc:
+        context = {"status": "Bad chart request", "message": str(exc)}
+        return _page(request, "error.html", context, 400)
+    return _page(request, "charts.html", context)
+
+
 async def timeline_fragment(request: Request) -> Response:
     """`/fragments/timeline`: the timeline partial the page polls while its range includes now
     (`index=` an engine page's lane, else the page's `engine=`); a bad query is a JSON 400."""
@@ -287,5 +305,6 @@ routes = [
     Route("/fragments/engines/{name}/card", card_fragment, methods=["GET", "OPTIONS"]),
     Mount("/static", StaticFiles(directory=static_dir()), name="static"),
     Route("/timeline", timeline_page),
+    Route("/charts", charts_page),
     Route("/fragments/timeline", timeline_fragment),
 ]
