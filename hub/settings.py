@@ -279,6 +279,8 @@ class Settings:
             raise SettingsError("'cluster_prefix' must be 1-64 of A-Z a-z 0-9 _ . : -")
         if self.cluster_buffer < 1 or self.cluster_stream_maxlen < 1:
             raise SettingsError("'cluster_buffer' and 'cluster_stream_maxlen' must be at least 1")
+        if not 0.05 <= self.cluster_lease_ttl <= 3600:
+            raise SettingsError("'cluster_lease_ttl' must be between 0.05 and 3600 seconds (e.g. 10)")
         for origin in self.embed_origins:
             if not _ORIGIN.match(origin):
                 raise SettingsError(

@@ -22,6 +22,8 @@ from redis.exceptions import RedisError
 from hub.cluster.backend import ClusterSink, ClusterState, ClusterStatus
 from hub.cluster.connections import connect, describe
 from hub.cluster.consumer import Consumer
+from hub.cluster.lease import AlertLease
+from hub.cluster.owners import CLAIM_XADD, RELEASE_XADD, OwnerClaims
 from hub.core.entries import Entry, EntryKind, StreamId, stream_id
 from hub.settings import Settings
 
@@ -57,7 +59,13 @@ class RedisCluster:
         self._problem: str | None = None
         self._writer = connect(settings)
         self._script = self._writer.register_script(DEDUPE_XADD)
+        self._claim = self._writer.register_script(CLAIM_XADD)
+        self._release = self._writer.register_script(RELEASE_XADD)
         self.consumer = Consumer(settings, self.stream_key, node_id)
+        self.owners = OwnerClaims(self._writer, node_id, f"{self.prefix}:")
+        self.lease = AlertLease(
+            self._writer, f"{self.prefix}:alert-lease", node_id, settings.cluster_lease_ttl
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -99,14 +107,18 @@ class RedisCluster:
         self._tasks = [
             asyncio.create_task(self._publish(sink), name="cluster-publisher"),
             asyncio.create_task(self.consumer.run(sink), name="cluster-reader"),
+            asyncio.create_task(self.owners.run(sink.displaced), name="cluster-owners"),
+            asyncio.create_task(self.lease.run(), name="cluster-alert-lease"),
         ]
 
     async def stop(self) -> None:
-        """Cancel the tasks, then close both connections."""
+        """Cancel the tasks, hand the alert lease on at once, then close both connections."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.lease.held:
+            await self.lease.release()
         with contextlib.suppress(RedisError, OSError):
             await self._writer.aclose()
         await self.consumer.close()
@@ -135,20 +147,27 @@ class RedisCluster:
 
     async def _send(self, batch: list[Entry]) -> list[Any]:
         async with self._writer.pipeline(transaction=False) as pipe:
+            maxlen, owners, stream = (
+                self.settings.cluster_stream_maxlen,
+                self.owners,
+                self.stream_key,
+            )
             for entry in batch:
                 flat: list[str | int] = [x for pair in entry.fields().items() for x in pair]
-                if entry.kind is EntryKind.FRAME:
-                    key = f"{self.prefix}:seq:{entry.engine}/{entry.boot_id}"
-                    maxlen = self.settings.cluster_stream_maxlen
-                    args: list[str | int] = [entry.seq, maxlen, SEQ_TTL_MS, *flat]
-                    await self._script(keys=[key, self.stream_key], args=args, client=pipe)
-                else:
-                    pipe.xadd(
-                        self.stream_key,
-                        entry.fields(),  # type: ignore[arg-type]
-                        maxlen=self.settings.cluster_stream_maxlen,
-                        approximate=True,
-                    )
+                owner = owners.key(entry.engine)
+                match entry.kind:
+                    case EntryKind.FRAME:
+                        key = f"{self.prefix}:seq:{entry.engine}/{entry.boot_id}"
+                        args: list[str | int] = [entry.seq, maxlen, SEQ_TTL_MS, *flat]
+                        await self._script(keys=[key, stream], args=args, client=pipe)
+                    case EntryKind.HELLO:  # the claim goes in with the hello: one order
+                        mine = owners.value(entry.conn)
+                        args = [mine, entry.engine, maxlen, *flat]
+                        keys = [owner, owners.channel, stream]
+                        await self._claim(keys=keys, args=args, client=pipe)
+                    case EntryKind.CLOSE:
+                        args = [owners.value(entry.conn), maxlen, *flat]
+                        await self._release(keys=[owner, stream], args=args, client=pipe)
             return list(await pipe.execute())
 
     def _down(self, problem: str) -> None:

@@ -13,6 +13,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from hub.cluster import replaced_by
 from hub.core.engines import EngineRecord
 from hub.core.entries import Entry, EntryKind, StreamId, supersedes
 from hub.core.ingested import Gap, Ingested
@@ -105,10 +106,14 @@ class Replication:
             log.warning(
                 "engine %r connected to node %r: closing its socket here", entry.engine, entry.node
             )
-            session.close_soon(
-                CloseCode.POLICY_VIOLATION,
-                f"replaced by a newer connection on node {entry.node}",
-            )
+            session.close_soon(CloseCode.REPLACED, replaced_by(entry.node))
+
+    def displaced(self, engine: str, conn: str, reason: str) -> None:
+        """The owner notice of a newer hello elsewhere (sooner than this node reads it): close."""
+        session = self.hub.sessions.get(int(conn)) if conn.isdigit() else None
+        if session is not None and session.engine_name == engine:
+            log.warning("engine %r connected to another node: closing its socket here", engine)
+            session.close_soon(CloseCode.REPLACED, reason)
 
     def missed(self, after: StreamId, upto: StreamId) -> None:
         """Entries were trimmed before this node read them: a visible gap, never silence."""
