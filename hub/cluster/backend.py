@@ -72,6 +72,9 @@ class ClusterSink(Protocol):
     def displaced(self, engine: str, conn: str, reason: str) -> None:
         """This node's socket `conn` of `engine` was replaced by a newer one elsewhere."""
 
+    def alive(self, seen: dict[str, float] | None, now: float) -> None:
+        """Every node's last alive stamp at `now` (Redis's clock); None: Redis unreachable."""
+
 
 class ClusterBackend(Protocol):
     """A shared log every node publishes to and reads from (Redis Streams; or none)."""

@@ -23,6 +23,7 @@ from hub.cluster.backend import ClusterSink, ClusterState, ClusterStatus
 from hub.cluster.connections import connect, describe
 from hub.cluster.consumer import Consumer
 from hub.cluster.lease import AlertLease
+from hub.cluster.liveness import NodeBeats
 from hub.cluster.owners import CLAIM_XADD, RELEASE_XADD, OwnerClaims
 from hub.core.entries import Entry, EntryKind, StreamId, stream_id
 from hub.settings import Settings
@@ -66,6 +67,8 @@ class RedisCluster:
         self.lease = AlertLease(
             self._writer, f"{self.prefix}:alert-lease", node_id, settings.cluster_lease_ttl
         )
+        interval = settings.cluster_node_timeout / 5
+        self.beats = NodeBeats(self._writer, f"{self.prefix}:nodes", node_id, interval)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -109,6 +112,7 @@ class RedisCluster:
             asyncio.create_task(self.consumer.run(sink), name="cluster-reader"),
             asyncio.create_task(self.owners.run(sink.displaced), name="cluster-owners"),
             asyncio.create_task(self.lease.run(), name="cluster-alert-lease"),
+            asyncio.create_task(self.beats.run(sink.alive), name="cluster-liveness"),
         ]
 
     async def stop(self) -> None:

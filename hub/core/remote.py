@@ -15,6 +15,7 @@ from hub.core.entries import Entry, EntryKind
 from hub.core.ingested import Ingested
 from hub.core.messages import EngineMessage, Hello
 from hub.core.state import HubState, TooManyEngines
+from hub.core.stats import Topic
 
 __all__ = ["Applied", "RemoteIngest"]
 
@@ -91,6 +92,10 @@ class RemoteIngest:
                 state.stats.drops["cluster_engine_refused"] += 1
                 return None
             engine = state.engines[entry.engine]
+        elif not engine.connected and engine.conn_id == self._conns.get((entry.node, entry.conn)):
+            # Its node was judged gone (node_gone) but is back: the socket never closed.
+            engine.connected, engine.disconnected_at = True, None
+            state.dirty.mark(Topic.ENGINE, engine.name)
         decoded = self._decoder.decode(entry.data, now)
         items: list[EngineMessage | Rejected] = [
             item for item in decoded.items if not isinstance(item, Hello)
@@ -98,6 +103,16 @@ class RemoteIngest:
         state.ingest(engine, items, now, None, out)
         engine.committed = max(engine.committed, engine.hwm)
         out.rejected.clear()  # the origin replied to its engine; nothing to reply here
+        return out
+
+    def node_gone(self, node: str, now: float) -> Ingested:
+        """`node` stopped stamping itself alive: its engines go offline, except those that
+        reconnected elsewhere since (their record names another connection)."""
+        theirs = {local for (origin, _), local in self._conns.items() if origin == node}
+        out = Ingested()
+        for engine in self._state.engines.values():
+            if engine.connected and engine.conn_id in theirs:
+                self._state.disconnected(engine, engine.conn_id, now, out)
         return out
 
     def _close(self, entry: Entry, now: float) -> Ingested | None:
