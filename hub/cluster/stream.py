@@ -28,7 +28,7 @@ from hub.cluster.owners import CLAIM_XADD, RELEASE_XADD, OwnerClaims
 from hub.core.entries import Entry, EntryKind, StreamId, stream_id
 from hub.settings import Settings
 
-__all__ = ["DEDUPE_XADD", "RedisCluster"]
+__all__ = ["DEDUPE_XADD", "TRIM_BY_AGE", "RedisCluster"]
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +38,12 @@ local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) <= stored then return false end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
+"""
+# KEYS: the stream. ARGV: the age in ms. Exact trimming: `~` would keep whole 100-entry nodes.
+TRIM_BY_AGE = """
+local t = redis.call('TIME')
+local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1])
+return redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
 """
 _BATCH = 256  # entries per pipeline
 _RETRY = (0.1, 0.2, 0.5, 1.0)  # seconds between attempts while Redis is unreachable
@@ -62,6 +68,7 @@ class RedisCluster:
         self._script = self._writer.register_script(DEDUPE_XADD)
         self._claim = self._writer.register_script(CLAIM_XADD)
         self._release = self._writer.register_script(RELEASE_XADD)
+        self._trim = self._writer.register_script(TRIM_BY_AGE)
         self.consumer = Consumer(settings, self.stream_key, node_id)
         self.owners = OwnerClaims(self._writer, node_id, f"{self.prefix}:")
         self.lease = AlertLease(
@@ -114,6 +121,8 @@ class RedisCluster:
             asyncio.create_task(self.lease.run(), name="cluster-alert-lease"),
             asyncio.create_task(self.beats.run(sink.alive), name="cluster-liveness"),
         ]
+        if self.settings.cluster_stream_max_age:
+            self._tasks.append(asyncio.create_task(self._trim_by_age(), name="cluster-trim"))
 
     async def stop(self) -> None:
         """Cancel the tasks, hand the alert lease on at once, then close both connections."""
@@ -173,6 +182,18 @@ class RedisCluster:
                         args = [owners.value(entry.conn), maxlen, *flat]
                         await self._release(keys=[owner, stream], args=args, client=pipe)
             return list(await pipe.execute())
+
+    async def _trim_by_age(self) -> None:
+        """XTRIM MINID (now - max age) by Redis's clock, every tenth of the age (at most a
+        minute): every node runs it, which is harmless (the same cutoff) and needs no leader."""
+        age = self.settings.cluster_stream_max_age
+        every, age_ms = min(60.0, age / 10), max(1, int(age * 1000))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._trim(keys=[self.stream_key], args=[age_ms])
+            except (RedisError, OSError) as exc:
+                log.debug("trimming the stream by age failed (%r); the publisher reports it", exc)
 
     def _down(self, problem: str) -> None:
         if self._problem != problem:
