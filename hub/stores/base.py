@@ -61,6 +61,9 @@ class HistoryQuery:
     min_level: int | None = None
 
 
+MAX_BOOT_SEQS = 100_000
+
+
 @dataclass(slots=True)
 class Restored:
     """What a store hands back at start so a restarted hub shows the same history at once."""
@@ -72,6 +75,9 @@ class Restored:
     forgotten: dict[str, float] = field(default_factory=dict)  # engine -> when an admin forgot it
     silences: list[Silence] = field(default_factory=list)  # alert silences still in force
     links: list[Link] = field(default_factory=list)  # chain links of `events` (#18 chain)
+    # Every stored boot's last seq, newest first (at most MAX_BOOT_SEQS): a cluster node rereads
+    # the stream after a restart and must not take older boots' messages as new (#19).
+    boot_seqs: dict[tuple[str, str], int] = field(default_factory=dict)
     next_event_id: int = 1
     next_log_id: int = 1
 

@@ -134,6 +134,7 @@ class Hub:
         on_commit = self._stored if self.cluster.enabled else self.acknowledge
         restored = await self.store.start(on_commit)
         restore(self.state, restored, time.time())
+        self.replication.remote.resume(restored.boot_seqs)
         if self.cluster.enabled:
             # What this node stored may never have reached Redis (it died degraded): a welcome
             # must promise only what the stream holds, which the reader re-establishes.
