@@ -94,11 +94,11 @@ class Alerting:
                     await asyncio.sleep(1.0)  # Redis away: the lease will not last either
                     continue
                 if lease.held and lease.term == term:
-                    self.take_over(marks, term, time.time())
+                    self.take_over(marks, term)
                 continue
             await lease.wait_changed()
 
-    def take_over(self, marks: list[Mark], term: int, now: float) -> None:
+    def take_over(self, marks: list[Mark], term: int) -> None:
         """Start sending for lease `term`: what the holders delivered counts as sent here."""
         log.info("alert lease taken (term %d): %d delivery marks read", term, len(marks))
         self.term = term
