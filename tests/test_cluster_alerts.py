@@ -116,7 +116,7 @@ async def test_three_nodes_notify_once_and_a_killed_holder_hands_over(tmp_path: 
             await nodes[first][0].wait()
             name = unique("orphan")
             ws = await engine_on(port, name)
-            # It fires while the dead node's lease runs out: the next holder sends it, and not
+            # It fires (most likely) before the dead node's lease ran out: the next holder sends it, not
             # `across` again (the dead holder's delivery mark says it was delivered).
             await incident(ops, ws, name, 1)
             assert await holder(redis) != first
