@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import math
 import os
 import re
@@ -50,6 +51,12 @@ NOT_SUPPORTED = "--cluster not supported by this hub"
 LISTENING = re.compile(rb"engine hub on http://127\.0\.0\.1:(\d+)")
 CROSS_NODE_BUDGET = 0.050  # seconds over the single node's p99
 FAILOVER_TARGET = 5.0  # seconds for 100 engines
+# The per-engine rate limit (2,000 messages/s) would refuse the ingest run's batches: off on every
+# node alike, single and cluster (benchmarks/ingest.py measures the same way).
+UNLIMITED = {
+    "ENGINE_HUB_ENGINE_MESSAGES_PER_SECOND": "0",
+    "ENGINE_HUB_ENGINE_BYTES_PER_SECOND": "0",
+}
 
 
 # --------------------------------------------------------------------------- measuring (pure)
@@ -131,13 +138,13 @@ def _free_port() -> int:
 
 
 @asynccontextmanager
-async def redis(directory: Path) -> AsyncIterator[str]:
+async def redis(directory: Path, fsync: str = "always") -> AsyncIterator[str]:
     """redis-server on a free port with its append-only file in `directory`; yields its URL."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = _free_port()
     proc = await asyncio.create_subprocess_exec(
         binary, "--port", str(port), "--bind", "127.0.0.1", "--dir", str(directory),
-        "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+        "--save", "", "--appendonly", "yes", "--appendfsync", fsync,
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip
     assert proc.stdout is not None
@@ -174,7 +181,7 @@ async def node(*args: str) -> AsyncIterator[Node]:
     """`python -m hub serve --port 0 --db :memory: ARGS`, until the block ends (SIGKILL if alive)."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "hub", "serve", "--port", "0", "--db", ":memory:", *args,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, env={**os.environ, **UNLIMITED},
     )  # fmt: skip
     assert proc.stdout is not None
     try:
@@ -264,10 +271,13 @@ async def ingest(nodes: Sequence[Node], engines: int, batches: int, size: int = 
                 ]
                 await ws.send(json.dumps(frame))
             acked = 0
-            while acked < last:
-                reply = json.loads(await ws.recv())
-                if reply.get("kind") == "ack":
-                    acked = max(acked, reply["seq"])
+            async with asyncio.timeout(120):
+                while acked < last:
+                    reply = json.loads(await ws.recv())
+                    if reply.get("kind") == "ack":
+                        acked = max(acked, reply["seq"])
+                    elif reply.get("kind") == "error":
+                        raise RuntimeError(f"the hub refused a benchmark frame: {reply}")
 
     started = time.perf_counter()
     await asyncio.gather(*(one(i) for i in range(engines)))
@@ -286,8 +296,16 @@ async def failover(nodes: Sequence[Node], engines: int, events: int) -> tuple[fl
         AsyncEngineClient(urls=urls, engine=f"fo-{i}-{uuid.uuid4().hex[:6]}", **fast)
         for i in range(engines)
     ]
-    for client in clients:
+    for client in clients:  # one at a time: a burst of handshakes makes some try node B first
         await client.start()
+        async with asyncio.timeout(30):
+            while not client.connected:
+                await asyncio.sleep(0.005)  # polling the client's state, not a test
+    on_a = sum(
+        c._sender is not None and c._sender._endpoints.current == nodes[0].ws for c in clients
+    )
+    if on_a != len(clients):
+        raise RuntimeError(f"only {on_a} of {len(clients)} engines connected to node A")
     half = events // 2
     for client in clients:
         for n in range(half):
@@ -298,9 +316,15 @@ async def failover(nodes: Sequence[Node], engines: int, events: int) -> tuple[fl
     for client in clients:
         for n in range(half, events):
             client.publish("cycle", {"n": n})
-    async with asyncio.timeout(60):
-        while not all(c.connected and c.stats.connects >= 2 for c in clients):
-            await asyncio.sleep(0.01)  # polling the clients' state for the figure, not a test
+    try:
+        async with asyncio.timeout(60):
+            while not all(c.connected and c.stats.connects >= 2 for c in clients):
+                await asyncio.sleep(0.01)  # polling the clients' state for the figure, not a test
+    except TimeoutError:
+        stuck = [c for c in clients if not (c.connected and c.stats.connects >= 2)]
+        raise RuntimeError(
+            f"{len(stuck)} of {len(clients)} engines not moved after 60 s; one: {stuck[0].stats}"
+        ) from None
     moved = time.perf_counter() - killed
     await asyncio.gather(*(client.flush(30) for client in clients))
     stored: dict[str, list[int]] = {}
@@ -316,27 +340,40 @@ async def failover(nodes: Sequence[Node], engines: int, events: int) -> tuple[fl
 
 
 async def run(args: argparse.Namespace) -> int:
+    # 100 clients each log every retry after the kill: the figures below say how it went.
+    logging.getLogger("hub.client").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory() as tmp:
         async with AsyncExitStack() as stack:
-            url = await stack.enter_async_context(redis(Path(tmp)))
+            url = await stack.enter_async_context(redis(Path(tmp), args.fsync))
+            print(f"redis-server appendfsync {args.fsync}", flush=True)
             cluster = [
                 await stack.enter_async_context(node("--cluster", url, "--node-id", f"n{i}"))
                 for i in range(3)
             ]
             single = await stack.enter_async_context(node())
             a, c = cluster[0], cluster[2]
+            # A first round on fresh processes pays one-off costs (first SSE stream, first reads
+            # of the stream, lease and liveness settling): printed, then measured again warm.
+            cold_one, cold_cross = await latency(single, single, 50), await latency(a, c, 50)
+            print(
+                f"cold (first 50 events after start): single p99 {cold_one.p99 * 1000:.1f} ms, "
+                f"A -> C p99 {cold_cross.p99 * 1000:.1f} ms",
+                flush=True,
+            )
             one = await latency(single, single, args.events)
             cross = await latency(a, c, args.events)
             print(
                 f"latency single node: p50 {one.p50 * 1000:.1f} ms  p99 {one.p99 * 1000:.1f} ms  (n={one.count})"
             )
             print(
-                f"latency A -> C:      p50 {cross.p50 * 1000:.1f} ms  p99 {cross.p99 * 1000:.1f} ms  (n={cross.count})"
+                f"latency A -> C:      p50 {cross.p50 * 1000:.1f} ms  p99 {cross.p99 * 1000:.1f} ms  (n={cross.count})",
+                flush=True,
             )
             rate_one = await ingest([single], 4, args.batches)
             rate_cluster = await ingest(cluster, 4, args.batches)
             print(
-                f"ingest: single {rate_one:,.0f} events/s, cluster {rate_cluster:,.0f} events/s ({rate_cluster / rate_one:.2f}x)"
+                f"ingest: single {rate_one:,.0f} events/s, cluster {rate_cluster:,.0f} events/s ({rate_cluster / rate_one:.2f}x)",
+                flush=True,
             )
             moved, lost, duplicated = await failover(cluster, args.engines, args.events)
             for figure, target, verdict in verdicts(one, cross, moved, lost, duplicated):
@@ -350,6 +387,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=200, help="events per engine / latency run")
     parser.add_argument(
         "--batches", type=int, default=200, help="100-event frames per ingest engine"
+    )
+    parser.add_argument(
+        "--fsync",
+        choices=("always", "everysec"),
+        default="always",
+        help="Redis appendfsync (always: what docs/scaling.md asks for; everysec: to see its cost)",
     )
     parser.add_argument("--quick", action="store_true", help="20 engines, 50 events, 20 batches")
     args = parser.parse_args(argv)

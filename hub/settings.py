@@ -213,8 +213,10 @@ class Settings:
     node_id: str = ""  # this node's name in the cluster (default: hostname-pid)
     cluster_prefix: str = "engine-hub"  # Redis keys start with this and a colon
     cluster_stream_maxlen: int = 1_000_000  # entries the stream keeps (approximately; trimmed)
+    cluster_stream_max_age: float = 86_400.0  # seconds the stream keeps an entry (0: no age limit)
     cluster_buffer: int = 10_000  # frames held while Redis is unreachable; then sockets close
     cluster_lease_ttl: float = 10.0  # seconds an alert lease lasts without renewal
+    cluster_node_timeout: float = 10.0  # a node silent this long is gone: its engines go offline
 
     # Alerts (docs/alerts.md): the [alerts] TOML table; receiver URLs and tokens are secrets.
     alerts: AlertSettings = field(default_factory=AlertSettings, repr=False)
@@ -279,6 +281,18 @@ class Settings:
             raise SettingsError("'cluster_prefix' must be 1-64 of A-Z a-z 0-9 _ . : -")
         if self.cluster_buffer < 1 or self.cluster_stream_maxlen < 1:
             raise SettingsError("'cluster_buffer' and 'cluster_stream_maxlen' must be at least 1")
+        if self.cluster_stream_max_age != 0 and not 0.5 <= self.cluster_stream_max_age <= 3e7:
+            raise SettingsError(
+                "'cluster_stream_max_age' must be 0 (no age limit) or 0.5 s to a year (e.g. 86400)"
+            )
+        if not 0.5 <= self.cluster_node_timeout <= 3600:
+            raise SettingsError(
+                "'cluster_node_timeout' must be between 0.5 and 3600 seconds (e.g. 10)"
+            )
+        if not 0.05 <= self.cluster_lease_ttl <= 3600:
+            raise SettingsError(
+                "'cluster_lease_ttl' must be between 0.05 and 3600 seconds (e.g. 10)"
+            )
         for origin in self.embed_origins:
             if not _ORIGIN.match(origin):
                 raise SettingsError(

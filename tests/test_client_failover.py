@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -12,7 +13,9 @@ import pytest
 
 from hub.client import AsyncEngineClient, EngineClient
 from hub.client.endpoints import MAX_URLS, Endpoints, engine_urls
-from tests.conftest import WAIT, running_hub, serve_process, unique
+from hub.core.messages import CloseCode
+from tests.conftest import WAIT, connect_engine, running_hub, serve_process, unique
+from tests.redisproc import redis_server
 from tests.test_client import FAST, events_of, flushed
 
 
@@ -101,3 +104,25 @@ async def test_kill_9_mid_stream_replays_the_unacknowledged_on_the_next_node() -
         assert stats.connects == 2 and stats.replayed >= 50, stats
         assert stats.acked_seq > acked_on_a
         assert sorted(await _events(port_b, name)) == list(range(50, 100))
+
+
+async def test_a_displaced_client_reconnects_on_the_usual_backoff(tmp_path: Path) -> None:
+    """A socket replaced by a newer one on another node closes with 4001 "replaced", which the
+    client retries on its reconnect backoff (a 1008 would make it wait auth_backoff, an hour here):
+    it comes back on node A and in turn displaces the socket on node B."""
+    name = unique("displaced")
+    async with redis_server(tmp_path) as server:
+        async with (
+            running_hub(cluster_url=server.url, node_id="a") as a,
+            running_hub(cluster_url=server.url, node_id="b") as b,
+        ):
+            options = {**FAST, "auth_backoff": 3600.0}
+            async with AsyncEngineClient(urls=[a.ws_url], engine=name, **options) as client:
+                client.publish("cycle", {"n": 0})
+                assert await client.flush(WAIT), client.stats
+                other = await connect_engine(b, name)
+                async with asyncio.timeout(WAIT):
+                    await other.ws.wait_closed()  # the client came back on A: B's socket goes
+                assert other.ws.close_code == CloseCode.REPLACED == 4001
+                assert other.ws.close_reason == "replaced by a newer connection on node a"
+                assert client.stats.connects == 2

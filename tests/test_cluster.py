@@ -111,7 +111,7 @@ async def test_a_reconnect_on_node_b_closes_the_socket_on_node_a(tmp_path: Path)
         new = await connect_engine(b, name, boot_id=old.boot_id)
         async with asyncio.timeout(WAIT):
             await old.ws.wait_closed()
-        assert old.ws.close_code == 1008
+        assert old.ws.close_code == 4001
         assert old.ws.close_reason == "replaced by a newer connection on node b"
         await new.send({"kind": "heartbeat", "status": "running"})
         await new.wait_acked()  # the new socket stays

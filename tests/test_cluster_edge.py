@@ -13,7 +13,7 @@ import redis.asyncio as aioredis
 
 from benchmarks.cluster import Summary, delivery, percentile, summarize, supports_cluster, verdicts
 from hub.cluster.lease import AlertLease, LeaseTimer
-from hub.cluster.owners import Displaced, Owner, OwnerBook, OwnerClaims
+from hub.cluster.owners import CLAIM_XADD, RELEASE_XADD, Displaced, Owner, OwnerBook, OwnerClaims
 from tests.conftest import WAIT
 from tests.redisproc import RedisServer, redis_server
 
@@ -160,30 +160,49 @@ async def claims_of(redis: aioredis.Redis, node: str) -> AsyncIterator[tuple[Own
         await asyncio.gather(task, return_exceptions=True)
 
 
+async def hello(redis: aioredis.Redis, claims: OwnerClaims, engine: str, conn: int) -> None:
+    """What a node does for a hello: the book first, then the claim and the XADD in one script."""
+    claims.claim(engine, conn)
+    keys = [claims.key(engine), claims.channel, "engine-hub:stream"]
+    await redis.eval(CLAIM_XADD, 3, *keys, claims.value(conn), engine, 100, "k", "h")
+
+
+async def close(redis: aioredis.Redis, claims: OwnerClaims, engine: str, conn: int) -> None:
+    """What a node does when a socket closes: forget it, then release and XADD in one script."""
+    claims.release(engine, conn)
+    keys = [claims.key(engine), "engine-hub:stream"]
+    await redis.eval(RELEASE_XADD, 2, *keys, claims.value(conn), 100, "k", "c")
+
+
 async def test_a_claim_on_b_closes_the_socket_on_a_and_a_stale_release_keeps_b(
     tmp_path: Path,
 ) -> None:
-    """Latest claim wins: A's socket is told to close with B's name; A's late release is a no-op."""
+    """Latest hello wins: A's socket is told to close with B's name; A's late release is a no-op;
+    the owner key follows the stream's hellos (both go in in one script)."""
     async with redis_server(tmp_path) as server, redis_of(server) as redis:
         async with (
             claims_of(redis, "node-a") as (a, closed_a),
             claims_of(redis, "node-b") as (b, _),
         ):
-            assert await a.claim("fno", "c1") is None
-            assert await b.claim("fno", "c2") == Owner("node-a", "c1")
+            await hello(redis, a, "fno", 1)
+            await hello(redis, b, "fno", 2)
             async with asyncio.timeout(WAIT):
                 assert await closed_a.get() == (
                     "fno",
-                    "c1",
+                    "1",
                     "replaced by a newer connection on node node-b",
                 )
-            assert not await a.release("fno", "c1"), "a stale release never removes B"
-            assert Owner.parse(await redis.get(a.key("fno"))) == Owner("node-b", "c2")
-            assert await b.release("fno", "c2") and await redis.get(a.key("fno")) is None
+            await close(redis, a, "fno", 1)
+            assert Owner.parse(await redis.get(a.key("fno"))) == Owner("node-b", "2")
+            await close(redis, b, "fno", 2)
+            assert await redis.get(a.key("fno")) is None
+            kinds = [f[b"k"] for _, f in await redis.xrange("engine-hub:stream")]
+            assert kinds == [b"h", b"h", b"c", b"c"]
 
 
 async def test_simultaneous_claims_leave_exactly_one_socket(tmp_path: Path) -> None:
-    """Claims racing from two nodes: for each engine exactly the loser is closed."""
+    """Hellos racing from two nodes: for each engine exactly the loser is closed, and the winner
+    is the one whose hello is later in the stream."""
     engines = [f"e{i}" for i in range(20)]
     async with redis_server(tmp_path) as server, redis_of(server) as redis:
         async with (
@@ -194,7 +213,7 @@ async def test_simultaneous_claims_leave_exactly_one_socket(tmp_path: Path) -> N
             ),
         ):
             await asyncio.gather(
-                *(a.claim(e, "ca") for e in engines), *(b.claim(e, "cb") for e in engines)
+                *(hello(redis, a, e, 7) for e in engines), *(hello(redis, b, e, 8) for e in engines)
             )
             closes: dict[str, str] = {}
             async with asyncio.timeout(WAIT):
@@ -217,22 +236,22 @@ async def test_simultaneous_claims_leave_exactly_one_socket(tmp_path: Path) -> N
 async def test_a_notice_missed_while_unsubscribed_is_caught_on_resubscribe(
     tmp_path: Path,
 ) -> None:
-    """A node that was not listening when it was displaced closes the stale socket on return."""
+    """A node that was not listening when it was displaced closes the stale socket on return; a
+    socket whose key Redis lost stays (nobody claimed the engine after it)."""
     async with redis_server(tmp_path) as server, redis_of(server) as redis:
         a = OwnerClaims(redis, "node-a")
-        assert await a.claim("fno", "c1") is None
-        await a.claim("lone", "c9")
-        await redis.delete(a.key("lone"))  # Redis lost A's claim: A makes it again on return
+        await hello(redis, a, "fno", 1)
+        await hello(redis, a, "lone", 9)
+        await redis.delete(a.key("lone"))  # Redis lost A's claim
         async with claims_of(redis, "node-b") as (b, _):
-            assert await b.claim("fno", "c2") == Owner("node-a", "c1")  # A hears nothing
+            await hello(redis, b, "fno", 2)  # A hears nothing
         closed = Closed()
         task = asyncio.create_task(a.run(lambda *close: closed.put_nowait(close)))
         try:
             async with asyncio.timeout(WAIT):
-                assert (await closed.get())[:2] == ("fno", "c1")
+                assert (await closed.get())[:2] == ("fno", "1")
                 await a.subscribed.wait()
-            assert Owner.parse(await redis.get(a.key("lone"))) == Owner("node-a", "c9")
-            assert a.book.held == {"lone": "c9"}
+            assert a.book.held == {"lone": "9"}
         finally:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import redis.asyncio as aioredis
 import websockets
 from playwright.async_api import Browser, expect
 
@@ -216,3 +217,85 @@ async def test_a_single_node_never_imports_redis() -> None:
         out, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     assert out.decode().strip() == "[]"
+
+
+async def engines_on(port: int) -> dict[str, dict[str, Any]]:
+    """Node `port`'s engine cards by name."""
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=WAIT) as http:
+        answer = await http.get("/api/telemetry/engines")
+        return {e["name"]: e for e in answer.json()["engines"]}
+
+
+async def wait_card(port: int, name: str, predicate: Any) -> dict[str, Any]:
+    """Poll node `port` (bounded by WAIT) until `name`'s card satisfies `predicate`."""
+    async with asyncio.timeout(WAIT):
+        while not ((card := (await engines_on(port)).get(name)) and predicate(card)):
+            await asyncio.sleep(0.05)  # another process: there is no event to wait on
+    return card
+
+
+async def test_a_killed_node_takes_its_engines_offline_on_the_others(tmp_path: Path) -> None:
+    """kill -9 of node A: once A has been silent past cluster_node_timeout, node B shows A's
+    engine offline (not connected), while the engine that moved from A to B stays connected."""
+    stays, moves = RawEngine(unique("stranded")), RawEngine(unique("mover"))
+    fast = {"ENGINE_HUB_CLUSTER_NODE_TIMEOUT": "1"}
+    async with redis_server(tmp_path) as server:
+        cluster = ("--cluster", server.url)
+        async with (
+            serve_process(*cluster, "--node-id", "a", **fast) as (proc_a, port_a, _),
+            serve_process(*cluster, "--node-id", "b", **fast) as (_, port_b, _),
+        ):
+            for engine in (stays, moves):
+                await engine.connect(port_a)
+                await engine.send(1)
+                await engine.read_acks(1)
+            await moves.connect(port_b)  # A closes its older socket (4001)
+            await moves.send(1)
+            await moves.read_acks(2)
+            await wait_card(port_b, stays.name, lambda card: card["connected"])
+            proc_a.kill()
+            await proc_a.wait()
+            card = await wait_card(port_b, stays.name, lambda card: not card["connected"])
+            assert card["health"] == "offline", card
+            mover = (await engines_on(port_b))[moves.name]
+            assert mover["connected"] and mover["health"] != "offline", mover
+
+
+async def test_entries_older_than_the_max_age_go_and_a_node_away_longer_shows_a_gap(
+    tmp_path: Path,
+) -> None:
+    """cluster_stream_max_age: entries older than it leave the stream (exactly, not by 100-entry
+    nodes); node B, stopped meanwhile, finds what it never read gone and says so (a gap), and
+    holds none of it."""
+    name = unique("aged")
+    async with redis_server(tmp_path) as server:
+        cluster, aged = ("--cluster", server.url), {"ENGINE_HUB_CLUSTER_STREAM_MAX_AGE": "1"}
+        redis = aioredis.Redis.from_url(server.url)
+        async with (
+            serve_process(*cluster, "--node-id", "a", **aged) as (_, port_a, _),
+            serve_process(*cluster, "--node-id", "b", **aged) as (proc_b, port_b, _),
+        ):
+            engine = RawEngine(name)
+            await engine.connect(port_a)
+            await engine.send(3)
+            await engine.read_acks(3)
+            await wait_seqs(port_b, name, 3)
+            os.kill(proc_b.pid, signal.SIGSTOP)
+            try:
+                await engine.send(3)
+                await engine.read_acks(6)
+                async with asyncio.timeout(WAIT):
+                    while await redis.xlen("engine-hub:stream"):
+                        await asyncio.sleep(0.05)  # A's trimming, in another process
+                info = await redis.xinfo_stream("engine-hub:stream")
+                assert info["entries-added"] == 7  # a hello and six frames: all gone by age
+            finally:
+                os.kill(proc_b.pid, signal.SIGCONT)
+            async with asyncio.timeout(WAIT):
+                while not (found := await health(port_b))["cluster"]["gaps"]:
+                    await asyncio.sleep(0.05)  # another process: poll its /healthz
+            assert any("cluster gap" in reason for reason in found["reasons"])
+            assert await seqs_on(port_b, name) == [1, 2, 3], "B holds what it read, no more"
+            assert engine.ws is not None
+            await engine.ws.close()
+        await redis.aclose()

@@ -242,7 +242,7 @@ async def test_new_boot_replaces_old_socket(hub: RunningHub) -> None:
     new = await connect_engine(hub, name, boot_id="second")
     assert new.welcome["last_seq"] == 0
     code, reason = await closed_with(old.ws)
-    assert code == 1008 and "replaced" in reason
+    assert code == 4001 and "replaced" in reason
     await new.send({"kind": "heartbeat", "status": "running", "loop_tick": 2})
     await new.wait_acked()
     [card] = [e for e in (await hub.get("/api/telemetry/engines"))["engines"] if e["name"] == name]

@@ -251,6 +251,10 @@ class Sender:
             # Closed for flooding, not for a token: reconnect on the usual backoff (the hub keeps
             # this engine's bucket, and the pacing and hold still apply after reconnecting).
             return self._failed(f"hub closed the connection with code {code}: {reason}")
+        if code == CloseCode.REPLACED:
+            # A newer connection of this engine took over (maybe on another node): not a refusal,
+            # so the usual backoff (a displaced live engine must not sit out auth_backoff).
+            return self._failed(f"replaced: {reason or 'a newer connection took over'}")
         if code == CloseCode.POLICY_VIOLATION:
             return self._refused(None, reason)
         if code == CloseCode.MESSAGE_TOO_BIG:

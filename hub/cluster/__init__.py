@@ -16,6 +16,7 @@ from hub.cluster.backend import (
     LocalLease,
     NoOwners,
     Owners,
+    replaced_by,
 )
 from hub.settings import Settings, check_cluster_url, redacted_url
 
@@ -33,6 +34,7 @@ __all__ = [
     "default_node_id",
     "open_cluster",
     "redacted_url",
+    "replaced_by",
 ]
 
 

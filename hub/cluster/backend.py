@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from dataclasses import dataclass
 from typing import Protocol
 
 from hub.core.entries import Entry, StreamId
+from hub.core.handovers import Mark
 
 __all__ = [
     "ClusterBackend",
@@ -18,7 +20,16 @@ __all__ = [
     "LocalLease",
     "NoOwners",
     "Owners",
+    "replaced_by",
 ]
+
+
+_MAX_REASON = 123  # bytes a WebSocket close reason may hold
+
+
+def replaced_by(node: str) -> str:
+    """The close reason for a socket another node's newer connection replaced (fits a close frame)."""
+    return f"replaced by a newer connection on node {node}"[:_MAX_REASON]
 
 
 class ClusterState(enum.StrEnum):
@@ -58,12 +69,26 @@ class ClusterSink(Protocol):
     def missed(self, after: StreamId, upto: StreamId) -> None:
         """Entries after `after` up to `upto` were trimmed before this node read them."""
 
+    def displaced(self, engine: str, conn: str, reason: str) -> None:
+        """This node's socket `conn` of `engine` was replaced by a newer one elsewhere."""
+
+    def alive(self, seen: dict[str, float] | None, now: float) -> None:
+        """Every node's last alive stamp at `now` (Redis's clock); None: Redis unreachable."""
+
 
 class ClusterBackend(Protocol):
     """A shared log every node publishes to and reads from (Redis Streams; or none)."""
 
     enabled: bool
     node_id: str
+
+    @property
+    def owners(self) -> Owners:
+        """Which engine sockets this node holds (one per engine across the cluster)."""
+
+    @property
+    def lease(self) -> Lease:
+        """The alert lease (always held by a single node)."""
 
     @property
     def status(self) -> ClusterStatus:
@@ -93,6 +118,8 @@ class LocalCluster:
 
     def __init__(self, node_id: str = "") -> None:
         self.node_id = node_id
+        self.owners: Owners = NoOwners()
+        self.lease: Lease = LocalLease()
 
     @property
     def status(self) -> ClusterStatus:
@@ -119,10 +146,13 @@ class LocalCluster:
 
 
 class Owners(Protocol):
-    """Who holds each engine's one socket across the cluster (cluster-edge's `owners.py`)."""
+    """Which of this node's sockets holds each engine (`owners.py`; Redis settles the cluster)."""
 
     def claim(self, engine: str, conn_id: int) -> None:
-        """This node's socket `conn_id` now holds `engine` (the latest claim wins)."""
+        """This node's socket `conn_id` said hello as `engine`."""
+
+    def release(self, engine: str, conn_id: int) -> None:
+        """This node's socket `conn_id` of `engine` closed."""
 
 
 class NoOwners:
@@ -131,19 +161,44 @@ class NoOwners:
     def claim(self, engine: str, conn_id: int) -> None:
         """Nothing to claim."""
 
+    def release(self, engine: str, conn_id: int) -> None:
+        """Nothing to release."""
+
 
 class Lease(Protocol):
-    """The alert lease: only its holder sends notifications (cluster-edge's `lease.py`)."""
+    """The alert lease: only its holder sends notifications (`lease.py`, docs/alerts.md)."""
 
     @property
     def held(self) -> bool:
         """Whether this node may send alert notifications now."""
 
+    @property
+    def term(self) -> int:
+        """Counts the times this node took the lease (a new term needs a new handover)."""
+
+    async def wait_changed(self) -> None:
+        """Return once `held` flipped (taken, renewed after a loss, released)."""
+
+    async def marks(self) -> list[Mark] | None:
+        """What the holders delivered so far (None: Redis could not say; try again)."""
+
+    def delivered(self, marks: list[Mark]) -> None:
+        """Record deliveries for the next holder (in the background; never blocks)."""
+
 
 class LocalLease:
-    """The null lease: a single node always holds it."""
+    """The null lease: a single node always holds it, and nobody takes over from it."""
 
-    @property
-    def held(self) -> bool:
-        """Always."""
-        return True
+    held = True
+    term = 0
+
+    async def wait_changed(self) -> None:
+        """Never: the lease is always this node's."""
+        await asyncio.Event().wait()
+
+    async def marks(self) -> list[Mark] | None:
+        """Nothing was delivered by another node."""
+        return []
+
+    def delivered(self, marks: list[Mark]) -> None:
+        """Nobody to tell."""

@@ -19,6 +19,8 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hub.core.handovers import MAX_MARKS, Mark
+
 __all__ = ["AlertLease", "LeaseTimer", "NODE_ID"]
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,8 @@ log = logging.getLogger(__name__)
 NODE_ID = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
 DRIFT = 0.01  # clocks may run 1% apart (Redlock's figure) ...
 MARGIN = 0.005  # ... plus 5 ms for Redis's own expiry resolution
+MARKS_TTL_MS = 7 * 86400 * 1000  # delivery marks outlive any repeat interval, then go
+_MAX_WRITES = 256  # mark writes in flight; beyond, a mark is dropped (the next holder may repeat)
 
 # Take the lease if it is free, or extend it if it is already ours: one script for both, so a node
 # whose renewal failed while Redis restarted gets its own key back instead of waiting it out.
@@ -106,6 +110,9 @@ class AlertLease:
         self._clock = clock
         self._changed = asyncio.Event()
         self._failing = False
+        self.term = 0  # bumps each time this node takes the lease
+        self.marks_key = f"{key}:delivered"  # hash: (receiver, rule, engine) -> last delivered
+        self._writes: set[asyncio.Task[None]] = set()
 
     @property
     def held(self) -> bool:
@@ -129,6 +136,8 @@ class AlertLease:
         else:
             self._failing = False
             self._timer.granted(sent_at) if won == 1 else self._timer.lost()
+        if self.held and not before:
+            self.term += 1
         if self.held != before:
             log.info(
                 "alert lease %r %s by %s", self.key, "taken" if self.held else "lost", self.node_id
@@ -142,10 +151,54 @@ class AlertLease:
             await self.attempt()
             await asyncio.sleep(self._timer.next_attempt(self._clock()))
 
+    async def marks(self) -> list[Mark] | None:
+        """Every delivery mark in Redis (at most MAX_MARKS); None while Redis is unreachable."""
+        found: list[Mark] = []
+        try:
+            async with asyncio.timeout(self._timer.ttl / 3):
+                async for field, value in self._redis.hscan_iter(self.marks_key, count=1000):
+                    mark = Mark.parse(field, value)
+                    if mark is not None:
+                        found.append(mark)
+                    if len(found) >= MAX_MARKS:
+                        break
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("alert lease %r: cannot read delivery marks (%r); retrying", self.key, exc)
+            return None
+        return found
+
+    def delivered(self, marks: list[Mark]) -> None:
+        """Write `marks` in the background (a lost write means the next holder may repeat it)."""
+        if not marks:
+            return
+        if len(self._writes) >= _MAX_WRITES:
+            log.warning(
+                "alert lease %r: %d mark writes pending; dropped one", self.key, len(self._writes)
+            )
+            return
+        task = asyncio.create_task(self._write(marks), name="alert-lease-marks")
+        self._writes.add(task)
+        task.add_done_callback(self._writes.discard)
+
+    async def _write(self, marks: list[Mark]) -> None:
+        mapping = {mark.field(): mark.value() for mark in marks}
+        try:
+            async with asyncio.timeout(self._timer.ttl / 3):
+                async with self._redis.pipeline(transaction=True) as pipe:
+                    pipe.hset(self.marks_key, mapping=mapping)  # type: ignore[arg-type]
+                    pipe.pexpire(self.marks_key, MARKS_TTL_MS)
+                    await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            log.warning("alert lease %r: cannot record a delivery (%r)", self.key, exc)
+
     async def release(self) -> bool:
-        """Give the lease up if it is still ours (compare-and-delete); True if a key was removed."""
+        """Give the lease up if it is still ours (compare-and-delete); True if a key was removed.
+
+        Delivery marks still being written go first, so the next holder repeats nothing."""
         self._timer.lost()
         self._notify()
+        if self._writes:
+            await asyncio.wait(list(self._writes), timeout=self._timer.ttl / 3)
         try:
             async with asyncio.timeout(self._timer.ttl / 3):
                 return bool(await self._redis.eval(_RELEASE, 1, self.key, self.token))

@@ -1,11 +1,14 @@
-"""One socket per engine across the cluster: the latest claim in Redis wins, the older socket closes.
+"""One socket per engine across the cluster: the latest hello in the stream wins, the older socket closes.
 
-On `hello` a node calls `claim(engine, conn_id)`. One Lua script swaps `{prefix}owner:{engine}` to
-"node conn" and, when it displaced another connection, PUBLISHes a notice on `{prefix}owners`
-in the same atomic step. The node holding the displaced connection closes it (1008, "replaced by a
-newer connection on node B"). Pub/sub loses notices while a node's subscription is down, so after
-every (re)subscription the node re-reads the owner of each engine it holds and closes the sockets it
-no longer owns. `OwnerBook` and `Displaced` are the sans-I/O decisions; `OwnerClaims` is the shell.
+Stream order decides (`hub.core.entries.supersedes`): a hello entry goes into the stream through
+`CLAIM_XADD`, which in the same atomic step sets `{prefix}owner:{engine}` to "node conn" and, when
+that displaced another connection, PUBLISHes a notice on `{prefix}owners`. So the owner key always
+names the latest hello in the stream, and the notice tells the displaced node at once, however far
+behind its stream reader is (a node catching up on a long stream reads the hello late). A close
+entry goes in through `RELEASE_XADD`, which removes the key only if it still names that socket.
+Pub/sub loses notices while a node's subscription is down, so after every (re)subscription the node
+re-reads the owner of each engine it holds and closes the sockets another node now owns.
+`OwnerBook` and `Displaced` are the sans-I/O decisions; `OwnerClaims` is the shell.
 """
 
 from __future__ import annotations
@@ -20,40 +23,44 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from hub.cluster.backend import replaced_by
 from hub.cluster.lease import NODE_ID
 
-__all__ = ["CONN_ID", "Displaced", "Owner", "OwnerBook", "OwnerClaims", "replaced_by"]
+__all__ = [
+    "CLAIM_XADD",
+    "CONN_ID",
+    "RELEASE_XADD",
+    "Displaced",
+    "Owner",
+    "OwnerBook",
+    "OwnerClaims",
+    "replaced_by",
+]
 
 log = logging.getLogger(__name__)
 
 CONN_ID = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
 _ENGINE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _MAX_NOTICE = 1024  # bytes; a real notice is about 200
-_MAX_REASON = 123  # bytes a WebSocket close reason may hold
 
-# Swap the owner and tell the displaced one, atomically: claims are totally ordered by Redis, so
-# the latest one wins on every node whatever order the notices arrive in.
-_CLAIM = """
+# KEYS: the owner key, the notice channel, the stream. ARGV: "node conn", engine, maxlen, fields...
+# The claim and the hello's XADD in one step: claims are ordered exactly like the stream's hellos,
+# so the notice and every node's stream reader name the same winner.
+CLAIM_XADD = """
 local previous = redis.call('GET', KEYS[1])
 redis.call('SET', KEYS[1], ARGV[1])
 if previous and previous ~= ARGV[1] then
   redis.call('PUBLISH', KEYS[2], cjson.encode({engine = ARGV[2], old = previous, new = ARGV[1]}))
 end
-return previous
+return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 """
-# After an outage: claim only if nobody did meanwhile (a claim made since then is newer than ours).
-_RECLAIM = """
-if redis.call('SET', KEYS[1], ARGV[1], 'NX') then
-  return false
-end
-return redis.call('GET', KEYS[1])
-"""
-# Compare-and-delete: a close that comes after a newer claim must not remove the newer owner.
-_RELEASE = """
+# KEYS: the owner key, the stream. ARGV: "node conn", maxlen, fields... Compare-and-delete: a
+# close that comes after a newer claim must not remove the newer owner.
+RELEASE_XADD = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+  redis.call('DEL', KEYS[1])
 end
-return 0
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 3))
 """
 
 
@@ -115,11 +122,6 @@ class Displaced:
         return replaced_by(self.new.node)
 
 
-def replaced_by(node: str) -> str:
-    """The close reason for a socket another node's newer connection replaced (fits a close frame)."""
-    return f"replaced by a newer connection on node {node}"[:_MAX_REASON]
-
-
 class OwnerBook:
     """Sans-I/O: the engine sockets this node holds, and which notice closes which of them."""
 
@@ -177,24 +179,20 @@ class OwnerClaims:
         """The Redis key of an engine's owner (engine names are validated before they get here)."""
         return f"{self._prefix}owner:{engine}"
 
-    async def claim(self, engine: str, conn: str) -> Owner | None:
-        """Make `conn` the engine's only socket; returns the connection it replaced, if any.
+    def claim(self, engine: str, conn_id: int) -> None:
+        """This node's socket `conn_id` said hello as `engine` (its hello entry claims it in Redis).
 
-        Raises RedisError/OSError while Redis is away; the claim stays in the book and the next
-        resubscription of `run()` makes it in Redis.
+        First in the book: a notice racing the hello's XADD must not close the new socket.
         """
-        if not CONN_ID.fullmatch(conn) or not _ENGINE.fullmatch(engine):
-            raise ValueError(f"claim needs a valid engine and connection id (got {conn!r})")
-        self.book.claimed(engine, conn)  # first: a notice racing the reply must not close it
-        mine = Owner(self.book.node_id, conn).encode()
-        raw = await self._redis.eval(_CLAIM, 2, self.key(engine), self.channel, mine, engine)
-        return Owner.parse(raw)
+        self.book.claimed(engine, str(conn_id))
 
-    async def release(self, engine: str, conn: str) -> bool:
-        """`conn` closed: remove the engine's owner key only if it still names `conn`."""
-        self.book.released(engine, conn)
-        mine = Owner(self.book.node_id, conn).encode()
-        return bool(await self._redis.eval(_RELEASE, 1, self.key(engine), mine))
+    def release(self, engine: str, conn_id: int) -> None:
+        """The socket closed (its close entry releases the key in Redis)."""
+        self.book.released(engine, str(conn_id))
+
+    def value(self, conn_id: int) -> str:
+        """The owner key's value for this node's socket `conn_id`."""
+        return Owner(self.book.node_id, str(conn_id)).encode()
 
     async def run(self, on_displaced: OnDisplaced) -> None:
         """Follow the notices until cancelled; resubscribe (and reconcile) after Redis comes back."""
@@ -224,12 +222,9 @@ class OwnerClaims:
             return
         values = await self._redis.mget([self.key(engine) for engine in engines])
         for engine, raw in zip(engines, values, strict=True):
+            # No key: our hello is still queued (its XADD sets it) or Redis lost it; either way
+            # nobody claimed the engine after us, so the socket stays.
             current = Owner.parse(raw)
             conn = self.book.lost(engine, current)
             if conn is not None and current is not None:
                 on_displaced(engine, conn, replaced_by(current.node))
-            elif current is None and (held := self.book.held.get(engine)) is not None:
-                mine = Owner(self.book.node_id, held).encode()
-                raced = Owner.parse(await self._redis.eval(_RECLAIM, 1, self.key(engine), mine))
-                if raced is not None and self.book.lost(engine, raced) is not None:
-                    on_displaced(engine, held, replaced_by(raced.node))

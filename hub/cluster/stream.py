@@ -22,10 +22,13 @@ from redis.exceptions import RedisError
 from hub.cluster.backend import ClusterSink, ClusterState, ClusterStatus
 from hub.cluster.connections import connect, describe
 from hub.cluster.consumer import Consumer
+from hub.cluster.lease import AlertLease
+from hub.cluster.liveness import NodeBeats
+from hub.cluster.owners import CLAIM_XADD, RELEASE_XADD, OwnerClaims
 from hub.core.entries import Entry, EntryKind, StreamId, stream_id
 from hub.settings import Settings
 
-__all__ = ["DEDUPE_XADD", "RedisCluster"]
+__all__ = ["DEDUPE_XADD", "TRIM_BY_AGE", "RedisCluster"]
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,12 @@ local stored = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) <= stored then return false end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(ARGV, 4))
+"""
+# KEYS: the stream. ARGV: the age in ms. Exact trimming: `~` would keep whole 100-entry nodes.
+TRIM_BY_AGE = """
+local t = redis.call('TIME')
+local cutoff = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) - tonumber(ARGV[1])
+return redis.call('XTRIM', KEYS[1], 'MINID', cutoff)
 """
 _BATCH = 256  # entries per pipeline
 _RETRY = (0.1, 0.2, 0.5, 1.0)  # seconds between attempts while Redis is unreachable
@@ -57,7 +66,16 @@ class RedisCluster:
         self._problem: str | None = None
         self._writer = connect(settings)
         self._script = self._writer.register_script(DEDUPE_XADD)
+        self._claim = self._writer.register_script(CLAIM_XADD)
+        self._release = self._writer.register_script(RELEASE_XADD)
+        self._trim = self._writer.register_script(TRIM_BY_AGE)
         self.consumer = Consumer(settings, self.stream_key, node_id)
+        self.owners = OwnerClaims(self._writer, node_id, f"{self.prefix}:")
+        self.lease = AlertLease(
+            self._writer, f"{self.prefix}:alert-lease", node_id, settings.cluster_lease_ttl
+        )
+        interval = settings.cluster_node_timeout / 5
+        self.beats = NodeBeats(self._writer, f"{self.prefix}:nodes", node_id, interval)
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
@@ -99,14 +117,21 @@ class RedisCluster:
         self._tasks = [
             asyncio.create_task(self._publish(sink), name="cluster-publisher"),
             asyncio.create_task(self.consumer.run(sink), name="cluster-reader"),
+            asyncio.create_task(self.owners.run(sink.displaced), name="cluster-owners"),
+            asyncio.create_task(self.lease.run(), name="cluster-alert-lease"),
+            asyncio.create_task(self.beats.run(sink.alive), name="cluster-liveness"),
         ]
+        if self.settings.cluster_stream_max_age:
+            self._tasks.append(asyncio.create_task(self._trim_by_age(), name="cluster-trim"))
 
     async def stop(self) -> None:
-        """Cancel the tasks, then close both connections."""
+        """Cancel the tasks, hand the alert lease on at once, then close both connections."""
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+        if self.lease.held:
+            await self.lease.release()
         with contextlib.suppress(RedisError, OSError):
             await self._writer.aclose()
         await self.consumer.close()
@@ -135,21 +160,40 @@ class RedisCluster:
 
     async def _send(self, batch: list[Entry]) -> list[Any]:
         async with self._writer.pipeline(transaction=False) as pipe:
+            maxlen, owners, stream = (
+                self.settings.cluster_stream_maxlen,
+                self.owners,
+                self.stream_key,
+            )
             for entry in batch:
                 flat: list[str | int] = [x for pair in entry.fields().items() for x in pair]
-                if entry.kind is EntryKind.FRAME:
-                    key = f"{self.prefix}:seq:{entry.engine}/{entry.boot_id}"
-                    maxlen = self.settings.cluster_stream_maxlen
-                    args: list[str | int] = [entry.seq, maxlen, SEQ_TTL_MS, *flat]
-                    await self._script(keys=[key, self.stream_key], args=args, client=pipe)
-                else:
-                    pipe.xadd(
-                        self.stream_key,
-                        entry.fields(),  # type: ignore[arg-type]
-                        maxlen=self.settings.cluster_stream_maxlen,
-                        approximate=True,
-                    )
+                owner = owners.key(entry.engine)
+                match entry.kind:
+                    case EntryKind.FRAME:
+                        key = f"{self.prefix}:seq:{entry.engine}/{entry.boot_id}"
+                        args: list[str | int] = [entry.seq, maxlen, SEQ_TTL_MS, *flat]
+                        await self._script(keys=[key, stream], args=args, client=pipe)
+                    case EntryKind.HELLO:  # the claim goes in with the hello: one order
+                        mine = owners.value(entry.conn)
+                        args = [mine, entry.engine, maxlen, *flat]
+                        keys = [owner, owners.channel, stream]
+                        await self._claim(keys=keys, args=args, client=pipe)
+                    case EntryKind.CLOSE:
+                        args = [owners.value(entry.conn), maxlen, *flat]
+                        await self._release(keys=[owner, stream], args=args, client=pipe)
             return list(await pipe.execute())
+
+    async def _trim_by_age(self) -> None:
+        """XTRIM MINID (now - max age) by Redis's clock, every tenth of the age (at most a
+        minute): every node runs it, which is harmless (the same cutoff) and needs no leader."""
+        age = self.settings.cluster_stream_max_age
+        every, age_ms = min(60.0, age / 10), max(1, int(age * 1000))
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self._trim(keys=[self.stream_key], args=[age_ms])
+            except (RedisError, OSError) as exc:
+                log.debug("trimming the stream by age failed (%r); the publisher reports it", exc)
 
     def _down(self, problem: str) -> None:
         if self._problem != problem:

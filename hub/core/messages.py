@@ -59,11 +59,12 @@ class CloseCode(enum.IntEnum):
     GOING_AWAY = 1001
     UNSUPPORTED_DATA = 1003  # a binary frame
     INVALID_DATA = 1007
-    POLICY_VIOLATION = 1008  # auth, no hello in time, replaced by a newer socket, engine limit
+    POLICY_VIOLATION = 1008  # auth, no hello in time, engine limit
     MESSAGE_TOO_BIG = 1009
     INTERNAL_ERROR = 1011
     SERVICE_RESTART = 1012  # the hub is shutting down: reconnect and replay
     TRY_AGAIN_LATER = 1013  # a connection limit, or a dashboard too slow to keep up
+    REPLACED = 4001  # a newer socket of this engine (here or on another node) took over
 
 
 class ErrorCode(enum.StrEnum):

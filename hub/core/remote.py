@@ -7,14 +7,16 @@ stream is in Redis, so it is committed: the welcome a node sends after a move sa
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from hub.core.decoding import FrameDecoder, Rejected
+from hub.core.engines import EngineRecord
 from hub.core.entries import Entry, EntryKind
 from hub.core.ingested import Ingested
 from hub.core.messages import EngineMessage, Hello
 from hub.core.state import HubState, TooManyEngines
+from hub.core.stats import Topic
 
 __all__ = ["Applied", "RemoteIngest"]
 
@@ -39,6 +41,17 @@ class RemoteIngest:
         self._decoder = decoder
         self._next_conn_id = next_conn_id
         self._conns: dict[tuple[str, int], int] = {}  # (node, its conn id) -> a local conn id
+        self._stored: Mapping[tuple[str, str], int] = {}  # (engine, boot) -> last stored seq
+
+    def resume(self, stored: Mapping[tuple[str, str], int]) -> None:
+        """What this node's store holds of each boot: a restarted node rereads the stream from
+        its start, and a boot the state no longer tracks must not take those messages as new."""
+        self._stored = stored
+
+    def _resumed(self, engine: EngineRecord) -> None:
+        stored = self._stored.get((engine.name, engine.boot_id), 0)
+        if stored > engine.hwm:
+            engine.hwm = stored
 
     def _local_conn(self, node: str, conn: int) -> int:
         key = (node, conn)
@@ -74,6 +87,7 @@ class RemoteIngest:
             self._state.stats.drops["cluster_engine_refused"] += 1
             return Applied()
         engine = self._state.engines[entry.engine]
+        self._resumed(engine)
         engine.committed = max(engine.committed, engine.hwm)  # the stream is the commit
         return Applied(out, replaced)
 
@@ -91,6 +105,11 @@ class RemoteIngest:
                 state.stats.drops["cluster_engine_refused"] += 1
                 return None
             engine = state.engines[entry.engine]
+            self._resumed(engine)
+        elif not engine.connected and engine.conn_id == self._conns.get((entry.node, entry.conn)):
+            # Its node was judged gone (node_gone) but is back: the socket never closed.
+            engine.connected, engine.disconnected_at = True, None
+            state.dirty.mark(Topic.ENGINE, engine.name)
         decoded = self._decoder.decode(entry.data, now)
         items: list[EngineMessage | Rejected] = [
             item for item in decoded.items if not isinstance(item, Hello)
@@ -98,6 +117,16 @@ class RemoteIngest:
         state.ingest(engine, items, now, None, out)
         engine.committed = max(engine.committed, engine.hwm)
         out.rejected.clear()  # the origin replied to its engine; nothing to reply here
+        return out
+
+    def node_gone(self, node: str, now: float) -> Ingested:
+        """`node` stopped stamping itself alive: its engines go offline, except those that
+        reconnected elsewhere since (their record names another connection)."""
+        theirs = {local for (origin, _), local in self._conns.items() if origin == node}
+        out = Ingested()
+        for engine in self._state.engines.values():
+            if engine.connected and engine.conn_id in theirs:
+                self._state.disconnected(engine, engine.conn_id, now, out)
         return out
 
     def _close(self, entry: Entry, now: float) -> Ingested | None:

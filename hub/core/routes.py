@@ -15,6 +15,7 @@ from fnmatch import fnmatchcase
 
 from hub.core.alert_settings import AlertSettings, Route
 from hub.core.alerts import Alert, AlertKey, AlertState
+from hub.core.handovers import Mark
 
 __all__ = ["Dispatcher", "Outgoing", "routes_for"]
 
@@ -102,6 +103,28 @@ class Dispatcher:
                     due.setdefault(route.receiver, []).append(alert)
         if len(self._sent) > 4 * self.settings.max_alerts:
             self._prune(now)
+        return [Outgoing(name, tuple(alerts)) for name, alerts in due.items()]
+
+    def adopt(
+        self, marks: Iterable[Mark], firing: Iterable[Alert], recent: Iterable[Alert]
+    ) -> list[Outgoing]:
+        """Take over from another node: what it delivered (`marks`) becomes what this one sent;
+        returns the resolves it never delivered (`recent` resolved alerts, newest first).
+        The next `plan` sends every firing alert without a mark."""
+        self._sent = {}
+        for mark in marks:
+            key = (mark.receiver, (mark.rule, mark.engine))
+            self._sent[key] = _Sent(mark.at) if mark.firing else _Sent(mark.at, False, mark.at)
+        still = {alert.key for alert in firing}
+        latest: dict[AlertKey, Alert] = {}
+        for alert in recent:
+            latest.setdefault(alert.key, alert)
+        due: dict[str, list[Alert]] = {}
+        for (receiver, alert_key), sent in self._sent.items():
+            resolved = latest.get(alert_key)
+            if sent.open and alert_key not in still and resolved is not None:
+                sent.open, sent.resolved_at = False, resolved.resolved_at or sent.firing_at
+                due.setdefault(receiver, []).append(resolved)
         return [Outgoing(name, tuple(alerts)) for name, alerts in due.items()]
 
     def _prune(self, now: float) -> None:

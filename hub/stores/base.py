@@ -102,6 +102,9 @@ class TimelineItem:
     event_type: str | None = None  # events only
 
 
+MAX_BOOT_SEQS = 100_000
+
+
 @dataclass(slots=True)
 class Restored:
     """What a store hands back at start so a restarted hub shows the same history at once."""
@@ -113,6 +116,9 @@ class Restored:
     forgotten: dict[str, float] = field(default_factory=dict)  # engine -> when an admin forgot it
     silences: list[Silence] = field(default_factory=list)  # alert silences still in force
     links: list[Link] = field(default_factory=list)  # chain links of `events` (#18 chain)
+    # Every stored boot's last seq, newest first (at most MAX_BOOT_SEQS): a cluster node rereads
+    # the stream after a restart and must not take older boots' messages as new (#19).
+    boot_seqs: dict[tuple[str, str], int] = field(default_factory=dict)
     next_event_id: int = 1
     next_log_id: int = 1
 

@@ -43,6 +43,7 @@ from hub.core.series import Point
 from hub.core.silences import Silence
 from hub.settings import Settings
 from hub.stores.base import (
+    MAX_BOOT_SEQS,
     CommitCallback,
     HistoryKind,
     HistoryQuery,
@@ -459,6 +460,14 @@ class SQLiteStore:
             boot = dict(zip(columns, row, strict=True))
             boot["meta"] = _decode(boot["meta"]) if boot["meta"] else {}
             restored.boots.append(boot)
+        restored.boot_seqs = {
+            (engine, boot_id): last_seq
+            for engine, boot_id, last_seq in conn.execute(
+                "SELECT engine, boot_id, last_seq FROM boots ORDER BY coalesce(seen, 0) DESC "
+                "LIMIT ?",
+                (MAX_BOOT_SEQS,),
+            )
+        }
         for engine, boot_id, series, card in conn.execute(
             "SELECT engine, boot_id, series, card FROM metrics"
         ):

@@ -5,18 +5,26 @@ say what holds, the book says what fired or resolved, the dispatcher says who he
 each receiver's `Notifier` sends in its own task. People act through `ack`, `silence` and
 `unsilence`; every firing, resolve, ack, silence and delivery goes to the audit trail (history,
 the engine's incident export).
+
+In a cluster every node evaluates the rules and keeps the book (panels, API, SSE), but only the
+holder of the alert lease plans and sends notifications. A node that takes the lease first reads
+what the previous holders delivered (`Dispatcher.adopt`), so it sends what is firing and not yet
+delivered, and the resolves nobody delivered, and repeats nothing (docs/alerts.md).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import msgspec
 
+from hub.cluster import Lease, LocalLease
 from hub.core.alerts import Alert, AlertBook, AlertState
+from hub.core.handovers import Mark
 from hub.core.ingested import Ingested
 from hub.core.routes import Dispatcher, Outgoing
 from hub.core.rules import RuleEngine
@@ -39,15 +47,24 @@ Keep = Callable[[Ingested], None]  # hands records to the history store
 class Alerting:
     """Owns the rule engine, the alert book, silences, routes and one notifier per receiver."""
 
-    def __init__(self, settings: Settings, audit: Audit, publish: Publish, keep: Keep) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        audit: Audit,
+        publish: Publish,
+        keep: Keep,
+        lease: Lease | None = None,
+    ) -> None:
         alerts = settings.alerts
+        self.lease: Lease = lease or LocalLease()
+        self.term: int | None = None  # the lease term whose handover this node made
         self.settings = alerts
         self.rules = RuleEngine(alerts)
         self.book = AlertBook(alerts.resolve_after, alerts.max_alerts, alerts.recent_resolved)
         self.dispatcher = Dispatcher(alerts)
         self.silences = Silences(alerts.max_silences, alerts.max_silence)
         self.notifiers = {
-            r.name: Notifier(r, self._delivered, settings.public_url.rstrip("/"))
+            r.name: Notifier(r, self._delivered, settings.public_url.rstrip("/"), self._sending)
             for r in alerts.receivers
         }
         self.changes = 0  # bumps whenever what the panel shows changed
@@ -59,6 +76,33 @@ class Alerting:
         self.silences.load(silences, now)
         for name, notifier in self.notifiers.items():
             self._tasks.append(asyncio.create_task(notifier.run(), name=f"alerts-{name}"))
+        if self.notifiers:
+            self._tasks.append(asyncio.create_task(self._follow_lease(), name="alerts-lease"))
+
+    def _sending(self) -> bool:
+        """Whether this node sends notifications: it holds the lease and took this term over."""
+        return self.lease.held and self.term == self.lease.term
+
+    async def _follow_lease(self) -> None:
+        """Each time this node takes the lease: read the delivery marks, then take over."""
+        lease = self.lease
+        while True:
+            if lease.held and self.term != lease.term:
+                term = lease.term
+                marks = await lease.marks()
+                if marks is None:
+                    await asyncio.sleep(1.0)  # Redis away: the lease will not last either
+                    continue
+                if lease.held and lease.term == term:
+                    self.take_over(marks, term)
+                continue
+            await lease.wait_changed()
+
+    def take_over(self, marks: list[Mark], term: int) -> None:
+        """Start sending for lease `term`: what the holders delivered counts as sent here."""
+        log.info("alert lease taken (term %d): %d delivery marks read", term, len(marks))
+        self.term = term
+        self.send(self.dispatcher.adopt(marks, self.book.firing(), self.book.recent))
 
     async def stop(self) -> None:
         """Cancel the sending tasks (what is still queued is not sent)."""
@@ -79,7 +123,18 @@ class Alerting:
         resolved = [a for a in changed if a.state is AlertState.RESOLVED]
         if changed:
             self.changes += 1
+        if not self._sending():
+            self._hand_over()
+            return  # another node sends (or the next holder will: docs/alerts.md)
         self.send(self.dispatcher.plan(self.book.firing(), resolved, self.silenced_at(now), now))
+
+    def _hand_over(self) -> None:
+        """The lease is not ours (any more): drop what is queued; its next holder sends it."""
+        if self.term is None:
+            return
+        self.term = None
+        dropped = sum(notifier.clear() for notifier in self.notifiers.values())
+        log.info("alert lease lost: %d queued messages left to the next holder", dropped)
 
     def send(self, outgoing: Iterable[Outgoing]) -> None:
         """Queue each message on its receiver's notifier."""
@@ -107,6 +162,14 @@ class Alerting:
         detail = f"receiver {delivery.receiver!r}: {delivery.alerts} alert(s) {delivery.status} {outcome}"
         for engine in delivery.engines:
             self._audit("hub", "alert.delivery", detail, engine)
+        if delivery.ok:
+            at = time.time()
+            self.lease.delivered(
+                [
+                    Mark(delivery.receiver, rule, engine, firing, at)
+                    for (rule, engine), firing in delivery.sent
+                ]
+            )
 
     # -- people ------------------------------------------------------------------------------
 

@@ -101,6 +101,8 @@ class EngineSession:
             ended = conn.closed(time.time())
             if ended is not None:
                 hub.store.append(ended)
+            if self.engine_name is not None:
+                hub.owners.release(self.engine_name, conn.conn_id)
             if hub.cluster.enabled and self.engine_name is not None:
                 hub.replication.closed(conn.conn_id, self.engine_name, conn.boot_id)
             hub.sessions.pop(conn.conn_id, None)
@@ -196,7 +198,7 @@ class EngineSession:
                 engine.boot_id,
             )
             old.close_soon(
-                CloseCode.POLICY_VIOLATION,
+                CloseCode.REPLACED,
                 f"replaced by a newer connection of this engine (boot {engine.boot_id})",
             )
 

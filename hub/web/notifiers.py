@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hub.core.alert_settings import ReceiverConfig
+from hub.core.alerts import AlertKey, AlertState
 from hub.core.routes import Outgoing
 from hub.core.throttles import LogThrottle
 from hub.web.receivers import DeliveryError, post_json, render
@@ -38,6 +39,7 @@ class Delivery:
     status: str
     engines: tuple[str, ...]
     error: str = ""
+    sent: tuple[tuple[AlertKey, bool], ...] = ()  # each alert's key and whether it said firing
 
 
 @dataclass(slots=True)
@@ -47,6 +49,7 @@ class _Message:
     alerts: int
     status: str
     engines: tuple[str, ...]
+    sent: tuple[tuple[AlertKey, bool], ...]
 
 
 class Notifier:
@@ -57,9 +60,11 @@ class Notifier:
         receiver: ReceiverConfig,
         done: Callable[[Delivery], None],
         external_url: str = "",
+        may_send: Callable[[], bool] = lambda: True,
     ) -> None:
         self.receiver = receiver
         self._done = done
+        self._may_send = may_send  # the alert lease: a node that lost it sends nothing more
         self._external_url = external_url
         self._queue: deque[_Message] = deque()
         self._wake = asyncio.Event()
@@ -74,12 +79,19 @@ class Notifier:
         """Queue a message for `out` (never blocks; a full queue drops its oldest)."""
         url, body = render(self.receiver, out, self._external_url)
         engines = tuple(sorted({a.engine for a in out.alerts}))
+        sent = tuple((a.key, a.state is AlertState.FIRING) for a in out.alerts)
         if len(self._queue) >= self.receiver.queue:
             self._queue.popleft()
             self.dropped += 1
             log.warning("receiver %r: queue full; dropped its oldest message", self.receiver.name)
-        self._queue.append(_Message(url, body, len(out.alerts), str(out.status), engines))
+        self._queue.append(_Message(url, body, len(out.alerts), str(out.status), engines, sent))
         self._wake.set()
+
+    def clear(self) -> int:
+        """Forget what is queued (the lease moved: its next holder sends what was not delivered)."""
+        count = len(self._queue)
+        self._queue.clear()
+        return count
 
     @property
     def queued(self) -> int:
@@ -106,19 +118,30 @@ class Notifier:
                 self._wake.clear()
                 await self._wake.wait()
             message = self._queue.popleft()
-            self._done(await self._send(message))
+            delivery = await self._send(message)
+            if delivery is not None:
+                self._done(delivery)
 
-    async def _send(self, message: _Message) -> Delivery:
+    async def _send(self, message: _Message) -> Delivery | None:
+        """Send with retries; None if the lease moved first (the next holder sends it)."""
         name, attempts = self.receiver.name, self.receiver.attempts
         error = ""
         for attempt in range(1, attempts + 1):
+            if not self._may_send():  # the lease moved while this message waited or retried
+                return None
             try:
                 code = await post_json(message.url, message.body, self.receiver.timeout)
                 if 200 <= code < 300:
                     self.sent += 1
                     self.last_sent = time.time()
                     return Delivery(
-                        name, True, attempt, message.alerts, message.status, message.engines
+                        name,
+                        True,
+                        attempt,
+                        message.alerts,
+                        message.status,
+                        message.engines,
+                        sent=message.sent,
                     )
                 error = f"answered HTTP {code}"
             except DeliveryError as exc:

@@ -13,9 +13,11 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from hub.cluster import replaced_by
 from hub.core.engines import EngineRecord
 from hub.core.entries import Entry, EntryKind, StreamId, supersedes
 from hub.core.ingested import Gap, Ingested
+from hub.core.liveness import NodeWatch
 from hub.core.messages import CloseCode, Hello, encoder
 from hub.core.remote import RemoteIngest
 from hub.core.stats import Topic
@@ -39,6 +41,7 @@ class Replication:
         self.node_id = hub.cluster.node_id
         self.remote = RemoteIngest(hub.state, hub.decoder, hub.next_conn_id)
         self.hello_at: dict[int, StreamId] = {}  # local conn id -> its hello's stream id
+        self.nodes = NodeWatch(self.node_id, hub.settings.cluster_node_timeout)
         self.gaps = 0  # times entries were trimmed before this node read them
         self.last_gap: str | None = None
 
@@ -105,10 +108,32 @@ class Replication:
             log.warning(
                 "engine %r connected to node %r: closing its socket here", entry.engine, entry.node
             )
-            session.close_soon(
-                CloseCode.POLICY_VIOLATION,
-                f"replaced by a newer connection on node {entry.node}",
+            session.close_soon(CloseCode.REPLACED, replaced_by(entry.node))
+
+    def displaced(self, engine: str, conn: str, reason: str) -> None:
+        """The owner notice of a newer hello elsewhere (sooner than this node reads it): close."""
+        session = self.hub.sessions.get(int(conn)) if conn.isdigit() else None
+        if session is not None and session.engine_name == engine:
+            log.warning("engine %r connected to another node: closing its socket here", engine)
+            session.close_soon(CloseCode.REPLACED, reason)
+
+    def alive(self, seen: dict[str, float] | None, now: float) -> None:
+        """Nodes' alive stamps: a node gone past the timeout takes its engines offline here."""
+        if seen is None:
+            self.nodes.lost()
+            return
+        verdict = self.nodes.observe(seen, now)
+        for node in verdict.back:
+            log.info("cluster node %r is alive again", node)
+        for node in verdict.gone:
+            changes = self.remote.node_gone(node, time.time())
+            log.warning(
+                "cluster node %r silent for over %g s: %d of its engines marked offline",
+                node,
+                self.nodes.timeout,
+                len(changes.boots),
             )
+            self.hub.store.append(changes)
 
     def missed(self, after: StreamId, upto: StreamId) -> None:
         """Entries were trimmed before this node read them: a visible gap, never silence."""

@@ -9,7 +9,7 @@ import time
 from collections.abc import Iterator
 from typing import Protocol
 
-from hub.cluster import ClusterState, LocalLease, NoOwners, open_cluster
+from hub.cluster import ClusterState, open_cluster
 from hub.core.access import Credentials
 from hub.core.cadence import Cadence
 from hub.core.decoding import FrameDecoder
@@ -79,8 +79,13 @@ class Hub:
             settings.dashboard_queue_bytes, settings.max_dashboards, self.state.stats.drops
         )
         self.credentials = credentials_of(settings)
+        # Cluster mode (docs/scaling.md): the null backend when `cluster_url` is unset.
+        self.cluster = open_cluster(settings)
+        # One socket per engine (owner claims) and alerts sent once per cluster (the lease).
+        self.owners = self.cluster.owners
+        self.lease = self.cluster.lease
         self.alerting = Alerting(
-            settings, self.audit, self.broadcaster.publish_alert, self.store.append
+            settings, self.audit, self.broadcaster.publish_alert, self.store.append, self.lease
         )
         self.refusal_log = LogThrottle()  # refused engines: one warning per address per minute
         self.sessions: dict[int, Session] = {}
@@ -91,13 +96,7 @@ class Hub:
         self.cadence = Cadence(settings.view_tick, settings.table_refresh)
         self._lagging: float | None = None  # what the hub status last said about the loop's lag
         self._alert_changes = 0  # the alerting changes the pages were last told of
-        # Cluster mode (docs/architecture.md): the null backend when `cluster_url` is unset.
-        self.cluster = open_cluster(settings)
         self.replication = Replication(self)
-        # Hooks for one socket per engine (owner claims) and alerts sent once per cluster (a
-        # lease): the null objects of a single node until the cluster's own are wired in.
-        self.owners = NoOwners()
-        self.lease = LocalLease()
         self._tasks: list[asyncio.Task[None]] = []
 
     def reload_credentials(self, settings: Settings, actor: str = "hub") -> None:
@@ -138,6 +137,7 @@ class Hub:
         # Restored engines take their health now, silently: the hub was away, so e.g. "offline"
         # is not news (no hub.health, no stored transition on every restart).
         self.state.refresh(time.time())
+        self.replication.remote.resume(restored.boot_seqs)
         if self.cluster.enabled:
             # What this node stored may never have reached Redis (it died degraded): a welcome
             # must promise only what the stream holds, which the reader re-establishes.
