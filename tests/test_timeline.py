@@ -323,3 +323,28 @@ async def test_the_list_view_pages_newest_first_by_time(hub: RunningHub) -> None
     assert shown == ["pid 4242"] + [f'{{"n": {i}}}' for i in range(59, -1, -1)]  # boot: newest
     assert len(markers(first)) == len(markers(second)) == 61
     await engine.close()
+
+
+async def test_markers_sharing_one_instant_are_paged_once_each(hub: RunningHub) -> None:
+    """120 events at one timestamp: the "older" links step through them, none lost or repeated."""
+    name = unique("ties")
+    engine = await connect_engine(hub, name)
+    at = time.time() - 100.123456789  # not a whole microsecond: the cursor must keep it exactly
+    await engine.send(
+        *(
+            {"kind": "event", "ts": at, "type": "signal_event", "payload": {"n": i}}
+            for i in range(120)
+        )
+    )
+    await engine.wait_acked()
+    pages = [(await hub.http.get("/timeline", params={"engine": name, "range": "15m"})).text]
+    while older := re.search(r'<a class="older" href="([^"]*)"', pages[-1]):
+        assert len(pages) < 5, "the pager does not advance"
+        pages.append((await hub.http.get("/timeline" + unescape(older.group(1)))).text)
+    details = [re.findall(r'<td class="reason"><bdi>(.*?)</bdi></td>', page) for page in pages]
+    assert [len(d) for d in details] == [50, 50, 21]  # 120 signals and the boot
+    shown = [unescape(d) for page in details for d in page if d != "pid 4242"]
+    assert sorted(shown) == sorted(f'{{"n": {i}}}' for i in range(120))
+    bad = await hub.http.get("/timeline", params={"engine": name, "before": str(at), "skip": "-1"})
+    assert bad.status_code == 400 and "skip" in bad.text
+    await engine.close()

@@ -23,6 +23,7 @@ __all__ = ["MAX_LANES", "MAX_MARKERS", "PAGE_ROWS", "Row", "timeline_context"]
 MAX_LANES = 20  # lanes on one axis; more engines are named with engine=
 MAX_MARKERS = 500  # on the axis; a denser window says so and offers zooming in
 PAGE_ROWS = 50  # rows of the list view per page
+MAX_SKIP = 10_000  # markers at one instant a cursor may step over
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,17 +44,32 @@ def _engines(request: Request) -> tuple[str, ...]:
     return tuple(names)
 
 
-def _before(request: Request) -> float | None:
+def _cursor(request: Request) -> tuple[float | None, int]:
+    """The list's cursor: the time of the last row shown (`before`) and how many rows at exactly
+    that time were shown already (`skip`), so markers sharing a time are neither lost nor repeated
+    across a page boundary."""
     raw = request.query_params.get("before", "")
     if not raw:
-        return None
+        return None, 0
     try:
         value = float(raw)
     except ValueError:
         value = math.nan
     if not math.isfinite(value):
         raise BadRequest("before must be Unix seconds (the list's cursor, from its 'older' link)")
-    return value
+    skip = request.query_params.get("skip", "0")
+    if not skip.isdigit() or int(skip) > MAX_SKIP:
+        raise BadRequest(f"skip must be a whole number up to {MAX_SKIP} (from the 'older' link)")
+    return value, int(skip)
+
+
+def _older(
+    shown: list[tuple[str, str]], rows: list[TimelineItem], before: float | None, skip: int
+) -> str:
+    """The next page's cursor: the last row's exact time and the rows shown at that time."""
+    last = rows[-1].ts
+    at_last = sum(item.ts == last for item in rows) + (skip if last == before else 0)
+    return query_string([*shown, ("before", repr(last)), ("skip", str(at_last))])
 
 
 async def timeline_context(
@@ -65,7 +81,7 @@ async def timeline_context(
     Raises BadRequest for a bad range, engine name or cursor.
     """
     window = window_param(request, now) or TimeRange.last(DEFAULT_SPAN, now, "1h")
-    before = _before(request)
+    before, skip = _cursor(request)
     engine = None if index is None else hub.views.engine_by_index(index)
     if index is not None and engine is None:
         raise BadRequest("index must be the index of an engine the hub knows")
@@ -84,8 +100,12 @@ async def timeline_context(
     del items[MAX_MARKERS:]
     listed = items[: PAGE_ROWS + 1]
     if before is not None and names:
-        page = TimelineQuery(window.since, window.until, PAGE_ROWS + 1, names, before)
+        # Up to and including `before`, then past the `skip` rows already shown at that time
+        # (ties come in a fixed order, hub/stores/timelines.py).
+        through = math.nextafter(before, math.inf)
+        page = TimelineQuery(window.since, window.until, PAGE_ROWS + 1 + skip, names, through)
         listed = await hub.store.timeline(page)
+        del listed[: sum(item.ts == before for item in listed[:skip])]
     more = len(listed) > PAGE_ROWS
     del listed[PAGE_ROWS:]
 
@@ -102,7 +122,7 @@ async def timeline_context(
         "dense": dense,
         "max_markers": MAX_MARKERS,
         "unshown": unshown,
-        "older": query_string([*shown, ("before", f"{listed[-1].ts:.6f}")]) if more else "",
+        "older": _older(shown, listed, before, skip) if more else "",
         "newest": query_string(shown) if before is not None else "",
         "live": window.live(now) and before is None,
         "fragment": "/fragments/timeline" + query_string([*scope, *window.query().items()]),
