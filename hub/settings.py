@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import tomllib
@@ -173,6 +174,9 @@ class Settings:
     ws_ping_interval: float = 20.0
     ws_ping_timeout: float = 20.0
     graceful_timeout: float = 10.0
+    # Long-lived objects stay out of full garbage collections, thawed this often (s); 0: CPython's
+    # own policy (hub/web/collector.py).
+    gc_thaw_interval: float = 600.0
 
     # Health rules, as multiples of the engine's heartbeat interval.
     heartbeat_interval: float = 5.0
@@ -264,6 +268,8 @@ class Settings:
                 raise SettingsError(
                     f"{burst!r} must be at least 1 while {rate!r} is set (0 turns the limit off)"
                 )
+        if not math.isfinite(self.gc_thaw_interval):
+            raise SettingsError("'gc_thaw_interval' must be a number of seconds (0 turns it off)")
         if not self.late_after < self.stale_after:
             raise SettingsError("'late_after' must be smaller than 'stale_after'")
         # A partial map (e.g. only "cycle") overrides those types and keeps the other defaults.

@@ -78,8 +78,15 @@ async def running_hub(port: int = 0, **overrides: Any) -> AsyncIterator[RunningH
 
     `port` reuses a known port (to restart a hub where browsers expect it); 0 picks a free one.
     """
+    # gc_thaw_interval=0: the test process is not a hub's; its own garbage cycles (browsers,
+    # clients) must not wait in frozen memory for the session hub (tests/test_collector.py).
     settings = Settings(
-        host="127.0.0.1", port=0, graceful_timeout=3, log_level="warning", db=":memory:"
+        host="127.0.0.1",
+        port=0,
+        graceful_timeout=3,
+        log_level="warning",
+        db=":memory:",
+        gc_thaw_interval=0,
     )
     settings = settings.replace(**overrides)
     server = HubServer(settings)

@@ -23,6 +23,7 @@ from hub.settings import Settings, SettingsError
 from hub.stores import check_store
 from hub.web.admin import Reload, reload_credentials
 from hub.web.app import create_app
+from hub.web.collector import COLLECTOR
 from hub.web.exposure import anonymous_warning, serving_problem
 from hub.web.guards import AcceptErrors, ConnectionGuard
 from hub.web.hosts import check_hosts
@@ -90,6 +91,7 @@ class HubServer(uvicorn.Server):
         self.app.state.reload_settings = reload  # what /api/admin/reload calls
         self.settings = settings
         self._switch_interval: float | None = None  # held for the store while serving
+        self._thaw_interval: float | None = None  # the collector's freeze policy, while serving
         redact_query_strings()  # embed tokens ride in WebSocket query strings
         super().__init__(uvicorn_config(self.app, settings, self.guard.http_protocol()))
 
@@ -99,7 +101,8 @@ class HubServer(uvicorn.Server):
         return getattr(self.app.state, "hub", None)
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
-        """uvicorn's serve; afterwards (the store closed) the process gets its switch interval back."""
+        """uvicorn's serve; afterwards (the store closed) the process gets its switch interval and
+        its garbage collector's own policy back."""
         accept_errors = AcceptErrors()  # asyncio's, logged at most once a minute while serving
         logging.getLogger("asyncio").addFilter(accept_errors)
         try:
@@ -113,11 +116,17 @@ class HubServer(uvicorn.Server):
             if self._switch_interval is not None:
                 _SWITCH_INTERVAL.release(self._switch_interval)
                 self._switch_interval = None
+            if self._thaw_interval is not None:
+                COLLECTOR.release(self._thaw_interval)
+                self._thaw_interval = None
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's startup (the lifespan starts the hub and its store), then the switch interval
-        the store asks for."""
+        the store asks for and the collector's freeze policy (hub/web/collector.py)."""
         await super().startup(sockets=sockets)
+        if self.settings.gc_thaw_interval > 0 and self._thaw_interval is None:
+            self._thaw_interval = self.settings.gc_thaw_interval
+            COLLECTOR.hold(self._thaw_interval)
         hub = self.hub
         if hub is not None:  # what the guard counted from here on shows with the hub's drops
             hub.state.stats.drops.update(self.guard.counts)
