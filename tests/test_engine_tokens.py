@@ -227,7 +227,9 @@ def write_settings(path: Path, *grants: EngineToken, extra: str = "") -> None:
 def reloader(path: Path, running: Settings) -> Callable[[], Settings]:
     """What `engine-hub serve` passes the server: load the settings again (here: the file's
     credentials on top of the test hub's own settings)."""
-    overrides = {k: getattr(running, k) for k in ("host", "port", "db", "log_level")}
+    overrides = {
+        k: getattr(running, k) for k in ("host", "port", "db", "log_level", "gc_thaw_interval")
+    }
     return lambda: load_settings({**overrides, "graceful_timeout": 3}, {}, path)
 
 
