@@ -66,6 +66,7 @@ import termios
 import time
 import urllib.request
 import uuid
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
@@ -332,10 +333,15 @@ def _engines_child(
 # --------------------------------------------------------------------------- dashboards (child)
 
 
+DEFLATE_OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"
+
+
 class _Dashboard(asyncio.Protocol):
     """A minimal WebSocket client of /ws/dashboard: handshake, frame parsing, pongs, latency."""
 
-    def __init__(self) -> None:
+    def __init__(self, deflate: bool = False) -> None:
+        self.deflate = deflate  # offer permessage-deflate, as browsers do (compress-once)
+        self.inflate = True  # inflate compressed frames to read them (else count bytes only)
         self.samples = _Samples()
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
@@ -352,7 +358,8 @@ class _Dashboard(asyncio.Protocol):
             (
                 "GET /ws/dashboard?view=overview HTTP/1.1\r\n"
                 f"Host: {HOST}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                f"{DEFLATE_OFFER if self.deflate else ''}\r\n"
             ).encode()
         )
 
@@ -384,7 +391,15 @@ class _Dashboard(asyncio.Protocol):
             if len(buffer) < end:
                 return
             if opcode in (0, 1):
-                self.samples.frame(buffer, head, end, now)
+                if buffer[0] & 0x40 and self.inflate:  # RSV1: compressed (no context takeover)
+                    text = bytearray(
+                        zlib.decompressobj(-zlib.MAX_WBITS).decompress(
+                            bytes(buffer[head:end]) + b"\x00\x00\xff\xff"
+                        )
+                    )
+                    self.samples.frame(text, 0, len(text), now, end - head)
+                else:
+                    self.samples.frame(buffer, head, end, now, end - head)
                 if not self.first_frame.done():
                     self.first_frame.set_result(None)
             elif opcode == 9:  # ping: answer with a masked pong carrying the same payload
@@ -428,9 +443,10 @@ class _Samples:
         self.frame_at = array.array("d")
         self.frame_bytes = array.array("q")
 
-    def frame(self, buffer: bytearray, start: int, end: int, now: float) -> None:
+    def frame(self, buffer: bytearray, start: int, end: int, now: float, size: int) -> None:
+        """The frame's text is `buffer[start:end]`; `size` bytes of payload came on the wire."""
         self.frame_at.append(now)
-        self.frame_bytes.append(end - start)
+        self.frame_bytes.append(size)
         find, rfind = buffer.find, buffer.rfind
         pos = find(MARKER, start, end)
         while pos >= 0:

@@ -2,7 +2,9 @@
 
 Run: `.venv/bin/python benchmarks/scale.py` (scenarios a and c, about 3 min), `--scenario b` (or
 `a`, `c`, `all`), `--quick` (50 engines + 100 pages, then 5 engines + 200 pages, 5 s windows: a
-smoke run), `--seconds N` (measured window, default 20). It reports and exits 0; targets are
+smoke run), `--seconds N` (measured window, default 20), `--deflate` (pages offer
+permessage-deflate as browsers do, so they get the hub's compress-once frames; per-page bytes are
+then compressed wire bytes, and only probe pages inflate). It reports and exits 0; targets are
 printed beside the figures, they are not assertions.
 
 Scenarios (issue #20): (a) 1,000 engines heartbeating 1/s + 1,000 overview pages; (b) 1,000
@@ -161,11 +163,11 @@ class _Counts:
         self.shown: list[tuple[int, int, float]] = []  # (engine number, sent us, received at)
         self.window = (0.0, 0.0)
 
-    def frame(self, buffer: bytearray, start: int, end: int, now: float) -> None:
+    def frame(self, buffer: bytearray, start: int, end: int, now: float, size: int) -> None:
         t0, t1 = self.window
         if t0 <= now < t1:
             self.frames += 1
-            self.bytes += end - start
+            self.bytes += size  # on the wire (compressed, when the page offered deflate)
         if not self.probe:
             return
         find = buffer.find
@@ -181,7 +183,7 @@ class _Counts:
             pos = find(MARKER, stop, end)
 
 
-def _pages_child(port: int, count: int, probes: int, ctrl: Connection) -> None:
+def _pages_child(port: int, count: int, probes: int, deflate: bool, ctrl: Connection) -> None:
     _raise_nofile(count + 64)
 
     async def main() -> None:
@@ -190,8 +192,9 @@ def _pages_child(port: int, count: int, probes: int, ctrl: Connection) -> None:
 
         async def open_one(probe: bool) -> _Dashboard:
             async with gate:
-                _, page = await loop.create_connection(_Dashboard, HOST, port)
+                _, page = await loop.create_connection(lambda: _Dashboard(deflate), HOST, port)
                 page.samples = _Counts(probe)  # type: ignore[assignment]
+                page.inflate = probe  # only probes read what the frames say
                 await asyncio.wait_for(page.first_frame, 120)
                 return page
 
@@ -292,7 +295,7 @@ class Figures:
     blind: float
 
 
-def run(name: str, engines: int, pages: int, seconds: float) -> Figures:
+def run(name: str, engines: int, pages: int, seconds: float, deflate: bool = False) -> Figures:
     """Start a hub, the engines and the pages, measure one window, stop everything."""
     _raise_nofile(4096)
     ctx = mp.get_context("spawn")
@@ -312,7 +315,8 @@ def run(name: str, engines: int, pages: int, seconds: float) -> Figures:
         pipes = []
         for share, probe in zip(shares, probes, strict=True):
             parent, child = ctx.Pipe()
-            procs.append(ctx.Process(target=_pages_child, args=(port, share, probe, child)))
+            args = (port, share, probe, deflate, child)
+            procs.append(ctx.Process(target=_pages_child, args=args))
             procs[-1].start()
             pipes.append(parent)
         for pipe in pipes:
@@ -403,6 +407,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scenario", choices=["a", "b", "c", "all", "ac"], default="ac")
     parser.add_argument("--quick", action="store_true", help="small sizes, 5 s windows (smoke)")
     parser.add_argument("--seconds", type=float, default=None, help="measured window (default 20)")
+    parser.add_argument(
+        "--deflate",
+        action="store_true",
+        help="pages offer permessage-deflate, as browsers do (compress-once; bytes are wire bytes)",
+    )
     args = parser.parse_args(argv)
     seconds = args.seconds or (5.0 if args.quick else 20.0)
     names = {"all": "abc", "ac": "ac"}.get(args.scenario, args.scenario)
@@ -410,7 +419,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         names = "ac"
     for name in names:
         engines, pages = (QUICK if args.quick else SIZES)[name]
-        report(run(name, engines, pages, seconds), TARGETS[name])
+        report(run(name, engines, pages, seconds, args.deflate), TARGETS[name])
     return 0
 
 

@@ -210,6 +210,9 @@ class Settings:
     embed_origins: tuple[str, ...] = ()
     # Write frames straight to uvicorn's socket; False sends every frame through ASGI `send`.
     dashboard_direct_writes: bool = True
+    # Dashboards that offer permessage-deflate get frames compressed once for all of them
+    # (server_no_context_takeover); engines never (hub/web/fastwrite.py).
+    dashboard_deflate: bool = True
 
     # Cluster (docs/operations.md, "Several nodes"): unset, the hub is one process and never
     # loads redis. The URL's password is never logged or shown (see `redacted_url`).

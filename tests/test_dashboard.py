@@ -17,6 +17,7 @@ from hub.core.alert_settings import AlertSettings
 from hub.core.engines import EngineRecord, Health
 from hub.core.messages import Status
 from hub.live.views import TABLE_ROWS
+from hub.web import fastwrite
 from tests.conftest import (
     PUSH_PATHS,
     WAIT,
@@ -158,6 +159,25 @@ async def test_new_engine_card_appears_without_reload(hub: RunningHub, browser: 
         assert await page.evaluate("window.__sameDocument") is True  # no reload happened
         await engine.close()
         await assert_clean(watched, f"http://127.0.0.1:{hub.port}")
+
+
+async def test_chromium_takes_frames_compressed_once(browser: Browser) -> None:
+    """Chromium offers permessage-deflate: its dashboard socket gets the hub's compress-once
+    writer, and the compressed pushes (a new card, then its heartbeat values) render."""
+    async with (
+        running_hub() as running,
+        live_page(browser, f"http://127.0.0.1:{running.port}/") as watched,
+    ):
+        [viewer] = [v for viewers in running.hub.fanout.views.values() for v in viewers]
+        assert isinstance(viewer.writer, fastwrite._UvicornWriter) and viewer.writer._deflate
+        name = unique("deflated")
+        engine = await connect_engine(running, name)
+        the_card = card(watched.page, name)
+        await expect(the_card).to_be_visible(timeout=MS)
+        await engine.send({"kind": "heartbeat", "loop_tick": 4321})
+        await expect(field(the_card, "loop")).to_have_text(starts("4,321"), timeout=MS)
+        await engine.close()
+        await assert_clean(watched, f"http://127.0.0.1:{running.port}")
 
 
 async def test_heartbeats_move_the_loop_tick(hub: RunningHub, browser: Browser) -> None:

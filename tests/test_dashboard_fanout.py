@@ -2,17 +2,26 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from typing import Any
 
 import msgspec
 import pytest
+from websockets.extensions.permessage_deflate import PerMessageDeflate
 from websockets.frames import Frame, Opcode
 from websockets.protocol import Protocol, Side
 
 from hub.core.ingested import Ingested
 from hub.core.messages import Event, Heartbeat, Hello
-from hub.live.dashboard_fanout import RESYNC_AT, DashboardFanout, Viewer, text_frame
+from hub.live.dashboard_fanout import (
+    RESYNC_AT,
+    DashboardFanout,
+    Viewer,
+    Wire,
+    deflated_frame,
+    text_frame,
+)
 from hub.live.views import OVERVIEW, FragmentKey, Part, ViewKey, ViewKind
 from hub.settings import Settings
 from hub.stores import MemoryStore
@@ -57,15 +66,15 @@ class Socket:
 
     def __init__(self, open: bool = True) -> None:
         self.open = open
-        self.written: list[bytes] = []
+        self.written: list[bytes] = []  # the plain frames it took
         self.held = 0  # bytes its transport has not sent yet
 
     def backlog(self) -> int:
         return self.held
 
-    def write(self, wire: bytes) -> bool:
+    def write(self, wire: Wire) -> bool:
         if self.open:
-            self.written.append(wire)
+            self.written.append(wire.plain)
         return self.open
 
 
@@ -76,9 +85,12 @@ def direct(fanout: DashboardFanout, socket: Socket | None = None) -> tuple[Viewe
     return viewer, socket
 
 
-def read_frames(wire: bytes) -> list[Frame]:
-    """What a WebSocket client makes of `wire`."""
+def read_frames(wire: bytes, deflate: bool = False) -> list[Frame]:
+    """What a WebSocket client makes of `wire` (`deflate`: one that negotiated permessage-deflate
+    with server_no_context_takeover, as a browser does with the hub)."""
     client = Protocol(Side.CLIENT)  # an open connection, as after the handshake
+    if deflate:
+        client.extensions = [PerMessageDeflate(True, False, 15, 15)]
     client.receive_data(wire)
     return [e for e in client.events_received() if isinstance(e, Frame)]
 
@@ -255,6 +267,31 @@ def test_text_frame_is_one_text_message_to_a_websocket_client(size: int) -> None
         (Opcode.TEXT, True, text),
         (Opcode.TEXT, True, "next"),
     ]
+
+
+@pytest.mark.parametrize("size", [0, 1, 125, 126, 65535, 65536, 200_000])
+def test_a_deflated_frame_is_the_same_message_to_a_client_that_negotiated_deflate(
+    size: int,
+) -> None:
+    """deflated_frame's bytes are one compressed (RSV1) text frame a deflate client inflates to
+    the text, twice in a row (no state carried from one frame to the next); random text, so
+    the compressed sizes cross the length encodings too."""
+    text = "".join(["<p>", random.Random(size).randbytes(size).hex()[:size]])
+    frames = read_frames(deflated_frame(text) + deflated_frame("next"), deflate=True)
+    assert [(f.opcode, f.fin, f.data.decode()) for f in frames] == [
+        (Opcode.TEXT, True, text),
+        (Opcode.TEXT, True, "next"),
+    ]
+    assert deflated_frame(text)[0] == 0xC1  # FIN, RSV1, text
+    repetitive = "<div class=card>ok</div>" * 400
+    assert len(deflated_frame(repetitive)) < len(text_frame(repetitive)) / 20
+
+
+def test_a_wire_frames_and_deflates_once_and_only_on_demand() -> None:
+    wire = Wire("<p>tick</p>")
+    assert wire.plain is wire.plain and wire.plain == text_frame("<p>tick</p>")
+    assert wire._deflated is None  # no socket wanted it compressed: no compression done
+    assert wire.deflated is wire.deflated and wire.deflated == deflated_frame("<p>tick</p>")
 
 
 def test_text_frame_sizes_non_ascii_text_in_bytes() -> None:

@@ -30,7 +30,7 @@ from uvicorn.server import ServerState
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer, text_frame
+from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Viewer, Wire
 from hub.live.views import OVERVIEW
 from hub.settings import Settings
 from hub.web import dashboard_ws, fastwrite
@@ -83,11 +83,11 @@ async def test_under_uvicorn_frames_go_straight_to_the_socket(hub: RunningHub) -
         [viewer] = overview_viewers(hub) - before
         writer = viewer.writer
         assert writer is not NO_WRITER
-        assert writer.write(text_frame("<p>direct</p>"))
+        assert writer.write(Wire("<p>direct</p>"))
         async with asyncio.timeout(WAIT):
             while await ws.recv() != "<p>direct</p>":
                 pass
-    assert not writer.write(text_frame("<p>too late</p>"))  # the close handshake is done
+    assert not writer.write(Wire("<p>too late</p>"))  # the close handshake is done
 
 
 class CountingWriter:
@@ -95,12 +95,12 @@ class CountingWriter:
 
     def __init__(self, writer: FrameWriter) -> None:
         self.writer = writer
-        self.written: list[bytes] = []
+        self.written: list[str] = []
 
-    def write(self, wire: bytes) -> bool:
+    def write(self, wire: Wire) -> bool:
         wrote = self.writer.write(wire)
         if wrote:
-            self.written.append(wire)
+            self.written.append(wire.text)
         return wrote
 
     def backlog(self) -> int:
@@ -120,9 +120,7 @@ async def test_a_hub_servers_dashboards_get_the_direct_writer_and_its_frames() -
         async with asyncio.timeout(WAIT):
             while name not in (frame := str(await ws.recv())):
                 pass
-        assert text_frame(frame) in counting.written, (
-            "the frame came through ASGI send, not the writer"
-        )
+        assert frame in counting.written, "the frame came through ASGI send, not the writer"
         await engine.close()
 
 
@@ -141,9 +139,10 @@ def record_reads(obj: object, prefix: str, names: set[str]) -> type:
 
 
 HANDSHAKE = (
-    "GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    "Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n{extra}\r\n"
 )
+OFFER = "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"  # Chromium's
 
 
 async def recv_exactly(sock: socket.socket, size: int) -> bytes:
@@ -159,11 +158,12 @@ async def recv_exactly(sock: socket.socket, size: int) -> bytes:
 
 
 @asynccontextmanager
-async def uvicorn_socket() -> AsyncIterator[
-    tuple[WebSocketsSansIOProtocol, Receive, socket.socket]
-]:
+async def uvicorn_socket(
+    path: str = "/ws", extra: str = "", settings: Settings | None = None
+) -> AsyncIterator[tuple[WebSocketsSansIOProtocol, Receive, socket.socket, bytes]]:
     """uvicorn's WebSocket protocol object, configured as the hub configures uvicorn, with a
-    completed handshake over a socket pair; yields it, the `receive` the app got, and the peer."""
+    completed handshake for `path` (`extra`: more request headers) over a socket pair; yields
+    it, the `receive` the app got, the peer and the response head."""
     loop = asyncio.get_running_loop()
     accepted: asyncio.Future[Receive] = loop.create_future()
     finished = asyncio.Event()
@@ -176,27 +176,29 @@ async def uvicorn_socket() -> AsyncIterator[
             accepted.set_result(receive)
             await finished.wait()
 
-    app = Starlette(routes=[WebSocketRoute("/ws", Endpoint())])
-    config = uvicorn_config(app, Settings(log_level="warning"))
+    app = Starlette(routes=[WebSocketRoute(path, Endpoint())])
+    config = uvicorn_config(app, settings or Settings(log_level="warning"))
     config.load()
-    assert config.ws_protocol_class is WebSocketsSansIOProtocol, FIX
+    kind = config.ws_protocol_class
+    assert isinstance(kind, type) and issubclass(kind, WebSocketsSansIOProtocol), FIX
     state = ServerState()
     ours, peer = socket.socketpair()
     peer.setblocking(False)
     with peer:
         transport, protocol = await loop.connect_accepted_socket(
-            lambda: WebSocketsSansIOProtocol(config=config, server_state=state, app_state={}), ours
+            lambda: kind(config=config, server_state=state, app_state={}), ours
         )
         try:
             key = base64.b64encode(os.urandom(16)).decode()
-            await loop.sock_sendall(peer, HANDSHAKE.format(key=key).encode())
+            request = HANDSHAKE.format(path=path, key=key, extra=extra)
+            await loop.sock_sendall(peer, request.encode())
             head = b""
             while not head.endswith(b"\r\n\r\n"):
                 head += await recv_exactly(peer, 1)  # nothing past the response head
             assert b" 101 " in head.split(b"\r\n", 1)[0], head
             async with asyncio.timeout(WAIT):
                 receive = await accepted
-            yield protocol, receive, peer
+            yield protocol, receive, peer, head
         finally:
             finished.set()
             async with asyncio.timeout(WAIT):
@@ -208,8 +210,8 @@ async def test_frame_writer_relies_on_exactly_the_shape_it_checks() -> None:
     """On a real uvicorn websockets-sansio socket `frame_writer` reads exactly the attributes
     in SHAPE, each of its listed type; the writer it returns uses none it did not check, and
     its frame reaches the peer byte for byte."""
-    wire = text_frame("<p>direct</p>")
-    async with uvicorn_socket() as (protocol, receive, peer):
+    wire = Wire("<p>direct</p>")
+    async with uvicorn_socket() as (protocol, receive, peer, _):
         reads: set[str] = set()
         conn_class = record_reads(protocol.conn, "conn.", reads)
         protocol_class = record_reads(protocol, "", reads)
@@ -232,7 +234,48 @@ async def test_frame_writer_relies_on_exactly_the_shape_it_checks() -> None:
         assert protocol.handshake_complete and not protocol.close_sent
         assert protocol.conn.state is State.OPEN and protocol.conn.extensions == []
         assert protocol.writable.is_set() and not protocol.transport.is_closing()
-        assert await recv_exactly(peer, len(wire)) == wire
+        assert await recv_exactly(peer, len(wire.plain)) == wire.plain
+
+
+async def test_a_dashboard_that_offers_deflate_gets_each_frame_compressed_once() -> None:
+    """/ws/dashboard negotiates permessage-deflate without context takeover on either side, and
+    its direct writer sends the frame's one compressed copy; the same Wire still gives a plain
+    socket plain bytes."""
+    wire = Wire("<div class=card>" + "<b>ok</b>" * 200 + "</div>")
+    async with uvicorn_socket("/ws/dashboard", OFFER) as (_, receive, peer, head):
+        offered = head.decode().lower()
+        assert "permessage-deflate; server_no_context_takeover; client_no_context_takeover" in (
+            offered
+        ), head
+        writer = fastwrite.frame_writer(receive)
+        assert isinstance(writer, fastwrite._UvicornWriter) and writer.write(wire), FIX
+        assert await recv_exactly(peer, len(wire.deflated)) == wire.deflated
+        assert len(wire.deflated) < len(wire.plain) / 10
+    async with uvicorn_socket("/ws/dashboard") as (_, receive, peer, head):
+        assert b"sec-websocket-extensions" not in head.lower()  # nothing offered, nothing used
+        compressed = wire.deflated
+        assert fastwrite.frame_writer(receive).write(wire) and wire.deflated is compressed
+        assert await recv_exactly(peer, len(wire.plain)) == wire.plain
+
+
+async def test_deflate_is_not_offered_to_engines_nor_when_turned_off() -> None:
+    """Engines keep plain frames (no zlib on the ingest path), and `dashboard_deflate = false`
+    (or `dashboard_direct_writes = false`, which compress-once needs) leaves dashboards plain."""
+    async with uvicorn_socket("/ws/engine", OFFER) as (_, receive, _peer, head):
+        assert b"sec-websocket-extensions" not in head.lower()
+    for off in ({"dashboard_deflate": False}, {"dashboard_direct_writes": False}):
+        settings = Settings(log_level="warning", **off)
+        async with uvicorn_socket("/ws/dashboard", OFFER, settings) as (_, _r, _p, head):
+            assert b"sec-websocket-extensions" not in head.lower(), off
+
+
+async def test_a_browser_asking_a_smaller_window_gets_deflate_framed_by_uvicorn() -> None:
+    """A client that limits the hub's window (server_max_window_bits=10) cannot take the one
+    compressed copy: it still gets deflate, but through ASGI send (the null writer)."""
+    offer = "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10\r\n"
+    async with uvicorn_socket("/ws/dashboard", offer) as (_, receive, _peer, head):
+        assert b"server_max_window_bits=10" in head
+        assert fastwrite.frame_writer(receive) is NO_WRITER
 
 
 async def test_frame_writer_falls_back_for_any_other_server() -> None:

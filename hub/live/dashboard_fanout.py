@@ -1,7 +1,8 @@
 """Fan-out of rendered view frames to dashboard sockets, one bounded queue per browser.
 
-A frame is framed as a WebSocket message once and written straight to every socket that takes it
-now (its `FrameWriter`: only while the socket is writable and nothing older is queued); the others
+A frame is framed as a WebSocket message once (a `Wire`; deflated once more for the sockets that
+negotiated compression: compress-once) and written straight to every socket that takes it now
+(its `FrameWriter`: only while the socket is writable and nothing older is queued); the others
 get it through their queue and the ASGI sender task, under the policy below.
 
 Policy for a browser that falls behind (docs/dashboard.md, "Slow browsers"): when its queue, plus
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import zlib
 from collections import Counter, deque
 from collections.abc import Iterable
 from typing import Protocol
@@ -32,6 +34,8 @@ __all__ = [
     "DashboardFanout",
     "FrameWriter",
     "Viewer",
+    "Wire",
+    "deflated_frame",
     "text_frame",
 ]
 
@@ -39,22 +43,68 @@ RESYNC_AT = 0.25  # of the budget: a lagging browser is resynced once its socket
 STUCK_SECONDS = 10.0  # a browser that has not caught up for this long is disconnected
 
 
-def text_frame(text: str) -> bytes:
-    """`text` as one final, unmasked WebSocket text frame (RFC 6455 5.2), as a server sends it."""
-    data = text.encode()
+_TEXT = 0x81  # FIN + text opcode
+_DEFLATED = 0xC1  # FIN + RSV1 (compressed, RFC 7692) + text opcode
+_TAIL = b"\x00\x00\xff\xff"  # what every sync flush ends with; RFC 7692 7.2.1 drops it
+DEFLATE_LEVEL = 6  # zlib's default: most of the gain on HTML fragments, paid once per frame
+
+
+def _framed(first: int, data: bytes) -> bytes:
     size = len(data)
     if size < 126:
-        return bytes((0x81, size)) + data
+        return bytes((first, size)) + data
     if size < 65536:
-        return bytes((0x81, 126)) + size.to_bytes(2, "big") + data
-    return bytes((0x81, 127)) + size.to_bytes(8, "big") + data
+        return bytes((first, 126)) + size.to_bytes(2, "big") + data
+    return bytes((first, 127)) + size.to_bytes(8, "big") + data
+
+
+def text_frame(text: str) -> bytes:
+    """`text` as one final, unmasked WebSocket text frame (RFC 6455 5.2), as a server sends it."""
+    return _framed(_TEXT, text.encode())
+
+
+def deflated_frame(text: str) -> bytes:
+    """`text` as one final text frame compressed by permessage-deflate without context takeover
+    (RFC 7692: raw deflate, a 32 KiB window, sync-flushed, its empty-block tail dropped, RSV1
+    set). Nothing in it depends on the socket, so the same bytes serve every socket that
+    negotiated `server_no_context_takeover` with the default window."""
+    compressor = zlib.compressobj(DEFLATE_LEVEL, zlib.DEFLATED, -zlib.MAX_WBITS)
+    data = compressor.compress(text.encode()) + compressor.flush(zlib.Z_SYNC_FLUSH)
+    return _framed(_DEFLATED, data.removesuffix(_TAIL) or b"\x00")
+
+
+class Wire:
+    """One rendered frame as it goes on the wire: framed once, and deflated once only if a
+    socket that negotiated compression takes it (hub/web/fastwrite.py)."""
+
+    __slots__ = ("_deflated", "_plain", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._plain: bytes | None = None
+        self._deflated: bytes | None = None
+
+    @property
+    def plain(self) -> bytes:
+        """The frame as is (`text_frame`)."""
+        if self._plain is None:
+            self._plain = text_frame(self.text)
+        return self._plain
+
+    @property
+    def deflated(self) -> bytes:
+        """The frame compressed (`deflated_frame`)."""
+        if self._deflated is None:
+            self._deflated = deflated_frame(self.text)
+        return self._deflated
 
 
 class FrameWriter(Protocol):
     """Writes a framed message to a browser's socket without waiting, if the socket takes it now."""
 
-    def write(self, wire: bytes) -> bool:
-        """Write `wire` whole and return True, or write nothing and return False."""
+    def write(self, wire: Wire) -> bool:
+        """Write `wire` whole (plain or deflated, as the socket negotiated) and return True, or
+        write nothing and return False."""
 
     def backlog(self) -> int:
         """Bytes written but not yet taken by the socket (they count against the viewer's budget)."""
@@ -66,7 +116,7 @@ class FrameWriter(Protocol):
 class _NoWriter:
     """The null writer: every frame goes through the queue and the ASGI sender."""
 
-    def write(self, wire: bytes) -> bool:
+    def write(self, wire: Wire) -> bool:
         return False
 
     def backlog(self) -> int:
@@ -163,7 +213,7 @@ class DashboardFanout:
             if not viewers:
                 del self.views[viewer.view]
 
-    def offer(self, viewer: Viewer, frame: str, wire: bytes | None = None) -> None:
+    def offer(self, viewer: Viewer, frame: str, wire: Wire | None = None) -> None:
         """Write `frame` (framed: `wire`) to the socket now, else queue it; coalesce if behind."""
         if viewer.closed or viewer.needs_snapshot:
             return
@@ -173,7 +223,7 @@ class DashboardFanout:
         behind = held + len(frame) > self._max_chars and (held > 0 or viewer.sending)
         # Straight to the socket only when nothing older is still on its way, so order holds.
         if not behind and not viewer.queue and not viewer.sending:
-            if viewer.writer.write(text_frame(frame) if wire is None else wire):
+            if viewer.writer.write(Wire(frame) if wire is None else wire):
                 viewer.snapshots = 0
                 return
         if behind:  # coalesce: drop the backlog; one snapshot replaces it once it caught up
@@ -211,7 +261,7 @@ class DashboardFanout:
 
     def offer_all(self, viewers: Iterable[Viewer], frame: str) -> None:
         """Offer one rendered frame to each of `viewers`, framed for the wire once."""
-        wire = text_frame(frame)
+        wire = Wire(frame)
         for viewer in viewers:
             self.offer(viewer, frame, wire)
 

@@ -5,6 +5,11 @@ Below ASGI, this reads uvicorn's websockets-sansio connection object, which is n
 `send`) for anything else. pyproject.toml bounds uvicorn for it, tests/test_fastwrite.py fails if
 the pinned uvicorn no longer gets the direct writer, and the `dashboard_direct_writes` setting
 turns it off (docs/dashboard.md).
+
+Compress-once: `DashboardWebSockets` is uvicorn's protocol offering permessage-deflate on
+`/ws/dashboard` only, with `server_no_context_takeover` (RFC 7692 lets a server require it), so
+a frame compressed once (`Wire.deflated`) is valid on every such socket. Engine sockets never
+negotiate it. The `dashboard_deflate` setting turns it off.
 """
 
 from __future__ import annotations
@@ -15,10 +20,18 @@ import socket
 from typing import Any
 
 from starlette.types import Receive
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.extensions.permessage_deflate import (
+    PerMessageDeflate,
+    ServerPerMessageDeflateFactory,
+)
+from websockets.http11 import Request
 
-from hub.live.dashboard_fanout import NO_WRITER, FrameWriter
+from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Wire
 
-__all__ = ["frame_writer"]
+__all__ = ["DASHBOARD_PATH", "DashboardWebSockets", "frame_writer"]
+
+DASHBOARD_PATH = "/ws/dashboard"
 
 log = logging.getLogger(__name__)
 
@@ -32,13 +45,14 @@ class _UvicornWriter:
     the transport not paused; otherwise the frame takes the ASGI path.
     """
 
-    __slots__ = ("_open", "_protocol")
+    __slots__ = ("_deflate", "_open", "_protocol")
 
-    def __init__(self, protocol: Any, open_state: Any) -> None:
+    def __init__(self, protocol: Any, open_state: Any, deflate: bool = False) -> None:
         self._protocol = protocol
         self._open = open_state
+        self._deflate = deflate  # the socket negotiated compress-once deflate
 
-    def write(self, wire: bytes) -> bool:
+    def write(self, wire: Wire) -> bool:
         protocol = self._protocol
         if (
             protocol.close_sent
@@ -48,7 +62,7 @@ class _UvicornWriter:
             or protocol.transport.is_closing()
         ):
             return False
-        protocol.transport.write(wire)
+        protocol.transport.write(wire.deflated if self._deflate else wire.plain)
         return True
 
     def backlog(self) -> int:
@@ -69,11 +83,8 @@ def frame_writer(receive: Receive, send_buffer_bytes: int = 0) -> FrameWriter:
 
     With `send_buffer_bytes` the socket's kernel send buffer is capped to it (see `_cap_send_buffer`).
     """
-    try:
-        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-        from websockets.protocol import State
-    except ImportError:  # pragma: no cover - uvicorn and websockets are dependencies
-        return NO_WRITER
+    from websockets.protocol import State
+
     protocol = getattr(receive, "__self__", None)
     if not isinstance(protocol, WebSocketsSansIOProtocol):
         return NO_WRITER
@@ -86,15 +97,48 @@ def frame_writer(receive: Receive, send_buffer_bytes: int = 0) -> FrameWriter:
             and isinstance(writable, asyncio.Event)
             and isinstance(transport, asyncio.WriteTransport)
             and isinstance(conn.state, State)
-            and not conn.extensions  # e.g. permessage-deflate: leave framing to uvicorn
+            and isinstance(conn.extensions, list)
         )
+        deflate = _compress_once(conn.extensions)
     except AttributeError:
         return NO_WRITER
-    if not usable:
+    if not usable or deflate is None:
         return NO_WRITER
     if send_buffer_bytes:
         _cap_send_buffer(transport, send_buffer_bytes)
-    return _UvicornWriter(protocol, State.OPEN)
+    return _UvicornWriter(protocol, State.OPEN, deflate)
+
+
+def _compress_once(extensions: list[Any]) -> bool | None:
+    """False: no extension (plain frames); True: the deflate that `Wire.deflated` fits (no
+    context takeover, the full window); None: anything else, whose framing is uvicorn's."""
+    if not extensions:
+        return False
+    if len(extensions) == 1 and isinstance(deflate := extensions[0], PerMessageDeflate):
+        window = deflate.local_max_window_bits
+        if deflate.local_no_context_takeover and window in (None, 15):
+            return True
+    return None
+
+
+class DashboardWebSockets(WebSocketsSansIOProtocol):
+    """uvicorn's websockets-sansio protocol, offering compress-once deflate to dashboards.
+
+    Only `/ws/dashboard` negotiates it, and always without context takeover on either side: the
+    hub keeps no compressor per socket (a frame is compressed once for all), nor a 32 KiB window
+    per browser for what browsers send (a few bytes). A browser that asks for a smaller server
+    window still gets deflate, framed by uvicorn per socket (`frame_writer` gives it no direct
+    writer).
+    """
+
+    def handle_connect(self, event: Request) -> None:
+        if event.path.partition("?")[0] == DASHBOARD_PATH:
+            self.conn.available_extensions = [
+                ServerPerMessageDeflateFactory(
+                    server_no_context_takeover=True, client_no_context_takeover=True
+                )
+            ]
+        super().handle_connect(event)
 
 
 def _cap_send_buffer(transport: asyncio.WriteTransport, size: int) -> None:

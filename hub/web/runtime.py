@@ -19,7 +19,7 @@ from hub.core.records import AuditRecord, Transition
 from hub.core.state import HubState
 from hub.core.stats import Topic
 from hub.core.throttles import LogThrottle
-from hub.live.dashboard_fanout import DashboardFanout, text_frame
+from hub.live.dashboard_fanout import DashboardFanout, Wire
 from hub.live.sse_fanout import Broadcaster
 from hub.live.templating import create_environment
 from hub.live.views import FragmentKey, Views
@@ -261,7 +261,7 @@ class Hub:
             names = views.dirtied(view, dirty, now)  # also values held back on earlier runs
             if names:  # offer() skips the fresh viewers: they still await their snapshot
                 frame = views.frame(names, now, cache)
-                wire = text_frame(frame)  # framed once for every viewer of the view
+                wire = Wire(frame)  # framed (and deflated) once for every viewer of the view
                 for viewer in viewers:
                     fanout.offer(viewer, frame, wire)
                     offered += 1

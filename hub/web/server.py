@@ -25,6 +25,7 @@ from hub.web.admin import Reload, reload_credentials
 from hub.web.app import create_app
 from hub.web.collector import COLLECTOR
 from hub.web.exposure import anonymous_warning, serving_problem
+from hub.web.fastwrite import DashboardWebSockets
 from hub.web.guards import AcceptErrors, ConnectionGuard
 from hub.web.hosts import check_hosts
 from hub.web.limits import budget, fit_caps
@@ -58,7 +59,11 @@ def uvicorn_config(
         port=settings.port,
         lifespan="on",
         http=http,
-        ws="websockets-sansio",
+        # Compress-once deflate for dashboards needs the direct writer: through ASGI every
+        # socket would compress every frame itself (hub/web/fastwrite.py).
+        ws=DashboardWebSockets
+        if settings.dashboard_deflate and settings.dashboard_direct_writes
+        else "websockets-sansio",
         ws_max_size=settings.max_frame_bytes,
         ws_ping_interval=settings.ws_ping_interval,
         ws_ping_timeout=settings.ws_ping_timeout,
