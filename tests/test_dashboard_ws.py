@@ -8,7 +8,9 @@ import logging
 import re
 
 import pytest
+import websockets
 
+from hub.core.messages import CloseCode
 from hub.live.dashboard_fanout import NO_WRITER
 from hub.live.views import TABLE_ROWS
 from hub.web import dashboard_ws
@@ -122,3 +124,31 @@ async def test_a_frozen_dashboard_is_cut_off_while_others_keep_receiving(
         finally:
             frozen.close()
             await engine.close()
+
+
+async def test_a_compressed_bomb_from_a_browser_is_refused_and_nothing_else_changes(
+    hub: RunningHub,
+) -> None:
+    """A page that negotiated deflate and sends 8 MiB that deflate to a few KiB is closed for
+    its size (the inflated size counts, 1009), another page and the hub carry on; a small
+    compressed message over the browser limit is closed 1009 by the hub itself."""
+    async with dashboard(hub) as calm:
+        for size, reason in ((8 * 1024 * 1024, None), (5000, "message too big")):
+            async with dashboard(hub) as hostile:
+                assert hostile.protocol.extensions, "the page did not negotiate deflate"
+                await hostile.send("a" * size)
+                async with asyncio.timeout(WAIT):
+                    with pytest.raises(websockets.ConnectionClosed):
+                        while True:
+                            await hostile.recv()
+                assert hostile.close_code == CloseCode.MESSAGE_TOO_BIG
+                if reason is not None:
+                    assert hostile.close_reason == reason
+        name = unique("after-bomb")
+        engine = await connect_engine(hub, name)
+        async with asyncio.timeout(WAIT):
+            while name not in str(await calm.recv()):
+                pass
+        await engine.close()
+    health = await hub.http.get("/healthz")
+    assert health.status_code == 200
