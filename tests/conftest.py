@@ -143,6 +143,14 @@ async def dashboard(running: RunningHub) -> AsyncIterator[ClientConnection]:
         yield ws
 
 
+async def received(ws: ClientConnection, text: str) -> str:
+    """Read `ws` until a frame containing `text` arrives (within WAIT); that frame."""
+    async with asyncio.timeout(WAIT):
+        while text not in (frame := str(await ws.recv())):
+            pass
+    return frame
+
+
 async def open_frozen(port: int) -> socket.socket:
     """A dashboard socket that completes the handshake and then never reads again."""
     loop = asyncio.get_running_loop()

@@ -21,6 +21,7 @@ from tests.conftest import (
     connect_engine,
     dashboard,
     open_frozen,
+    received,
     running_hub,
     unique,
     use_push_path,
@@ -146,9 +147,7 @@ async def test_a_compressed_bomb_from_a_browser_is_refused_and_nothing_else_chan
                     assert hostile.close_reason == reason
         name = unique("after-bomb")
         engine = await connect_engine(hub, name)
-        async with asyncio.timeout(WAIT):
-            while name not in str(await calm.recv()):
-                pass
+        await received(calm, name)
         await engine.close()
     health = await hub.http.get("/healthz")
     assert health.status_code == 200

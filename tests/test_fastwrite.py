@@ -41,6 +41,7 @@ from tests.conftest import (
     connect_engine,
     dashboard,
     open_frozen,
+    received,
     running_hub,
     unique,
 )
@@ -117,9 +118,7 @@ async def test_a_hub_servers_dashboards_get_the_direct_writer_and_its_frames() -
         viewer.writer = counting
         name = unique("direct")
         engine = await connect_engine(running, name)
-        async with asyncio.timeout(WAIT):
-            while name not in (frame := str(await ws.recv())):
-                pass
+        frame = await received(ws, name)
         assert frame in counting.written, "the frame came through ASGI send, not the writer"
         await engine.close()
 
@@ -317,9 +316,7 @@ async def test_with_direct_writes_off_frames_take_the_asgi_path() -> None:
             assert viewer.writer is NO_WRITER
             name = unique("asgi")
             engine = await connect_engine(running, name)
-            async with asyncio.timeout(WAIT):
-                while name not in str(await ws.recv()):
-                    pass
+            await received(ws, name)
             await engine.close()
 
 

@@ -30,6 +30,7 @@ from hub.web.api import error_response
 from hub.web.auth import AuthMiddleware
 from hub.web.dashboard_ws import dashboard_endpoint
 from hub.web.engine_ws import engine_endpoint
+from hub.web.fastwrite import DASHBOARD_PATH
 from hub.web.hosts import HostCheckMiddleware, HostPolicy
 from hub.web.identities import Auth
 from hub.web.params import BadRequest
@@ -110,10 +111,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/api/telemetry/stream", stream),
         Route("/metrics", metrics_endpoint),
         WebSocketRoute("/ws/engine", engine_endpoint),
-        WebSocketRoute("/ws/dashboard", dashboard_endpoint),
+        WebSocketRoute(DASHBOARD_PATH, dashboard_endpoint),
         # Plain HTTP on the socket paths: 426 rather than a 404 that says the path does not exist.
         Route("/ws/engine", _websocket_only),
-        Route("/ws/dashboard", _websocket_only),
+        Route(DASHBOARD_PATH, _websocket_only),
         *login.routes,
         *searches.routes,
         *pages.routes,

@@ -26,6 +26,7 @@ from websockets.extensions.permessage_deflate import (
     ServerPerMessageDeflateFactory,
 )
 from websockets.http11 import Request
+from websockets.protocol import State
 
 from hub.live.dashboard_fanout import NO_WRITER, FrameWriter, Wire
 
@@ -83,8 +84,6 @@ def frame_writer(receive: Receive, send_buffer_bytes: int = 0) -> FrameWriter:
 
     With `send_buffer_bytes` the socket's kernel send buffer is capped to it (see `_cap_send_buffer`).
     """
-    from websockets.protocol import State
-
     protocol = getattr(receive, "__self__", None)
     if not isinstance(protocol, WebSocketsSansIOProtocol):
         return NO_WRITER

@@ -25,6 +25,7 @@ from hub.core.sessions import SessionEnd, Sessions, ViewerSession
 from hub.settings import Settings
 from hub.web.embeds import EMBED_PARAM, EmbedLinks
 from hub.web.exposure import is_loopback, viewer_auth_configured
+from hub.web.fastwrite import DASHBOARD_PATH
 from hub.web.proxies import from_trusted_proxy
 
 __all__ = ["SESSION_COOKIE", "Auth", "Identity", "Via", "origin_of", "secure"]
@@ -82,7 +83,7 @@ def _embed_path(conn: HTTPConnection, engine: str) -> bool:
         return False
     if path in (f"/embed/engines/{engine}", f"/fragments/engines/{engine}/card"):
         return bool(scope["type"] == "http")
-    if path != "/ws/dashboard" or scope["type"] != "websocket":
+    if path != DASHBOARD_PATH or scope["type"] != "websocket":
         return False
     record = scope["app"].state.hub.state.engines.get(engine)
     query = conn.query_params
